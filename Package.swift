@@ -1,0 +1,56 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Plexus",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "PlexusCore", targets: ["PlexusCore"]),
+        .executable(name: "plexus", targets: ["plexus"]),
+        .executable(name: "plexus-example", targets: ["PlexusExample"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // MARK: - C glue: liburing, libnuma and the few _GNU_SOURCE calls Swift cannot reach.
+        .target(
+            name: "CPlexus",
+            linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("numa")]
+        ),
+
+        // MARK: - The fabric core.
+        .target(
+            name: "PlexusCore",
+            dependencies: ["CPlexus"],
+            swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
+        ),
+
+        // MARK: - The command-line platform.
+        .executableTarget(
+            name: "plexus",
+            dependencies: [
+                "PlexusCore",
+                "CPlexus",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
+        // MARK: - Examples.
+        .executableTarget(
+            name: "PlexusExample",
+            dependencies: ["PlexusCore"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
+        // MARK: - Tests.
+        .testTarget(
+            name: "PlexusCoreTests",
+            dependencies: ["PlexusCore", "CPlexus"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+    ]
+)

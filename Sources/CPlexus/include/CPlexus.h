@@ -1,0 +1,41 @@
+// CPlexus: the only C in Plexus. Swift calls liburing's static-inline helpers directly through
+// this module; what is here is only what Swift cannot reach: macros built from enum bits, and
+// _GNU_SOURCE-only calls (CPU affinity, sched_getcpu).
+#ifndef CPLEXUS_H
+#define CPLEXUS_H
+
+#include <linux/io_uring.h>   // first: shares an include guard with liburing's copy
+#include <liburing.h>
+#include <numa.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
+#include <sys/eventfd.h>
+
+// SQE flags are macros over enum bits, which Swift does not import.
+static const uint8_t plx_IOSQE_BUFFER_SELECT = IOSQE_BUFFER_SELECT;
+static const uint8_t plx_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE;
+static const uint8_t plx_IOSQE_CQE_SKIP_SUCCESS = IOSQE_CQE_SKIP_SUCCESS;
+
+static const uint32_t plx_IORING_CQE_F_BUFFER = IORING_CQE_F_BUFFER;
+static const uint32_t plx_IORING_CQE_F_MORE = IORING_CQE_F_MORE;
+static const uint32_t plx_IORING_CQE_F_NOTIF = IORING_CQE_F_NOTIF;
+static const uint32_t plx_IORING_CQE_BUFFER_SHIFT = IORING_CQE_BUFFER_SHIFT;
+static const uint32_t plx_IORING_SEND_ZC_REPORT_USAGE = IORING_SEND_ZC_REPORT_USAGE;
+static const uint32_t plx_IORING_NOTIF_USAGE_ZC_COPIED = IORING_NOTIF_USAGE_ZC_COPIED;
+static const uint32_t plx_IORING_SETUP_SINGLE_ISSUER = IORING_SETUP_SINGLE_ISSUER;
+static const uint32_t plx_IORING_SETUP_DEFER_TASKRUN = IORING_SETUP_DEFER_TASKRUN;
+static const uint32_t plx_IORING_SETUP_COOP_TASKRUN = IORING_SETUP_COOP_TASKRUN;
+static const uint32_t plx_IORING_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
+static const uint32_t plx_IORING_ASYNC_CANCEL_ANY = IORING_ASYNC_CANCEL_ANY;
+static const uint32_t plx_IORING_TIMEOUT_MULTISHOT = (1U << 6);
+
+/// Pins the calling thread to one CPU. Returns 0 or an errno value.
+int plx_pin_current_thread(int cpu);
+/// The CPU the calling thread runs on, or -1.
+int plx_current_cpu(void);
+/// Gives the calling thread a name visible in `top -H` (at most 15 characters).
+void plx_name_current_thread(const char *name);
+
+#endif

@@ -1,0 +1,209 @@
+import CPlexus
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - The receive queue
+//
+// Each port keeps one multishot recvmsg armed on its provided-buffer ring. A completion names
+// the buffer the kernel filled; the frame is decoded and demultiplexed in place, and either
+// handed to the driver as an InboundFrame (the buffer returns to the ring when it is dropped)
+// or refused, counted, and its buffer returned at once.
+
+extension Engine {
+    @inline(__always)
+    func onReceive(_ port: Port, res: Int32, flags: UInt32) {
+        if flags & plx_IORING_CQE_F_MORE == 0 {
+            inflight -= 1
+            port.receiveArmed = false
+        }
+        if res < 0 {
+            if res == -ENOBUFS { port.counters.bufferRingEmpty &+= 1 }
+        } else if flags & plx_IORING_CQE_F_BUFFER != 0 {
+            process(port, bufferID: UInt16(truncatingIfNeeded: flags >> plx_IORING_CQE_BUFFER_SHIFT), length: Int(res))
+        }
+        if !port.receiveArmed && !stopping { armReceive(port) }
+    }
+
+    @inline(__always)
+    func process(_ port: Port, bufferID bid: UInt16, length: Int) {
+        let ring = port.ring
+        let buf = ring.buffer(bid)
+        guard let out = io_uring_recvmsg_validate(buf, Int32(length), port.msg) else {
+            port.counters.truncatedDatagrams &+= 1
+            ring.returnBuffer(bid)
+            return
+        }
+        if out.pointee.flags & UInt32(MSG_TRUNC) != 0 || out.pointee.namelen > UInt32(MemoryLayout<sockaddr_in>.size) {
+            port.counters.truncatedDatagrams &+= 1
+            ring.returnBuffer(bid)
+            return
+        }
+        let size = Int(io_uring_recvmsg_payload_length(out, Int32(length), port.msg))
+        let data = UnsafeRawPointer(io_uring_recvmsg_payload(out, port.msg)!)
+        let from = UnsafeRawPointer(io_uring_recvmsg_name(out)!).assumingMemoryBound(to: sockaddr_in.self)
+        port.counters.datagramsIn &+= 1
+        port.counters.wireBytesIn &+= UInt64(size)
+        let header: FrameHeader
+        switch FrameHeader.decode(from: data, length: size) {
+        case .failure(let error):
+            port.counters.countMalformed(error)
+            ring.returnBuffer(bid)
+            return
+        case .success(let h):
+            header = h
+        }
+        // Demultiplex: the VI number indexes the port's table (O(1)).
+        guard let e = port.entry(header.destinationVI), e.pointee.established else {
+            port.counters.unknownVI &+= 1
+            ring.returnBuffer(bid)
+            return
+        }
+        // Only the peer the control plane established may use this VI.
+        guard from.pointee.sin_addr.s_addr == e.pointee.peer.sin_addr.s_addr,
+              from.pointee.sin_port == e.pointee.peer.sin_port,
+              header.sourceVI == e.pointee.remoteVI
+        else {
+            port.counters.wrongPeer &+= 1
+            ring.returnBuffer(bid)
+            return
+        }
+        let vi = VI(port.fabric, header.destinationVI)
+        let payload = data + FrameLayout.headerSize
+        switch header.type {
+        case .data:
+            if header.flags.contains(.segment) {
+                reassemble(port, entry: e, vi: vi, header: header, payload: payload)
+                ring.returnBuffer(bid)
+                return
+            }
+            guard e.pointee.posted > 0 else {
+                e.pointee.counters.receiveQueueEmptyDrops &+= 1
+                port.counters.receiveQueueEmpty &+= 1
+                ring.returnBuffer(bid)
+                return
+            }
+            e.pointee.posted -= 1
+            e.pointee.counters.framesIn &+= 1
+            e.pointee.counters.bytesIn &+= UInt64(header.payloadLength)
+            port.counters.framesIn &+= 1
+            let frame = InboundFrame(owner: ring, token: UInt32(bid), start: payload,
+                                     count: Int(header.payloadLength), vi: vi)
+            if let driver { driver.received(frame, engine: self) }
+        case .rdmaWrite:
+            land(port, entry: e, vi: vi, header: header, payload: payload)
+            ring.returnBuffer(bid)
+        case .rdmaNak:
+            e.pointee.counters.rdmaProtectionErrors &+= 1
+            ring.returnBuffer(bid)
+            driver?.rdmaWriteRefused(
+                on: vi, error: RDMAError(rawValue: header.immediate) ?? .badKey,
+                region: RegionKey(rawValue: header.key), offset: header.remoteOffset, engine: self)
+        }
+    }
+
+    /// Copies one segment into the message's reassembly slot; delivers when the message is whole.
+    func reassemble(_ port: Port, entry e: UnsafeMutablePointer<VIEntry>, vi: VI, header h: FrameHeader,
+                    payload: UnsafeRawPointer) {
+        port.counters.segmentsIn &+= 1
+        let n = configuration.reassemblyContexts
+        var found = -1
+        var free = -1
+        for i in 0..<n {
+            let r = reassembly[i]
+            if r.inUse {
+                if r.fabric == port.fabric.rawValue && r.vi == vi.number { found = i; break }
+            } else if free < 0 {
+                free = i
+            }
+        }
+        if found >= 0 && reassembly[found].messageID != h.key {
+            // A newer message began before this one completed: the old one is lost (counted).
+            pool.release(reassembly[found].slot)
+            reassembly[found].inUse = false
+            port.counters.reassemblyDropped &+= 1
+            free = found
+            found = -1
+        }
+        if found < 0 {
+            guard free >= 0, let frame = pool.take() else {
+                port.counters.reassemblyDropped &+= 1
+                return
+            }
+            reassembly[free] = Reassembly(
+                inUse: true, fabric: port.fabric.rawValue, vi: vi.number, messageID: h.key,
+                slot: frame.surrender(), received: 0, length: Int(h.messageLength))
+            found = free
+        }
+        let slot = reassembly[found].slot
+        let base = pool.slotPointer(slot) + FrameLayout.headerSize
+        (base + Int(h.segmentOffset)).copyMemory(from: payload, byteCount: Int(h.payloadLength))
+        reassembly[found].received += Int(h.payloadLength)
+        guard reassembly[found].received >= reassembly[found].length else { return }
+        reassembly[found].inUse = false
+        let length = reassembly[found].length
+        guard e.pointee.posted > 0 else {
+            e.pointee.counters.receiveQueueEmptyDrops &+= 1
+            port.counters.receiveQueueEmpty &+= 1
+            pool.release(slot)
+            return
+        }
+        e.pointee.posted -= 1
+        e.pointee.counters.framesIn &+= 1
+        e.pointee.counters.bytesIn &+= UInt64(length)
+        port.counters.framesIn &+= 1
+        let frame = InboundFrame(owner: port.ring, token: slot | InboundFrame.poolBit, start: base, count: length, vi: vi)
+        if let driver { driver.received(frame, engine: self) }
+    }
+
+    /// Abandons partial messages of a VI (teardown).
+    func dropReassembly(_ vi: VI) {
+        for i in 0..<configuration.reassemblyContexts
+        where reassembly[i].inUse && reassembly[i].fabric == vi.fabric.rawValue && reassembly[i].vi == vi.number {
+            pool.release(reassembly[i].slot)
+            reassembly[i].inUse = false
+            port(vi.fabric).counters.reassemblyDropped &+= 1
+        }
+    }
+
+    /// Lands an RDMA WRITE datagram after checking key, peer, permission and bounds, in that
+    /// order; a refused write lands nothing and is answered with a NAK.
+    func land(_ port: Port, entry e: UnsafeMutablePointer<VIEntry>, vi: VI, header h: FrameHeader,
+              payload: UnsafeRawPointer) {
+        let error: RDMAError
+        if let r = regions.lookup(h.key) {
+            if !r.admits(vi) {
+                error = .wrongPeer
+            } else if !r.permissions.contains(.remoteWrite) {
+                error = .noPermission
+            } else if h.remoteOffset > UInt64(r.size) || UInt64(r.size) - h.remoteOffset < UInt64(h.payloadLength) {
+                error = .outOfBounds
+            } else {
+                (r.memory.base + Int(h.remoteOffset)).copyMemory(from: payload, byteCount: Int(h.payloadLength))
+                e.pointee.counters.rdmaWritesLanded &+= 1
+                e.pointee.counters.rdmaBytesLanded &+= UInt64(h.payloadLength)
+                e.pointee.counters.bytesIn &+= UInt64(h.payloadLength)
+                if h.flags.contains(.immediate) {
+                    guard e.pointee.posted > 0 else {
+                        e.pointee.counters.receiveQueueEmptyDrops &+= 1
+                        port.counters.receiveQueueEmpty &+= 1
+                        return
+                    }
+                    e.pointee.posted -= 1
+                    e.pointee.counters.immediates &+= 1
+                    driver?.rdmaImmediate(h.immediate, on: vi, region: r.key, offset: h.remoteOffset,
+                                          length: Int(h.payloadLength), engine: self)
+                }
+                return
+            }
+        } else {
+            error = .badKey
+        }
+        e.pointee.counters.rdmaRejected &+= 1
+        port.counters.rdmaRejected &+= 1
+        let nak = FrameHeader(
+            type: .rdmaNak, destinationVI: e.pointee.remoteVI, sourceVI: vi.number, payloadLength: 0, key: h.key,
+            immediate: error.rawValue, remoteOffset: h.remoteOffset)
+        sendControl(nak, port: port, entry: e)
+    }
+}

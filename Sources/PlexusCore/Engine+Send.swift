@@ -1,0 +1,282 @@
+import CPlexus
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - The send queue
+//
+// A send writes the header in front of the payload, in the frame's own slot, and queues one
+// SQE; the turn's single io_uring_submit hands every queued send to the kernel at once. The
+// slot returns to the pool only when the kernel's completion (and, for a zero-copy send, its
+// notification) has arrived.
+
+extension Engine {
+    /// Sends a frame's ``Frame/length`` payload bytes on `vi` to its peer VI.
+    ///
+    /// The frame is consumed: from here the kernel owns it, and its slot comes back to the pool
+    /// when the send completes (``EngineDriver/sendCompleted(on:result:engine:)``). A frame whose
+    /// datagram would exceed the port's path MTU is segmented here, never by IP.
+    /// - Throws: ``SendError`` when the VI is not established or the engine is stopping; the
+    ///   frame then goes back to the pool and nothing was sent.
+    /// - Complexity: O(1) (O(segments) for frames above the path MTU). Never allocates.
+    public func send(_ frame: consuming Frame, on vi: VI) throws(SendError) {
+        if stopping { throw .stopping }
+        let port = self.port(vi.fabric)
+        guard let e = port.entry(vi.number), e.pointee.established else { throw .notEstablished }
+        let length = frame.length
+        let slot = frame.surrender()
+        e.pointee.counters.framesOut &+= 1
+        e.pointee.counters.bytesOut &+= UInt64(length)
+        port.counters.framesOut &+= 1
+        let header = FrameHeader(
+            type: .data, destinationVI: e.pointee.remoteVI, sourceVI: vi.number, payloadLength: UInt32(length))
+        transmit(slot: slot, header: header, port: port, entry: e, vi: vi)
+    }
+
+    /// Emulated RDMA WRITE: the frame's payload lands at `offset` in the peer's region `key`,
+    /// with no receive consumed at the target unless `immediate` is given, in which case the
+    /// last datagram completes a receive there carrying the 32-bit value.
+    ///
+    /// The target checks key, peer, permission and bounds before a byte lands; a refused write
+    /// lands nothing and comes back as ``EngineDriver/rdmaWriteRefused(on:error:region:offset:engine:)``.
+    public func rdmaWrite(_ frame: consuming Frame, on vi: VI, region key: RegionKey, offset: UInt64,
+                          immediate: UInt32? = nil) throws(SendError) {
+        if stopping { throw .stopping }
+        let port = self.port(vi.fabric)
+        guard let e = port.entry(vi.number), e.pointee.established else { throw .notEstablished }
+        let length = frame.length
+        let slot = frame.surrender()
+        e.pointee.counters.framesOut &+= 1
+        e.pointee.counters.bytesOut &+= UInt64(length)
+        port.counters.framesOut &+= 1
+        let header = FrameHeader(
+            type: .rdmaWrite, flags: immediate == nil ? [] : .immediate, destinationVI: e.pointee.remoteVI,
+            sourceVI: vi.number, payloadLength: UInt32(length), key: key.rawValue, immediate: immediate ?? 0,
+            remoteOffset: offset)
+        transmit(slot: slot, header: header, port: port, entry: e, vi: vi)
+    }
+
+    /// Scatter-gather RDMA WRITE: the frames of `list`, in order, land back to back from
+    /// `offset` in the peer's region; `immediate`, if given, rides on the very last datagram.
+    public func rdmaWrite(_ list: consuming GatherList, on vi: VI, region key: RegionKey, offset: UInt64,
+                          immediate: UInt32? = nil) throws(SendError) {
+        if stopping { throw .stopping }
+        guard isEstablished(vi) else { throw .notEstablished }
+        var at = offset
+        let n = list.count
+        for i in 0..<n {
+            let frame = list.removeFirst()
+            let length = UInt64(frame.length)
+            try rdmaWrite(frame, on: vi, region: key, offset: at, immediate: i == n - 1 ? immediate : nil)
+            at += length
+        }
+    }
+
+    /// Queues the datagram(s) of one frame whose header fields are filled in.
+    @inline(__always)
+    func transmit(slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>, vi: VI) {
+        let p = pool.slotPointer(slot)
+        let total = Int(header.payloadLength)
+        let addr = UnsafeRawPointer(e).assumingMemoryBound(to: sockaddr.self)
+        pool.meta[Int(slot)] = FramePool.SlotMeta(vi: vi.number, fabric: vi.fabric.rawValue)
+        if FrameLayout.headerSize + total <= port.maxDatagram {
+            header.encode(into: p)
+            let bytes = FrameLayout.headerSize + total
+            let sqe = nextSQE()
+            if zeroCopyActive {
+                if fixedBuffers {
+                    io_uring_prep_send_zc_fixed(sqe, port.fd, p, bytes, 0, plx_IORING_SEND_ZC_REPORT_USAGE, 0)
+                } else {
+                    io_uring_prep_send_zc(sqe, port.fd, p, bytes, 0, plx_IORING_SEND_ZC_REPORT_USAGE)
+                }
+                io_uring_sqe_set_data64(sqe, Self.data(.sendZC, UInt64(slot)))
+                port.counters.zeroCopySends &+= 1
+            } else {
+                io_uring_prep_send(sqe, port.fd, p, bytes, 0)
+                io_uring_sqe_set_data64(sqe, Self.data(.send, UInt64(slot)))
+            }
+            io_uring_prep_send_set_addr(sqe, addr, UInt16(MemoryLayout<sockaddr_in>.size))
+            pool.meta[Int(slot)].pendingOps = 1
+            inflight += 1
+            port.counters.datagramsOut &+= 1
+            port.counters.wireBytesOut &+= UInt64(bytes)
+            return
+        }
+        // Segmentation: one sendmsg per segment, each [own header | slice of the payload].
+        let chunk = port.maxDatagram - FrameLayout.headerSize
+        let messageID = nextMessageID
+        nextMessageID &+= 1
+        var off = 0
+        var count: UInt16 = 0
+        while off < total {
+            let len = min(chunk, total - off)
+            precondition(segFreeCount > 0, "segment records exhausted")  // sized so this cannot happen
+            segFreeCount -= 1
+            let i = Int(segFree[segFreeCount])
+            var h = header
+            h.payloadLength = UInt32(len)
+            if header.type == .data {
+                h.flags.insert(.segment)
+                h.key = messageID
+                h.messageLength = UInt32(total)
+                h.segmentOffset = UInt32(off)
+            } else {
+                h.remoteOffset = header.remoteOffset + UInt64(off)
+                h.messageLength = UInt32(len)
+                if off + len < total { h.flags.remove(.immediate) }
+            }
+            let hp = segHeaders + i * FrameLayout.headerSize
+            h.encode(into: hp)
+            segIov[2 * i] = iovec(iov_base: hp, iov_len: FrameLayout.headerSize)
+            segIov[2 * i + 1] = iovec(iov_base: p + FrameLayout.headerSize + off, iov_len: len)
+            segMsg[i].msg_name = UnsafeMutableRawPointer(e)
+            segMsg[i].msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            segMsg[i].msg_iov = segIov + 2 * i
+            segMsg[i].msg_iovlen = 2
+            segSlot[i] = slot
+            let sqe = nextSQE()
+            io_uring_prep_sendmsg(sqe, port.fd, segMsg + i, 0)
+            io_uring_sqe_set_data64(sqe, Self.data(.segment, UInt64(i)))
+            inflight += 1
+            port.counters.datagramsOut &+= 1
+            port.counters.segmentsOut &+= 1
+            port.counters.wireBytesOut &+= UInt64(FrameLayout.headerSize + len)
+            off += len
+            count += 1
+        }
+        pool.meta[Int(slot)].pendingOps = count
+    }
+
+    /// Sends a header-only frame that is not the driver's (an RDMA NAK). Best effort: with no
+    /// free frame it is not sent, and the refusal is still counted at this end.
+    func sendControl(_ header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>) {
+        guard !stopping, let frame = pool.take() else { return }
+        let slot = frame.surrender()
+        let p = pool.slotPointer(slot)
+        header.encode(into: p)
+        pool.meta[Int(slot)] = FramePool.SlotMeta(vi: header.sourceVI, fabric: port.fabric.rawValue)
+        let sqe = nextSQE()
+        io_uring_prep_send(sqe, port.fd, p, FrameLayout.headerSize, 0)
+        io_uring_prep_send_set_addr(sqe, UnsafeRawPointer(e).assumingMemoryBound(to: sockaddr.self),
+                                    UInt16(MemoryLayout<sockaddr_in>.size))
+        io_uring_sqe_set_data64(sqe, Self.data(.internalSend, UInt64(slot)))
+        inflight += 1
+        port.counters.datagramsOut &+= 1
+        port.counters.wireBytesOut &+= UInt64(FrameLayout.headerSize)
+    }
+
+    // MARK: Completions
+
+    @inline(__always)
+    func onSendDone(slot: UInt32, res: Int32) {
+        if res < 0 {
+            pool.meta[Int(slot)].failed = true
+            pool.meta[Int(slot)].errno = -res
+        }
+        finishSend(slot: slot)
+    }
+
+    @inline(__always)
+    func onSegmentDone(_ i: UInt32, res: Int32) {
+        let slot = segSlot[Int(i)]
+        segFree[segFreeCount] = i
+        segFreeCount += 1
+        if res < 0 {
+            pool.meta[Int(slot)].failed = true
+            pool.meta[Int(slot)].errno = -res
+        }
+        pool.meta[Int(slot)].pendingOps -= 1
+        if pool.meta[Int(slot)].pendingOps == 0 { finishSend(slot: slot) }
+    }
+
+    /// A zero-copy send completes twice: the result, then (if `F_MORE` was set) a notification
+    /// once the kernel no longer reads the buffer. The slot is reusable only after the second.
+    @inline(__always)
+    func onZeroCopy(slot: UInt32, res: Int32, flags: UInt32) {
+        let m = pool.meta[Int(slot)]
+        let port = self.port(Fabric(rawValue: m.fabric)!)
+        if flags & plx_IORING_CQE_F_NOTIF != 0 {
+            inflight -= 1
+            if UInt32(bitPattern: res) & plx_IORING_NOTIF_USAGE_ZC_COPIED != 0 {
+                port.counters.zeroCopyCopied &+= 1
+                // The kernel copied anyway (loopback always does): zero-copy does not pay here.
+                if configuration.zeroCopy == .auto { zeroCopyActive = false }
+            } else if zeroCopyProbesLeft > 0 {
+                zeroCopyProbesLeft -= 1
+            }
+            finishSend(slot: slot)
+            return
+        }
+        if res < 0 {
+            pool.meta[Int(slot)].failed = true
+            pool.meta[Int(slot)].errno = -res
+            if (res == -EOPNOTSUPP || res == -EINVAL) && configuration.zeroCopy == .auto { zeroCopyActive = false }
+        }
+        if flags & plx_IORING_CQE_F_MORE == 0 {
+            inflight -= 1
+            finishSend(slot: slot)
+        }
+    }
+
+    @inline(__always)
+    func finishSend(slot: UInt32) {
+        let m = pool.meta[Int(slot)]
+        let fabric = Fabric(rawValue: m.fabric)!
+        pool.release(slot)
+        let vi = VI(fabric, m.vi)
+        if m.failed {
+            let port = self.port(fabric)
+            port.counters.sendErrors &+= 1
+            if let e = port.entry(m.vi) { e.pointee.counters.sendErrors &+= 1 }
+            driver?.sendCompleted(on: vi, result: .failed(errno: m.errno), engine: self)
+        } else {
+            driver?.sendCompleted(on: vi, result: .sent, engine: self)
+        }
+    }
+}
+
+/// Frames gathered for one scatter-gather RDMA WRITE (up to 16), in order.
+public struct GatherList: ~Copyable {
+    public static let capacity = 16
+    @usableFromInline unowned(unsafe) let pool: FramePool
+    @usableFromInline var slots = InlineArray<16, UInt32>(repeating: 0)
+    @usableFromInline var lengths = InlineArray<16, Int>(repeating: 0)
+    @usableFromInline var head = 0
+    @usableFromInline var tail = 0
+
+    init(pool: FramePool) { self.pool = pool }
+
+    /// Frames in the list.
+    public var count: Int { tail - head }
+
+    /// Adds a frame at the end. Returns false (and releases nothing: the frame is dropped back
+    /// to the pool) when the list is full.
+    @discardableResult
+    public mutating func append(_ frame: consuming Frame) -> Bool {
+        guard tail < Self.capacity else { return false }
+        lengths[tail] = frame.length
+        slots[tail] = frame.surrender()
+        tail += 1
+        return true
+    }
+
+    mutating func removeFirst() -> Frame {
+        precondition(head < tail)
+        var f = Frame(pool: pool, slot: slots[head])
+        f.length = lengths[head]
+        head += 1
+        return f
+    }
+
+    deinit {
+        for i in head..<tail { pool.release(slots[i]) }
+    }
+}
+
+@available(*, unavailable)
+extension GatherList: Sendable {}
+
+extension Engine {
+    /// An empty gather list for ``rdmaWrite(_:on:region:offset:immediate:)-(GatherList,_,_,_,_)``.
+    public func makeGatherList() -> GatherList { GatherList(pool: pool) }
+}

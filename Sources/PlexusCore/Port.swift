@@ -1,0 +1,122 @@
+import CPlexus
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One established (or free) VI number on a port. `peer` is first so its address is the
+/// entry's address: in-flight sends point the kernel at it.
+struct VIEntry {
+    var peer = sockaddr_in()
+    var established = false
+    var remoteVI: UInt32 = 0
+    /// Receives posted and not yet consumed (the VI's receive queue depth).
+    var posted: UInt64 = 0
+    var counters = VICounters()
+}
+
+/// A node's port on one fabric: a UDP socket, its receive ring, and its VI table.
+///
+/// The VI table is an array indexed by VI number, so demultiplexing an arriving frame is one
+/// bounds check and one load (seed, "Giganet Driver": a port keeps up to 1024 VIs apart with
+/// hardware protection; Plexus keeps 16384 by default).
+final class Port {
+    let fabric: Fabric
+    let fd: Int32
+    let address: FabricAddress
+    let maxDatagram: Int
+    let ring: ReceiveRing
+    let msg: UnsafeMutablePointer<msghdr>
+    let table: UnsafeMutablePointer<VIEntry>
+    let tableCapacity: Int
+    var counters = PortCounters()
+    var receiveArmed = false
+    let info: EngineInfo.PortInfo
+
+    init(fabric: Fabric, configuration c: EngineConfiguration, ring uring: UnsafeMutablePointer<io_uring>,
+         pool: FramePool) throws(PlexusError) {
+        self.fabric = fabric
+        let want = fabric == .a ? c.fabricA : c.fabricB
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .system("socket() for fabric \(fabric)") }
+        var ok = false
+        defer { if !ok { close(fd) } }
+        // Plexus segments; the kernel must never fragment (seed: fixed-size fabric cells).
+        var pmtu: Int32 = IP_PMTUDISC_DO
+        setsockopt(fd, Int32(IPPROTO_IP), IP_MTU_DISCOVER, &pmtu, socklen_t(MemoryLayout<Int32>.size))
+        func setBuffer(_ force: Int32, _ plain: Int32) {
+            var size = Int32(clamping: c.socketBufferBytes)
+            if setsockopt(fd, SOL_SOCKET, force, &size, 4) != 0 {
+                setsockopt(fd, SOL_SOCKET, plain, &size, 4)
+            }
+        }
+        setBuffer(SO_RCVBUFFORCE, SO_RCVBUF)
+        setBuffer(SO_SNDBUFFORCE, SO_SNDBUF)
+        var sa = want.sockaddr
+        let rc = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw .system("bind fabric \(fabric) port to \(want)") }
+        var bound = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        func get(_ opt: Int32) -> Int {
+            var v: Int32 = 0
+            var l = socklen_t(4)
+            getsockopt(fd, SOL_SOCKET, opt, &v, &l)
+            return Int(v)
+        }
+        self.fd = fd
+        self.address = FabricAddress(bound)
+        self.maxDatagram = c.maxDatagram
+        self.ring = try ReceiveRing(ring: uring, entries: c.receiveBuffers, groupID: UInt16(fabric.rawValue),
+                                    pool: pool, hugePages: c.hugePages)
+        msg = .allocate(capacity: 1)
+        msg.initialize(to: msghdr())
+        msg.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        msg.pointee.msg_controllen = 0
+        tableCapacity = c.maxVIs
+        table = .allocate(capacity: c.maxVIs)
+        table.initialize(repeating: VIEntry(), count: c.maxVIs)
+        info = EngineInfo.PortInfo(
+            fabric: fabric.description, address: FabricAddress(bound).description,
+            maxDatagramBytes: c.maxDatagram, requestedSocketBufferBytes: c.socketBufferBytes,
+            receiveBufferBytes: get(SO_RCVBUF), sendBufferBytes: get(SO_SNDBUF), receiveBuffers: c.receiveBuffers)
+        ok = true
+    }
+
+    deinit {
+        close(fd)
+        msg.deallocate()
+        table.deallocate()
+    }
+
+    @inline(__always)
+    func entry(_ number: UInt32) -> UnsafeMutablePointer<VIEntry>? {
+        Int(number) < tableCapacity && number != 0 ? table + Int(number) : nil
+    }
+}
+
+@available(*, unavailable)
+extension Port: Sendable {}
+
+/// Reads a sysctl integer such as `/proc/sys/net/core/rmem_max`.
+func readSysctl(_ path: String) -> Int? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buf = [UInt8](repeating: 0, count: 64)
+    let n = read(fd, &buf, 63)
+    guard n > 0 else { return nil }
+    return Int(String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: " \n"))
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
