@@ -1,0 +1,31 @@
+// swift-tools-version: 6.1
+//
+// Plexus benchmarks: a separate package so that the library itself does not depend on
+// ordo-one/benchmark. Run from this directory:
+//
+//   swift package benchmark                                   # run everything, print a table
+//   ../scripts/bench-thresholds.sh                            # CI gate: mallocCountTotal only
+//
+// See README.md beside this file.
+import PackageDescription
+
+let package = Package(
+    name: "PlexusBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "Plexus", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "CoreBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "PlexusCore", package: "Plexus"),
+            ],
+            path: "Benchmarks/CoreBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)
