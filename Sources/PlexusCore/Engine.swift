@@ -381,6 +381,9 @@ public final class Engine {
         (pool.outstanding, portA.ring.lent + portB.ring.lent)
     }
 
+    /// The driver the engine calls (to reach it from a closure run on the engine thread).
+    public var installedDriver: (any EngineDriver)? { driver }
+
     /// Whether sends currently go out zero-copy.
     public var zeroCopyInUse: Bool { zeroCopyActive }
 }

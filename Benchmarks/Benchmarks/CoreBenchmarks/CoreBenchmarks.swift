@@ -1,0 +1,141 @@
+// Benchmarks of the PlexusCore data path.
+//
+// The gate is allocation, not time: the CI threshold check (scripts/bench-thresholds.sh) only
+// compares `mallocCountTotal`, counted over every thread of the process by ordo-one/benchmark's
+// malloc interposer. Wall clock and throughput are reported for information; on a shared 2-core
+// machine they are far too noisy to gate on.
+//
+// What one benchmark iteration is:
+//   HeaderEncode, HeaderDecode, PoolTakeRelease    1000 operations (scalingFactor .kilo)
+//   VIDemuxAndDeliver_64B, VIDemuxAndDeliver_16896B
+//                                                  1000 frames sent by node 1 round-robin over
+//                                                  2048 VIs (1024 per fabric) and handed to
+//                                                  node 2's driver, both engines in this process
+// so a mallocCountTotal of N means N allocations per 1000 operations or frames.
+
+import Benchmark
+import PlexusCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Holds what a benchmark's setup hook built, for its closure and teardown (the runner calls
+/// setup, the iterations and teardown one after another on one thread).
+final class SetupSlot<T>: @unchecked Sendable {
+    var value: T?
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.mallocCountTotal, .wallClock, .throughput],
+        timeUnits: .nanoseconds,
+        warmupIterations: 10,
+        scalingFactor: .kilo,
+        maxDuration: .seconds(2),
+        maxIterations: 1000,
+        // Only mallocCountTotal is ever written to Thresholds/ (the script runs the update and
+        // the check with `--metric mallocCountTotal`); it must match exactly.
+        thresholds: [.mallocCountTotal: .strict]
+    )
+
+    // MARK: - Wire format
+
+    Benchmark("HeaderEncode") { benchmark in
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: FrameLayout.headerSize, alignment: 64)
+        defer { buffer.deallocate() }
+        var header = FrameHeader(type: .data, destinationVI: 1, sourceVI: 2, payloadLength: 64)
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            header.destinationVI = UInt32(truncatingIfNeeded: i)
+            header.encode(into: buffer)
+            blackHole(buffer.load(fromByteOffset: 8, as: UInt32.self))
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark("HeaderDecode") { benchmark in
+        let length = FrameLayout.headerSize + 64
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 64)
+        defer { buffer.deallocate() }
+        FrameHeader(type: .data, destinationVI: 1, sourceVI: 2, payloadLength: 64).encode(into: buffer)
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            // Change the destination VI so every decode reads fresh bytes.
+            buffer.storeBytes(of: UInt32(truncatingIfNeeded: i).bigEndian, toByteOffset: 8, as: UInt32.self)
+            switch FrameHeader.decode(from: buffer, length: length) {
+            case .success(let h): blackHole(h.destinationVI)
+            case .failure(let e): fatalError("decode failed: \(e)")
+            }
+        }
+        benchmark.stopMeasurement()
+    }
+
+    // MARK: - Frame pool
+
+    let pool = SetupSlot<FramePool>()
+    Benchmark(
+        "PoolTakeRelease",
+        configuration: .init(
+            setup: { pool.value = try FramePool(slots: 64) },
+            teardown: { pool.value = nil })
+    ) { benchmark in
+        guard let p = pool.value else { fatalError("PoolTakeRelease: no pool") }
+        for _ in benchmark.scaledIterations {
+            guard let taken = p.take() else { fatalError("PoolTakeRelease: pool empty") }
+            var frame = taken
+            frame.length = 64
+            blackHole(frame.length)
+            // Dropping the frame returns its slot to the pool.
+        }
+        blackHole(p.available)
+    }
+
+    // MARK: - Two engines on loopback: send, demultiplex over 2048 VIs, deliver
+
+    for payload in [64, FrameLayout.maxPayload] {
+        loopbackBenchmark("VIDemuxAndDeliver_\(payload)B", payloadBytes: payload)
+    }
+
+    // MARK: - Canary
+
+    // The same stream, but node 2's driver copies every payload into a new [UInt8]: exactly one
+    // allocation per frame, made on the receiver's engine thread. Its threshold is 1000 per
+    // iteration; if it ever reads 0, the interposer has stopped seeing the engine threads (or
+    // stopped counting at all) and the zeros above prove nothing.
+    loopbackBenchmark("InterposerCanary_OneAllocPerFrame", payloadBytes: 64, copyPayloadOnReceive: true)
+}
+
+/// Registers a benchmark that streams 1000 frames per iteration between two engines on
+/// loopback, set up (and warmed up) once before its iterations and stopped after them.
+func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: Bool = false) {
+    let pair = SetupSlot<LoopbackPair>()
+    Benchmark(
+        name,
+        configuration: .init(
+            warmupIterations: 20,
+            maxDuration: .seconds(5),
+            maxIterations: 200,
+            setup: {
+                let p = try LoopbackPair(payloadBytes: payloadBytes, copyPayloadOnReceive: copyPayloadOnReceive)
+                pair.value = p
+                // Warm up outside the measurement: the first frames on every VI, the zero-copy
+                // probe (loopback always copies, so .auto turns it off), and whatever the first
+                // turns of each engine do once.
+                p.deliver(20 * p.vis.count)
+                let dropped = p.droppedFrames()
+                if dropped != 0 { p.fail("\(dropped) frames dropped during warm-up") }
+            },
+            teardown: {
+                if let p = pair.value {
+                    let dropped = p.droppedFrames()
+                    p.stop()
+                    pair.value = nil
+                    if dropped != 0 { throw BenchError("\(dropped) frames dropped") }
+                }
+            })
+    ) { benchmark in
+        guard let p = pair.value else { fatalError("\(benchmark.name): engines not set up") }
+        p.deliver(benchmark.scaledIterations.count)
+    }
+}

@@ -1,0 +1,176 @@
+import ArgumentParser
+import CPlexus
+import Foundation
+import PlexusCore
+import Synchronization
+
+final class StopFlag: Sendable {
+    let flag = Atomic<Bool>(false)
+}
+
+/// The second process of every benchmark, started by `plexus bench`. It speaks a line protocol
+/// on stdin/stdout: READY {addresses} → PEER {addresses} → GO {region key} → STOP → RESULT {counts}.
+struct BenchPeer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-peer",
+        abstract: "The far end of a benchmark (started by `plexus bench`; not for direct use).",
+        shouldDisplay: false)
+
+    enum Mode: String, ExpressibleByArgument { case plexus, plain, uring = "io_uring" }
+    enum Role: String, ExpressibleByArgument { case sink, echo, rdmaSink = "rdma-sink" }
+
+    @Option var mode: Mode = .plexus
+    @Option var role: Role = .sink
+    @Option var vis: Int = 1
+    @Option var fabric: FabricChoice = .a
+    @Flag var busyPoll = false
+    @Option var cpu: Int = 1
+    @Option var node: UInt8 = 2
+    @Option var regionBytes: Int = 64 << 20
+
+    func run() throws {
+        let input = LineReader(fd: 0)
+        if mode == .plexus {
+            try runPlexus(input)
+        } else {
+            try runRaw(input)
+        }
+    }
+
+    func runPlexus(_ input: LineReader) throws {
+        var c = EngineConfiguration.loopback(node: node)
+        c.cpu = cpu < ProcessInfo.processInfo.activeProcessorCount ? cpu : nil
+        c.pollMode = busyPoll ? .busyPoll : .blocking
+        c.maxVIs = max(16384, vis + 1)
+        let role = self.role
+        let thread = try EngineThread.start(c) {
+            switch role {
+            case .sink, .rdmaSink: CountingSink()
+            case .echo: EchoDriver()
+            }
+        }
+        writeLine(1, "READY " + jsonLine(["a": thread.info.ports[0].address, "b": thread.info.ports[1].address]))
+        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw CLIError("expected PEER") }
+        let peer = parseJSON(line.dropFirst(5))
+        let pa = FabricAddress(peer["a"] as? String ?? "")!, pb = FabricAddress(peer["b"] as? String ?? "")!
+        var list: [(vi: VI, peer: FabricAddress, remoteVI: UInt32)] = []
+        for f in fabric.fabrics {
+            for n in 1...UInt32(vis) { list.append((VI(f, n), f == .a ? pa : pb, n)) }
+        }
+        try thread.control.establishAndWait(list)
+        let all = list.map(\.vi)
+        try thread.runAndWait { e in for v in all { e.postReceives(1 << 40, on: v) } }
+        var go: [String: Any] = [:]
+        if role == .rdmaSink {
+            let key = try thread.control.registerRegionAndWait(bytes: regionBytes, writers: all)
+            go["key"] = Int(key.rawValue)
+            go["region_bytes"] = regionBytes
+        }
+        writeLine(1, "GO " + jsonLine(go))
+        _ = input.readLine()  // STOP
+        // Let what is still queued in the socket arrive: report once the count stops moving.
+        var last: UInt64 = .max
+        while true {
+            let (frames, bytes, landed, a, b) = try thread.runAndWait { e -> (UInt64, UInt64, UInt64, PortCounters, PortCounters) in
+                var landed: UInt64 = 0
+                for v in all { landed += e.counters(v)?.rdmaBytesLanded ?? 0 }
+                if let s = e.installedDriver as? CountingSink { return (s.frames, s.bytes, landed, e.counters(.a), e.counters(.b)) }
+                if let s = e.installedDriver as? EchoDriver { return (s.echoed, 0, landed, e.counters(.a), e.counters(.b)) }
+                return (0, 0, landed, e.counters(.a), e.counters(.b))
+            }
+            let progress = frames + landed
+            if progress == last {
+                let dropped = a.dropped + b.dropped
+                writeLine(1, "RESULT " + jsonLine([
+                    "frames": frames, "bytes": bytes, "rdma_bytes": landed, "dropped": dropped,
+                    "datagrams_in": a.datagramsIn + b.datagramsIn, "buffer_ring_empty": a.bufferRingEmpty + b.bufferRingEmpty,
+                ]))
+                break
+            }
+            last = progress
+            usleep(30_000)
+        }
+        thread.stopAndWait()
+    }
+
+    func runRaw(_ input: LineReader) throws {
+        let (fd, bound) = try RawUDP.open(FabricAddress.loopback(node: node, fabric: .a, port: 0))
+        defer { close(fd) }
+        writeLine(1, "READY " + jsonLine(["a": bound.description]))
+        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw CLIError("expected PEER") }
+        let peer = FabricAddress(parseJSON(line.dropFirst(5))["a"] as? String ?? "")!
+        RawUDP.connect(fd, to: peer)
+        let stop = StopFlag()
+        let result = Mutex<[String: UInt64]>([:])
+        let mode = self.mode, role = self.role, busy = busyPoll, cpu = self.cpu
+        let uring = mode == .uring ? try UringUDP(fd: fd) : nil
+        if let uring { try uring.setUpReceiveRing() }
+        nonisolated(unsafe) let u = uring
+        let done = DispatchSemaphore(value: 0)
+        let worker = Thread {
+            defer { done.signal() }
+            _ = plx_pin_current_thread(Int32(cpu))
+            var r: [String: UInt64] = [:]
+            switch (mode, role) {
+            case (.plain, .echo): r["frames"] = RawUDP.plainEcho(fd: fd, busyPoll: busy, stop: stop.flag)
+            case (.plain, _):
+                let (f, b) = RawUDP.plainReceive(fd: fd, stop: stop.flag)
+                r = ["frames": f, "bytes": b]
+            case (_, .echo): r["frames"] = u!.echo(busyPoll: busy, stop: stop.flag)
+            default:
+                let (f, b) = u!.receive(stop: stop.flag)
+                r = ["frames": f, "bytes": b]
+            }
+            result.withLock { $0 = r }
+        }
+        worker.start()
+        writeLine(1, "GO {}")
+        _ = input.readLine()  // STOP
+        usleep(100_000)
+        stop.flag.store(true, ordering: .releasing)
+        done.wait()
+        var r = result.withLock { $0 }
+        r["rdma_bytes"] = 0
+        r["dropped"] = 0
+        writeLine(1, "RESULT " + jsonLine(r))
+    }
+}
+
+/// The parent's handle on a `plexus bench-peer` child process.
+final class PeerProcess {
+    let process = Process()
+    let toChild = Pipe()
+    let fromChild = Pipe()
+    let reader: LineReader
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["bench-peer"] + arguments
+        process.standardInput = toChild
+        process.standardOutput = fromChild
+        try process.run()
+        reader = LineReader(fd: fromChild.fileHandleForReading.fileDescriptor)
+    }
+
+    func expect(_ word: String) throws -> [String: Any] {
+        guard let line = reader.readLine() else {
+            process.waitUntilExit()
+            throw CLIError("benchmark peer exited (status \(process.terminationStatus)) before \(word)")
+        }
+        guard line.hasPrefix(word + " ") else { throw CLIError("benchmark peer said '\(line)', expected \(word)") }
+        return parseJSON(line.dropFirst(word.count + 1))
+    }
+
+    func say(_ line: String) { writeLine(toChild.fileHandleForWriting.fileDescriptor, line) }
+
+    func finish() throws -> [String: Any] {
+        say("STOP")
+        let r = try expect("RESULT")
+        process.waitUntilExit()
+        return r
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+}

@@ -1,0 +1,20 @@
+import ArgumentParser
+import PlexusCore
+
+@main
+struct Plexus: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plexus",
+        abstract: "Processing area networks over io_uring: virtual interfaces on two fabrics, RDMA WRITE, and the tools to measure them.",
+        discussion: """
+            Plexus turns a pool of Linux hosts, or processes on one host, into processing area \
+            networks. This build holds the fabric core: every node has a port on fabric A and a \
+            port on fabric B (UDP on its own address), VIA-style virtual interfaces demultiplexed \
+            in O(1), emulated RDMA WRITE into registered memory guarded by keys, and 16896-byte \
+            unchecksummed frames in registered memory.
+
+            Start with `plexus demo`, which runs two nodes on loopback and shows what they did.
+            `plexus bench --help` lists the measurements and the baselines each is compared to.
+            """,
+        subcommands: [Demo.self, Info.self, Bench.self, BenchPeer.self])
+}
