@@ -15,6 +15,9 @@ let package = Package(
     dependencies: [
         .package(name: "Plexus", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
+        // Already a dependency of benchmark (the interposer behind mallocCountTotal); named here
+        // so the loopback benchmarks can also check every single iteration, not just the p90.
+        .package(url: "https://github.com/ordo-one/malloc-interposer.git", exact: "1.6.1"),
     ],
     targets: [
         .executableTarget(
@@ -22,6 +25,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "PlexusCore", package: "Plexus"),
+                .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
             path: "Benchmarks/CoreBenchmarks",
             swiftSettings: [.swiftLanguageMode(.v6)],

@@ -7,13 +7,17 @@
 //
 // What one benchmark iteration is:
 //   HeaderEncode, HeaderDecode, PoolTakeRelease    1000 operations (scalingFactor .kilo)
-//   VIDemuxAndDeliver_64B, VIDemuxAndDeliver_16896B
-//                                                  1000 frames sent by node 1 round-robin over
+//   VIDemuxAndDeliver_64B, VIDemuxAndDeliver_16896B,
+//   InterposerCanary_OneAllocPerFrame             1000 frames sent by node 1 round-robin over
 //                                                  2048 VIs (1024 per fabric) and handed to
 //                                                  node 2's driver, both engines in this process
-// so a mallocCountTotal of N means N allocations per 1000 operations or frames.
+// so a mallocCountTotal of N in Thresholds/ means N allocations per 1000 operations or frames
+// (the text table divides by the scaling factor: it shows allocations per operation or frame).
+//
+// Failures crash the process on purpose (fatalError), see `loopbackBenchmark`.
 
 import Benchmark
+import MallocInterposerSwift
 import PlexusCore
 
 #if canImport(Glibc)
@@ -27,6 +31,7 @@ final class SetupSlot<T>: @unchecked Sendable {
 }
 
 let benchmarks: @Sendable () -> Void = {
+    _ = savedStandardError  // taken now, before the runner silences fds 1 and 2
     Benchmark.defaultConfiguration = .init(
         metrics: [.mallocCountTotal, .wallClock, .throughput],
         timeUnits: .nanoseconds,
@@ -77,7 +82,9 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark(
         "PoolTakeRelease",
         configuration: .init(
-            setup: { pool.value = try FramePool(slots: 64) },
+            setup: {
+                do { pool.value = try FramePool(slots: 64) } catch { fatalError("PoolTakeRelease: \(error)") }
+            },
             teardown: { pool.value = nil })
     ) { benchmark in
         guard let p = pool.value else { fatalError("PoolTakeRelease: no pool") }
@@ -94,7 +101,7 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: - Two engines on loopback: send, demultiplex over 2048 VIs, deliver
 
     for payload in [64, FrameLayout.maxPayload] {
-        loopbackBenchmark("VIDemuxAndDeliver_\(payload)B", payloadBytes: payload)
+        loopbackBenchmark("VIDemuxAndDeliver_\(payload)B", payloadBytes: payload, allocationsPerIteration: 0)
     }
 
     // MARK: - Canary
@@ -108,7 +115,16 @@ let benchmarks: @Sendable () -> Void = {
 
 /// Registers a benchmark that streams 1000 frames per iteration between two engines on
 /// loopback, set up (and warmed up) once before its iterations and stopped after them.
-func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: Bool = false) {
+///
+/// With `allocationsPerIteration` given, every measured iteration is also checked on its own:
+/// the threshold file gates the p90 only, which would let an allocation that happens once in a
+/// while (an array growing, a table rehashing) through. One such iteration fails the run.
+///
+/// Every failure here crashes the benchmark process on purpose: benchmark 1.38.1's
+/// `thresholds check` exits 0 when a benchmark merely reports an error (`benchmark.error`, a
+/// throwing setup or teardown) and checks nothing for it, but exits non-zero on a crash.
+func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: Bool = false,
+                       allocationsPerIteration: Int? = nil) {
     let pair = SetupSlot<LoopbackPair>()
     Benchmark(
         name,
@@ -117,25 +133,43 @@ func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: 
             maxDuration: .seconds(5),
             maxIterations: 200,
             setup: {
-                let p = try LoopbackPair(payloadBytes: payloadBytes, copyPayloadOnReceive: copyPayloadOnReceive)
+                let p: LoopbackPair
+                do {
+                    p = try LoopbackPair(payloadBytes: payloadBytes, copyPayloadOnReceive: copyPayloadOnReceive)
+                } catch {
+                    fatalError("\(name): cannot start two engines on loopback: \(error)")
+                }
                 pair.value = p
                 // Warm up outside the measurement: the first frames on every VI, the zero-copy
                 // probe (loopback always copies, so .auto turns it off), and whatever the first
                 // turns of each engine do once.
                 p.deliver(20 * p.vis.count)
                 let dropped = p.droppedFrames()
-                if dropped != 0 { p.fail("\(dropped) frames dropped during warm-up") }
+                if dropped != 0 { p.fail("\(name): \(dropped) frames dropped during warm-up") }
             },
             teardown: {
-                if let p = pair.value {
-                    let dropped = p.droppedFrames()
-                    p.stop()
-                    pair.value = nil
-                    if dropped != 0 { throw BenchError("\(dropped) frames dropped") }
-                }
+                guard let p = pair.value else { return }
+                let dropped = p.droppedFrames()
+                if dropped != 0 { p.fail("\(name): \(dropped) frames dropped") }
+                p.stop()
+                pair.value = nil
             })
     ) { benchmark in
-        guard let p = pair.value else { fatalError("\(benchmark.name): engines not set up") }
+        guard let p = pair.value else { fatalError("\(name): engines not set up") }
+        // The interposer counts only while the runner measures a malloc metric.
+        guard let allowed = allocationsPerIteration, benchmark.configuration.metrics.contains(.mallocCountTotal)
+        else {
+            p.deliver(benchmark.scaledIterations.count)
+            return
+        }
+        let before = MallocInterposerSwift.getStatistics().mallocCount
         p.deliver(benchmark.scaledIterations.count)
+        let allocated = MallocInterposerSwift.getStatistics().mallocCount - before
+        if allocated > allowed {
+            p.fail(
+                "\(name): iteration \(benchmark.currentIteration) allocated \(allocated) times for "
+                    + "\(benchmark.scaledIterations.count) frames (allowed: \(allowed)); run "
+                    + "`swift package benchmark --filter \(name) --allocation-stacks` to see where")
+        }
     }
 }

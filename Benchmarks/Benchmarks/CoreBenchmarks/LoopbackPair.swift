@@ -235,9 +235,10 @@ final class LoopbackPair: Sendable {
     }
 
     func fail(_ why: String) -> Never {
-        let message = "CoreBenchmarks: \(why)\n\(diagnostics())\n"
-        _ = message.withCString { write(2, $0, strlen($0)) }
-        fatalError(message)
+        report("CoreBenchmarks: \(why)\n")
+        let details = diagnostics()
+        report(details + "\n")
+        fatalError("CoreBenchmarks: \(why)\n\(details)")
     }
 
     func stop() {
@@ -249,4 +250,15 @@ final class LoopbackPair: Sendable {
 struct BenchError: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
+}
+
+/// A copy of standard error taken when the benchmarks are registered. The runner points fds 1
+/// and 2 at /dev/null while it measures when the tool runs with `--no-progress` (as the CI
+/// script does), which would swallow the reason of a failure.
+let savedStandardError: Int32 = dup(2)
+
+/// Writes straight to the saved standard error (unbuffered, before a crash).
+func report(_ text: String) {
+    var text = text
+    text.withUTF8 { _ = write(savedStandardError >= 0 ? savedStandardError : 2, $0.baseAddress, $0.count) }
 }

@@ -93,11 +93,14 @@ enum RawUDP {
         defer { buf.deallocate() }
         var samples = [UInt64]()
         samples.reserveCapacity(count)
+        setReceiveTimeout(fd, millis: 200)
         for i in 0..<(count + warmup) {
             let t0 = nowNanos()
             _ = send(fd, buf, size, 0)
             if busyPoll {
-                while recv(fd, buf, 65536, Int32(MSG_DONTWAIT)) < 0 {}
+                while recv(fd, buf, 65536, Int32(MSG_DONTWAIT)) < 0 {
+                    if nowNanos() - t0 > 200_000_000 { break }  // lost: move on (the sample shows it)
+                }
             } else {
                 _ = recv(fd, buf, 65536, 0)
             }
@@ -256,8 +259,10 @@ final class UringUDP {
     }
 
     /// Round trips: a send and the echo's receive per sample.
-    func ping(size: Int, count: Int, warmup: Int, busyPoll: Bool) -> [UInt64] {
+    func ping(size: Int, count: Int, warmup: Int, busyPoll: Bool) throws -> [UInt64] {
+        if bufRing == nil { try setUpReceiveRing() }
         armReceive()
+        var failures = 0
         let buf = UnsafeMutableRawPointer.allocate(byteCount: max(size, 1), alignment: 64)
         defer { buf.deallocate() }
         var samples = [UInt64]()
@@ -274,12 +279,13 @@ final class UringUDP {
                 for k in 0..<Int(n) {
                     let c = cqes[k]!.pointee
                     if c.user_data == 1 {
-                        if c.res > 0 { got = true }
+                        if c.res > 0 { got = true } else { failures += 1 }
                         if c.flags & plx_IORING_CQE_F_BUFFER != 0 { giveBack(c.flags) }
                         if c.flags & plx_IORING_CQE_F_MORE == 0 { armReceive() }
                     }
                 }
                 io_uring_cq_advance(ring, n)
+                if failures > 1000 { throw CLIError("io_uring baseline: receive keeps failing") }
             }
             if i >= warmup { samples.append(nowNanos() - t0) }
         }

@@ -135,11 +135,23 @@ final class Pinger: EngineDriver {
         ping(engine)
     }
 
+    var lost = 0
+    var generation: UInt32 = 0
+
     func ping(_ engine: Engine) {
         guard var f = engine.takeFrame() else { return }
         f.length = size
         sentAt = nowNanos()
         try? engine.send(f, on: vi)
+        // A ring timer notices a lost ping (UDP has no retransmission below Plexus's own layer).
+        generation &+= 1
+        engine.schedule(after: .milliseconds(200), token: generation)
+    }
+
+    func timerFired(token: UInt32, engine: Engine) {
+        guard token == generation, count < target else { return }
+        lost += 1
+        ping(engine)
     }
 
     func received(_ frame: consuming InboundFrame, engine: Engine) {

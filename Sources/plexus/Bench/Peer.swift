@@ -103,14 +103,19 @@ struct BenchPeer: ParsableCommand {
         let stop = StopFlag()
         let result = Mutex<[String: UInt64]>([:])
         let mode = self.mode, role = self.role, busy = busyPoll, cpu = self.cpu
-        let uring = mode == .uring ? try UringUDP(fd: fd) : nil
-        if let uring { try uring.setUpReceiveRing() }
-        nonisolated(unsafe) let u = uring
         let done = DispatchSemaphore(value: 0)
         let worker = Thread {
             defer { done.signal() }
             _ = plx_pin_current_thread(Int32(cpu))
             var r: [String: UInt64] = [:]
+            // The ring is created on the thread that submits to it (SINGLE_ISSUER).
+            let u = mode == .uring ? try? UringUDP(fd: fd) : nil
+            if mode == .uring {
+                guard let u, (try? u.setUpReceiveRing()) != nil else {
+                    result.withLock { $0 = ["error": 1] }
+                    return
+                }
+            }
             switch (mode, role) {
             case (.plain, .echo): r["frames"] = RawUDP.plainEcho(fd: fd, busyPoll: busy, stop: stop.flag)
             case (.plain, _):
