@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make demo   set up, then run the platform's main job on the embedded default
+#   make test   set up, then run every test (what CI runs)
+SWIFT ?= swift
+FUZZ_SECONDS ?= 60
+
+.PHONY: setup demo test unit-tests fuzz alloc-gate bench-results clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(SWIFT) build -c release --product plexus
+	.build/release/plexus demo
+
+test: setup unit-tests fuzz alloc-gate
+
+unit-tests:
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+alloc-gate:
+	scripts/bench-thresholds.sh
+
+bench-results: setup
+	scripts/bench-all.sh
+
+clean:
+	rm -rf .build Benchmarks/.build fuzz-artifacts

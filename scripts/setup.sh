@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Plexus needs, if any is missing. Idempotent; needs root (or sudo).
+#   liburing-dev  io_uring (the engine)         libnuma-dev  NUMA placement of registered memory
+#   pkg-config    finding them                   iproute2     `ip`, for namespace tests (later issues)
+#   gnuplot-nox   bench-results plots
+set -euo pipefail
+packages=(liburing-dev libnuma-dev pkg-config iproute2 gnuplot-nox)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+echo "setup: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root to install ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+echo "setup: done"
