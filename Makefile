@@ -13,7 +13,7 @@ demo: setup
 	$(SWIFT) build -c release --product plexus
 	.build/release/plexus demo
 
-test: setup unit-tests fuzz alloc-gate
+test: setup fuzz alloc-gate unit-tests
 
 unit-tests:
 	$(SWIFT) build --build-tests

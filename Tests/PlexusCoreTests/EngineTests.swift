@@ -341,3 +341,33 @@ struct EngineMechanicsTests {
         }
     }
 }
+
+@Suite("Engine: the async embedding API", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
+struct AsyncAPITests {
+    @Test("establish, send, read counters and stop from async code")
+    func asyncRoundTrip() async throws {
+        let seen = Observed()
+        let a = try EngineThread.start(.loopback(node: 31))
+        let b = try EngineThread.start(.loopback(node: 32)) { RecordingDriver(seen) }
+        try await a.control.establish(VI(.b, 9), peer: FabricAddress(b.info.ports[1].address)!, remoteVI: 9)
+        try await b.control.establish(VI(.b, 9), peer: FabricAddress(a.info.ports[1].address)!, remoteVI: 9)
+        try await b.run { $0.postReceives(10, on: VI(.b, 9)) }
+        try await a.run { e in
+            var f = e.takeFrame()!
+            f.setPayload([7, 7, 7])
+            try e.send(f, on: VI(.b, 9))
+        }
+        var tries = 0
+        while seen.read({ $0.received.count }) < 1 && tries < 5000 {
+            try await Task.sleep(for: .milliseconds(1))
+            tries += 1
+        }
+        #expect(seen.read { $0.received.first?.bytes } == [7, 7, 7])
+        let counters = try await b.run { $0.counters(VI(.b, 9)) }
+        #expect(counters?.framesIn == 1)
+        let report = await a.stop()
+        #expect(report.leakedFrames == 0)
+        await b.stop()
+        await #expect(throws: PlexusError.self) { try await a.run { _ in 1 } }
+    }
+}
