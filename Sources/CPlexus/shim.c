@@ -3,9 +3,24 @@
 #include <pthread.h>
 #include <sched.h>
 #include <errno.h>
+#include <stddef.h>
+#include <sys/socket.h>
 
 _Static_assert(sizeof(struct io_uring_recvmsg_out) == 16, "recvmsg_out layout");
 _Static_assert(sizeof(struct sockaddr_in) == 16, "sockaddr_in layout");
+
+_Static_assert(sizeof(struct plx_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
+_Static_assert(offsetof(struct plx_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len), "mmsghdr layout");
+
+int plx_recvmmsg(int fd, struct plx_mmsghdr *vec, unsigned int n, int flags) {
+    int r = recvmmsg(fd, (struct mmsghdr *)vec, n, flags, NULL);
+    return r < 0 ? -errno : r;
+}
+
+int plx_sendmmsg(int fd, struct plx_mmsghdr *vec, unsigned int n, int flags) {
+    int r = sendmmsg(fd, (struct mmsghdr *)vec, n, flags);
+    return r < 0 ? -errno : r;
+}
 
 int plx_pin_current_thread(int cpu) {
     cpu_set_t set;

@@ -15,12 +15,14 @@ extension Engine {
         guard remoteVI != 0 else { throw PlexusError(.configuration, "remote VI number 0 is never valid") }
         guard peer.port != 0, peer.ip != 0 else { throw PlexusError(.configuration, "peer address \(peer) is not usable") }
         e.pointee = VIEntry(peer: peer.sockaddr, established: true, remoteVI: remoteVI, posted: 0, counters: VICounters())
+        port.established += 1
     }
 
     package func teardown(_ vi: VI) throws(PlexusError) {
         guard let e = port(vi.fabric).entry(vi.number), e.pointee.established else {
             throw PlexusError(.noSuchVI, "\(vi) is not established")
         }
+        port(vi.fabric).established -= 1
         // The peer address stays in place: sends already queued still point at it.
         e.pointee.established = false
         e.pointee.posted = 0

@@ -82,6 +82,22 @@ extension Engine {
         if FrameLayout.headerSize + total <= port.maxDatagram {
             header.encode(into: p)
             let bytes = FrameLayout.headerSize + total
+            if configuration.pollMode == .busyPoll {
+                // Busy-poll: queue for this turn's sendmmsg (see flushDirectSends). A full batch
+                // overflows to the ring rather than flushing here: completions never run inside
+                // a driver's own call to send.
+                if port.pendingSends < Port.sendBatch {
+                    let i = port.pendingSends
+                    port.sendIov[i] = iovec(iov_base: p, iov_len: bytes)
+                    port.sendMsgs[i].msg_hdr.msg_name = UnsafeMutableRawPointer(e)
+                    port.sendSlots[i] = slot
+                    port.pendingSends += 1
+                    pool.meta[Int(slot)].pendingOps = 1
+                    port.counters.datagramsOut &+= 1
+                    port.counters.wireBytesOut &+= UInt64(bytes)
+                    return
+                }
+            }
             let sqe = nextSQE()
             if zeroCopyActive {
                 if fixedBuffers {
@@ -163,6 +179,61 @@ extension Engine {
         inflight += 1
         port.counters.datagramsOut &+= 1
         port.counters.wireBytesOut &+= UInt64(FrameLayout.headerSize)
+    }
+
+    /// Busy-poll mode: hands the turn's queued sends of a port to the kernel in one sendmmsg.
+    /// Sends the socket cannot take now (EAGAIN) stay queued for the next turn; a send the
+    /// kernel refuses completes with its errno.
+    func flushDirectSends(_ port: Port) {
+        let n = port.pendingSends
+        guard n > 0 else { return }
+        var start = 0
+        var done = 0
+        while start < n {
+            let r: Int
+            if n - start == 1 {
+                // One datagram: sendto is the cheaper syscall.
+                let m = port.sendMsgs[start].msg_hdr
+                let sent = sendto(port.fd, port.sendIov[start].iov_base, port.sendIov[start].iov_len, Int32(MSG_DONTWAIT),
+                                  m.msg_name.assumingMemoryBound(to: sockaddr.self), m.msg_namelen)
+                r = sent >= 0 ? 1 : -Int(errno)
+            } else {
+                r = Int(plx_sendmmsg(port.fd, port.sendMsgs + start, UInt32(n - start), Int32(MSG_DONTWAIT)))
+            }
+            if r > 0 {
+                for k in start..<(start + r) {
+                    port.doneSlots[done] = port.sendSlots[k]
+                    port.doneErrors[done] = 0
+                    done += 1
+                }
+                start += r
+            } else if r == -EAGAIN || r == -ENOBUFS || r == -EINTR || r == 0 {
+                break
+            } else {
+                port.doneSlots[done] = port.sendSlots[start]
+                port.doneErrors[done] = Int32(-r)
+                done += 1
+                start += 1
+            }
+        }
+        // Keep what was not sent at the front, in order.
+        if start > 0 && start < n {
+            for k in start..<n {
+                port.sendIov[k - start] = port.sendIov[k]
+                port.sendMsgs[k - start].msg_hdr.msg_name = port.sendMsgs[k].msg_hdr.msg_name
+                port.sendSlots[k - start] = port.sendSlots[k]
+            }
+        }
+        port.pendingSends = n - start
+        // Completions last: a driver may post new sends from its callback.
+        for k in 0..<done {
+            let slot = port.doneSlots[k]
+            if port.doneErrors[k] != 0 {
+                pool.meta[Int(slot)].failed = true
+                pool.meta[Int(slot)].errno = port.doneErrors[k]
+            }
+            finishSend(slot: slot)
+        }
     }
 
     // MARK: Completions

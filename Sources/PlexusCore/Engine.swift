@@ -165,8 +165,10 @@ public final class Engine {
             memoryBacking: pool.memory.backing.rawValue, numaNode: pool.memory.numaNode.map(Int.init),
             fixedBuffers: fixedBuffers, zeroCopy: c.zeroCopy.rawValue, poolFrames: c.poolFrames, maxVIs: c.maxVIs,
             rmemMax: readSysctl("/proc/sys/net/core/rmem_max"), wmemMax: readSysctl("/proc/sys/net/core/wmem_max"))
-        armReceive(portA)
-        armReceive(portB)
+        if c.pollMode == .blocking {
+            armReceive(portA)
+            armReceive(portB)
+        }
         armWake()
     }
 
@@ -243,22 +245,40 @@ public final class Engine {
                     io_uring_sqe_set_data64(sqe, Self.data(.cancel, 0))
                     inflight += 1
                 }
-                if inflight == 0 { break }
+                if inflight == 0 && portA.pendingSends == 0 && portB.pendingSends == 0 { break }
             } else {
                 driver?.engineTurn(self)
             }
+            if portA.pendingSends > 0 { flushDirectSends(portA) }
+            if portB.pendingSends > 0 { flushDirectSends(portB) }
             let rc: Int32
             if configuration.pollMode == .blocking || stopping {
                 rc = io_uring_submit_and_wait(ring, 1)
             } else {
+                // Busy-poll: the sockets are read directly; the ring carries sends, timers and
+                // wake-ups, whose deferred completions are collected every few turns.
                 rc = io_uring_submit(ring)
-                if deferTaskrun && io_uring_cq_ready(ring) == 0 { _ = io_uring_get_events(ring) }
+                if deferTaskrun && turns & 63 == 0 && io_uring_cq_ready(ring) == 0 { _ = io_uring_get_events(ring) }
+                // Read each port that has VIs every turn (a port with none only every 64 turns,
+                // to drain and count strays). A reply a driver posts while handling a frame goes
+                // out before the next read.
+                let idleTurn = turns & 63 == 0
+                if portA.established > 0 || idleTurn {
+                    poll(portA)
+                    if portA.pendingSends > 0 { flushDirectSends(portA) }
+                }
+                if portB.established > 0 || idleTurn {
+                    poll(portB)
+                    if portB.pendingSends > 0 { flushDirectSends(portB) }
+                }
             }
             if rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME {
                 fatalError("io_uring_submit failed: \(String(cString: strerror(-rc)))")
             }
             reap()
         }
+        disarmPoll(portA)
+        disarmPoll(portB)
         driver?.engineWillStop(self)
         driver = nil
         // Jobs posted after the wake read was cancelled never ran: fail them now.

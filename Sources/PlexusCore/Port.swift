@@ -30,7 +30,28 @@ final class Port {
     let tableCapacity: Int
     var counters = PortCounters()
     var receiveArmed = false
+    /// VIs established on this port.
+    var established = 0
     let info: EngineInfo.PortInfo
+
+    // Busy-poll receive: one recvmmsg of up to `pollBatch` datagrams per loop turn.
+    static let pollBatch = 32
+    let pollMsgs: UnsafeMutablePointer<plx_mmsghdr>
+    let pollIov: UnsafeMutablePointer<iovec>
+    let pollNames: UnsafeMutablePointer<sockaddr_in>
+    let pollIDs: UnsafeMutablePointer<UInt16>
+    var pollArmed = 0
+    /// Whether the last read found more than the one datagram it asked for (use recvmmsg).
+    var pollBacklog = false
+
+    // Busy-poll send: the turn's sends, flushed with one sendmmsg per port per turn.
+    static let sendBatch = 64
+    let sendMsgs: UnsafeMutablePointer<plx_mmsghdr>
+    let sendIov: UnsafeMutablePointer<iovec>
+    let sendSlots: UnsafeMutablePointer<UInt32>
+    let doneSlots: UnsafeMutablePointer<UInt32>
+    let doneErrors: UnsafeMutablePointer<Int32>
+    var pendingSends = 0
 
     init(fabric: Fabric, configuration c: EngineConfiguration, ring uring: UnsafeMutablePointer<io_uring>,
          pool: FramePool) throws(PlexusError) {
@@ -71,7 +92,29 @@ final class Port {
         self.address = FabricAddress(bound)
         self.maxDatagram = c.maxDatagram
         self.ring = try ReceiveRing(ring: uring, entries: c.receiveBuffers, groupID: UInt16(fabric.rawValue),
-                                    pool: pool, hugePages: c.hugePages)
+                                    pool: pool, hugePages: c.hugePages, polled: c.pollMode == .busyPoll)
+        pollMsgs = .allocate(capacity: Self.pollBatch)
+        pollMsgs.initialize(repeating: plx_mmsghdr(), count: Self.pollBatch)
+        pollIov = .allocate(capacity: Self.pollBatch)
+        pollNames = .allocate(capacity: Self.pollBatch)
+        pollNames.initialize(repeating: sockaddr_in(), count: Self.pollBatch)
+        pollIDs = .allocate(capacity: Self.pollBatch)
+        sendMsgs = .allocate(capacity: Self.sendBatch)
+        sendMsgs.initialize(repeating: plx_mmsghdr(), count: Self.sendBatch)
+        sendIov = .allocate(capacity: Self.sendBatch)
+        sendSlots = .allocate(capacity: Self.sendBatch)
+        doneSlots = .allocate(capacity: Self.sendBatch)
+        doneErrors = .allocate(capacity: Self.sendBatch)
+        for i in 0..<Self.sendBatch {
+            sendMsgs[i].msg_hdr.msg_iov = sendIov + i
+            sendMsgs[i].msg_hdr.msg_iovlen = 1
+            sendMsgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+        }
+        for i in 0..<Self.pollBatch {
+            pollMsgs[i].msg_hdr.msg_iov = pollIov + i
+            pollMsgs[i].msg_hdr.msg_iovlen = 1
+            pollMsgs[i].msg_hdr.msg_name = UnsafeMutableRawPointer(pollNames + i)
+        }
         msg = .allocate(capacity: 1)
         msg.initialize(to: msghdr())
         msg.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -90,6 +133,15 @@ final class Port {
         close(fd)
         msg.deallocate()
         table.deallocate()
+        pollMsgs.deallocate()
+        pollIov.deallocate()
+        pollNames.deallocate()
+        pollIDs.deallocate()
+        sendMsgs.deallocate()
+        sendIov.deallocate()
+        sendSlots.deallocate()
+        doneSlots.deallocate()
+        doneErrors.deallocate()
     }
 
     @inline(__always)

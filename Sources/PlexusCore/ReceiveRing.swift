@@ -18,10 +18,15 @@ final class ReceiveRing {
     let memory: RegisteredMemory
     let entries: Int
     let groupID: UInt16
-    let ringMemory: UnsafeMutableRawPointer
+    /// In busy-poll mode the engine reads the socket itself (recvmmsg) into these buffers, and
+    /// they are kept on a free stack instead of in a kernel ring.
+    let polled: Bool
+    let ringMemory: UnsafeMutableRawPointer?
     let ringBytes: Int
-    let bufRing: UnsafeMutablePointer<io_uring_buf_ring>
+    let bufRing: UnsafeMutablePointer<io_uring_buf_ring>?
     let mask: Int32
+    let freeIDs: UnsafeMutablePointer<UInt16>
+    private(set) var freeCount = 0
     /// The engine's pool, for reassembled frames that live in pool slots.
     unowned(unsafe) let pool: FramePool
     /// Buffers currently lent to code (delivered and not yet released).
@@ -29,7 +34,7 @@ final class ReceiveRing {
     private var registeredWith: UnsafeMutablePointer<io_uring>?
 
     init(ring: UnsafeMutablePointer<io_uring>, entries: Int, groupID: UInt16, pool: FramePool,
-         hugePages: HugePagePolicy) throws(PlexusError) {
+         hugePages: HugePagePolicy, polled: Bool) throws(PlexusError) {
         guard entries > 0, entries <= 32768, entries & (entries - 1) == 0 else {
             throw PlexusError(.configuration, "receive ring entries must be a power of two ≤ 32768, not \(entries)")
         }
@@ -37,13 +42,25 @@ final class ReceiveRing {
         self.entries = entries
         self.groupID = groupID
         self.pool = pool
+        self.polled = polled
+        freeIDs = .allocate(capacity: entries)
+        if polled {
+            for i in 0..<entries { freeIDs[i] = UInt16(entries - 1 - i) }
+            freeCount = entries
+            ringMemory = nil
+            ringBytes = 0
+            bufRing = nil
+            mask = 0
+            return
+        }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         ringBytes = (entries * MemoryLayout<io_uring_buf>.stride + page - 1) / page * page
         guard let p = mmap(nil, ringBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
               p != MAP_FAILED
         else { throw .system("mmap of the buffer ring") }
         ringMemory = p
-        bufRing = p.assumingMemoryBound(to: io_uring_buf_ring.self)
+        let bufRing = p.assumingMemoryBound(to: io_uring_buf_ring.self)
+        self.bufRing = bufRing
         var reg = io_uring_buf_reg()
         reg.ring_addr = UInt64(UInt(bitPattern: p))
         reg.ring_entries = UInt32(entries)
@@ -51,6 +68,7 @@ final class ReceiveRing {
         let rc = io_uring_register_buf_ring(ring, &reg, 0)
         if rc < 0 {
             munmap(p, ringBytes)
+            freeIDs.deallocate()
             throw PlexusError(.ioUring, "registering a provided-buffer ring of \(entries) buffers", errno: -rc)
         }
         registeredWith = ring
@@ -71,7 +89,15 @@ final class ReceiveRing {
     }
 
     deinit {
-        munmap(ringMemory, ringBytes)
+        if let ringMemory { munmap(ringMemory, ringBytes) }
+        freeIDs.deallocate()
+    }
+
+    /// Takes a free buffer (busy-poll mode only).
+    @inline(__always)
+    func takeFree() -> UInt16 {
+        freeCount -= 1
+        return freeIDs[freeCount]
     }
 
     @inline(__always)
@@ -85,8 +111,13 @@ final class ReceiveRing {
     /// Gives a buffer that was never lent back to the kernel.
     @inline(__always)
     func returnBuffer(_ id: UInt16) {
-        io_uring_buf_ring_add(bufRing, buffer(id), UInt32(Self.stride), id, mask, 0)
-        io_uring_buf_ring_advance(bufRing, 1)
+        if let bufRing {
+            io_uring_buf_ring_add(bufRing, buffer(id), UInt32(Self.stride), id, mask, 0)
+            io_uring_buf_ring_advance(bufRing, 1)
+        } else {
+            freeIDs[freeCount] = id
+            freeCount += 1
+        }
     }
 
     /// Gives a lent buffer back to the kernel, or a reassembly slot back to the pool.

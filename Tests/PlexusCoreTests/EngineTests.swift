@@ -4,9 +4,10 @@ import Testing
 
 @Suite("Engine: VIs on two fabrics in one process", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
 struct EngineTests {
-    @Test("frames cross both fabrics, in order, with their bytes intact", arguments: [Fabric.a, .b])
-    func sendReceive(fabric: Fabric) throws {
-        let pair = try Pair()
+    @Test("frames cross both fabrics, in order, with their bytes intact, blocking and busy-polling",
+          arguments: [Fabric.a, .b], PollMode.allCases)
+    func sendReceive(fabric: Fabric, mode: PollMode) throws {
+        let pair = try Pair { $0.pollMode = mode }
         try pair.connect(fabric, 7)
         let sizes = [0, 1, 64, 1500, 9000, FrameLayout.maxPayload]
         for (i, size) in sizes.enumerated() { try send(pair.one, VI(fabric, 7), pattern(i, size: size)) }
@@ -241,9 +242,13 @@ struct RDMATests {
 
 @Suite("Engine: segmentation, scale, timers and shutdown", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
 struct EngineMechanicsTests {
-    @Test("at a 1500-byte path MTU, 16896-byte frames travel as segments and are reassembled intact")
-    func segmentation() throws {
-        let pair = try Pair { $0.pathMTU = 1500 }
+    @Test("at a 1500-byte path MTU, 16896-byte frames travel as segments and are reassembled intact",
+          arguments: PollMode.allCases)
+    func segmentation(mode: PollMode) throws {
+        let pair = try Pair {
+            $0.pathMTU = 1500
+            $0.pollMode = mode
+        }
         try pair.connect(.a, 1)
         let sizes = [1, 1408, 1409, 5000, 16896, 16896, 3]
         for (i, s) in sizes.enumerated() { try send(pair.one, VI(.a, 1), pattern(i, size: s)) }
@@ -317,10 +322,10 @@ struct EngineMechanicsTests {
         _ = pair.stop()
     }
 
-    @Test("shutdown with sends, receives and timers in flight returns every buffer")
-    func shutdownInFlight() throws {
+    @Test("shutdown with sends, receives and timers in flight returns every buffer", arguments: PollMode.allCases)
+    func shutdownInFlight(mode: PollMode) throws {
         for round in 0..<5 {
-            let pair = try Pair()
+            let pair = try Pair { $0.pollMode = mode }
             try pair.connect(.a, 1)
             try pair.connect(.b, 1)
             try pair.one.runAndWait { e in

@@ -4,14 +4,27 @@
 #ifndef CPLEXUS_H
 #define CPLEXUS_H
 
-#include <linux/io_uring.h>   // first: shares an include guard with liburing's copy
+// System headers first, so that they are seen as Swift's Glibc module sees them: liburing.h
+// defines _GNU_SOURCE, which would otherwise give this module different fd_set/sigset layouts.
+#include <sys/types.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/mman.h>
+#include <sys/eventfd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <time.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <linux/io_uring.h>   // before liburing.h: shares an include guard with liburing's copy
 #include <liburing.h>
 #include <numa.h>
 #include <stdint.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <sys/mman.h>
-#include <sys/eventfd.h>
 
 // SQE flags are macros over enum bits, which Swift does not import.
 static const uint8_t plx_IOSQE_BUFFER_SELECT = IOSQE_BUFFER_SELECT;
@@ -30,6 +43,16 @@ static const uint32_t plx_IORING_SETUP_COOP_TASKRUN = IORING_SETUP_COOP_TASKRUN;
 static const uint32_t plx_IORING_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
 static const uint32_t plx_IORING_ASYNC_CANCEL_ANY = IORING_ASYNC_CANCEL_ANY;
 static const uint32_t plx_IORING_TIMEOUT_MULTISHOT = (1U << 6);
+
+/// `struct mmsghdr` (a _GNU_SOURCE type Swift's Glibc module does not import), same layout.
+struct plx_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+/// recvmmsg(2) on `plx_mmsghdr`s. Returns the count received or -errno.
+int plx_recvmmsg(int fd, struct plx_mmsghdr *vec, unsigned int n, int flags);
+/// sendmmsg(2) on `plx_mmsghdr`s. Returns the count sent or -errno.
+int plx_sendmmsg(int fd, struct plx_mmsghdr *vec, unsigned int n, int flags);
 
 /// Pins the calling thread to one CPU. Returns 0 or an errno value.
 int plx_pin_current_thread(int cpu);

@@ -345,7 +345,7 @@ struct Bench: ParsableCommand {
         let deadline = nowNanos() + UInt64(seconds * 1e9)
         while !progress.finished.load(ordering: .acquiring) {
             if nowNanos() > deadline { throw CLIError("the benchmark did not finish within \(seconds) s") }
-            usleep(2000)
+            usleep(20_000)  // rarely: a waking thread would preempt a spinning engine
         }
     }
 }
