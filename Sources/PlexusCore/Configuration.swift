@@ -39,6 +39,10 @@ public struct EngineConfiguration: Sendable {
     public var pathMTU: Int = 65536
     public var pollMode: PollMode = .blocking
     public var zeroCopy: ZeroCopyPolicy = .auto
+    /// Blocking mode: send the datagrams a turn queues for one peer, when they are the same
+    /// size, as one `sendmsg` with `UDP_SEGMENT` (generic segmentation offload): the kernel cuts
+    /// them into separate datagrams, so the per-packet cost of the send path is paid once.
+    public var udpSegmentationOffload = true
     /// `SO_RCVBUF`/`SO_SNDBUF` requested for each port (the granted sizes are reported).
     public var socketBufferBytes: Int = 4 << 20
     /// Pin the engine thread to this CPU.
@@ -111,6 +115,8 @@ public struct EngineInfo: Sendable, Codable, Hashable {
     public var numaNode: Int?
     /// Whether the frame pool is registered with io_uring as a fixed buffer.
     public var fixedBuffers: Bool
+    /// Whether sends are batched with UDP GSO.
+    public var udpSegmentationOffload: Bool
     public var zeroCopy: String
     public var poolFrames: Int
     public var maxVIs: Int

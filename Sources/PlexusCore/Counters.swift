@@ -59,6 +59,9 @@ public struct PortCounters: Sendable, Hashable, Codable {
     public var rdmaRejected: UInt64 = 0
     /// Partial messages abandoned (a newer message replaced them, or no context was free).
     public var reassemblyDropped: UInt64 = 0
+    /// sendmsg calls that carried several datagrams with UDP GSO, and the datagrams they carried.
+    public var gsoBatches: UInt64 = 0
+    public var gsoDatagrams: UInt64 = 0
     /// Zero-copy sends issued, and those the kernel reported it had copied anyway.
     public var zeroCopySends: UInt64 = 0
     public var zeroCopyCopied: UInt64 = 0

@@ -98,6 +98,18 @@ extension Engine {
                     return
                 }
             }
+            if !zeroCopyActive && port.gsoAvailable && configuration.pollMode == .blocking {
+                // Queued for this turn's GSO grouping (flushBatched), before the submission.
+                let i = port.batchCount
+                port.batchSlot[i] = slot
+                port.batchBytes[i] = bytes
+                port.batchPeer[i] = UnsafeMutableRawPointer(e)
+                port.batchCount += 1
+                pool.meta[Int(slot)].pendingOps = 1
+                port.counters.datagramsOut &+= 1
+                port.counters.wireBytesOut &+= UInt64(bytes)
+                return
+            }
             let sqe = nextSQE()
             if zeroCopyActive {
                 if fixedBuffers {
@@ -179,6 +191,83 @@ extension Engine {
         inflight += 1
         port.counters.datagramsOut &+= 1
         port.counters.wireBytesOut &+= UInt64(FrameLayout.headerSize)
+    }
+
+    /// Blocking mode: turns the turn's queued sends into SQEs. Runs of datagrams of one size to
+    /// one peer (up to 64, at most 65507 bytes) become one sendmsg with a UDP_SEGMENT control
+    /// message; the kernel segments it, so the syscall, route lookup and socket work are paid
+    /// once per run instead of once per datagram. A lone datagram is a plain send.
+    func flushBatched(_ port: Port) {
+        let n = port.batchCount
+        port.batchCount = 0
+        var i = 0
+        while i < n {
+            let peer = port.batchPeer[i]
+            let size = port.batchBytes[i]
+            var j = i + 1
+            var total = size
+            while j < n, j - i < Self.gsoMaxSegments, port.batchPeer[j] == peer, port.batchBytes[j] == size,
+                  total + size <= FrameLayout.maxDatagram {
+                total += size
+                j += 1
+            }
+            if j - i == 1 || gsoFreeCount == 0 {
+                for k in i..<j { plainSend(port, slot: port.batchSlot[k], bytes: port.batchBytes[k], peer: port.batchPeer[k]) }
+                i = j
+                continue
+            }
+            gsoFreeCount -= 1
+            let r = Int(gsoFree[gsoFreeCount])
+            let iov = gsoIov + r * Self.gsoMaxSegments
+            for k in i..<j {
+                iov[k - i] = iovec(iov_base: pool.slotPointer(port.batchSlot[k]), iov_len: size)
+                gsoSlots[r * Self.gsoMaxSegments + k - i] = port.batchSlot[k]
+            }
+            gsoCount[r] = j - i
+            let control = gsoControl + r * 24
+            control.storeBytes(of: 18, toByteOffset: 0, as: Int.self)                // cmsg_len = CMSG_LEN(2)
+            control.storeBytes(of: Int32(IPPROTO_UDP), toByteOffset: 8, as: Int32.self)  // SOL_UDP
+            control.storeBytes(of: Int32(103), toByteOffset: 12, as: Int32.self)     // UDP_SEGMENT
+            control.storeBytes(of: UInt16(size), toByteOffset: 16, as: UInt16.self)
+            gsoMsg[r].msg_name = peer
+            gsoMsg[r].msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            gsoMsg[r].msg_iov = iov
+            gsoMsg[r].msg_iovlen = j - i
+            gsoMsg[r].msg_control = control
+            gsoMsg[r].msg_controllen = 24
+            let sqe = nextSQE()
+            io_uring_prep_sendmsg(sqe, port.fd, gsoMsg + r, 0)
+            io_uring_sqe_set_data64(sqe, Self.data(.gso, UInt64(r)))
+            inflight += 1
+            port.counters.gsoBatches &+= 1
+            port.counters.gsoDatagrams &+= UInt64(j - i)
+            i = j
+        }
+    }
+
+    @inline(__always)
+    func plainSend(_ port: Port, slot: UInt32, bytes: Int, peer: UnsafeMutableRawPointer) {
+        let sqe = nextSQE()
+        io_uring_prep_send(sqe, port.fd, pool.slotPointer(slot), bytes, 0)
+        io_uring_prep_send_set_addr(sqe, UnsafeRawPointer(peer).assumingMemoryBound(to: sockaddr.self),
+                                    UInt16(MemoryLayout<sockaddr_in>.size))
+        io_uring_sqe_set_data64(sqe, Self.data(.send, UInt64(slot)))
+        inflight += 1
+    }
+
+    func onBatchDone(_ r: UInt32, res: Int32) {
+        let r = Int(r)
+        let count = gsoCount[r]
+        gsoFree[gsoFreeCount] = UInt32(r)
+        gsoFreeCount += 1
+        for k in 0..<count {
+            let slot = gsoSlots[r * Self.gsoMaxSegments + k]
+            if res < 0 {
+                pool.meta[Int(slot)].failed = true
+                pool.meta[Int(slot)].errno = -res
+            }
+            finishSend(slot: slot)
+        }
     }
 
     /// Busy-poll mode: hands the turn's queued sends of a port to the kernel in one sendmmsg.

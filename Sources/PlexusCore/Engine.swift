@@ -48,6 +48,17 @@ public final class Engine {
     let segFree: UnsafeMutablePointer<UInt32>
     var segFreeCount: Int
 
+    // UDP GSO sends: one sendmsg record per group of same-size datagrams to one peer.
+    static let gsoMaxSegments = 64
+    let gsoCapacity: Int
+    let gsoMsg: UnsafeMutablePointer<msghdr>
+    let gsoIov: UnsafeMutablePointer<iovec>
+    let gsoControl: UnsafeMutableRawPointer
+    let gsoSlots: UnsafeMutablePointer<UInt32>
+    let gsoCount: UnsafeMutablePointer<Int>
+    let gsoFree: UnsafeMutablePointer<UInt32>
+    var gsoFreeCount: Int
+
     // Reassembly of segmented messages.
     struct Reassembly {
         var inUse = false
@@ -75,7 +86,7 @@ public final class Engine {
 
     // user_data tags (top byte).
     enum Tag: UInt64 {
-        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend
+        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso
     }
     @inline(__always) static func data(_ tag: Tag, _ low: UInt64) -> UInt64 { tag.rawValue << 56 | low }
 
@@ -152,6 +163,16 @@ public final class Engine {
         segFree = .allocate(capacity: segmentCapacity)
         for i in 0..<segmentCapacity { segFree[i] = UInt32(segmentCapacity - 1 - i) }
         segFreeCount = segmentCapacity
+        gsoCapacity = c.poolFrames / 2 + 1
+        gsoMsg = .allocate(capacity: gsoCapacity)
+        gsoMsg.initialize(repeating: msghdr(), count: gsoCapacity)
+        gsoIov = .allocate(capacity: gsoCapacity * Self.gsoMaxSegments)
+        gsoControl = .allocate(byteCount: gsoCapacity * 24, alignment: 8)
+        gsoSlots = .allocate(capacity: gsoCapacity * Self.gsoMaxSegments)
+        gsoCount = .allocate(capacity: gsoCapacity)
+        gsoFree = .allocate(capacity: gsoCapacity)
+        for i in 0..<gsoCapacity { gsoFree[i] = UInt32(gsoCapacity - 1 - i) }
+        gsoFreeCount = gsoCapacity
         reassembly = .allocate(capacity: c.reassemblyContexts)
         reassembly.initialize(repeating: Reassembly(), count: c.reassemblyContexts)
         timerSpecs = .allocate(capacity: c.maxTimers)
@@ -163,7 +184,8 @@ public final class Engine {
         info = EngineInfo(
             name: c.name, ports: [portA.info, portB.info], ringSetup: setup, pollMode: c.pollMode.rawValue,
             memoryBacking: pool.memory.backing.rawValue, numaNode: pool.memory.numaNode.map(Int.init),
-            fixedBuffers: fixedBuffers, zeroCopy: c.zeroCopy.rawValue, poolFrames: c.poolFrames, maxVIs: c.maxVIs,
+            fixedBuffers: fixedBuffers, udpSegmentationOffload: portA.gsoAvailable && portB.gsoAvailable,
+            zeroCopy: c.zeroCopy.rawValue, poolFrames: c.poolFrames, maxVIs: c.maxVIs,
             rmemMax: readSysctl("/proc/sys/net/core/rmem_max"), wmemMax: readSysctl("/proc/sys/net/core/wmem_max"))
         if c.pollMode == .blocking {
             armReceive(portA)
@@ -190,6 +212,12 @@ public final class Engine {
         segSlot.deallocate()
         segFree.deallocate()
         reassembly.deallocate()
+        gsoMsg.deallocate()
+        gsoIov.deallocate()
+        gsoControl.deallocate()
+        gsoSlots.deallocate()
+        gsoCount.deallocate()
+        gsoFree.deallocate()
         timerSpecs.deallocate()
         timerTokens.deallocate()
         timerFree.deallocate()
@@ -251,6 +279,8 @@ public final class Engine {
             }
             if portA.pendingSends > 0 { flushDirectSends(portA) }
             if portB.pendingSends > 0 { flushDirectSends(portB) }
+            if portA.batchCount > 0 { flushBatched(portA) }
+            if portB.batchCount > 0 { flushBatched(portB) }
             let rc: Int32
             if configuration.pollMode == .blocking || stopping {
                 rc = io_uring_submit_and_wait(ring, 1)
@@ -331,6 +361,9 @@ public final class Engine {
             if !stopping { armWake() }
         case .cancel:
             inflight -= 1
+        case .gso:
+            inflight -= 1
+            onBatchDone(UInt32(low), res: res)
         case nil:
             preconditionFailure("unknown completion tag \(userData >> 56)")
         }

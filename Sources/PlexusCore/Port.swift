@@ -53,6 +53,14 @@ final class Port {
     let doneErrors: UnsafeMutablePointer<Int32>
     var pendingSends = 0
 
+    // Blocking mode: the turn's sends, grouped into UDP GSO sendmsgs before the submission.
+    let batchSlot: UnsafeMutablePointer<UInt32>
+    let batchBytes: UnsafeMutablePointer<Int>
+    let batchPeer: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    var batchCount = 0
+    /// Whether the kernel takes UDP_SEGMENT on this socket.
+    let gsoAvailable: Bool
+
     init(fabric: Fabric, configuration c: EngineConfiguration, ring uring: UnsafeMutablePointer<io_uring>,
          pool: FramePool) throws(PlexusError) {
         self.fabric = fabric
@@ -99,6 +107,17 @@ final class Port {
         pollNames = .allocate(capacity: Self.pollBatch)
         pollNames.initialize(repeating: sockaddr_in(), count: Self.pollBatch)
         pollIDs = .allocate(capacity: Self.pollBatch)
+        batchSlot = .allocate(capacity: c.poolFrames)
+        batchBytes = .allocate(capacity: c.poolFrames)
+        batchPeer = .allocate(capacity: c.poolFrames)
+        var probe: Int32 = 1200
+        if c.udpSegmentationOffload && setsockopt(fd, Int32(IPPROTO_UDP), 103 /* UDP_SEGMENT */, &probe, 4) == 0 {
+            probe = 0
+            setsockopt(fd, Int32(IPPROTO_UDP), 103, &probe, 4)
+            gsoAvailable = true
+        } else {
+            gsoAvailable = false
+        }
         sendMsgs = .allocate(capacity: Self.sendBatch)
         sendMsgs.initialize(repeating: plx_mmsghdr(), count: Self.sendBatch)
         sendIov = .allocate(capacity: Self.sendBatch)
@@ -137,6 +156,9 @@ final class Port {
         pollIov.deallocate()
         pollNames.deallocate()
         pollIDs.deallocate()
+        batchSlot.deallocate()
+        batchBytes.deallocate()
+        batchPeer.deallocate()
         sendMsgs.deallocate()
         sendIov.deallocate()
         sendSlots.deallocate()
