@@ -202,12 +202,14 @@ extension Engine {
         port.batchCount = 0
         var i = 0
         while i < n {
+            // Datagrams group by destination address (not by VI: many VIs share a peer port).
             let peer = port.batchPeer[i]
+            let destination = Self.addressKey(peer)
             let size = port.batchBytes[i]
             var j = i + 1
             var total = size
-            while j < n, j - i < Self.gsoMaxSegments, port.batchPeer[j] == peer, port.batchBytes[j] == size,
-                  total + size <= FrameLayout.maxDatagram {
+            while j < n, j - i < Self.gsoMaxSegments, port.batchBytes[j] == size,
+                  total + size <= FrameLayout.maxDatagram, Self.addressKey(port.batchPeer[j]) == destination {
                 total += size
                 j += 1
             }
@@ -243,6 +245,13 @@ extension Engine {
             port.counters.gsoDatagrams &+= UInt64(j - i)
             i = j
         }
+    }
+
+    /// IPv4 address and port of a sockaddr_in as one comparable value.
+    @inline(__always)
+    static func addressKey(_ p: UnsafeMutableRawPointer) -> UInt64 {
+        let sa = p.assumingMemoryBound(to: sockaddr_in.self)
+        return UInt64(sa.pointee.sin_addr.s_addr) << 16 | UInt64(sa.pointee.sin_port)
     }
 
     @inline(__always)
