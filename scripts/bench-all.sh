@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every `plexus bench` scenario of the fabric core in release mode and records the results in
+# bench-results/: one JSON file per scenario (the command's own --json line: command, machine,
+# date, parameters, plexus, baseline, ratio), a size sweep as CSV, a plot of it, and README.md.
+# Nothing in bench-results/ is edited by hand; run this again to refresh it.
+#   ROUNDS (default 5) and SECONDS (default 2) set the effort.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+rounds="${ROUNDS:-5}"
+secs="${SECONDS_PER_RUN:-2}"
+out=bench-results
+mkdir -p "$out"
+swift build -c release --product plexus >/dev/null
+plexus=.build/release/plexus
+
+run() {  # run NAME ARGS... : records the last (JSON) line of `plexus bench ARGS --json`
+    local name="$1"; shift
+    echo "== $name: plexus bench $*" >&2
+    "$plexus" bench "$@" --json | tail -n 1 > "$out/$name.json"
+}
+
+run vi-throughput-16896 vi-throughput --size 16896 --seconds "$secs" --rounds "$rounds"
+run vi-throughput-64 vi-throughput --size 64 --seconds "$secs" --rounds "$rounds"
+run vi-latency-64-blocking vi-latency --size 64 --count 20000 --rounds "$rounds"
+run vi-latency-64-busy-poll vi-latency --size 64 --count 20000 --rounds "$rounds" --busy-poll
+run vi-latency-16896-blocking vi-latency --size 16896 --count 10000 --rounds "$rounds"
+run rdma-write-16896 rdma-write --size 16896 --seconds "$secs" --rounds "$rounds"
+run vi-scale-16384 vi-scale --vis 16384 --size 1024 --seconds "$secs" --rounds "$rounds"
+
+# Throughput against frame size, Plexus and both baselines, for the plot.
+echo "size,plexus_gbytes_per_s,io_uring_gbytes_per_s,plain_gbytes_per_s,plexus_frames_per_s,io_uring_frames_per_s,plain_frames_per_s,ratio" > "$out/throughput-sweep.csv"
+for size in 64 256 1024 4096 8192 16896; do
+    run "sweep-$size" vi-throughput --size "$size" --seconds "$secs" --rounds "$rounds"
+    python3 - "$out/sweep-$size.json" >> "$out/throughput-sweep.csv" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+b = r["baseline"]
+print(",".join(str(x) for x in [r["parameters"]["size"], r["plexus"]["gbytes_per_s"], b["io_uring"]["gbytes_per_s"],
+      b["plain"]["gbytes_per_s"], r["plexus"]["frames_per_s"], b["io_uring"]["frames_per_s"], b["plain"]["frames_per_s"], r["ratio"]]))
+PY
+done
+
+gnuplot <<GP
+set terminal pngcairo size 900,520 font "sans,11" noenhanced
+set output "$out/throughput-vs-size.png"
+set title "One-way throughput over loopback, one VI (medians of $rounds interleaved rounds)"
+set xlabel "frame payload (bytes)"
+set ylabel "delivered GB/s"
+set logscale x 2
+set key top left
+set grid
+set datafile separator ","
+plot "$out/throughput-sweep.csv" using 1:2 with linespoints lw 2 title "Plexus VI", \
+     "" using 1:3 with linespoints title "raw UDP, io_uring", \
+     "" using 1:4 with linespoints title "raw UDP, plain send/recv"
+GP
+
+python3 scripts/bench-table.py "$out" > "$out/README.md"
+echo "bench-all: results in $out/" >&2
