@@ -28,7 +28,7 @@ run rdma-write-16896 rdma-write --size 16896 --seconds "$secs" --rounds "$rounds
 run vi-scale-16384 vi-scale --vis 16384 --size 1024 --seconds "$secs" --rounds "$rounds"
 
 # Throughput against frame size, Plexus and both baselines, for the plot.
-echo "size,plexus_gbytes_per_s,io_uring_gbytes_per_s,plain_gbytes_per_s,plexus_frames_per_s,io_uring_frames_per_s,plain_frames_per_s,ratio" > "$out/throughput-sweep.csv"
+echo "size,plexus_gbytes_per_s,io_uring_gbytes_per_s,plain_gbytes_per_s,plain_gso_gbytes_per_s,plexus_frames_per_s,io_uring_frames_per_s,plain_frames_per_s,plain_gso_frames_per_s,ratio,ratio_to_plain_gso" > "$out/throughput-sweep.csv"
 for size in 64 256 1024 4096 8192 16896; do
     run "sweep-$size" vi-throughput --size "$size" --seconds "$secs" --rounds "$rounds"
     python3 - "$out/sweep-$size.json" >> "$out/throughput-sweep.csv" <<'PY'
@@ -36,7 +36,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 b = r["baseline"]
 print(",".join(str(x) for x in [r["parameters"]["size"], r["plexus"]["gbytes_per_s"], b["io_uring"]["gbytes_per_s"],
-      b["plain"]["gbytes_per_s"], r["plexus"]["frames_per_s"], b["io_uring"]["frames_per_s"], b["plain"]["frames_per_s"], r["ratio"]]))
+      b["plain"]["gbytes_per_s"], b["plain_gso"]["gbytes_per_s"], r["plexus"]["frames_per_s"], b["io_uring"]["frames_per_s"],
+      b["plain"]["frames_per_s"], b["plain_gso"]["frames_per_s"], r["ratio"], r["ratio_to_plain_gso"]]))
 PY
 done
 
@@ -47,12 +48,14 @@ set title "One-way throughput over loopback, one VI (medians of $rounds interlea
 set xlabel "frame payload (bytes)"
 set ylabel "delivered GB/s"
 set logscale x 2
+set xtics ("64" 64, "256" 256, "1024" 1024, "4096" 4096, "8192" 8192, "16896" 16896)
 set key top left
 set grid
 set datafile separator ","
 plot "$out/throughput-sweep.csv" using 1:2 with linespoints lw 2 title "Plexus VI", \
-     "" using 1:3 with linespoints title "raw UDP, io_uring", \
-     "" using 1:4 with linespoints title "raw UDP, plain send/recv"
+     "" using 1:3 with linespoints title "raw UDP, io_uring (baseline)", \
+     "" using 1:4 with linespoints title "raw UDP, plain send/recv (baseline)", \
+     "" using 1:5 with linespoints dt 2 title "raw UDP, plain sendmsg + GSO (informational)"
 GP
 
 python3 scripts/bench-table.py "$out" > "$out/README.md"

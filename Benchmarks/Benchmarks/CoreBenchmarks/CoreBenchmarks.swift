@@ -104,6 +104,13 @@ let benchmarks: @Sendable () -> Void = {
         loopbackBenchmark("VIDemuxAndDeliver_\(payload)B", payloadBytes: payload, allocationsPerIteration: 0)
     }
 
+    // The other two paths: a blocking sender whose sends go out as UDP GSO sendmsgs on the ring,
+    // and a busy-polling receiver that reads its sockets with recvmsg/recvmmsg.
+    for payload in [64, FrameLayout.maxPayload] {
+        loopbackBenchmark("GSOSendPolledReceive_\(payload)B", payloadBytes: payload, allocationsPerIteration: 0,
+                          swapModes: true)
+    }
+
     // MARK: - Canary
 
     // The same stream, but node 2's driver copies every payload into a new [UInt8]: exactly one
@@ -124,7 +131,7 @@ let benchmarks: @Sendable () -> Void = {
 /// `thresholds check` exits 0 when a benchmark merely reports an error (`benchmark.error`, a
 /// throwing setup or teardown) and checks nothing for it, but exits non-zero on a crash.
 func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: Bool = false,
-                       allocationsPerIteration: Int? = nil) {
+                       allocationsPerIteration: Int? = nil, swapModes: Bool = false) {
     let pair = SetupSlot<LoopbackPair>()
     Benchmark(
         name,
@@ -135,7 +142,8 @@ func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: 
             setup: {
                 let p: LoopbackPair
                 do {
-                    p = try LoopbackPair(payloadBytes: payloadBytes, copyPayloadOnReceive: copyPayloadOnReceive)
+                    p = try LoopbackPair(payloadBytes: payloadBytes, copyPayloadOnReceive: copyPayloadOnReceive,
+                                         swapModes: swapModes)
                 } catch {
                     fatalError("\(name): cannot start two engines on loopback: \(error)")
                 }
@@ -151,6 +159,7 @@ func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: 
                 guard let p = pair.value else { return }
                 let dropped = p.droppedFrames()
                 if dropped != 0 { p.fail("\(name): \(dropped) frames dropped") }
+                if swapModes && p.gsoDatagrams() == 0 { p.fail("\(name): the sender never used UDP GSO") }
                 p.stop()
                 pair.value = nil
             })

@@ -48,11 +48,24 @@ final class StreamingSender: EngineDriver {
     var sent = 0
     var sequence: UInt64 = 0
 
-    init(state: StreamState, vis: [VI]) {
+    /// When set (a blocking sender), a ring timer wakes the engine this often so it notices a
+    /// raised `requested` without being woken through its inbox (which allocates).
+    let tick: Duration?
+
+    init(state: StreamState, vis: [VI], tick: Duration? = nil) {
         self.state = state
         self.vis = vis
+        self.tick = tick
         self.window = state.window.load(ordering: .acquiring)
         precondition(window > 0, "the sender started before the window was set")
+    }
+
+    func engineDidStart(_ engine: Engine) {
+        if let tick { engine.schedule(after: tick, token: 1) }
+    }
+
+    func timerFired(token: UInt32, engine: Engine) {
+        if let tick { engine.schedule(after: tick, token: 1) }
     }
 
     func engineTurn(_ engine: Engine) {
@@ -106,7 +119,9 @@ final class CountingReceiver: EngineDriver {
 }
 
 /// Node 1 (sender, busy-polling) and node 2 (receiver, blocking), `visPerFabric` VIs on each
-/// fabric between them.
+/// fabric between them; or, with `swapModes`, the other two paths: a blocking sender (its sends
+/// grouped into UDP GSO sendmsgs on the ring, woken by a ring timer) and a busy-polling receiver
+/// (reading its sockets directly with recvmsg/recvmmsg).
 final class LoopbackPair: Sendable {
     let state: StreamState
     let sender: EngineThread
@@ -116,7 +131,8 @@ final class LoopbackPair: Sendable {
     /// How long `deliver` waits for the frames it asked for before it fails the run.
     static let timeout: Duration = .seconds(10)
 
-    init(payloadBytes: Int, visPerFabric: Int = 1024, copyPayloadOnReceive: Bool = false) throws {
+    init(payloadBytes: Int, visPerFabric: Int = 1024, copyPayloadOnReceive: Bool = false,
+         swapModes: Bool = false) throws {
         let vis = (1...UInt32(visPerFabric)).flatMap { [VI(.a, $0), VI(.b, $0)] }
         self.vis = vis
 
@@ -125,7 +141,7 @@ final class LoopbackPair: Sendable {
         self.state = state
         var rc = EngineConfiguration.loopback(node: 2)
         rc.name = "bench-rx"
-        rc.pollMode = .blocking
+        rc.pollMode = swapModes ? .busyPoll : .blocking
         let receiver = try EngineThread.start(rc, driver: {
             CountingReceiver(state: state, copyPayload: copyPayloadOnReceive)
         })
@@ -141,10 +157,11 @@ final class LoopbackPair: Sendable {
         sc.name = "bench-tx"
         // Busy-poll: the sender must notice a raised `requested` without being woken through its
         // inbox (which allocates). It spins only while a benchmark using it is set up.
-        sc.pollMode = .busyPoll
+        sc.pollMode = swapModes ? .blocking : .busyPoll
+        let tick: Duration? = swapModes ? .microseconds(20) : nil
         let sender: EngineThread
         do {
-            sender = try EngineThread.start(sc, driver: { StreamingSender(state: state, vis: vis) })
+            sender = try EngineThread.start(sc, driver: { StreamingSender(state: state, vis: vis, tick: tick) })
         } catch {
             receiver.stopAndWait()
             throw error
@@ -232,6 +249,12 @@ final class LoopbackPair: Sendable {
     func droppedFrames() -> UInt64 {
         let count: @Sendable (Engine) -> UInt64 = { e in e.counters(.a).dropped + e.counters(.b).dropped }
         return ((try? sender.runAndWait(count)) ?? 0) + ((try? receiver.runAndWait(count)) ?? 0)
+    }
+
+    /// Datagrams the sender sent inside UDP GSO batches (non-zero proves the GSO path ran).
+    func gsoDatagrams() -> UInt64 {
+        let count: @Sendable (Engine) -> UInt64 = { e in e.counters(.a).gsoDatagrams + e.counters(.b).gsoDatagrams }
+        return (try? sender.runAndWait(count)) ?? 0
     }
 
     func fail(_ why: String) -> Never {

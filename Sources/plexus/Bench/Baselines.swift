@@ -10,6 +10,9 @@ import Synchronization
 enum BaselineMethod: String, CaseIterable, Sendable {
     case plain
     case uring = "io_uring"
+    /// Informational: plain sendmsg with UDP_SEGMENT (the kernel facility Plexus batches with).
+    /// Not part of the baseline, which is the better of the two minimal pairs above.
+    case plainGSO = "plain_gso"
 }
 
 enum RawUDP {
@@ -67,6 +70,36 @@ enum RawUDP {
         var now = start
         while now < end {
             for _ in 0..<32 where send(fd, buf, size, 0) >= 0 { sent += 1 }
+            now = nowNanos()
+        }
+        return (sent, now - start)
+    }
+
+    /// Plain sends grouped like Plexus groups them: up to 64 same-size datagrams per sendmsg
+    /// with a UDP_SEGMENT control message.
+    static func plainGSOSend(fd: Int32, size: Int, nanos: UInt64) -> (sent: UInt64, elapsed: UInt64) {
+        let per = max(1, min(64, FrameLayout.maxDatagram / size))
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: size * per, alignment: 64)
+        defer { buf.deallocate() }
+        memset(buf, 0x5A, size * per)
+        var iov = iovec(iov_base: buf, iov_len: size * per)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: 24, alignment: 8)
+        defer { control.deallocate() }
+        control.storeBytes(of: 18, toByteOffset: 0, as: Int.self)
+        control.storeBytes(of: Int32(IPPROTO_UDP), toByteOffset: 8, as: Int32.self)
+        control.storeBytes(of: Int32(103), toByteOffset: 12, as: Int32.self)
+        control.storeBytes(of: UInt16(size), toByteOffset: 16, as: UInt16.self)
+        var msg = msghdr()
+        withUnsafeMutablePointer(to: &iov) { msg.msg_iov = $0 }
+        msg.msg_iovlen = 1
+        msg.msg_control = control
+        msg.msg_controllen = per > 1 ? 24 : 0
+        let start = nowNanos()
+        let end = start + nanos
+        var sent: UInt64 = 0
+        var now = start
+        while now < end {
+            for _ in 0..<8 where sendmsg(fd, &msg, 0) >= 0 { sent += UInt64(per) }
             now = nowNanos()
         }
         return (sent, now - start)

@@ -18,6 +18,9 @@ struct Bench: ParsableCommand {
               io_uring  batched IORING_OP_SEND (32 per submission) and multishot recv into a \
             provided-buffer ring, same ring flags as Plexus
               plain     send()/recv() on connected sockets
+            vi-throughput also reports, outside the ratio, `plain_gso`: plain sendmsg with \
+            UDP_SEGMENT batching (the kernel facility Plexus groups its sends with), and \
+            `ratio_to_plain_gso`.
             `ratio` is Plexus ÷ the better baseline for throughput, and Plexus p50 ÷ the better \
             baseline p50 for latency.
 
@@ -153,7 +156,7 @@ struct Bench: ParsableCommand {
     }
 
     func rawStream(_ method: BaselineMethod, size: Int) throws -> Stream {
-        let peer = try PeerProcess(["--mode", method == .plain ? "plain" : "io_uring", "--role", "sink"])
+        let peer = try PeerProcess(["--mode", method == .uring ? "io_uring" : "plain", "--role", "sink"])
         let ready = try peer.expect("READY")
         let (fd, bound) = try RawUDP.open(.loopback(node: 1, fabric: .a, port: 0))
         defer { close(fd) }
@@ -162,9 +165,11 @@ struct Bench: ParsableCommand {
         _ = try peer.expect("GO")
         _ = plx_pin_current_thread(0)
         let nanos = UInt64(seconds * 1e9)
-        let (sent, elapsed) = method == .plain
-            ? RawUDP.plainSend(fd: fd, size: size, nanos: nanos)
-            : try UringUDP(fd: fd).stream(size: size, nanos: nanos)
+        let (sent, elapsed) = switch method {
+        case .plain: RawUDP.plainSend(fd: fd, size: size, nanos: nanos)
+        case .plainGSO: RawUDP.plainGSOSend(fd: fd, size: size, nanos: nanos)
+        case .uring: try UringUDP(fd: fd).stream(size: size, nanos: nanos)
+        }
         let r = try peer.finish()
         return Stream(sent: sent, received: r["frames"] as! UInt64, bytes: r["bytes"] as! UInt64, nanos: elapsed,
                       dropped: 0)
@@ -198,21 +203,25 @@ struct Bench: ParsableCommand {
 
     func throughputScenario() throws -> [String: Any] {
         note("vi-throughput: \(size)-byte frames for \(seconds) s, \(rounds) interleaved rounds")
-        let runs = try interleaved(["plexus", "io_uring", "plain"]) { m in
+        let runs = try interleaved(["plexus", "io_uring", "plain", "plain_gso"]) { m in
             switch m {
             case "plexus": try plexusStream(size: size, vis: 1, fabrics: fabric.fabrics, rdma: false)
             case "io_uring": try rawStream(.uring, size: size)
+            case "plain_gso": try rawStream(.plainGSO, size: size)
             default: try rawStream(.plain, size: size)
             }
         }
-        let (baseline, best) = baselineObject(runs)
+        var (baseline, best) = baselineObject(runs)
+        // Informational, outside the ratio: a plain sender using the same UDP GSO batching.
+        baseline["plain_gso"] = runs["plain_gso"]!.json
         let plexus = runs["plexus"]!
         let ratio = plexus.framesPerSecond / best.framesPerSecond
         print(String(format: "vi-throughput %d B: plexus %@ (%@), baseline %@ (%@, %@), ratio %.3f",
                      size, human(rate: plexus.framesPerSecond), human(gbps: plexus.gbytesPerSecond),
                      human(rate: best.framesPerSecond), human(gbps: best.gbytesPerSecond),
                      baseline["method"] as! String, ratio))
-        return ["plexus": plexus.json, "baseline": baseline, "ratio": ratio]
+        return ["plexus": plexus.json, "baseline": baseline, "ratio": ratio,
+                "ratio_to_plain_gso": plexus.framesPerSecond / runs["plain_gso"]!.framesPerSecond]
     }
 
     func rdmaScenario() throws -> [String: Any] {
