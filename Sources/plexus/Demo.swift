@@ -242,7 +242,7 @@ struct Info: ParsableCommand {
         print("engine \(i.name): io_uring \(i.ringSetup), \(i.pollMode)")
         print("  frame pool: \(i.poolFrames) × 16960 bytes, \(i.memoryBacking)" + (i.numaNode.map { ", NUMA node \($0)" } ?? "")
               + ", fixed buffer: \(i.fixedBuffers ? "registered" : "not registered (RLIMIT_MEMLOCK?)")")
-        print("  zero-copy send: \(i.zeroCopy); VIs per port: \(i.maxVIs - 1)")
+        print("  zero-copy send: \(i.zeroCopy); UDP GSO batching: \(i.udpSegmentationOffload ? "on" : "off"); VIs per port: \(i.maxVIs - 1)")
         for p in i.ports {
             print("  fabric \(p.fabric): \(p.address), max datagram \(p.maxDatagramBytes), \(p.receiveBuffers) receive buffers, "
                   + "SO_RCVBUF \(p.receiveBufferBytes) / SO_SNDBUF \(p.sendBufferBytes) (asked \(p.requestedSocketBufferBytes))")

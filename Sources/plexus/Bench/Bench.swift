@@ -175,6 +175,22 @@ struct Bench: ParsableCommand {
                       dropped: 0)
     }
 
+    /// What one measured stream is: Plexus (over some VIs, maybe as RDMA WRITEs) or a raw pair.
+    enum StreamKind {
+        case plexus(vis: Int, fabrics: [Fabric], rdma: Bool)
+        case raw(BaselineMethod)
+    }
+
+    /// Runs the named streams interleaved across rounds; the median of each by frames/s.
+    func interleaved(_ kinds: KeyValuePairs<String, StreamKind>) throws -> [String: Stream] {
+        try interleaved(kinds.map(\.key)) { name in
+            switch kinds.first(where: { $0.key == name })!.value {
+            case .plexus(let vis, let fabrics, let rdma): try plexusStream(size: size, vis: vis, fabrics: fabrics, rdma: rdma)
+            case .raw(let method): try rawStream(method, size: size)
+            }
+        }
+    }
+
     /// Median (by frames/s) of the runs of each method, interleaved across rounds.
     func interleaved(_ methods: [String], _ run: (String) throws -> Stream) throws -> [String: Stream] {
         var all: [String: [Stream]] = [:]
@@ -203,14 +219,10 @@ struct Bench: ParsableCommand {
 
     func throughputScenario() throws -> [String: Any] {
         note("vi-throughput: \(size)-byte frames for \(seconds) s, \(rounds) interleaved rounds")
-        let runs = try interleaved(["plexus", "io_uring", "plain", "plain_gso"]) { m in
-            switch m {
-            case "plexus": try plexusStream(size: size, vis: 1, fabrics: fabric.fabrics, rdma: false)
-            case "io_uring": try rawStream(.uring, size: size)
-            case "plain_gso": try rawStream(.plainGSO, size: size)
-            default: try rawStream(.plain, size: size)
-            }
-        }
+        let runs = try interleaved([
+            "plexus": .plexus(vis: 1, fabrics: fabric.fabrics, rdma: false), "io_uring": .raw(.uring),
+            "plain": .raw(.plain), "plain_gso": .raw(.plainGSO),
+        ])
         var (baseline, best) = baselineObject(runs)
         // Informational, outside the ratio: a plain sender using the same UDP GSO batching.
         baseline["plain_gso"] = runs["plain_gso"]!.json
@@ -226,14 +238,10 @@ struct Bench: ParsableCommand {
 
     func rdmaScenario() throws -> [String: Any] {
         note("rdma-write: \(size)-byte writes for \(seconds) s against VI sends of the same size, \(rounds) rounds")
-        let runs = try interleaved(["rdma", "vi-send", "io_uring", "plain"]) { m in
-            switch m {
-            case "rdma": try plexusStream(size: size, vis: 1, fabrics: [.a], rdma: true)
-            case "vi-send": try plexusStream(size: size, vis: 1, fabrics: [.a], rdma: false)
-            case "io_uring": try rawStream(.uring, size: size)
-            default: try rawStream(.plain, size: size)
-            }
-        }
+        let runs = try interleaved([
+            "rdma": .plexus(vis: 1, fabrics: [.a], rdma: true), "vi-send": .plexus(vis: 1, fabrics: [.a], rdma: false),
+            "io_uring": .raw(.uring), "plain": .raw(.plain),
+        ])
         let rdma = runs["rdma"]!, vi = runs["vi-send"]!
         let (raw, best) = baselineObject(runs)
         let ratio = rdma.gbytesPerSecond / vi.gbytesPerSecond
@@ -249,14 +257,10 @@ struct Bench: ParsableCommand {
 
     func scaleScenario() throws -> [String: Any] {
         note("vi-scale: \(size)-byte frames round-robin over \(vis) VIs against 1 VI, \(rounds) rounds")
-        let runs = try interleaved(["scale", "single", "io_uring", "plain"]) { m in
-            switch m {
-            case "scale": try plexusStream(size: size, vis: vis, fabrics: [.a], rdma: false)
-            case "single": try plexusStream(size: size, vis: 1, fabrics: [.a], rdma: false)
-            case "io_uring": try rawStream(.uring, size: size)
-            default: try rawStream(.plain, size: size)
-            }
-        }
+        let runs = try interleaved([
+            "scale": .plexus(vis: vis, fabrics: [.a], rdma: false), "single": .plexus(vis: 1, fabrics: [.a], rdma: false),
+            "io_uring": .raw(.uring), "plain": .raw(.plain),
+        ])
         let scale = runs["scale"]!, single = runs["single"]!
         let (raw, best) = baselineObject(runs)
         let ratio = scale.framesPerSecond / single.framesPerSecond
