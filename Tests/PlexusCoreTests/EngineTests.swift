@@ -376,3 +376,71 @@ struct AsyncAPITests {
         await #expect(throws: PlexusError.self) { try await a.run { _ in 1 } }
     }
 }
+
+@Suite("Engine: zero-copy policy and huge pages", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
+struct ZeroCopyAndMemoryTests {
+    @Test("auto zero-copy finds the kernel copying on loopback and stops; always keeps it; never never uses it",
+          arguments: ZeroCopyPolicy.allCases)
+    func zeroCopyPolicy(policy: ZeroCopyPolicy) throws {
+        let pair = try Pair { $0.zeroCopy = policy }
+        try pair.connect(.a, 1)
+        for i in 0..<64 { try send(pair.one, VI(.a, 1), pattern(i, size: 4096)) }
+        #expect(waitUntil { pair.seen2.read { $0.received.count } == 64 })
+        #expect(pair.seen2.read { $0.received.map(\.bytes) } == (0..<64).map { pattern($0, size: 4096) })
+        #expect(waitUntil { pair.seen1.read { $0.sent } == 64 })
+        let (c, inUse) = try pair.one.runAndWait { ($0.counters(.a), $0.zeroCopyInUse) }
+        switch policy {
+        case .never:
+            #expect(c.zeroCopySends == 0 && !inUse)
+        case .always:
+            #expect(c.zeroCopySends == 64 && inUse)
+        case .auto:
+            // Loopback always copies: the first notifications say so and zero-copy is switched off.
+            #expect(c.zeroCopySends >= 1 && c.zeroCopySends < 64)
+            #expect(c.zeroCopyCopied >= 1)
+            #expect(!inUse)
+        }
+        let (r1, _) = pair.stop()
+        #expect(r1.leakedFrames == 0)
+    }
+
+    @Test("with huge pages reserved, registered memory sits on them; without, it falls back (root only)")
+    func hugePages() throws {
+        guard getuid() == 0 else {
+            print("skipped: reserving huge pages needs root (CI runs as root)")
+            return
+        }
+        let path = "/proc/sys/vm/nr_hugepages"
+        let before = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { try? before.write(toFile: path, atomically: false, encoding: .utf8) }
+        try "16".write(toFile: path, atomically: false, encoding: .utf8)
+        let meminfo = try String(contentsOfFile: "/proc/meminfo", encoding: .utf8)
+        let free = meminfo.split(separator: "\n").first { $0.hasPrefix("HugePages_Free:") }
+            .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+        guard free >= 2 else {
+            print("skipped: the kernel could not reserve huge pages (HugePages_Free \(free))")
+            return
+        }
+        let m = try RegisteredMemory(size: 4 << 20, hugePages: .ifAvailable)
+        #expect(m.backing == .hugetlb)
+        #expect(m.size == 4 << 20)
+        m.base.storeBytes(of: 0xAB, toByteOffset: (4 << 20) - 1, as: UInt8.self)
+        let plain = try RegisteredMemory(size: 4 << 20, hugePages: .never)
+        #expect(plain.backing == .pages)
+    }
+
+    @Test("an engine reports the socket buffers it asked for and what the kernel granted")
+    func socketBuffers() throws {
+        var c = EngineConfiguration.loopback(node: 41)
+        c.socketBufferBytes = 1 << 20
+        let t = try EngineThread.start(c)
+        defer { t.stopAndWait() }
+        for p in t.info.ports {
+            #expect(p.requestedSocketBufferBytes == 1 << 20)
+            // Linux reports double what it uses; as root (SO_RCVBUFFORCE) the request is honoured.
+            #expect(p.receiveBufferBytes >= 1 << 20 || getuid() != 0)
+            #expect(p.sendBufferBytes > 0)
+        }
+        #expect(t.info.rmemMax != nil)
+    }
+}
