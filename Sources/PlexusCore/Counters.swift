@@ -62,6 +62,12 @@ public struct PortCounters: Sendable, Hashable, Codable {
     /// sendmsg calls that carried several datagrams with UDP GSO, and the datagrams they carried.
     public var gsoBatches: UInt64 = 0
     public var gsoDatagrams: UInt64 = 0
+    /// Injected faults: frames dropped (out, or in while down/partitioned), sent twice, delayed,
+    /// and held back to be overtaken.
+    public var faultDropped: UInt64 = 0
+    public var faultDuplicated: UInt64 = 0
+    public var faultDelayed: UInt64 = 0
+    public var faultReordered: UInt64 = 0
     /// Zero-copy sends issued, and those the kernel reported it had copied anyway.
     public var zeroCopySends: UInt64 = 0
     public var zeroCopyCopied: UInt64 = 0

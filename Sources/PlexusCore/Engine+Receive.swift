@@ -109,6 +109,12 @@ extension Engine {
                  from: UnsafePointer<sockaddr_in>) {
         let ring = port.ring
         port.counters.datagramsIn &+= 1
+        if let f = port.faults, f.cuts(from) {
+            // The leg is down, or this peer is partitioned away: as if it never arrived.
+            port.counters.faultDropped &+= 1
+            ring.returnBuffer(bid)
+            return
+        }
         port.counters.wireBytesIn &+= UInt64(size)
         let header: FrameHeader
         switch FrameHeader.decode(from: data, length: size) {

@@ -72,13 +72,25 @@ extension Engine {
         }
     }
 
-    /// Queues the datagram(s) of one frame whose header fields are filled in.
+    /// Hands one frame whose header fields are filled in to the fault layer, if the port has
+    /// one, or straight to the send queue.
     @inline(__always)
     func transmit(slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>, vi: VI) {
+        pool.meta[Int(slot)] = FramePool.SlotMeta(vi: vi.number, fabric: vi.fabric.rawValue)
+        if let faults = port.faults {
+            injectFaults(faults, slot: slot, header: header, port: port, entry: e)
+            return
+        }
+        transmitNow(slot: slot, header: header, port: port, entry: e)
+    }
+
+    /// Queues the datagram(s) of one frame. Every operation that will read the slot adds one to
+    /// its `pendingOps`; the slot returns to the pool when the last one completes.
+    @inline(__always)
+    func transmitNow(slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>) {
         let p = pool.slotPointer(slot)
         let total = Int(header.payloadLength)
         let addr = UnsafeRawPointer(e).assumingMemoryBound(to: sockaddr.self)
-        pool.meta[Int(slot)] = FramePool.SlotMeta(vi: vi.number, fabric: vi.fabric.rawValue)
         if FrameLayout.headerSize + total <= port.maxDatagram {
             header.encode(into: p)
             let bytes = FrameLayout.headerSize + total
@@ -92,7 +104,7 @@ extension Engine {
                     port.sendMsgs[i].msg_hdr.msg_name = UnsafeMutableRawPointer(e)
                     port.sendSlots[i] = slot
                     port.pendingSends += 1
-                    pool.meta[Int(slot)].pendingOps = 1
+                    pool.meta[Int(slot)].pendingOps += 1
                     port.counters.datagramsOut &+= 1
                     port.counters.wireBytesOut &+= UInt64(bytes)
                     return
@@ -105,7 +117,7 @@ extension Engine {
                 port.batchBytes[i] = bytes
                 port.batchPeer[i] = UnsafeMutableRawPointer(e)
                 port.batchCount += 1
-                pool.meta[Int(slot)].pendingOps = 1
+                pool.meta[Int(slot)].pendingOps += 1
                 port.counters.datagramsOut &+= 1
                 port.counters.wireBytesOut &+= UInt64(bytes)
                 return
@@ -124,7 +136,7 @@ extension Engine {
                 io_uring_sqe_set_data64(sqe, Self.data(.send, UInt64(slot)))
             }
             io_uring_prep_send_set_addr(sqe, addr, UInt16(MemoryLayout<sockaddr_in>.size))
-            pool.meta[Int(slot)].pendingOps = 1
+            pool.meta[Int(slot)].pendingOps += 1
             inflight += 1
             port.counters.datagramsOut &+= 1
             port.counters.wireBytesOut &+= UInt64(bytes)
@@ -172,7 +184,7 @@ extension Engine {
             off += len
             count += 1
         }
-        pool.meta[Int(slot)].pendingOps = count
+        pool.meta[Int(slot)].pendingOps += count
     }
 
     /// Sends a header-only frame that is not the driver's (an RDMA NAK). Best effort: with no
@@ -269,14 +281,7 @@ extension Engine {
         let count = gsoCount[r]
         gsoFree[gsoFreeCount] = UInt32(r)
         gsoFreeCount += 1
-        for k in 0..<count {
-            let slot = gsoSlots[r * Self.gsoMaxSegments + k]
-            if res < 0 {
-                pool.meta[Int(slot)].failed = true
-                pool.meta[Int(slot)].errno = -res
-            }
-            finishSend(slot: slot)
-        }
+        for k in 0..<count { completeOp(slot: gsoSlots[r * Self.gsoMaxSegments + k], res: res) }
     }
 
     /// Busy-poll mode: hands the turn's queued sends of a port to the kernel in one sendmmsg.
@@ -324,25 +329,26 @@ extension Engine {
         }
         port.pendingSends = n - start
         // Completions last: a driver may post new sends from its callback.
-        for k in 0..<done {
-            let slot = port.doneSlots[k]
-            if port.doneErrors[k] != 0 {
-                pool.meta[Int(slot)].failed = true
-                pool.meta[Int(slot)].errno = port.doneErrors[k]
-            }
-            finishSend(slot: slot)
-        }
+        for k in 0..<done { completeOp(slot: port.doneSlots[k], res: -port.doneErrors[k]) }
     }
 
     // MARK: Completions
 
     @inline(__always)
     func onSendDone(slot: UInt32, res: Int32) {
+        completeOp(slot: slot, res: res)
+    }
+
+    /// One operation that read the slot has completed (res < 0: it failed). The slot is released
+    /// and the driver told when the last one has.
+    @inline(__always)
+    func completeOp(slot: UInt32, res: Int32) {
         if res < 0 {
             pool.meta[Int(slot)].failed = true
             pool.meta[Int(slot)].errno = -res
         }
-        finishSend(slot: slot)
+        pool.meta[Int(slot)].pendingOps -= 1
+        if pool.meta[Int(slot)].pendingOps == 0 { finishSend(slot: slot) }
     }
 
     @inline(__always)
@@ -350,12 +356,7 @@ extension Engine {
         let slot = segSlot[Int(i)]
         segFree[segFreeCount] = i
         segFreeCount += 1
-        if res < 0 {
-            pool.meta[Int(slot)].failed = true
-            pool.meta[Int(slot)].errno = -res
-        }
-        pool.meta[Int(slot)].pendingOps -= 1
-        if pool.meta[Int(slot)].pendingOps == 0 { finishSend(slot: slot) }
+        completeOp(slot: slot, res: res)
     }
 
     /// A zero-copy send completes twice: the result, then (if `F_MORE` was set) a notification
@@ -373,7 +374,7 @@ extension Engine {
             } else if zeroCopyProbesLeft > 0 {
                 zeroCopyProbesLeft -= 1
             }
-            finishSend(slot: slot)
+            completeOp(slot: slot, res: 0)
             return
         }
         if res < 0 {
@@ -383,7 +384,7 @@ extension Engine {
         }
         if flags & plx_IORING_CQE_F_MORE == 0 {
             inflight -= 1
-            finishSend(slot: slot)
+            completeOp(slot: slot, res: 0)
         }
     }
 

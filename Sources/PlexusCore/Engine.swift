@@ -79,6 +79,8 @@ public final class Engine {
     var timerFreeCount: Int
 
     var regions: RegionTable
+    var faultTimerArmed = false
+    let faultTimerSpec: UnsafeMutablePointer<__kernel_timespec>
     /// Submissions made early because the submission queue filled inside one turn.
     public private(set) var earlySubmits: UInt64 = 0
     /// Loop turns so far.
@@ -86,7 +88,7 @@ public final class Engine {
 
     // user_data tags (top byte).
     enum Tag: UInt64 {
-        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso
+        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer
     }
     @inline(__always) static func data(_ tag: Tag, _ low: UInt64) -> UInt64 { tag.rawValue << 56 | low }
 
@@ -154,7 +156,8 @@ public final class Engine {
 
         let chunk = c.maxDatagram - FrameLayout.headerSize
         let perFrame = FrameLayout.maxPayload <= chunk ? 0 : (FrameLayout.maxPayload + chunk - 1) / chunk
-        segmentCapacity = max(1, perFrame * c.poolFrames + perFrame * 8)
+        // Each frame has at most two sends in flight (a duplicate from the fault layer).
+        segmentCapacity = max(1, 2 * perFrame * c.poolFrames + perFrame * 8)
         segHeaders = .allocate(byteCount: segmentCapacity * FrameLayout.headerSize, alignment: 64)
         segIov = .allocate(capacity: segmentCapacity * 2)
         segMsg = .allocate(capacity: segmentCapacity)
@@ -181,6 +184,7 @@ public final class Engine {
         for i in 0..<c.maxTimers { timerFree[i] = UInt32(c.maxTimers - 1 - i) }
         timerFreeCount = c.maxTimers
         regions = RegionTable(capacity: c.maxRegions)
+        faultTimerSpec = .allocate(capacity: 1)
         info = EngineInfo(
             name: c.name, ports: [portA.info, portB.info], ringSetup: setup, pollMode: c.pollMode.rawValue,
             memoryBacking: pool.memory.backing.rawValue, numaNode: pool.memory.numaNode.map(Int.init),
@@ -219,6 +223,7 @@ public final class Engine {
         gsoCount.deallocate()
         gsoFree.deallocate()
         timerSpecs.deallocate()
+        faultTimerSpec.deallocate()
         timerTokens.deallocate()
         timerFree.deallocate()
     }
@@ -273,10 +278,14 @@ public final class Engine {
                     io_uring_sqe_set_data64(sqe, Self.data(.cancel, 0))
                     inflight += 1
                 }
-                if inflight == 0 && portA.pendingSends == 0 && portB.pendingSends == 0 { break }
+                if inflight == 0 && portA.pendingSends == 0 && portB.pendingSends == 0 && framesHeldByFaults == 0 {
+                    break
+                }
             } else {
                 driver?.engineTurn(self)
             }
+            if let f = portA.faults { releaseHeldFrames(f, port: portA) }
+            if let f = portB.faults { releaseHeldFrames(f, port: portB) }
             if portA.pendingSends > 0 { flushDirectSends(portA) }
             if portB.pendingSends > 0 { flushDirectSends(portB) }
             if portA.batchCount > 0 { flushBatched(portA) }
@@ -364,6 +373,10 @@ public final class Engine {
         case .gso:
             inflight -= 1
             onBatchDone(UInt32(low), res: res)
+        case .faultTimer:
+            inflight -= 1
+            faultTimerArmed = false
+            if framesHeldByFaults > 0 { ensureFaultTimer() }
         case nil:
             preconditionFailure("unknown completion tag \(userData >> 56)")
         }

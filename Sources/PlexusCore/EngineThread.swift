@@ -261,6 +261,14 @@ public struct FabricControl: Sendable {
 
     public func deregisterRegion(_ key: RegionKey) async throws { try await thread.run { try $0.deregisterRegion(key) } }
 
+    /// Sets (nil clears) the faults injected under one fabric of this engine.
+    public func setFaults(_ plan: FaultPlan?, on fabric: Fabric) async throws {
+        try await thread.run { $0.setFaults(plan, on: fabric) }
+    }
+    public func setFaultsAndWait(_ plan: FaultPlan?, on fabric: Fabric) throws {
+        try thread.runAndWait { $0.setFaults(plan, on: fabric) }
+    }
+
     struct Triple: Sendable {
         var vi: VI
         var peer: FabricAddress

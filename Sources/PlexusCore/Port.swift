@@ -32,6 +32,8 @@ final class Port {
     var receiveArmed = false
     /// VIs established on this port.
     var established = 0
+    /// Faults injected under this port, if any.
+    var faults: FaultState?
     let info: EngineInfo.PortInfo
 
     // Busy-poll receive: one recvmmsg of up to `pollBatch` datagrams per loop turn.
@@ -183,14 +185,15 @@ func readSysctl(_ path: String) -> Int? {
     var buf = [UInt8](repeating: 0, count: 64)
     let n = read(fd, &buf, 63)
     guard n > 0 else { return nil }
-    return Int(String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: " \n"))
+    return Int(String(decoding: buf[0..<n], as: UTF8.self).trimmedWhitespace)
 }
 
 extension String {
-    fileprivate func trimmingCharacters(in set: String) -> String {
+    /// The string without leading and trailing spaces, tabs and newlines.
+    var trimmedWhitespace: String {
         var s = Substring(self)
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
         return String(s)
     }
 }
