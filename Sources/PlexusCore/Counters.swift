@@ -49,7 +49,8 @@ public struct PortCounters: Sendable, Hashable, Codable {
     public var wrongPeer: UInt64 = 0
     /// Frames dropped because the target VI had no receive posted.
     public var receiveQueueEmpty: UInt64 = 0
-    /// Times the kernel found the provided-buffer ring empty (`ENOBUFS`) and dropped.
+    /// Times the kernel found the provided-buffer ring empty (`ENOBUFS`): receiving stalled
+    /// until a buffer came back (the datagrams wait in the socket; not a drop by itself).
     public var bufferRingEmpty: UInt64 = 0
     /// Datagrams larger than a receive buffer (cut by the kernel) and dropped.
     public var truncatedDatagrams: UInt64 = 0
@@ -57,6 +58,8 @@ public struct PortCounters: Sendable, Hashable, Codable {
     public var sendErrors: UInt64 = 0
     /// RDMA WRITEs refused at this port.
     public var rdmaRejected: UInt64 = 0
+    /// Segments received twice and ignored.
+    public var duplicateSegments: UInt64 = 0
     /// Partial messages abandoned (a newer message replaced them, or no context was free).
     public var reassemblyDropped: UInt64 = 0
     /// sendmsg calls that carried several datagrams with UDP GSO, and the datagrams they carried.
@@ -82,7 +85,7 @@ public struct PortCounters: Sendable, Hashable, Codable {
 
     /// Every datagram or frame the port dropped, whatever the reason.
     public var dropped: UInt64 {
-        malformed + unknownVI + wrongPeer + receiveQueueEmpty + bufferRingEmpty + truncatedDatagrams
+        malformed + unknownVI + wrongPeer + receiveQueueEmpty + truncatedDatagrams
             + rdmaRejected + reassemblyDropped
     }
 

@@ -14,7 +14,9 @@ extension Engine {
         guard !e.pointee.established else { throw PlexusError(.viInUse, "\(vi) is already established") }
         guard remoteVI != 0 else { throw PlexusError(.configuration, "remote VI number 0 is never valid") }
         guard peer.port != 0, peer.ip != 0 else { throw PlexusError(.configuration, "peer address \(peer) is not usable") }
-        e.pointee = VIEntry(peer: peer.sockaddr, established: true, remoteVI: remoteVI, posted: 0, counters: VICounters())
+        let generation = e.pointee.generation &+ 1
+        e.pointee = VIEntry(peer: peer.sockaddr, established: true, remoteVI: remoteVI, posted: 0, counters: VICounters(),
+                            generation: generation)
         port.established += 1
     }
 
@@ -34,10 +36,14 @@ extension Engine {
     {
         guard bytes > 0 else { throw PlexusError(.configuration, "a region needs a positive size") }
         guard !writers.isEmpty else { throw PlexusError(.configuration, "a region needs at least one writer VI") }
-        for w in writers where !isEstablished(w) {
-            throw PlexusError(.noSuchVI, "writer \(w) is not established")
+        var granted: [Region.Writer] = []
+        for w in writers {
+            guard let e = port(w.fabric).entry(w.number), e.pointee.established else {
+                throw PlexusError(.noSuchVI, "writer \(w) is not established")
+            }
+            granted.append(Region.Writer(vi: w, generation: e.pointee.generation))
         }
-        return try regions.insert(size: bytes, writers: writers, permissions: permissions,
+        return try regions.insert(size: bytes, writers: granted, permissions: permissions,
                                   hugePages: configuration.hugePages)
     }
 

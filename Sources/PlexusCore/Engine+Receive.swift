@@ -18,7 +18,12 @@ extension Engine {
             port.receiveArmed = false
         }
         if res < 0 {
-            if res == -ENOBUFS { port.counters.bufferRingEmpty &+= 1 }
+            if res == -ENOBUFS {
+                // Every buffer is lent out; the datagram waits in the socket. Re-armed when a
+                // buffer comes back (rearmStalledReceives), not now: that would spin.
+                port.counters.bufferRingEmpty &+= 1
+                return
+            }
         } else if flags & plx_IORING_CQE_F_BUFFER != 0 {
             process(port, bufferID: UInt16(truncatingIfNeeded: flags >> plx_IORING_CQE_BUFFER_SHIFT), length: Int(res))
         }
@@ -30,11 +35,13 @@ extension Engine {
         let ring = port.ring
         let buf = ring.buffer(bid)
         guard let out = io_uring_recvmsg_validate(buf, Int32(length), port.msg) else {
+            port.counters.datagramsIn &+= 1
             port.counters.truncatedDatagrams &+= 1
             ring.returnBuffer(bid)
             return
         }
         if out.pointee.flags & UInt32(MSG_TRUNC) != 0 || out.pointee.namelen > UInt32(MemoryLayout<sockaddr_in>.size) {
+            port.counters.datagramsIn &+= 1
             port.counters.truncatedDatagrams &+= 1
             ring.returnBuffer(bid)
             return
@@ -78,6 +85,7 @@ extension Engine {
         for i in 0..<got {
             let id = port.pollIDs[i]
             if port.pollMsgs[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
+                port.counters.datagramsIn &+= 1
                 port.counters.truncatedDatagrams &+= 1
                 ring.returnBuffer(id)
                 continue
@@ -189,6 +197,14 @@ extension Engine {
                 free = i
             }
         }
+        if found >= 0 && reassembly[found].messageID == h.key && reassembly[found].length != Int(h.messageLength) {
+            // Segments of one message that disagree on its length: the message cannot be trusted.
+            pool.release(reassembly[found].slot)
+            reassembly[found].inUse = false
+            port.counters.reassemblyDropped &+= 1
+            port.counters.malformedBadSegment &+= 1
+            return
+        }
         if found >= 0 && reassembly[found].messageID != h.key {
             // A newer message began before this one completed: the old one is lost (counted).
             pool.release(reassembly[found].slot)
@@ -207,6 +223,22 @@ extension Engine {
                 slot: frame.surrender(), received: 0, length: Int(h.messageLength))
             found = free
         }
+        // A segment seen before (a duplicate on the wire) is ignored: counting it twice would
+        // deliver a message with holes.
+        let offsets = reassemblyOffsets + found * Self.maxSegmentsPerMessage
+        let seen = reassembly[found].segments
+        for k in 0..<seen where offsets[k] == h.segmentOffset {
+            port.counters.duplicateSegments &+= 1
+            return
+        }
+        guard seen < Self.maxSegmentsPerMessage else {
+            pool.release(reassembly[found].slot)
+            reassembly[found].inUse = false
+            port.counters.reassemblyDropped &+= 1
+            return
+        }
+        offsets[seen] = h.segmentOffset
+        reassembly[found].segments = seen + 1
         let slot = reassembly[found].slot
         let base = pool.slotPointer(slot) + FrameLayout.headerSize
         (base + Int(h.segmentOffset)).copyMemory(from: payload, byteCount: Int(h.payloadLength))
@@ -228,6 +260,15 @@ extension Engine {
         if let driver { driver.received(frame, engine: self) }
     }
 
+    /// Abandons every partial message (shutdown), so that their pool slots come back.
+    func dropAllReassembly() {
+        for i in 0..<configuration.reassemblyContexts where reassembly[i].inUse {
+            pool.release(reassembly[i].slot)
+            reassembly[i].inUse = false
+            port(Fabric(rawValue: reassembly[i].fabric)!).counters.reassemblyDropped &+= 1
+        }
+    }
+
     /// Abandons partial messages of a VI (teardown).
     func dropReassembly(_ vi: VI) {
         for i in 0..<configuration.reassemblyContexts
@@ -244,7 +285,7 @@ extension Engine {
               payload: UnsafeRawPointer) {
         let error: RDMAError
         if let r = regions.lookup(h.key) {
-            if !r.admits(vi) {
+            if !r.admits(vi, generation: e.pointee.generation) {
                 error = .wrongPeer
             } else if !r.permissions.contains(.remoteWrite) {
                 error = .noPermission

@@ -23,6 +23,7 @@ extension Engine {
         if stopping { throw .stopping }
         let port = self.port(vi.fabric)
         guard let e = port.entry(vi.number), e.pointee.established else { throw .notEstablished }
+        precondition(frame.pool === pool, "send: the frame comes from another engine's pool")
         let length = frame.length
         let slot = frame.surrender()
         e.pointee.counters.framesOut &+= 1
@@ -44,7 +45,9 @@ extension Engine {
         if stopping { throw .stopping }
         let port = self.port(vi.fabric)
         guard let e = port.entry(vi.number), e.pointee.established else { throw .notEstablished }
+        precondition(frame.pool === pool, "rdmaWrite: the frame comes from another engine's pool")
         let length = frame.length
+        guard offset <= UInt64.max - UInt64(length) else { throw .offsetOverflow }
         let slot = frame.surrender()
         e.pointee.counters.framesOut &+= 1
         e.pointee.counters.bytesOut &+= UInt64(length)
@@ -62,6 +65,8 @@ extension Engine {
                           immediate: UInt32? = nil) throws(SendError) {
         if stopping { throw .stopping }
         guard isEstablished(vi) else { throw .notEstablished }
+        guard list.count > 0 else { throw .emptyGather }
+        guard offset <= UInt64.max - UInt64(list.totalLength) else { throw .offsetOverflow }
         var at = offset
         let n = list.count
         for i in 0..<n {
@@ -94,7 +99,8 @@ extension Engine {
         if FrameLayout.headerSize + total <= port.maxDatagram {
             header.encode(into: p)
             let bytes = FrameLayout.headerSize + total
-            if configuration.pollMode == .busyPoll {
+            pool.meta[Int(slot)].wireBytes = UInt32(bytes)
+            if configuration.pollMode == .busyPoll && !port.directBlocked {
                 // Busy-poll: queue for this turn's sendmmsg (see flushDirectSends). A full batch
                 // overflows to the ring rather than flushing here: completions never run inside
                 // a driver's own call to send.
@@ -122,6 +128,7 @@ extension Engine {
                 port.counters.wireBytesOut &+= UInt64(bytes)
                 return
             }
+            keepOrder(port)
             let sqe = nextSQE()
             if zeroCopyActive {
                 if fixedBuffers {
@@ -143,6 +150,7 @@ extension Engine {
             return
         }
         // Segmentation: one sendmsg per segment, each [own header | slice of the payload].
+        keepOrder(port)
         let chunk = port.maxDatagram - FrameLayout.headerSize
         let messageID = nextMessageID
         nextMessageID &+= 1
@@ -187,10 +195,20 @@ extension Engine {
         pool.meta[Int(slot)].pendingOps += count
     }
 
+    /// About to put a frame on the ring directly: frames this turn queued for a batch go first,
+    /// and (busy-poll) the turn's later frames follow this one onto the ring, so a VI's frames
+    /// leave in the order they were sent.
+    @inline(__always)
+    func keepOrder(_ port: Port) {
+        if port.batchCount > 0 { flushBatched(port) }
+        if configuration.pollMode == .busyPoll { port.directBlocked = true }
+    }
+
     /// Sends a header-only frame that is not the driver's (an RDMA NAK). Best effort: with no
     /// free frame it is not sent, and the refusal is still counted at this end.
     func sendControl(_ header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>) {
         guard !stopping, let frame = pool.take() else { return }
+        keepOrder(port)
         let slot = frame.surrender()
         let p = pool.slotPointer(slot)
         header.encode(into: p)
@@ -238,6 +256,7 @@ extension Engine {
                 gsoSlots[r * Self.gsoMaxSegments + k - i] = port.batchSlot[k]
             }
             gsoCount[r] = j - i
+            gsoFabric[r] = port.fabric.rawValue
             let control = gsoControl + r * 24
             control.storeBytes(of: 18, toByteOffset: 0, as: Int.self)                // cmsg_len = CMSG_LEN(2)
             control.storeBytes(of: Int32(IPPROTO_UDP), toByteOffset: 8, as: Int32.self)  // SOL_UDP
@@ -281,6 +300,19 @@ extension Engine {
         let count = gsoCount[r]
         gsoFree[gsoFreeCount] = UInt32(r)
         gsoFreeCount += 1
+        if res == -EIO || res == -EINVAL || res == -EOPNOTSUPP {
+            // The path refuses GSO (e.g. a device without checksum offload): stop batching on
+            // this port and send the group's datagrams one by one instead of failing them.
+            let port = self.port(Fabric(rawValue: gsoFabric[r])!)
+            port.gsoAvailable = false
+            for k in 0..<count {
+                let slot = gsoSlots[r * Self.gsoMaxSegments + k]
+                pool.meta[Int(slot)].pendingOps += 1
+                plainSend(port, slot: slot, bytes: Int(pool.meta[Int(slot)].wireBytes), peer: gsoMsg[r].msg_name)
+                completeOp(slot: slot, res: 0)
+            }
+            return
+        }
         for k in 0..<count { completeOp(slot: gsoSlots[r * Self.gsoMaxSegments + k], res: res) }
     }
 
@@ -377,10 +409,17 @@ extension Engine {
             completeOp(slot: slot, res: 0)
             return
         }
-        if res < 0 {
+        if (res == -EOPNOTSUPP || res == -EINVAL) && configuration.zeroCopy == .auto,
+           let e = port.entry(m.vi)
+        {
+            // This kernel or device refuses zero-copy sends: stop using them, and send this
+            // frame again plainly instead of failing it.
+            zeroCopyActive = false
+            pool.meta[Int(slot)].pendingOps += 1
+            plainSend(port, slot: slot, bytes: Int(m.wireBytes), peer: UnsafeMutableRawPointer(e))
+        } else if res < 0 {
             pool.meta[Int(slot)].failed = true
             pool.meta[Int(slot)].errno = -res
-            if (res == -EOPNOTSUPP || res == -EINVAL) && configuration.zeroCopy == .auto { zeroCopyActive = false }
         }
         if flags & plx_IORING_CQE_F_MORE == 0 {
             inflight -= 1
@@ -419,10 +458,18 @@ public struct GatherList: ~Copyable {
     /// Frames in the list.
     public var count: Int { tail - head }
 
+    /// Payload bytes of all the frames in the list.
+    public var totalLength: Int {
+        var n = 0
+        for i in head..<tail { n += lengths[i] }
+        return n
+    }
+
     /// Adds a frame at the end. Returns false (and releases nothing: the frame is dropped back
     /// to the pool) when the list is full.
     @discardableResult
     public mutating func append(_ frame: consuming Frame) -> Bool {
+        precondition(frame.pool === pool, "GatherList.append: the frame comes from another engine's pool")
         guard tail < Self.capacity else { return false }
         lengths[tail] = frame.length
         slots[tail] = frame.surrender()

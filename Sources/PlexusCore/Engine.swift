@@ -56,6 +56,7 @@ public final class Engine {
     let gsoControl: UnsafeMutableRawPointer
     let gsoSlots: UnsafeMutablePointer<UInt32>
     let gsoCount: UnsafeMutablePointer<Int>
+    let gsoFabric: UnsafeMutablePointer<UInt8>
     let gsoFree: UnsafeMutablePointer<UInt32>
     var gsoFreeCount: Int
 
@@ -68,8 +69,13 @@ public final class Engine {
         var slot: UInt32 = 0
         var received = 0
         var length = 0
+        var segments = 0
     }
     let reassembly: UnsafeMutablePointer<Reassembly>
+    /// Offsets of the segments each context has received (duplicate detection). Plexus's own
+    /// senders never need more than 35 segments (16896 bytes at the 576-byte minimum MTU).
+    static let maxSegmentsPerMessage = 64
+    let reassemblyOffsets: UnsafeMutablePointer<UInt32>
     var nextMessageID: UInt32 = 1
 
     // Timers.
@@ -173,11 +179,13 @@ public final class Engine {
         gsoControl = .allocate(byteCount: gsoCapacity * 24, alignment: 8)
         gsoSlots = .allocate(capacity: gsoCapacity * Self.gsoMaxSegments)
         gsoCount = .allocate(capacity: gsoCapacity)
+        gsoFabric = .allocate(capacity: gsoCapacity)
         gsoFree = .allocate(capacity: gsoCapacity)
         for i in 0..<gsoCapacity { gsoFree[i] = UInt32(gsoCapacity - 1 - i) }
         gsoFreeCount = gsoCapacity
         reassembly = .allocate(capacity: c.reassemblyContexts)
         reassembly.initialize(repeating: Reassembly(), count: c.reassemblyContexts)
+        reassemblyOffsets = .allocate(capacity: c.reassemblyContexts * Self.maxSegmentsPerMessage)
         timerSpecs = .allocate(capacity: c.maxTimers)
         timerTokens = .allocate(capacity: c.maxTimers)
         timerFree = .allocate(capacity: c.maxTimers)
@@ -216,11 +224,13 @@ public final class Engine {
         segSlot.deallocate()
         segFree.deallocate()
         reassembly.deallocate()
+        reassemblyOffsets.deallocate()
         gsoMsg.deallocate()
         gsoIov.deallocate()
         gsoControl.deallocate()
         gsoSlots.deallocate()
         gsoCount.deallocate()
+        gsoFabric.deallocate()
         gsoFree.deallocate()
         timerSpecs.deallocate()
         faultTimerSpec.deallocate()
@@ -270,7 +280,19 @@ public final class Engine {
         driver?.engineDidStart(self)
         while true {
             turns &+= 1
+            if !stopping { driver?.engineTurn(self) }
+            if let f = portA.faults { releaseHeldFrames(f, port: portA) }
+            if let f = portB.faults { releaseHeldFrames(f, port: portB) }
+            if portA.pendingSends > 0 { flushDirectSends(portA) }
+            if portB.pendingSends > 0 { flushDirectSends(portB) }
+            if portA.batchCount > 0 { flushBatched(portA) }
+            if portB.batchCount > 0 { flushBatched(portB) }
+            portA.directBlocked = false
+            portB.directBlocked = false
+            let rc: Int32
             if stopping {
+                // Issued here, just before the submission, so that a stop() from a driver's own
+                // callback takes effect in this turn.
                 if !cancelIssued {
                     cancelIssued = true
                     let sqe = nextSQE()
@@ -278,20 +300,18 @@ public final class Engine {
                     io_uring_sqe_set_data64(sqe, Self.data(.cancel, 0))
                     inflight += 1
                 }
-                if inflight == 0 && portA.pendingSends == 0 && portB.pendingSends == 0 && framesHeldByFaults == 0 {
-                    break
+                let queued = portA.pendingSends + portB.pendingSends + portA.batchCount + portB.batchCount
+                    + framesHeldByFaults
+                if inflight == 0 && queued == 0 { break }
+                // Sleep only while a completion is still due and nothing of ours waits to go out.
+                if inflight > 0 && queued == 0 {
+                    rc = io_uring_submit_and_wait(ring, 1)
+                } else {
+                    rc = io_uring_submit(ring)
+                    if deferTaskrun { _ = io_uring_get_events(ring) }
                 }
-            } else {
-                driver?.engineTurn(self)
-            }
-            if let f = portA.faults { releaseHeldFrames(f, port: portA) }
-            if let f = portB.faults { releaseHeldFrames(f, port: portB) }
-            if portA.pendingSends > 0 { flushDirectSends(portA) }
-            if portB.pendingSends > 0 { flushDirectSends(portB) }
-            if portA.batchCount > 0 { flushBatched(portA) }
-            if portB.batchCount > 0 { flushBatched(portB) }
-            let rc: Int32
-            if configuration.pollMode == .blocking || stopping {
+            } else if configuration.pollMode == .blocking {
+                rearmStalledReceives()
                 rc = io_uring_submit_and_wait(ring, 1)
             } else {
                 // Busy-poll: the sockets are read directly; the ring carries sends, timers and
@@ -318,10 +338,19 @@ public final class Engine {
         }
         disarmPoll(portA)
         disarmPoll(portB)
+        dropAllReassembly()
         driver?.engineWillStop(self)
         driver = nil
         // Jobs posted after the wake read was cancelled never ran: fail them now.
         for job in inbox.close() { job(nil) }
+    }
+
+    /// Re-arms a multishot receive that ended because the ring had no free buffer (ENOBUFS),
+    /// once a buffer has come back. Re-arming at once would spin: the kernel fails again.
+    func rearmStalledReceives() {
+        for p in [portA, portB] where !p.receiveArmed && p.ring.lent < p.ring.entries {
+            armReceive(p)
+        }
     }
 
     @inline(__always)

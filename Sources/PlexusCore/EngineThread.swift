@@ -178,6 +178,8 @@ public final class EngineThread: Sendable {
     /// driver, and joins the thread. Safe to call more than once.
     @discardableResult
     public func stopAndWait() -> ShutdownReport {
+        precondition(pthread_equal(pthread_self(), thread) == 0,
+                     "stopAndWait called on the engine's own thread (call Engine.stop() there)")
         _ = inbox.post { $0?.stop() }
         return joined.withLock { j in
             if let j { return j }
@@ -193,12 +195,16 @@ public final class EngineThread: Sendable {
     public func stop() async -> ShutdownReport {
         await withCheckedContinuation { (c: CheckedContinuation<ShutdownReport, Never>) in
             do {
-                _ = try spawnThread { c.resume(returning: self.stopAndWait()) }
+                let joiner = try spawnThread { c.resume(returning: self.stopAndWait()) }
+                pthread_detach(joiner)
             } catch {
                 c.resume(returning: self.stopAndWait())
             }
         }
     }
+
+    /// Whether the engine thread has finished (after a stop, including one a driver made).
+    public var hasStopped: Bool { reportBox.value.withLock { $0 != nil } }
 
     /// The privileged interface of this engine, for the control plane.
     public var control: FabricControl { FabricControl(thread: self) }

@@ -53,6 +53,10 @@ public enum SendError: Error, Sendable, Hashable {
     case tooLarge
     /// The engine is shutting down.
     case stopping
+    /// An RDMA WRITE whose remote offset plus length does not fit in 64 bits.
+    case offsetOverflow
+    /// A scatter-gather RDMA WRITE with no frames in its list.
+    case emptyGather
 }
 
 /// An RDMA WRITE failure, as reported to the writer or counted at the target.

@@ -32,6 +32,7 @@ public final class FramePool {
         var vi: UInt32 = 0
         var fabric: UInt8 = 0
         var pendingOps: UInt16 = 0
+        /// Bytes of the frame's single datagram (header included), for a plain resend.
         var wireBytes: UInt32 = 0
         var failed: Bool = false
         var errno: Int32 = 0

@@ -12,6 +12,9 @@ struct VIEntry {
     /// Receives posted and not yet consumed (the VI's receive queue depth).
     var posted: UInt64 = 0
     var counters = VICounters()
+    /// Bumped each time the number is established, so rights granted to an earlier
+    /// establishment (RDMA regions) do not pass to a later one.
+    var generation: UInt32 = 0
 }
 
 /// A node's port on one fabric: a UDP socket, its receive ring, and its VI table.
@@ -54,14 +57,17 @@ final class Port {
     let doneSlots: UnsafeMutablePointer<UInt32>
     let doneErrors: UnsafeMutablePointer<Int32>
     var pendingSends = 0
+    /// Set when a frame of this turn went to the ring (segments, zero-copy, a full batch): the
+    /// turn's later frames follow it there, so a VI's frames leave in the order they were sent.
+    var directBlocked = false
 
     // Blocking mode: the turn's sends, grouped into UDP GSO sendmsgs before the submission.
     let batchSlot: UnsafeMutablePointer<UInt32>
     let batchBytes: UnsafeMutablePointer<Int>
     let batchPeer: UnsafeMutablePointer<UnsafeMutableRawPointer>
     var batchCount = 0
-    /// Whether the kernel takes UDP_SEGMENT on this socket.
-    let gsoAvailable: Bool
+    /// Whether the kernel takes UDP_SEGMENT on this socket (cleared if a GSO send is refused).
+    var gsoAvailable: Bool
 
     init(fabric: Fabric, configuration c: EngineConfiguration, ring uring: UnsafeMutablePointer<io_uring>,
          pool: FramePool) throws(PlexusError) {

@@ -57,7 +57,10 @@ final class ReceiveRing {
         ringBytes = (entries * MemoryLayout<io_uring_buf>.stride + page - 1) / page * page
         guard let p = mmap(nil, ringBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
               p != MAP_FAILED
-        else { throw .system("mmap of the buffer ring") }
+        else {
+            freeIDs.deallocate()
+            throw .system("mmap of the buffer ring")
+        }
         ringMemory = p
         let bufRing = p.assumingMemoryBound(to: io_uring_buf_ring.self)
         self.bufRing = bufRing

@@ -16,10 +16,15 @@ final class Region {
     let key: RegionKey
     let memory: RegisteredMemory
     let size: Int
-    let writers: [VI]
+    /// A VI allowed to write, as it was established when the region was registered.
+    struct Writer {
+        var vi: VI
+        var generation: UInt32
+    }
+    let writers: [Writer]
     let permissions: RegionPermissions
 
-    init(key: RegionKey, size: Int, writers: [VI], permissions: RegionPermissions,
+    init(key: RegionKey, size: Int, writers: [Writer], permissions: RegionPermissions,
          hugePages: HugePagePolicy) throws(PlexusError) {
         self.key = key
         self.memory = try RegisteredMemory(size: size, hugePages: hugePages)
@@ -28,9 +33,11 @@ final class Region {
         self.permissions = permissions
     }
 
+    /// Whether `vi`, in its current establishment, may write. A VI torn down and established
+    /// again (perhaps to another peer) does not inherit the right.
     @inline(__always)
-    func admits(_ vi: VI) -> Bool {
-        for w in writers where w == vi { return true }
+    func admits(_ vi: VI, generation: UInt32) -> Bool {
+        for w in writers where w.vi == vi && w.generation == generation { return true }
         return false
     }
 }
@@ -52,7 +59,7 @@ struct RegionTable {
         return r
     }
 
-    mutating func insert(size: Int, writers: [VI], permissions: RegionPermissions,
+    mutating func insert(size: Int, writers: [Region.Writer], permissions: RegionPermissions,
                          hugePages: HugePagePolicy) throws(PlexusError) -> RegionKey {
         guard let i = slots.firstIndex(where: { $0 == nil }) else {
             throw PlexusError(.resourceExhausted, "all \(slots.count) region slots are in use")
