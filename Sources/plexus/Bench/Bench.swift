@@ -60,6 +60,9 @@ struct Bench: ParsableCommand {
     var busyPoll = false
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
+    @Option(name: .customLong("fault"), parsing: .singleValue,
+            help: "Inject faults under the Plexus sender's fabric (repeatable): FABRIC:PLAN, e.g. a:drop=5,seed=7. Baselines run without.")
+    var faults: [String] = []
 
     func validate() throws {
         guard (1...FrameLayout.maxPayload).contains(size) else { throw ValidationError("--size must be in 1...16896") }
@@ -67,6 +70,7 @@ struct Bench: ParsableCommand {
         guard count > 0 && count <= 10_000_000 else { throw ValidationError("--count must be in 1...10000000") }
         guard (1...1_000_000).contains(vis) else { throw ValidationError("--vis must be in 1...1000000") }
         guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be in 1...50") }
+        try validateFaults(faults)
     }
 
     func run() throws {
@@ -91,6 +95,7 @@ struct Bench: ParsableCommand {
         result["machine"] = Machine.describe()
         result["date"] = ISO8601DateFormatter().string(from: Date())
         result["command"] = (["plexus"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        if !faults.isEmpty { result["faults"] = faults }
         if json { print(jsonLine(result)) }
     }
 
@@ -135,6 +140,7 @@ struct Bench: ParsableCommand {
             for f in fabrics { list.append((VI(f, n), f == .a ? pa : pb, n)) }
         }
         try thread.control.establishAndWait(list)
+        for f in faults.compactMap(FaultOption.init(argument:)) { try thread.control.setFaultsAndWait(f.plan, on: f.fabric) }
         let go = try peer.expect("GO")
         let plan = StreamSender.Plan(
             vis: list.map(\.vi), size: size, batch: 32, nanos: UInt64(seconds * 1e9),
