@@ -3,6 +3,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -27,6 +29,15 @@ int plx_pin_current_thread(int cpu) {
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int plx_enter_netns(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    int r = setns(fd, CLONE_NEWNET);
+    int e = errno;
+    close(fd);
+    return r == 0 ? 0 : e;
 }
 
 int plx_current_cpu(void) { return sched_getcpu(); }

@@ -47,6 +47,10 @@ public struct EngineConfiguration: Sendable {
     public var socketBufferBytes: Int = 4 << 20
     /// Pin the engine thread to this CPU.
     public var cpu: Int? = nil
+    /// Run the engine in this network namespace: a name under /var/run/netns (as `ip netns add`
+    /// makes) or a path. Only the engine's thread enters it, before it opens its sockets, so
+    /// several nodes in one process can each sit in their own namespace.
+    public var networkNamespace: String? = nil
     public var hugePages: HugePagePolicy = .ifAvailable
     /// RDMA regions the engine can hold at once (at most 4096).
     public var maxRegions: Int = 256

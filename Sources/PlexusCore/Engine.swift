@@ -104,6 +104,11 @@ public final class Engine {
             let rc = plx_pin_current_thread(Int32(cpu))
             if rc != 0 { throw PlexusError(.system, "pinning engine thread to CPU \(cpu)", errno: rc) }
         }
+        if let ns = c.networkNamespace {
+            let path = ns.contains("/") ? ns : "/var/run/netns/" + ns
+            let rc = plx_enter_netns(path)
+            if rc != 0 { throw PlexusError(.system, "entering network namespace \(path)", errno: rc) }
+        }
         let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         ring.initialize(to: io_uring())
         // Prefer a single-issuer ring whose completions run only when we ask (DEFER_TASKRUN);

@@ -151,6 +151,11 @@ struct EngineProtectionTests {
         c.pathMTU = 100
         #expect { try EngineThread.start(c) } throws: { ($0 as? PlexusError)?.message.contains("pathMTU") == true }
         c = .loopback(node: 9)
+        c.networkNamespace = "plexus-no-such-namespace"
+        #expect { try EngineThread.start(c) } throws: {
+            ($0 as? PlexusError)?.message.contains("/var/run/netns/plexus-no-such-namespace") == true
+        }
+        c = .loopback(node: 9)
         c.fabricA = FabricAddress("203.0.113.1:1")!  // not an address of this host
         #expect { try EngineThread.start(c) } throws: { ($0 as? PlexusError)?.code == .system }
     }

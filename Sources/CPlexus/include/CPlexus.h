@@ -54,6 +54,10 @@ int plx_recvmmsg(int fd, struct plx_mmsghdr *vec, unsigned int n, int flags);
 /// sendmmsg(2) on `plx_mmsghdr`s. Returns the count sent or -errno.
 int plx_sendmmsg(int fd, struct plx_mmsghdr *vec, unsigned int n, int flags);
 
+/// Moves the calling thread (only it) into the network namespace at `path`
+/// (e.g. /var/run/netns/NAME). Returns 0 or an errno value.
+int plx_enter_netns(const char *path);
+
 /// Pins the calling thread to one CPU. Returns 0 or an errno value.
 int plx_pin_current_thread(int cpu);
 /// The CPU the calling thread runs on, or -1.
