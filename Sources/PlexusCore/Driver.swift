@@ -23,6 +23,9 @@ public protocol EngineDriver: AnyObject {
     func received(_ frame: consuming InboundFrame, engine: Engine)
     /// A send (or an RDMA WRITE) posted on `vi` has completed, and its frame is back in the pool.
     func sendCompleted(on vi: VI, result: SendCompletion, engine: Engine)
+    /// A send made with `returnOnCompletion` has completed: the frame comes back, payload
+    /// intact, to keep (e.g. until acknowledged) or send again. Dropping it releases it.
+    func sendCompleted(returning frame: consuming Frame, on vi: VI, result: SendCompletion, engine: Engine)
     /// An RDMA WRITE with immediate data landed in `region` through `vi`, consuming a posted
     /// receive. `offset` and `length` describe the last datagram of that write.
     func rdmaImmediate(_ immediate: UInt32, on vi: VI, region: RegionKey, offset: UInt64, length: Int,
@@ -40,6 +43,7 @@ extension EngineDriver {
     public func engineTurn(_ engine: Engine) {}
     public func received(_ frame: consuming InboundFrame, engine: Engine) {}
     public func sendCompleted(on vi: VI, result: SendCompletion, engine: Engine) {}
+    public func sendCompleted(returning frame: consuming Frame, on vi: VI, result: SendCompletion, engine: Engine) {}
     public func rdmaImmediate(_ immediate: UInt32, on vi: VI, region: RegionKey, offset: UInt64, length: Int,
                               engine: Engine) {}
     public func rdmaWriteRefused(on vi: VI, error: RDMAError, region: RegionKey, offset: UInt64, engine: Engine) {}

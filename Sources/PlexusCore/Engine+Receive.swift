@@ -167,8 +167,10 @@ extension Engine {
             e.pointee.counters.framesIn &+= 1
             e.pointee.counters.bytesIn &+= UInt64(header.payloadLength)
             port.counters.framesIn &+= 1
-            let frame = InboundFrame(owner: ring, token: UInt32(bid), start: payload,
-                                     count: Int(header.payloadLength), vi: vi)
+            let frame = InboundFrame(
+                owner: ring, token: UInt32(bid), start: payload, count: Int(header.payloadLength), vi: vi,
+                fields: ReliabilityFields(sequence: header.sequence, acknowledgement: header.acknowledgement,
+                                          epoch: header.epoch))
             if let driver { driver.received(frame, engine: self) }
         case .rdmaWrite:
             land(port, entry: e, vi: vi, header: header, payload: payload)
@@ -256,7 +258,9 @@ extension Engine {
         e.pointee.counters.framesIn &+= 1
         e.pointee.counters.bytesIn &+= UInt64(length)
         port.counters.framesIn &+= 1
-        let frame = InboundFrame(owner: port.ring, token: slot | InboundFrame.poolBit, start: base, count: length, vi: vi)
+        let frame = InboundFrame(
+            owner: port.ring, token: slot | InboundFrame.poolBit, start: base, count: length, vi: vi,
+            fields: ReliabilityFields(sequence: h.sequence, acknowledgement: h.acknowledgement, epoch: h.epoch))
         if let driver { driver.received(frame, engine: self) }
     }
 

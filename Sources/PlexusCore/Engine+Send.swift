@@ -20,6 +20,18 @@ extension Engine {
     ///   frame then goes back to the pool and nothing was sent.
     /// - Complexity: O(1) (O(segments) for frames above the path MTU). Never allocates.
     public func send(_ frame: consuming Frame, on vi: VI) throws(SendError) {
+        try send(frame, on: vi, fields: ReliabilityFields(), returnOnCompletion: false)
+    }
+
+    /// Sends a frame with the reliability layer's header fields set, and optionally gets the
+    /// frame back when the kernel is done with it.
+    ///
+    /// With `returnOnCompletion`, the slot does not go back to the pool. The frame is handed
+    /// back, payload intact, to ``EngineDriver/sendCompleted(returning:on:result:engine:)``. A
+    /// reliability layer keeps it there until the peer acknowledges it, and retransmits it by
+    /// sending the same frame again: no copy, and ownership stays in the type system throughout.
+    public func send(_ frame: consuming Frame, on vi: VI, fields: ReliabilityFields,
+                     returnOnCompletion: Bool) throws(SendError) {
         if stopping { throw .stopping }
         let port = self.port(vi.fabric)
         guard let e = port.entry(vi.number), e.pointee.established else { throw .notEstablished }
@@ -30,8 +42,13 @@ extension Engine {
         e.pointee.counters.bytesOut &+= UInt64(length)
         port.counters.framesOut &+= 1
         let header = FrameHeader(
-            type: .data, destinationVI: e.pointee.remoteVI, sourceVI: vi.number, payloadLength: UInt32(length))
+            type: .data, destinationVI: e.pointee.remoteVI, sourceVI: vi.number, epoch: fields.epoch,
+            payloadLength: UInt32(length), sequence: fields.sequence, acknowledgement: fields.acknowledgement)
         transmit(slot: slot, header: header, port: port, entry: e, vi: vi)
+        if returnOnCompletion {
+            pool.meta[Int(slot)].returnToSender = true
+            pool.meta[Int(slot)].payloadLength = UInt32(length)
+        }
     }
 
     /// Emulated RDMA WRITE: the frame's payload lands at `offset` in the peer's region `key`,
@@ -431,16 +448,24 @@ extension Engine {
     func finishSend(slot: UInt32) {
         let m = pool.meta[Int(slot)]
         let fabric = Fabric(rawValue: m.fabric)!
-        pool.release(slot)
         let vi = VI(fabric, m.vi)
+        let result: SendCompletion = m.failed ? .failed(errno: m.errno) : .sent
         if m.failed {
             let port = self.port(fabric)
             port.counters.sendErrors &+= 1
             if let e = port.entry(m.vi) { e.pointee.counters.sendErrors &+= 1 }
-            driver?.sendCompleted(on: vi, result: .failed(errno: m.errno), engine: self)
-        } else {
-            driver?.sendCompleted(on: vi, result: .sent, engine: self)
         }
+        if m.returnToSender {
+            // The sender keeps the frame (e.g. until it is acknowledged); dropping it releases it.
+            var frame = Frame(pool: pool, slot: slot)
+            frame.length = Int(m.payloadLength)
+            if let driver {
+                driver.sendCompleted(returning: frame, on: vi, result: result, engine: self)
+            }
+            return
+        }
+        pool.release(slot)
+        driver?.sendCompleted(on: vi, result: result, engine: self)
     }
 }
 

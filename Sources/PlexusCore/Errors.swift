@@ -45,6 +45,19 @@ public struct PlexusError: Error, CustomStringConvertible, Sendable, Hashable {
     }
 }
 
+/// The header fields a reliability layer sets on a data frame (zero in the fabric core's own
+/// sends). They travel in the frame header and come back on ``InboundFrame``.
+public struct ReliabilityFields: Sendable, Hashable {
+    public var sequence: UInt64
+    public var acknowledgement: UInt64
+    public var epoch: UInt32
+    public init(sequence: UInt64 = 0, acknowledgement: UInt64 = 0, epoch: UInt32 = 0) {
+        self.sequence = sequence
+        self.acknowledgement = acknowledgement
+        self.epoch = epoch
+    }
+}
+
 /// Why a send was refused. The frame is returned to the pool; nothing was put on the wire.
 public enum SendError: Error, Sendable, Hashable {
     /// The VI is not established on this engine.

@@ -36,6 +36,9 @@ public final class FramePool {
         var wireBytes: UInt32 = 0
         var failed: Bool = false
         var errno: Int32 = 0
+        /// Hand the frame back to the driver on completion instead of releasing it.
+        var returnToSender = false
+        var payloadLength: UInt32 = 0
     }
 
     public init(slots: Int, hugePages: HugePagePolicy = .ifAvailable) throws(PlexusError) {

@@ -152,13 +152,17 @@ public struct InboundFrame: ~Copyable {
     public let count: Int
     /// The VI it arrived on.
     public let vi: VI
+    /// The reliability layer's header fields, as the sender set them.
+    public let fields: ReliabilityFields
 
-    init(owner: ReceiveRing, token: UInt32, start: UnsafeRawPointer, count: Int, vi: VI) {
+    init(owner: ReceiveRing, token: UInt32, start: UnsafeRawPointer, count: Int, vi: VI,
+         fields: ReliabilityFields = ReliabilityFields()) {
         self.owner = owner
         self.token = token
         self.start = start
         self.count = count
         self.vi = vi
+        self.fields = fields
         owner.noteLent()
     }
 

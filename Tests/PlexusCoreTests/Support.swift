@@ -28,6 +28,7 @@ func waitUntil(seconds: Double = 5, _ condition: () throws -> Bool) rethrows -> 
 final class Observed: Sendable {
     struct State {
         var received: [(vi: VI, bytes: [UInt8])] = []
+        var fields: [ReliabilityFields] = []
         var sent = 0
         var sendFailures: [Int32] = []
         var immediates: [(vi: VI, value: UInt32, offset: UInt64, length: Int)] = []
@@ -49,7 +50,11 @@ final class RecordingDriver: EngineDriver {
     func received(_ frame: consuming InboundFrame, engine: Engine) {
         let vi = frame.vi
         let bytes = frame.copyBytes()
-        observed.state.withLock { $0.received.append((vi, bytes)) }
+        let fields = frame.fields
+        observed.state.withLock {
+            $0.received.append((vi, bytes))
+            $0.fields.append(fields)
+        }
         if repost { engine.postReceives(1, on: vi) }
     }
     func sendCompleted(on vi: VI, result: SendCompletion, engine: Engine) {
