@@ -161,15 +161,23 @@ struct Bench: ParsableCommand {
                       dropped: r["dropped"] as? UInt64 ?? 0)
     }
 
-    func rawStream(_ method: BaselineMethod, size: Int) throws -> Stream {
-        let peer = try PeerProcess(["--mode", method == .uring ? "io_uring" : "plain", "--role", "sink"])
+    /// Starts a raw (no Plexus) peer process in `role`, and a socket here connected to it, with
+    /// this thread pinned to CPU 0. The caller closes the socket.
+    func rawPeer(_ method: BaselineMethod, role: String) throws -> (PeerProcess, Int32) {
+        let peer = try PeerProcess(["--mode", method == .uring ? "io_uring" : "plain", "--role", role]
+                                   + (busyPoll && role == "echo" ? ["--busy-poll"] : []))
         let ready = try peer.expect("READY")
         let (fd, bound) = try RawUDP.open(.loopback(node: 1, fabric: .a, port: 0))
-        defer { close(fd) }
         RawUDP.connect(fd, to: FabricAddress(ready["a"] as! String)!)
         peer.say("PEER " + jsonLine(["a": bound.description]))
         _ = try peer.expect("GO")
         _ = plx_pin_current_thread(0)
+        return (peer, fd)
+    }
+
+    func rawStream(_ method: BaselineMethod, size: Int) throws -> Stream {
+        let (peer, fd) = try rawPeer(method, role: "sink")
+        defer { close(fd) }
         let nanos = UInt64(seconds * 1e9)
         let (sent, elapsed) = switch method {
         case .plain: RawUDP.plainSend(fd: fd, size: size, nanos: nanos)
@@ -305,15 +313,8 @@ struct Bench: ParsableCommand {
     }
 
     func rawPing(_ method: BaselineMethod) throws -> [UInt64] {
-        let peer = try PeerProcess(["--mode", method == .plain ? "plain" : "io_uring", "--role", "echo"]
-                                   + (busyPoll ? ["--busy-poll"] : []))
-        let ready = try peer.expect("READY")
-        let (fd, bound) = try RawUDP.open(.loopback(node: 1, fabric: .a, port: 0))
+        let (peer, fd) = try rawPeer(method, role: "echo")
         defer { close(fd) }
-        RawUDP.connect(fd, to: FabricAddress(ready["a"] as! String)!)
-        peer.say("PEER " + jsonLine(["a": bound.description]))
-        _ = try peer.expect("GO")
-        _ = plx_pin_current_thread(0)
         let warmup = min(1000, count)
         let samples = method == .plain
             ? RawUDP.plainPing(fd: fd, size: size, count: count, warmup: warmup, busyPoll: busyPoll)
