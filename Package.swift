@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "PlexusCore", targets: ["PlexusCore"]),
+        .library(name: "PlexusCluster", targets: ["PlexusCluster"]),
         .executable(name: "plexus", targets: ["plexus"]),
         .executable(name: "plexus-example", targets: ["PlexusExample"]),
     ],
@@ -25,6 +26,13 @@ let package = Package(
             name: "PlexusCore",
             dependencies: ["CPlexus"],
             swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
+        ),
+
+        // MARK: - Cluster data above the core: the destination address table (seed 003).
+        .target(
+            name: "PlexusCluster",
+            dependencies: ["PlexusCore"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
         // MARK: - The command-line platform.
@@ -50,6 +58,11 @@ let package = Package(
         .testTarget(
             name: "PlexusCoreTests",
             dependencies: ["PlexusCore", "CPlexus"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "PlexusClusterTests",
+            dependencies: ["PlexusCluster", "PlexusCore"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

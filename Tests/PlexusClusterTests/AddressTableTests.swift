@@ -1,0 +1,116 @@
+import PlexusCluster
+import PlexusCore
+import Testing
+
+/// A small deterministic generator (seeded, so runs repeat exactly).
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+func entry(_ n: UInt32, version: UInt64 = 1, aUp: Bool = true) -> NodeEntry {
+    NodeEntry(node: n, version: version, adapters: [
+        AdapterEntry(fabric: .a, address: .loopback(node: UInt8(n % 250), fabric: .a, port: 7000),
+                     status: aUp ? .reachable : .unreachable, adapterType: "loopback", mtu: 65536,
+                     subnetMask: 0xFF00_0000, classOfService: 1),
+        AdapterEntry(fabric: .b, address: .loopback(node: UInt8(n % 250), fabric: .b, port: 7000),
+                     adapterType: "veth", mtu: 1500, subnetMask: 0xFFFF_FF00, classOfService: 2,
+                     gateway: 0xC612_0201),
+    ])
+}
+
+@Suite("Cluster destination address table (seed 003)")
+struct AddressTableTests {
+    /// Push-pull exchange of encoded tables between random pairs until every node holds the same
+    /// table; returns the rounds it took.
+    func gossip(_ tables: inout [AddressTable], rng: inout SplitMix64, maxRounds: Int = 64) throws -> Int {
+        for round in 1...maxRounds {
+            for i in tables.indices {
+                var j = Int(rng.next() % UInt64(tables.count))
+                if j == i { j = (j + 1) % tables.count }
+                // What travels is the encoded table, decoded (and checked) on arrival.
+                let toJ = try AddressTable(decoding: tables[i].encoded())
+                let toI = try AddressTable(decoding: tables[j].encoded())
+                tables[j].merge(toJ)
+                tables[i].merge(toI)
+            }
+            if Set(tables.map(\.digest)).count == 1 { return round }
+        }
+        return maxRounds + 1
+    }
+
+    @Test("64 nodes that start knowing only themselves converge to one identical table; a change spreads")
+    func convergence() throws {
+        var rng = SplitMix64(state: 2026)
+        var tables = (1...64).map { AddressTable(entries: [entry(UInt32($0))]) }
+        let rounds = try gossip(&tables, rng: &rng)
+        #expect(rounds <= 12, "push-pull gossip converges in O(log n) rounds")
+        #expect(tables.allSatisfy { $0 == tables[0] && $0.entries.count == 64 })
+        print("address table: 64 nodes converged in \(rounds) rounds (seed 2026)")
+
+        // Node 17's fabric-A adapter goes unreachable: it bumps its own entry; everyone learns it.
+        tables[16].update(entry(17, version: 2, aUp: false))
+        let again = try gossip(&tables, rng: &rng)
+        #expect(again <= 12)
+        #expect(tables.allSatisfy { $0.destinations(of: 17).map(\.fabric) == [.b] })
+        // An older copy arriving late changes nothing.
+        let changed = tables[3].update(entry(17, version: 1))
+        #expect(!changed)
+    }
+
+    @Test("the table round-trips through its encoding; malformed encodings are refused with a reason")
+    func encoding() throws {
+        let t = AddressTable(entries: (1...5).map { entry($0) })
+        let bytes = t.encoded()
+        #expect(try AddressTable(decoding: bytes) == t)
+        // Every truncation is refused.
+        for n in 0..<bytes.count {
+            #expect(throws: AddressTableDecodeError.self) { try AddressTable(decoding: Array(bytes[0..<n])) }
+        }
+        var bad = bytes
+        bad[0] = 0
+        #expect(throws: AddressTableDecodeError.badMagic) { try AddressTable(decoding: bad) }
+        bad = bytes
+        bad[4] = 2
+        #expect(throws: AddressTableDecodeError.unsupportedVersion) { try AddressTable(decoding: bad) }
+        #expect(throws: AddressTableDecodeError.trailingBytes) { try AddressTable(decoding: bytes + [0]) }
+        // Seeded mutations: never a crash; whatever is accepted re-encodes to a table that decodes.
+        var rng = SplitMix64(state: 7)
+        var accepted = 0
+        for _ in 0..<20_000 {
+            var m = bytes
+            for _ in 0..<(1 + Int(rng.next() % 4)) { m[Int(rng.next() % UInt64(m.count))] = UInt8(truncatingIfNeeded: rng.next()) }
+            if let d = try? AddressTable(decoding: m) {
+                accepted += 1
+                #expect((try? AddressTable(decoding: d.encoded())) == d)
+            }
+        }
+        print("address table: 20000 mutated encodings decoded or refused without a crash (\(accepted) accepted)")
+    }
+
+    @Test("messages go to the primary, then to the next alternate when the primary does not answer in time")
+    func primaryThenAlternate() {
+        let t = AddressTable(entries: [entry(1), entry(2, aUp: false)])
+        var s = DestinationSelector()
+        #expect(s.address(of: 1, in: t)?.fabric == .a)
+        s.timedOut(1)
+        #expect(s.address(of: 1, in: t)?.fabric == .b)
+        s.timedOut(1)
+        #expect(s.address(of: 1, in: t)?.fabric == .a, "wraps back to the primary")
+        s.reset(1)
+        #expect(s.address(of: 1, in: t)?.fabric == .a)
+        // An unreachable adapter is never chosen; an unknown node has no address.
+        #expect(s.address(of: 2, in: t)?.fabric == .b)
+        #expect(s.address(of: 99, in: t) == nil)
+        // Message size per adapter follows its MTU, and the gateway travels with the entry.
+        let b = t.destinations(of: 1)[1]
+        #expect(b.maxMessageBytes == 1500 - 28 - 64)
+        #expect(b.gateway == 0xC612_0201)
+    }
+}
