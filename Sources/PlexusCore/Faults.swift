@@ -97,7 +97,7 @@ public struct FaultPlan: Sendable, Hashable, CustomStringConvertible {
 /// A port's live fault state: the plan, its generator, and frames held back.
 final class FaultState {
     let plan: FaultPlan
-    var rng: UInt64
+    var rng: SplitMix64
     let partitionKeys: [UInt64]
     let dropBelow: UInt64, duplicateBelow: UInt64, reorderBelow: UInt64
     let delayNanos: UInt64
@@ -116,7 +116,7 @@ final class FaultState {
 
     init(plan: FaultPlan, fabric: Fabric, capacity: Int) {
         self.plan = plan
-        rng = plan.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(fabric.rawValue) &+ 1
+        rng = SplitMix64(seed: plan.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(fabric.rawValue) &+ 1)
         partitionKeys = plan.partitioned.map { Self.key(ip: $0.ip.bigEndian, port: $0.port.bigEndian) }
         func threshold(_ p: Double) -> UInt64 { p >= 100 ? .max : UInt64(p / 100 * Double(UInt64.max)) }
         dropBelow = plan.dropPercent > 0 ? threshold(plan.dropPercent) : 0
@@ -130,15 +130,8 @@ final class FaultState {
 
     deinit { held.deallocate() }
 
-    /// SplitMix64: small, fast and reproducible from the seed.
     @inline(__always)
-    func next() -> UInt64 {
-        rng &+= 0x9E37_79B9_7F4A_7C15
-        var z = rng
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    func next() -> UInt64 { rng.next() }
 
     @inline(__always)
     static func key(ip: UInt32, port: UInt16) -> UInt64 { UInt64(ip) << 16 | UInt64(port) }

@@ -2,18 +2,6 @@ import PlexusCluster
 import PlexusCore
 import Testing
 
-/// A small deterministic generator (seeded, so runs repeat exactly).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func entry(_ n: UInt32, version: UInt64 = 1, aUp: Bool = true) -> NodeEntry {
     NodeEntry(node: n, version: version, adapters: [
         AdapterEntry(fabric: .a, address: .loopback(node: UInt8(n % 250), fabric: .a, port: 7000),
@@ -47,7 +35,7 @@ struct AddressTableTests {
 
     @Test("64 nodes that start knowing only themselves converge to one identical table; a change spreads")
     func convergence() throws {
-        var rng = SplitMix64(state: 2026)
+        var rng = SplitMix64(seed: 2026)
         var tables = (1...64).map { AddressTable(entries: [entry(UInt32($0))]) }
         let rounds = try gossip(&tables, rng: &rng)
         #expect(rounds <= 12, "push-pull gossip converges in O(log n) rounds")
@@ -81,7 +69,7 @@ struct AddressTableTests {
         #expect(throws: AddressTableDecodeError.unsupportedVersion) { try AddressTable(decoding: bad) }
         #expect(throws: AddressTableDecodeError.trailingBytes) { try AddressTable(decoding: bytes + [0]) }
         // Seeded mutations: never a crash; whatever is accepted re-encodes to a table that decodes.
-        var rng = SplitMix64(state: 7)
+        var rng = SplitMix64(seed: 7)
         var accepted = 0
         for _ in 0..<20_000 {
             var m = bytes
