@@ -352,10 +352,10 @@ public final class Engine {
 
     /// Re-arms a multishot receive that ended because the ring had no free buffer (ENOBUFS),
     /// once a buffer has come back. Re-arming at once would spin: the kernel fails again.
+    @inline(__always)
     func rearmStalledReceives() {
-        for p in [portA, portB] where !p.receiveArmed && p.ring.lent < p.ring.entries {
-            armReceive(p)
-        }
+        if !portA.receiveArmed && portA.ring.lent < portA.ring.entries { armReceive(portA) }
+        if !portB.receiveArmed && portB.ring.lent < portB.ring.entries { armReceive(portB) }
     }
 
     @inline(__always)
