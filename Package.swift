@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "PlexusCore", targets: ["PlexusCore"]),
+        .library(name: "PlexusRCLAN", targets: ["PlexusRCLAN"]),
         .library(name: "PlexusCluster", targets: ["PlexusCluster"]),
         .executable(name: "plexus", targets: ["plexus"]),
         .executable(name: "plexus-example", targets: ["PlexusExample"]),
@@ -25,6 +26,13 @@ let package = Package(
         .target(
             name: "PlexusCore",
             dependencies: ["CPlexus"],
+            swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
+        ),
+
+        // MARK: - The RCLAN layer: redundant reliable VIs over both fabrics.
+        .target(
+            name: "PlexusRCLAN",
+            dependencies: ["PlexusCore"],
             swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
 
@@ -58,6 +66,11 @@ let package = Package(
         .testTarget(
             name: "PlexusCoreTests",
             dependencies: ["PlexusCore", "CPlexus"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "PlexusRCLANTests",
+            dependencies: ["PlexusRCLAN", "PlexusCore"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -19,6 +19,10 @@ public protocol EngineDriver: AnyObject {
     func engineDidStart(_ engine: Engine)
     /// Called once per loop turn, before the turn's single submission. Post sends here.
     func engineTurn(_ engine: Engine)
+    /// Busy-poll mode only: called after a port's sockets were read and its frames handed to
+    /// ``received(_:engine:)``, just before that turn's replies are flushed. A layer that
+    /// gathers sends (the RCLAN layer's coalescing) posts them here so a reply leaves at once.
+    func engineWillFlush(_ engine: Engine)
     /// A frame arrived on a VI that had a receive posted (the posted receive is consumed).
     func received(_ frame: consuming InboundFrame, engine: Engine)
     /// A send (or an RDMA WRITE) posted on `vi` has completed, and its frame is back in the pool.
@@ -41,6 +45,7 @@ public protocol EngineDriver: AnyObject {
 extension EngineDriver {
     public func engineDidStart(_ engine: Engine) {}
     public func engineTurn(_ engine: Engine) {}
+    public func engineWillFlush(_ engine: Engine) {}
     public func received(_ frame: consuming InboundFrame, engine: Engine) {}
     public func sendCompleted(on vi: VI, result: SendCompletion, engine: Engine) {}
     public func sendCompleted(returning frame: consuming Frame, on vi: VI, result: SendCompletion, engine: Engine) {}

@@ -169,8 +169,7 @@ extension Engine {
             port.counters.framesIn &+= 1
             let frame = InboundFrame(
                 owner: ring, token: UInt32(bid), start: payload, count: Int(header.payloadLength), vi: vi,
-                fields: ReliabilityFields(sequence: header.sequence, acknowledgement: header.acknowledgement,
-                                          epoch: header.epoch))
+                fields: ReliabilityFields(header: header))
             if let driver { driver.received(frame, engine: self) }
         case .rdmaWrite:
             land(port, entry: e, vi: vi, header: header, payload: payload)
@@ -260,7 +259,7 @@ extension Engine {
         port.counters.framesIn &+= 1
         let frame = InboundFrame(
             owner: port.ring, token: slot | InboundFrame.poolBit, start: base, count: length, vi: vi,
-            fields: ReliabilityFields(sequence: h.sequence, acknowledgement: h.acknowledgement, epoch: h.epoch))
+            fields: ReliabilityFields(header: h))
         if let driver { driver.received(frame, engine: self) }
     }
 

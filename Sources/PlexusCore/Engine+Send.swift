@@ -36,14 +36,21 @@ extension Engine {
         let port = self.port(vi.fabric)
         guard let e = port.entry(vi.number), e.pointee.established else { throw .notEstablished }
         precondition(frame.pool === pool, "send: the frame comes from another engine's pool")
+        if !fields.flags.isEmpty
+            && (!fields.flags.contains(.sequenced) || fields.flags.isSuperset(of: [.coalesced, .control]))
+        {
+            throw .invalidFlags
+        }
         let length = frame.length
         let slot = frame.surrender()
         e.pointee.counters.framesOut &+= 1
         e.pointee.counters.bytesOut &+= UInt64(length)
         port.counters.framesOut &+= 1
         let header = FrameHeader(
-            type: .data, destinationVI: e.pointee.remoteVI, sourceVI: vi.number, epoch: fields.epoch,
-            payloadLength: UInt32(length), sequence: fields.sequence, acknowledgement: fields.acknowledgement)
+            type: .data, flags: fields.flags.intersection(.reliability), destinationVI: e.pointee.remoteVI,
+            sourceVI: vi.number, epoch: fields.epoch, payloadLength: UInt32(length), sequence: fields.sequence,
+            acknowledgement: fields.acknowledgement, immediate: fields.credit,
+            remoteOffset: UInt64(fields.peerEpoch) << 32)
         transmit(slot: slot, header: header, port: port, entry: e, vi: vi)
         if returnOnCompletion {
             pool.meta[Int(slot)].returnToSender = true

@@ -329,10 +329,14 @@ public final class Engine {
                 let idleTurn = turns & 63 == 0
                 if portA.established > 0 || idleTurn {
                     poll(portA)
+                    driver?.engineWillFlush(self)
                     if portA.pendingSends > 0 { flushDirectSends(portA) }
+                    if portB.pendingSends > 0 { flushDirectSends(portB) }
                 }
                 if portB.established > 0 || idleTurn {
                     poll(portB)
+                    driver?.engineWillFlush(self)
+                    if portA.pendingSends > 0 { flushDirectSends(portA) }
                     if portB.pendingSends > 0 { flushDirectSends(portB) }
                 }
             }

@@ -50,11 +50,31 @@ public struct PlexusError: Error, CustomStringConvertible, Sendable, Hashable {
 public struct ReliabilityFields: Sendable, Hashable {
     public var sequence: UInt64
     public var acknowledgement: UInt64
+    /// The sender's connection epoch.
     public var epoch: UInt32
-    public init(sequence: UInt64 = 0, acknowledgement: UInt64 = 0, epoch: UInt32 = 0) {
+    /// Frames the receiver of this frame may still send beyond `acknowledgement` (RVI credit;
+    /// carried in the header's `immediate` field).
+    public var credit: UInt32
+    /// The epoch the sender believes its peer has, 0 when it has not heard from it (carried in
+    /// the top 32 bits of `remoteOffset`).
+    public var peerEpoch: UInt32
+    /// The RVI flags of the frame: a subset of ``FrameFlags/reliability``.
+    public var flags: FrameFlags
+    public init(sequence: UInt64 = 0, acknowledgement: UInt64 = 0, epoch: UInt32 = 0, credit: UInt32 = 0,
+                peerEpoch: UInt32 = 0, flags: FrameFlags = []) {
         self.sequence = sequence
         self.acknowledgement = acknowledgement
         self.epoch = epoch
+        self.credit = credit
+        self.peerEpoch = peerEpoch
+        self.flags = flags.intersection(.reliability)
+    }
+
+    /// The fields of a received header.
+    @usableFromInline
+    init(header h: FrameHeader) {
+        self.init(sequence: h.sequence, acknowledgement: h.acknowledgement, epoch: h.epoch, credit: h.immediate,
+                  peerEpoch: UInt32(truncatingIfNeeded: h.remoteOffset >> 32), flags: h.flags)
     }
 }
 
@@ -70,6 +90,8 @@ public enum SendError: Error, Sendable, Hashable {
     case offsetOverflow
     /// A scatter-gather RDMA WRITE with no frames in its list.
     case emptyGather
+    /// ``ReliabilityFields/flags`` name `coalesced` or `control` without `sequenced`, or both.
+    case invalidFlags
 }
 
 /// An RDMA WRITE failure, as reported to the writer or counted at the target.

@@ -152,6 +152,10 @@ public struct Frame: ~Copyable {
         length = bytes.count
     }
 
+    /// The pool slot this frame occupies: stable while the frame lives, and never shared with
+    /// another live frame (the reliability layer uses it to recognise a frame coming back).
+    package var poolSlot: UInt32 { slot }
+
     /// Hands the slot to the engine (which now owns it) without returning it to the pool.
     @usableFromInline
     consuming func surrender() -> UInt32 {

@@ -11,8 +11,9 @@ public enum FrameLayout {
     public static let maxPayload = 16896
     /// The size of the fixed frame header, in bytes.
     public static let headerSize = 64
-    /// The wire protocol version this build speaks.
-    public static let version: UInt8 = 1
+    /// The wire protocol version this build speaks. Version 2 added the RVI flags
+    /// (`sequenced`, `coalesced`, `control`) of the reliability layer.
+    public static let version: UInt8 = 2
     /// The magic number that opens every frame ("PL").
     public static let magic: UInt16 = 0x504C
     /// The largest UDP payload IPv4 carries.
@@ -41,8 +42,20 @@ public struct FrameFlags: OptionSet, Sendable, Hashable {
     public static let immediate = FrameFlags(rawValue: 1 << 0)
     /// The frame is one segment of a larger message (`messageLength`, `segmentOffset` valid).
     public static let segment = FrameFlags(rawValue: 1 << 1)
+    /// The frame belongs to a redundant VI (RCLAN layer): `sequence`, `acknowledgement`,
+    /// `epoch` are valid, `immediate` carries the receiver's credit and the top 32 bits of
+    /// `remoteOffset` the epoch the sender believes its peer has. Data frames only.
+    public static let sequenced = FrameFlags(rawValue: 1 << 2)
+    /// The payload is a run of records, each a 16-bit big-endian length and that many bytes:
+    /// several small messages in one frame. Requires `sequenced`.
+    public static let coalesced = FrameFlags(rawValue: 1 << 3)
+    /// An RVI control frame (acknowledgements, heartbeat probe or echo); its sequence number is
+    /// not consumed. Requires `sequenced`, excludes `coalesced`.
+    public static let control = FrameFlags(rawValue: 1 << 4)
+    /// The flags the reliability layer sets through ``ReliabilityFields/flags``.
+    public static let reliability: FrameFlags = [.sequenced, .coalesced, .control]
     /// Every flag this version defines; any other bit is a malformed frame.
-    public static let known: FrameFlags = [.immediate, .segment]
+    public static let known: FrameFlags = [.immediate, .segment, .sequenced, .coalesced, .control]
 }
 
 /// The 64-byte frame header, decoded. All fields are big-endian on the wire.
@@ -161,6 +174,10 @@ extension FrameHeader {
         if !FrameFlags.known.isSuperset(of: flags) { return .failure(.badFlags) }
         if flags.contains(.immediate) && type != .rdmaWrite { return .failure(.badFlags) }
         if flags.contains(.segment) && type != .data { return .failure(.badFlags) }
+        if !flags.isDisjoint(with: .reliability) {
+            if type != .data || !flags.contains(.sequenced) { return .failure(.badFlags) }
+            if flags.contains(.coalesced) && flags.contains(.control) { return .failure(.badFlags) }
+        }
         if Int(u16(6)) != FrameLayout.headerSize { return .failure(.badHeaderLength) }
         let payloadLength = u32(20)
         if Int(payloadLength) != length - FrameLayout.headerSize || Int(payloadLength) > FrameLayout.maxPayload {

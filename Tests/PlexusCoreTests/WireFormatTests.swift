@@ -30,7 +30,7 @@ struct WireFormatTests {
                             acknowledgement: 0x2122_2324_2526_2728, key: 0x3132_3334, immediate: 0x4142_4344,
                             remoteOffset: 0x5152_5354_5556_5758)
         let b = h.bytes
-        #expect(Array(b[0..<8]) == [0x50, 0x4C, 1, 2, 0, 1, 0, 64])
+        #expect(Array(b[0..<8]) == [0x50, 0x4C, 2, 2, 0, 1, 0, 64])
         #expect(Array(b[8..<16]) == [1, 2, 3, 4, 5, 6, 7, 8])
         #expect(Array(b[16..<20]) == [9, 10, 11, 12])
         #expect(Array(b[24..<32]) == [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18])
@@ -43,12 +43,17 @@ struct WireFormatTests {
         ("empty", { $0 = [] }, .truncated),
         ("63 bytes", { $0.removeLast($0.count - 63) }, .truncated),
         ("bad magic", { $0[0] = 0x00 }, .badMagic),
-        ("version 2", { $0[2] = 2 }, .unsupportedVersion),
+        ("version 1 (before the RVI flags)", { $0[2] = 1 }, .unsupportedVersion),
+        ("version 3", { $0[2] = 3 }, .unsupportedVersion),
         ("version 0", { $0[2] = 0 }, .unsupportedVersion),
         ("type 0", { $0[3] = 0 }, .unknownType),
         ("type 200", { $0[3] = 200 }, .unknownType),
         ("unknown flag", { $0[4] = 0x80 }, .badFlags),
         ("immediate on data", { $0[5] = 1 }, .badFlags),
+        ("coalesced without sequenced", { $0[5] = 0x08 }, .badFlags),
+        ("control without sequenced", { $0[5] = 0x10 }, .badFlags),
+        ("coalesced and control together", { $0[5] = 0x1C }, .badFlags),
+        ("sequenced on an RDMA WRITE", { $0[3] = 2; $0[5] = 0x04 }, .badFlags),
         ("header length 63", { $0[7] = 63 }, .badHeaderLength),
         ("header length 128", { $0[7] = 128 }, .badHeaderLength),
         ("payload length larger than datagram", { $0[23] = $0[23] &+ 1 }, .badPayloadLength),

@@ -1,0 +1,283 @@
+import PlexusCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Clocks and epochs
+
+/// Monotonic nanoseconds (vDSO; about 20 ns).
+@inline(__always)
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+private let lastEpoch = Atomic<UInt32>(0)
+
+/// A new connection epoch: wall-clock milliseconds (so a restarted process, or a rebooted host,
+/// picks a newer one than its previous self), strictly newer than any this process gave out.
+/// Epochs compare with serial-number arithmetic (RFC 1982), so the 49-day wrap is harmless.
+func nextEpoch() -> UInt32 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    let ms = UInt32(truncatingIfNeeded: UInt64(ts.tv_sec) &* 1000 &+ UInt64(ts.tv_nsec) / 1_000_000)
+    while true {
+        let last = lastEpoch.load(ordering: .relaxed)
+        var e = ms
+        if !isNewer(e, than: last) { e = last &+ 1 }
+        if e == 0 { e = 1 }
+        if lastEpoch.compareExchange(expected: last, desired: e, ordering: .relaxed).exchanged { return e }
+    }
+}
+
+@inline(__always)
+func isNewer(_ a: UInt32, than b: UInt32) -> Bool { Int32(bitPattern: a &- b) > 0 }
+
+// MARK: - Per-frame and per-leg records
+
+/// Where a sent frame is in its life.
+enum RecordState: UInt8 {
+    /// The slot is free.
+    case empty
+    /// Has a sequence number, waits for credit; the frame is in the ring.
+    case queued
+    /// The kernel has the frame (sent, not yet handed back).
+    case inKernel
+    /// Sent and handed back: the frame is in the ring until acknowledged.
+    case held
+    /// Selectively acknowledged and released; waits for the cumulative ack to pass it.
+    case done
+}
+
+/// One frame of the send window. Plain data, kept in preallocated memory.
+struct SendRecord {
+    var sequence: UInt64 = 0
+    var firstMessage: UInt64 = 0
+    var messages: UInt32 = 0
+    var bytes: UInt32 = 0
+    var poolSlot: UInt32 = .max
+    var sentAt: UInt64 = 0
+    var transmissions: UInt16 = 0
+    var leg: UInt8 = 0
+    var state: RecordState = .empty
+    var coalesced = false
+    /// Acknowledged (cumulatively or selectively): not needed any more.
+    var acked = false
+    /// Judged lost: to be sent again.
+    var lost = false
+}
+
+struct LegRecord {
+    var state: LegState = .up
+    var changedAt: UInt64
+    var lastHeard: UInt64
+    var lastSent: UInt64 = 0
+    var heard = false
+    var srtt: Double = 0
+    var rttvar: Double = 0
+    var hasRTT = false
+    var bytesOutstanding = 0
+    var windowSent = 0
+    var windowLost = 0
+    var demotedUntil: UInt64 = 0
+    /// A probe's timestamp to echo back on this leg (0: none owed).
+    var echoOwed: UInt64 = 0
+    var stats: RVIStatistics.Leg
+
+    init(fabric: Fabric, now: UInt64) {
+        changedAt = now
+        lastHeard = now
+        stats = RVIStatistics.Leg(fabric: fabric.description, state: .up, stateSinceMilliseconds: 0)
+    }
+
+    mutating func sampleRTT(_ ns: Double) {
+        if hasRTT {
+            rttvar = 0.75 * rttvar + 0.25 * abs(srtt - ns)
+            srtt = 0.875 * srtt + 0.125 * ns
+        } else {
+            srtt = ns
+            rttvar = ns / 2
+            hasRTT = true
+        }
+    }
+}
+
+// MARK: - The connection
+
+/// The state of one RVI: a send window of frames kept in registered memory until acknowledged,
+/// a receive window of frames held out of order, and two legs. Owned by its ``RCLAN`` layer and
+/// touched only on the engine thread.
+final class Connection {
+    let id: UInt32
+    var generation: UInt32
+    let viA: VI
+    let viB: VI
+    let path: RVIPath
+    var policy: LoadBalancing
+    let openedAt: UInt64
+    var epoch: UInt32
+    var peerEpoch: UInt32 = 0
+    var closing = false
+    var dirty = false
+
+    // Sending.
+    let sendMask: Int
+    let frames: UnsafeMutablePointer<Frame?>
+    let records: UnsafeMutablePointer<SendRecord>
+    var nextSeq: UInt64 = 1
+    var sendBase: UInt64 = 1
+    var nextToTransmit: UInt64 = 1
+    var peerRightEdge: UInt64
+    var nextMessage: UInt64 = 1
+    var ackedMessage: UInt64 = 0
+    var lostPending = 0
+    var rackSentAt: UInt64 = 0
+    var wantsWritable = false
+    var creditStalled = false
+    var alternate = 0
+    // The open (coalescing) frame.
+    var open: Frame? = nil
+    var openActive = false
+    var openBase: UnsafeMutableRawPointer? = nil
+    var openUsed = 0
+    var openMessages: UInt32 = 0
+    var openFirstMessage: UInt64 = 0
+
+    // Receiving.
+    let receiveMask: Int
+    let held: UnsafeMutablePointer<InboundFrame?>
+    let heldSeq: UnsafeMutablePointer<UInt64>
+    var heldCount = 0
+    var highestHeld: UInt64 = 0
+    var cumAck: UInt64 = 1
+    var ackOwed = false
+    var lastDataLeg = 0
+
+    // Legs: index 0 is fabric A, 1 is fabric B.
+    var legs: [LegRecord]
+    var unusableSince: UInt64 = 0
+    var stats: RVIStatistics
+
+    init(id: UInt32, generation: UInt32, path: RVIPath, policy: LoadBalancing, configuration: RCLANConfiguration,
+         now: UInt64) {
+        self.id = id
+        self.generation = generation
+        self.path = path
+        viA = VI(.a, path.localA)
+        viB = VI(.b, path.localB)
+        self.policy = policy
+        openedAt = now
+        epoch = nextEpoch()
+        sendMask = configuration.sendWindow - 1
+        receiveMask = configuration.receiveWindow - 1
+        peerRightEdge = 1 + UInt64(configuration.receiveWindow)
+        frames = .allocate(capacity: configuration.sendWindow)
+        records = .allocate(capacity: configuration.sendWindow)
+        for i in 0..<configuration.sendWindow {
+            (frames + i).initialize(to: nil)
+            (records + i).initialize(to: SendRecord())
+        }
+        held = .allocate(capacity: configuration.receiveWindow)
+        heldSeq = .allocate(capacity: configuration.receiveWindow)
+        for i in 0..<configuration.receiveWindow {
+            (held + i).initialize(to: nil)
+            heldSeq[i] = 0
+        }
+        legs = [LegRecord(fabric: .a, now: now), LegRecord(fabric: .b, now: now)]
+        stats = RVIStatistics(rvi: id, policy: policy.description, epoch: epoch, peerEpoch: 0)
+    }
+
+    deinit {
+        // Every frame was released by close/stop (the pool may be gone by now); these are nils.
+        frames.deinitialize(count: sendMask + 1)
+        frames.deallocate()
+        records.deallocate()
+        held.deinitialize(count: receiveMask + 1)
+        held.deallocate()
+        heldSeq.deallocate()
+    }
+
+    var rvi: RVI { RVI(id: id) }
+
+    @inline(__always) func vi(_ leg: Int) -> VI { leg == 0 ? viA : viB }
+
+    /// Frames in use in the send window, counting the open frame.
+    @inline(__always) var inUse: Int { Int(nextSeq &- sendBase) + (openActive ? 1 : 0) }
+
+    /// Whether one more frame can take a sequence number (besides the open frame, if any).
+    @inline(__always) func hasRoom() -> Bool {
+        guard inUse < sendMask + 1 else { return false }
+        let next = nextSeq &+ (openActive ? 1 : 0)
+        return records[Int(truncatingIfNeeded: next) & sendMask].state == .empty
+    }
+
+    /// Drops every frame the connection holds: the send ring, the open frame, frames held out
+    /// of order. Frames in the kernel are disowned (the generation changes) and dropped when
+    /// they come back.
+    func releaseFrames() {
+        _ = open.take()
+        openActive = false
+        openBase = nil
+        for i in 0...sendMask {
+            _ = frames[i].take()
+            records[i] = SendRecord()
+        }
+        for i in 0...receiveMask {
+            _ = held[i].take()
+            heldSeq[i] = 0
+        }
+        heldCount = 0
+        highestHeld = 0
+        generation &+= 1
+    }
+
+    /// Starts both directions over at sequence 1 (after a peer restart or a give-up). Message
+    /// numbers keep counting, so ranges reported to the delegate never repeat.
+    func restartSequences(receiveWindow: Int) {
+        releaseFrames()
+        nextSeq = 1
+        sendBase = 1
+        nextToTransmit = 1
+        peerRightEdge = 1 + UInt64(receiveWindow)
+        ackedMessage = nextMessage - 1
+        lostPending = 0
+        rackSentAt = 0
+        creditStalled = false
+        cumAck = 1
+        ackOwed = false
+        for l in 0..<2 {
+            legs[l].bytesOutstanding = 0
+            legs[l].windowSent = 0
+            legs[l].windowLost = 0
+        }
+    }
+
+    func milliseconds(_ t: UInt64) -> Double { Double(t &- openedAt) / 1e6 }
+
+    func setLeg(_ l: Int, _ state: LegState, now: UInt64) {
+        guard legs[l].state != state else { return }
+        legs[l].state = state
+        legs[l].changedAt = now
+        legs[l].stats.state = state
+        legs[l].stats.stateSinceMilliseconds = milliseconds(now)
+        if legs[l].stats.history.count == 16 { legs[l].stats.history.removeFirst() }
+        legs[l].stats.history.append(.init(state: state, atMilliseconds: milliseconds(now)))
+    }
+
+    func snapshot() -> RVIStatistics {
+        var s = stats
+        s.epoch = epoch
+        s.peerEpoch = peerEpoch
+        s.policy = policy.description
+        s.unacknowledgedFrames = Int(nextSeq &- sendBase)
+        s.heldOutOfOrder = heldCount
+        s.legs = legs.map { l in
+            var st = l.stats
+            st.rttMicroseconds = l.hasRTT ? l.srtt / 1000 : nil
+            return st
+        }
+        return s
+    }
+}
