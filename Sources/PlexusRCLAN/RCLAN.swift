@@ -38,6 +38,7 @@ public final class RCLAN: EngineDriver {
     var slotOwner: UnsafeMutablePointer<UInt64>? = nil
     var slotSeq: UnsafeMutablePointer<UInt64>? = nil
     var now: UInt64 = 0
+    var tickDue = false
     let deadAfter: UInt64
     let tick: Duration
     let tickNanos: UInt64
@@ -291,6 +292,12 @@ public final class RCLAN: EngineDriver {
     }
 
     public func engineTurn(_ engine: Engine) {
+        if tickDue {
+            // Evaluated here rather than in the timer's completion, so that every frame the
+            // kernel delivered in the same batch (on either leg) has been counted first.
+            tickDue = false
+            onTick()
+        }
         delegate.layerTurn(self)
         flush()
     }
@@ -301,7 +308,7 @@ public final class RCLAN: EngineDriver {
 
     public func timerFired(token: UInt32, engine: Engine) {
         guard token == Self.tickToken else { return }
-        onTick()
+        tickDue = true
         _ = engine.schedule(after: tick, token: Self.tickToken)
     }
 
@@ -360,23 +367,25 @@ public final class RCLAN: EngineDriver {
             return
         }
         now = monotonicNanos()
-        // Epochs: drop what an old incarnation of either end sent; start over on a new one.
-        if c.peerEpoch != 0 && isNewer(c.peerEpoch, than: f.epoch) {
-            c.stats.staleDropped &+= 1
-            return
-        }
-        if f.peerEpoch != 0 && f.peerEpoch != c.epoch {
-            c.stats.staleDropped &+= 1
-            heard(c, l, bytes: frame.count)
-            return
-        }
+        // Epochs. A frame from an older incarnation of the peer is dropped; one from a newer
+        // incarnation means the peer started over, and so does this end. A frame addressed to
+        // an older incarnation of this end teaches the peer's epoch, but its sequence space is
+        // not this one's: dropped.
         if c.peerEpoch == 0 {
             c.peerEpoch = f.epoch
         } else if f.epoch != c.peerEpoch {
+            if isNewer(c.peerEpoch, than: f.epoch) {
+                c.stats.staleDropped &+= 1
+                return
+            }
             peerRestarted(c, epoch: f.epoch)
             if c.closing { return }
         }
         heard(c, l, bytes: frame.count)
+        if f.peerEpoch != 0 && f.peerEpoch != c.epoch {
+            c.stats.staleDropped &+= 1
+            return
+        }
         processAck(c, ack: f.acknowledgement, credit: f.credit)
         if f.flags.contains(.control) {
             frame.withUnsafeBytes { processControl(c, leg: l, payload: $0) }
@@ -459,7 +468,14 @@ public final class RCLAN: EngineDriver {
         c.legs[l].stats.framesIn &+= 1
         c.legs[l].stats.bytesIn &+= UInt64(bytes)
         if c.legs[l].state == .down {
-            c.setLeg(l, .recovering, now: now)
+            let other = c.legs[1 - l].state
+            if other == .up || other == .demoted {
+                c.setLeg(l, .recovering, now: now)  // hold-down before balancing resumes
+            } else {
+                // The only path there is: no balancing to damp, so use it at once.
+                c.setLeg(l, .up, now: now)
+                delegate.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
+            }
         }
     }
 
@@ -589,8 +605,14 @@ public final class RCLAN: EngineDriver {
             c.legs[l].echoOwed = 0
         }
         if c.ackOwed {
-            let l = c.legs[c.lastDataLeg].state == .up ? c.lastDataLeg : pickLeg(c, avoiding: nil)
-            sendControl(c, leg: l)
+            // At most one acknowledgement per turn, on every leg that is up: small frames, and
+            // both legs keep hearing the peer however long the turns of a busy receiver get.
+            if c.legs[0].state == .up && c.legs[1].state == .up {
+                sendControl(c, leg: 0)
+                sendControl(c, leg: 1)
+            } else {
+                sendControl(c, leg: c.legs[c.lastDataLeg].state == .up ? c.lastDataLeg : pickLeg(c, avoiding: nil))
+            }
         }
     }
 
@@ -752,8 +774,12 @@ public final class RCLAN: EngineDriver {
     /// RACK: a frame sent more than the reorder window before one that has been acknowledged is
     /// lost (the two legs reorder frames between them by less than that).
     func detectLosses(_ c: Connection) {
-        guard c.rackSentAt > reorderWindow else { return }
-        let limit = c.rackSentAt - reorderWindow
+        // The window is at least 250 µs and half the slower leg's smoothed RTT, so that queueing
+        // on a busy receiver (which skews one leg against the other) is not taken for loss.
+        let slower = max(c.legs[0].hasRTT ? c.legs[0].srtt : 0, c.legs[1].hasRTT ? c.legs[1].srtt : 0)
+        let window = max(reorderWindow, UInt64(slower / 2))
+        guard c.rackSentAt > window else { return }
+        let limit = c.rackSentAt - window
         var s = c.sendBase
         while s < c.nextToTransmit {
             let i = Int(truncatingIfNeeded: s) & c.sendMask
@@ -797,8 +823,7 @@ public final class RCLAN: EngineDriver {
             let silence = now &- c.legs[l].lastHeard
             switch c.legs[l].state {
             case .up, .demoted:
-                let limit = c.legs[l].heard ? deadAfter : grace
-                if silence > limit {
+                if legSilent(c, l, silence: silence, grace: grace) {
                     c.setLeg(l, .down, now: now)
                     legFailed(c, l)
                     events.event(.legDown(l == 0 ? .a : .b), on: c.rvi, layer: self)
@@ -810,7 +835,7 @@ public final class RCLAN: EngineDriver {
                     events.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
                 }
             case .recovering:
-                if silence > deadAfter {
+                if legSilent(c, l, silence: silence, grace: grace) {
                     c.setLeg(l, .down, now: now)  // fell silent again: the hold-down starts over
                 } else if now - c.legs[l].changedAt >= holdDown {
                     c.legs[l].windowSent = 0
@@ -867,6 +892,20 @@ public final class RCLAN: EngineDriver {
             events.event(.usable, on: c.rvi, layer: self)
         }
         if c.lostPending > 0 || c.ackOwed { markDirty(c) }
+    }
+
+    /// Whether leg `l` has been silent long enough to be declared down. A leg is down after
+    /// `missedHeartbeats` intervals of silence while the other leg went on hearing the peer for
+    /// that long after (the fault is this leg's). When both legs are silent the peer itself is slow or gone, and both
+    /// are declared down only after four times as long: a busy peer is not a failed fabric.
+    @inline(__always)
+    func legSilent(_ c: Connection, _ l: Int, silence: UInt64, grace: UInt64) -> Bool {
+        if !c.legs[l].heard { return silence > grace }
+        guard silence > deadAfter else { return false }
+        let other = c.legs[1 - l]
+        let otherHears = other.heard && other.lastHeard > c.legs[l].lastHeard + deadAfter
+            && other.state != .down
+        return otherHears || silence > 4 * deadAfter
     }
 
     /// A leg went down: every frame last sent on it and not acknowledged goes again on the other.

@@ -31,3 +31,272 @@ struct RVITests {
         #expect(s1.framesOut < s1.messagesOut)
     }
 }
+
+/// A seed and a message count for the stress tests: `PLEXUS_STRESS_SEED` and
+/// `PLEXUS_STRESS_MESSAGES` override the short CI defaults (`make stress` runs the long version).
+func stressParameters(defaultCount: UInt64) -> (seed: UInt64, count: UInt64) {
+    let env = ProcessInfo.processInfo.environment
+    let seed = env["PLEXUS_STRESS_SEED"].flatMap { UInt64($0) } ?? 20_261_123
+    let count = env["PLEXUS_STRESS_MESSAGES"].flatMap { UInt64($0) } ?? defaultCount
+    return (seed, count)
+}
+
+func expectClean(_ r: StreamReport, _ count: UInt64, _ label: String) {
+    #expect(r.delivered == count, "\(label): delivered \(r.delivered) of \(count)")
+    #expect(r.corrupt == 0, "\(label): \(r.firstError ?? "")")
+    #expect(r.outOfOrder == 0, "\(label): \(r.firstError ?? "")")
+    #expect(r.duplicated == 0, "\(label): \(r.firstError ?? "")")
+    #expect(r.failed.isEmpty, "\(label): failed \(r.failed)")
+}
+
+@Suite("Redundant VIs under faults", .serialized)
+struct RVIFaultTests {
+    @Test("stress: leg A loses 5 %, leg B 1 %, both reorder and duplicate, legs flap; nothing lost or doubled")
+    func stress() throws {
+        let (seed, count) = stressParameters(defaultCount: 100_000)
+        let pair = try RVIPair(seed: seed)
+        let planA = FaultPlan(seed: seed, dropPercent: 5, duplicatePercent: 1, reorderPercent: 2)
+        let planB = FaultPlan(seed: seed &+ 1, dropPercent: 1, duplicatePercent: 1, reorderPercent: 2)
+        for t in [pair.one, pair.two] {
+            try pair.faults(t, .a, planA)
+            try pair.faults(t, .b, planB)
+        }
+        try pair.send(count, from: pair.one)
+        try pair.send(count, from: pair.two)
+        // Flap the legs in a seeded pattern while the streams run: one leg at a time goes down
+        // for 5–30 ms, then both are up for 20–60 ms.
+        var g = SplitMix64(seed: seed)
+        var flaps = 0
+        let finished = { pair.streamOne.read().delivered == count && pair.streamTwo.read().delivered == count }
+        let deadline = nowNanos() + 300_000_000_000
+        while !finished() && nowNanos() < deadline {
+            let leg: Fabric = g.next() % 2 == 0 ? .a : .b
+            var down = leg == .a ? planA : planB
+            down.down = true
+            for t in [pair.one, pair.two] { try pair.faults(t, leg, down) }
+            _ = waitUntil(seconds: Double(5 + g.next() % 26) / 1000, finished)
+            for t in [pair.one, pair.two] { try pair.faults(t, leg, leg == .a ? planA : planB) }
+            flaps += 1
+            _ = waitUntil(seconds: Double(20 + g.next() % 41) / 1000, finished)
+        }
+        let done = waitUntil(seconds: 60) {
+            finished() && pair.streamOne.read().ackedThrough == count && pair.streamTwo.read().ackedThrough == count
+        }
+        let r1 = pair.streamOne.read(), r2 = pair.streamTwo.read()
+        let s1 = try pair.statistics(pair.one), s2 = try pair.statistics(pair.two)
+        let (rep1, rep2) = pair.stop()
+        print("""
+            RVI stress: seed \(seed), \(2 * count) messages checked (1–16896 B), \(flaps) flaps; \
+            lost \(2 * count - r1.delivered - r2.delivered), duplicated \(r1.duplicated + r2.duplicated), \
+            out of order \(r1.outOfOrder + r2.outOfOrder), corrupt \(r1.corrupt + r2.corrupt); \
+            retransmissions \(s1.retransmissions + s2.retransmissions), duplicates dropped by the RVIs \
+            \(s1.duplicatesDropped + s2.duplicatesDropped); fault layer dropped \
+            \(rep1.portA.faultDropped + rep2.portA.faultDropped) on A and \(rep1.portB.faultDropped + rep2.portB.faultDropped) on B
+            """)
+        #expect(done)
+        expectClean(r1, count, "node 1 received")
+        expectClean(r2, count, "node 2 received")
+        #expect(s1.retransmissions + s2.retransmissions > 0)
+        #expect(rep1.portA.faultDropped + rep2.portA.faultDropped > rep1.portB.faultDropped + rep2.portB.faultDropped)
+        #expect(rep1.leakedFrames == 0 && rep2.leakedFrames == 0)
+    }
+
+    @Test("a leg killed for good in mid-stream: traffic moves to the other with nothing lost")
+    func legKilled() throws {
+        let (seed, count) = stressParameters(defaultCount: 40_000)
+        let pair = try RVIPair(seed: seed &+ 7)
+        try pair.send(count, from: pair.one)
+        #expect(waitUntil { pair.streamTwo.read().delivered >= count / 4 })
+        let killedAt = nowNanos()
+        for t in [pair.one, pair.two] { try pair.faults(t, .a, FaultPlan(down: true)) }
+        let done = waitUntil(seconds: 60) { pair.streamTwo.read().delivered == count && pair.streamOne.read().ackedThrough == count }
+        let r2 = pair.streamTwo.read(), r1 = pair.streamOne.read()
+        let s1 = try pair.statistics(pair.one)
+        _ = pair.stop()
+        let downAt = r1.events.first { if case .legDown(.a) = $0.event { true } else { false } }
+        print("RVI leg killed: seed \(seed &+ 7), \(count) messages checked, lost \(count - r2.delivered), "
+              + "duplicated \(r2.duplicated); longest delivery gap \(r2.longestGapMs) ms; events \(r1.events)")
+        #expect(done)
+        expectClean(r2, count, "node 2 received")
+        #expect(downAt != nil)
+        #expect(s1.legs[0].state == .down)
+        #expect(s1.legs[1].state == .up)
+        print("leg A killed \(Double(killedAt &- pair.streamOne.startedAt) / 1e6) ms after start")
+    }
+
+    @Test("a peer restarted in mid-stream: a new epoch, the sender told of what did not arrive, nothing doubled")
+    func peerRestart() throws {
+        let (seed, count) = stressParameters(defaultCount: 30_000)
+        let pair = try RVIPair(seed: seed &+ 3, minimumSize: 8)
+        try pair.send(count, from: pair.one)
+        #expect(waitUntil { pair.streamTwo.read().delivered >= count / 3 })
+        let before = pair.streamTwo
+        try pair.restartTwo()
+        let after = pair.streamTwo
+        let done = waitUntil(seconds: 60) {
+            let r1 = pair.streamOne.read()
+            return r1.posted == count && r1.ackedThrough == count
+        }
+        let r1 = pair.streamOne.read(), old = before.read(), new = after.read()
+        _ = pair.stop()
+        let restarted = r1.events.contains { if case .peerRestarted = $0.event { true } else { false } }
+        print("RVI peer restart: seed \(seed &+ 3), \(count) messages; delivered \(old.delivered) before the restart "
+              + "and \(new.delivered) after, \(r1.failedCount) reported failed to the sender \(r1.failed), "
+              + "duplicated \(old.duplicated + new.duplicated), out of order \(old.outOfOrder + new.outOfOrder)")
+        #expect(done)
+        #expect(restarted)
+        // Every message was delivered once, or its sender was told; none twice, none out of order.
+        #expect(old.duplicated + new.duplicated == 0 && old.outOfOrder + new.outOfOrder == 0)
+        #expect(old.corrupt + new.corrupt == 0)
+        #expect(old.delivered + new.delivered + r1.failedCount >= count)
+        #expect(old.delivered + new.delivered <= count)
+        if let firstFailed = r1.failed.first?.lowerBound {
+            #expect(firstFailed <= old.delivered + 1)
+        }
+    }
+
+    @Test("credits: a receiver with an 8-frame window is never overrun; the sender waits")
+    func credits() throws {
+        var layer = RCLANConfiguration()
+        layer.receiveWindow = 8
+        let pair = try RVIPair(seed: 5, layer: layer)
+        try pair.send(20_000, from: pair.one)
+        let done = waitUntil(seconds: 60) { pair.streamTwo.read().delivered == 20_000 }
+        let s1 = try pair.statistics(pair.one), s2 = try pair.statistics(pair.two)
+        let r2 = pair.streamTwo.read()
+        _ = pair.stop()
+        print("RVI credits: 20000 messages, credit stalls \(s1.creditStalls), beyond-window drops \(s2.beyondWindowDropped)")
+        #expect(done)
+        expectClean(r2, 20_000, "node 2 received")
+        #expect(s1.creditStalls > 0)
+        #expect(s2.beyondWindowDropped == 0)
+    }
+
+    @Test("small messages posted in one turn travel together")
+    func coalescing() throws {
+        let pair = try RVIPair(seed: 9, minimumSize: 64, maximumSize: 64)
+        try pair.send(2_000, from: pair.one)
+        let done = waitUntil { pair.streamTwo.read().delivered == 2_000 }
+        let s1 = try pair.statistics(pair.one)
+        let r2 = pair.streamTwo.read()
+        _ = pair.stop()
+        #expect(done)
+        expectClean(r2, 2_000, "node 2 received")
+        // 66 bytes per record: 256 messages fit a 16896-byte frame, so 2000 need 8 frames.
+        print("RVI coalescing: 2000 × 64 B in \(s1.framesOut - s1.retransmissions) data frames")
+        #expect(s1.framesOut - s1.retransmissions <= 8)
+    }
+}
+
+@Suite("RVI legs, epochs and bad input", .serialized)
+struct RVILegTests {
+    func firstEvent(_ r: StreamReport, after ms: Double, _ match: (RVIEvent) -> Bool) -> Double? {
+        r.events.first { $0.ms >= ms && match($0.event) }?.ms
+    }
+
+    @Test("an idle leg that stops answering is down within milliseconds; it rejoins only after the hold-down")
+    func heartbeats() throws {
+        let pair = try RVIPair(seed: 1)
+        // Let both legs be heard first.
+        #expect(waitUntil { (try? pair.statistics(pair.one).legs.allSatisfy { $0.framesIn > 3 }) ?? false })
+        let cut = Double(nowNanos() - pair.streamOne.startedAt) / 1e6
+        for t in [pair.one, pair.two] { try pair.faults(t, .a, FaultPlan(down: true)) }
+        #expect(waitUntil { pair.streamOne.read().events.contains { $0.event == .legDown(.a) } })
+        let down = firstEvent(pair.streamOne.read(), after: cut) { $0 == .legDown(.a) } ?? .infinity
+        let restored = Double(nowNanos() - pair.streamOne.startedAt) / 1e6
+        for t in [pair.one, pair.two] { try pair.faults(t, .a, nil) }
+        #expect(waitUntil { pair.streamOne.read().events.contains { $0.event == .legUp(.a) } })
+        let up = firstEvent(pair.streamOne.read(), after: restored) { $0 == .legUp(.a) } ?? .infinity
+        let s = try pair.statistics(pair.one)
+        _ = pair.stop()
+        print("RVI heartbeats: leg A down \(down - cut) ms after the cut, up \(up - restored) ms after it came back; "
+              + "RTT A \(s.legs[0].rttMicroseconds ?? -1) µs, B \(s.legs[1].rttMicroseconds ?? -1) µs")
+        // Default: 5 missed 1 ms heartbeats; allow for a loaded CI machine.
+        #expect(down - cut < 100)
+        #expect(up - restored >= 50)  // the hold-down
+        #expect(s.legs[0].history.map(\.state).contains(.recovering))
+        #expect(s.legs[1].rttMicroseconds != nil)
+    }
+
+    @Test("a leg losing far more than the threshold is demoted, and nothing is lost")
+    func demotion() throws {
+        let pair = try RVIPair(seed: 2)
+        for t in [pair.one, pair.two] { try pair.faults(t, .a, FaultPlan(seed: 2, dropPercent: 50)) }
+        try pair.send(20_000, from: pair.one)
+        let done = waitUntil(seconds: 60) { pair.streamTwo.read().delivered == 20_000 }
+        let r1 = pair.streamOne.read(), r2 = pair.streamTwo.read()
+        _ = pair.stop()
+        #expect(done)
+        expectClean(r2, 20_000, "node 2 received")
+        #expect(r1.events.contains { if case .legDemoted(.a, _) = $0.event { true } else { false } })
+    }
+
+    @Test("both legs down: messages wait and arrive when a leg returns; past failAfter they fail and the epoch changes")
+    func unusable() throws {
+        var layer = RCLANConfiguration()
+        layer.failAfter = .milliseconds(300)
+        let pair = try RVIPair(seed: 3, layer: layer, minimumSize: 8)
+        #expect(waitUntil { (try? pair.statistics(pair.one).legs.allSatisfy { $0.framesIn > 3 }) ?? false })
+        for t in [pair.one, pair.two] {
+            try pair.faults(t, .a, FaultPlan(down: true))
+            try pair.faults(t, .b, FaultPlan(down: true))
+        }
+        try pair.send(100, from: pair.one)
+        #expect(waitUntil { pair.streamOne.read().events.contains { $0.event == .unusable } })
+        #expect(pair.streamTwo.read().delivered == 0)
+        // Back within failAfter: everything arrives.
+        for t in [pair.one, pair.two] { try pair.faults(t, .b, nil) }
+        #expect(waitUntil { pair.streamTwo.read().delivered == 100 && pair.streamOne.read().ackedThrough == 100 })
+        #expect(waitUntil { pair.streamOne.read().events.contains { $0.event == .usable } })
+        // Down past failAfter: the sender is told, and a new epoch starts.
+        for t in [pair.one, pair.two] { try pair.faults(t, .b, FaultPlan(down: true)) }
+        try pair.send(150, from: pair.one)
+        #expect(waitUntil { pair.streamOne.read().failedCount == 50 })
+        let r1 = pair.streamOne.read()
+        #expect(r1.failed == [101..<151])
+        #expect(r1.events.contains { if case .reset = $0.event { true } else { false } })
+        for t in [pair.one, pair.two] { try pair.faults(t, .b, nil) }
+        #expect(waitUntil { pair.streamTwo.read().events.contains { if case .peerRestarted = $0.event { true } else { false } } })
+        try pair.send(200, from: pair.one)
+        #expect(waitUntil { pair.streamOne.read().ackedThrough == 200 })
+        let r2 = pair.streamTwo.read()
+        _ = pair.stop()
+        #expect(r2.delivered == 150 && r2.duplicated == 0 && r2.corrupt == 0)
+    }
+
+    @Test("malformed RVI frames are dropped and counted; the RVI and its peer carry on")
+    func malformed() throws {
+        let pair = try RVIPair(seed: 4)
+        // A second RVI at node 1 (VIs 5) whose peer is a plain VI pair at node 2, which sends
+        // it hand-made frames.
+        let p = RVIPath(localA: 5, localB: 5, peerA: RVIPair.address(pair.two, .a), peerB: RVIPair.address(pair.two, .b),
+                        remoteA: 5, remoteB: 5)
+        let bad = try pair.one.runAndWait { e in try RCLAN.on(e)!.open(p).id }
+        try pair.two.control.establishAndWait(VI(.a, 5), peer: RVIPair.address(pair.one, .a), remoteVI: 5)
+        let cases: [(flags: FrameFlags, seq: UInt64, ack: UInt64, payload: [UInt8])] = [
+            ([], 1, 1, [1, 2, 3]),                                            // not sequenced
+            ([.sequenced, .control], 0, 1, [0, 0]),                           // control shorter than its header
+            ([.sequenced, .control], 0, 1, [0, 17] + [UInt8](repeating: 0, count: 22)),  // too many SACK blocks
+            ([.sequenced], 3, 99, [1]),                                       // acknowledges what was never sent
+            ([.sequenced, .coalesced], 1, 1, [0, 200, 1, 2]),                 // a record running past the frame
+        ]
+        for c in cases {
+            try pair.two.runAndWait { e in
+                var f = e.takeFrame()!
+                f.setPayload(c.payload)
+                try e.send(f, on: VI(.a, 5), fields: ReliabilityFields(sequence: c.seq, acknowledgement: c.ack,
+                                                                       epoch: 7, credit: 8, flags: c.flags),
+                           returnOnCompletion: false)
+            }
+        }
+        let ok = waitUntil { ((try? pair.one.runAndWait { e in RCLAN.on(e)!.statistics(RVI(id: bad))!.malformedDropped }) ?? 0) >= 5 }
+        try pair.send(1_000, from: pair.one)
+        try pair.send(1_000, from: pair.two)
+        #expect(waitUntil { pair.streamTwo.read().delivered == 1_000 && pair.streamOne.read().delivered == 1_000 })
+        let s = try pair.one.runAndWait { e in RCLAN.on(e)!.statistics(RVI(id: bad))! }
+        _ = pair.stop()
+        print("RVI malformed: \(s.malformedDropped) malformed frames dropped and counted")
+        #expect(ok)
+        #expect(s.malformedDropped >= 5)
+    }
+}
