@@ -39,7 +39,7 @@ let package = Package(
         // MARK: - Cluster data above the core: the destination address table (seed 003).
         .target(
             name: "PlexusCluster",
-            dependencies: ["PlexusCore"],
+            dependencies: ["PlexusCore", "PlexusRCLAN"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -75,7 +75,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusClusterTests",
-            dependencies: ["PlexusCluster", "PlexusCore"],
+            dependencies: ["PlexusCluster", "PlexusCore", "PlexusRCLAN"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]
