@@ -84,6 +84,8 @@ struct LegRecord {
     var demotedUntil: UInt64 = 0
     /// A probe's timestamp to echo back on this leg (0: none owed).
     var echoOwed: UInt64 = 0
+    /// Whether the peer, in its last control frame, said it hears this leg.
+    var peerHears = true
     var stats: RVIStatistics.Leg
 
     init(fabric: Fabric, now: UInt64) {

@@ -618,7 +618,8 @@ public final class RCLAN: EngineDriver {
 
     // MARK: - Control frames
     //
-    // Payload: u8 kinds (1 probe, 2 echo) · u8 SACK block count · 6 reserved · u64 probe stamp ·
+    // Payload: u8 kinds (1 probe, 2 echo) · u8 SACK block count · u8 legs the sender hears (bit 0
+    // A, bit 1 B: a leg it declared down is clear) · 5 reserved · u64 probe stamp ·
     // u64 echoed stamp · blocks of (u64 first, u64 end) sequence ranges held above the
     // cumulative ack. The header carries the ack, the credit and both epochs.
 
@@ -636,7 +637,9 @@ public final class RCLAN: EngineDriver {
             if probe != 0 { kinds |= 1 }
             if echo != 0 { kinds |= 2 }
             p.storeBytes(of: kinds, as: UInt8.self)
-            for k in 2..<8 { p.storeBytes(of: UInt8(0), toByteOffset: k, as: UInt8.self) }
+            for k in 3..<8 { p.storeBytes(of: UInt8(0), toByteOffset: k, as: UInt8.self) }
+            let hears: UInt8 = (c.legs[0].state == .down ? 0 : 1) | (c.legs[1].state == .down ? 0 : 2)
+            p.storeBytes(of: hears, toByteOffset: 2, as: UInt8.self)
             p.storeBytes(of: probe.bigEndian, toByteOffset: 8, as: UInt64.self)
             p.storeBytes(of: echo.bigEndian, toByteOffset: 16, as: UInt64.self)
             var blocks = 0
@@ -684,6 +687,19 @@ public final class RCLAN: EngineDriver {
         guard blocks <= Self.maxSackBlocks, p.count == Self.controlHeader + blocks * 16 else {
             c.stats.malformedDropped &+= 1
             return
+        }
+        // The peer's view of the legs: a leg it no longer hears is down here too, even though
+        // this end still hears the peer on it (a failure in one direction only).
+        let hears = p.load(fromByteOffset: 2, as: UInt8.self)
+        for k in 0..<2 {
+            let heard = hears & (1 << k) != 0
+            c.legs[k].peerHears = heard
+            if !heard && (c.legs[k].state == .up || c.legs[k].state == .demoted) && c.legs[1 - k].state != .down {
+                c.setLeg(k, .down, now: now)
+                legFailed(c, k)
+                delegate.event(.legDown(k == 0 ? .a : .b), on: c.rvi, layer: self)
+                if c.closing { return }
+            }
         }
         if kinds & 1 != 0 {
             c.legs[l].echoOwed = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
@@ -837,7 +853,7 @@ public final class RCLAN: EngineDriver {
             case .recovering:
                 if legSilent(c, l, silence: silence, grace: grace) {
                     c.setLeg(l, .down, now: now)  // fell silent again: the hold-down starts over
-                } else if now - c.legs[l].changedAt >= holdDown {
+                } else if now - c.legs[l].changedAt >= holdDown && c.legs[l].peerHears {
                     c.legs[l].windowSent = 0
                     c.legs[l].windowLost = 0
                     c.setLeg(l, .up, now: now)
