@@ -48,6 +48,7 @@ let package = Package(
             name: "plexus",
             dependencies: [
                 "PlexusCore",
+                "PlexusRCLAN",
                 "CPlexus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -25,6 +25,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "PlexusCore", package: "Plexus"),
+                .product(name: "PlexusRCLAN", package: "Plexus"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
             path: "Benchmarks/CoreBenchmarks",

@@ -113,54 +113,54 @@ struct LegRecord {
 /// touched only on the engine thread.
 final class Connection {
     let id: UInt32
-    var generation: UInt32
+    @exclusivity(unchecked) var generation: UInt32
     let viA: VI
     let viB: VI
     let path: RVIPath
-    var policy: LoadBalancing
+    @exclusivity(unchecked) var policy: LoadBalancing
     let openedAt: UInt64
-    var epoch: UInt32
-    var peerEpoch: UInt32 = 0
-    var closing = false
-    var dirty = false
+    @exclusivity(unchecked) var epoch: UInt32
+    @exclusivity(unchecked) var peerEpoch: UInt32 = 0
+    @exclusivity(unchecked) var closing = false
+    @exclusivity(unchecked) var dirty = false
 
     // Sending.
     let sendMask: Int
     let frames: UnsafeMutablePointer<Frame?>
     let records: UnsafeMutablePointer<SendRecord>
-    var nextSeq: UInt64 = 1
-    var sendBase: UInt64 = 1
-    var nextToTransmit: UInt64 = 1
-    var peerRightEdge: UInt64
-    var nextMessage: UInt64 = 1
-    var ackedMessage: UInt64 = 0
-    var lostPending = 0
-    var rackSentAt: UInt64 = 0
-    var wantsWritable = false
-    var creditStalled = false
-    var alternate = 0
+    @exclusivity(unchecked) var nextSeq: UInt64 = 1
+    @exclusivity(unchecked) var sendBase: UInt64 = 1
+    @exclusivity(unchecked) var nextToTransmit: UInt64 = 1
+    @exclusivity(unchecked) var peerRightEdge: UInt64
+    @exclusivity(unchecked) var nextMessage: UInt64 = 1
+    @exclusivity(unchecked) var ackedMessage: UInt64 = 0
+    @exclusivity(unchecked) var lostPending = 0
+    @exclusivity(unchecked) var rackSentAt: UInt64 = 0
+    @exclusivity(unchecked) var wantsWritable = false
+    @exclusivity(unchecked) var creditStalled = false
+    @exclusivity(unchecked) var alternate = 0
     // The open (coalescing) frame.
-    var open: Frame? = nil
-    var openActive = false
-    var openBase: UnsafeMutableRawPointer? = nil
-    var openUsed = 0
-    var openMessages: UInt32 = 0
-    var openFirstMessage: UInt64 = 0
+    @exclusivity(unchecked) var open: Frame? = nil
+    @exclusivity(unchecked) var openActive = false
+    @exclusivity(unchecked) var openBase: UnsafeMutableRawPointer? = nil
+    @exclusivity(unchecked) var openUsed = 0
+    @exclusivity(unchecked) var openMessages: UInt32 = 0
+    @exclusivity(unchecked) var openFirstMessage: UInt64 = 0
 
     // Receiving.
     let receiveMask: Int
     let held: UnsafeMutablePointer<InboundFrame?>
     let heldSeq: UnsafeMutablePointer<UInt64>
-    var heldCount = 0
-    var highestHeld: UInt64 = 0
-    var cumAck: UInt64 = 1
-    var ackOwed = false
-    var lastDataLeg = 0
+    @exclusivity(unchecked) var heldCount = 0
+    @exclusivity(unchecked) var highestHeld: UInt64 = 0
+    @exclusivity(unchecked) var cumAck: UInt64 = 1
+    @exclusivity(unchecked) var ackOwed = false
+    @exclusivity(unchecked) var lastDataLeg = 0
 
     // Legs: index 0 is fabric A, 1 is fabric B.
-    var legs: [LegRecord]
-    var unusableSince: UInt64 = 0
-    var stats: RVIStatistics
+    @exclusivity(unchecked) var legs: [LegRecord]
+    @exclusivity(unchecked) var unusableSince: UInt64 = 0
+    @exclusivity(unchecked) var stats: RVIStatistics
 
     init(id: UInt32, generation: UInt32, path: RVIPath, policy: LoadBalancing, configuration: RCLANConfiguration,
          now: UInt64) {

@@ -26,19 +26,19 @@ public final class RCLAN: EngineDriver {
     /// The engine the layer runs on (set when the engine starts).
     public private(set) unowned(unsafe) var engine: Engine! = nil
 
-    var connections: [Connection?] = []
-    var freeIDs: [UInt32] = []
-    var generations: [UInt32] = []
-    var dirtyList: [UInt32] = []
+    @exclusivity(unchecked) var connections: [Connection?] = []
+    @exclusivity(unchecked) var freeIDs: [UInt32] = []
+    @exclusivity(unchecked) var generations: [UInt32] = []
+    @exclusivity(unchecked) var dirtyList: [UInt32] = []
     /// VI number → connection id + 1 (0: none), per fabric.
-    var viMapA: UnsafeMutablePointer<UInt32>? = nil
-    var viMapB: UnsafeMutablePointer<UInt32>? = nil
-    var viMapCount = 0
+    @exclusivity(unchecked) var viMapA: UnsafeMutablePointer<UInt32>? = nil
+    @exclusivity(unchecked) var viMapB: UnsafeMutablePointer<UInt32>? = nil
+    @exclusivity(unchecked) var viMapCount = 0
     /// Pool slot → owning connection (id << 32 | generation) and sequence, for frames in the kernel.
-    var slotOwner: UnsafeMutablePointer<UInt64>? = nil
-    var slotSeq: UnsafeMutablePointer<UInt64>? = nil
-    var now: UInt64 = 0
-    var tickDue = false
+    @exclusivity(unchecked) var slotOwner: UnsafeMutablePointer<UInt64>? = nil
+    @exclusivity(unchecked) var slotSeq: UnsafeMutablePointer<UInt64>? = nil
+    @exclusivity(unchecked) var now: UInt64 = 0
+    @exclusivity(unchecked) var tickDue = false
     let deadAfter: UInt64
     let tick: Duration
     let tickNanos: UInt64

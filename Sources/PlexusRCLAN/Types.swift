@@ -23,7 +23,20 @@ public enum LoadBalancing: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .alternate: "alternate"
         case .fewestBytes: "fewest-bytes"
-        case .activeStandby(let p): "active-standby(\(p))"
+        case .activeStandby(let p): "active-standby:\(p == .a ? "a" : "b")"
+        }
+    }
+
+    /// Parses `alternate`, `fewest-bytes`, `active-standby` (primary A) or `active-standby:b`.
+    public init(parsing text: String) throws(PlexusError) {
+        switch text.lowercased() {
+        case "alternate": self = .alternate
+        case "fewest-bytes": self = .fewestBytes
+        case "active-standby", "active-standby:a": self = .activeStandby(primary: .a)
+        case "active-standby:b": self = .activeStandby(primary: .b)
+        default:
+            throw PlexusError(.configuration,
+                              "unknown load-balancing policy '\(text)': use alternate, fewest-bytes, active-standby[:a|:b]")
         }
     }
 }

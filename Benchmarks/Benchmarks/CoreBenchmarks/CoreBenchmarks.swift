@@ -118,6 +118,13 @@ let benchmarks: @Sendable () -> Void = {
     // iteration; if it ever reads 0, the interposer has stopped seeing the engine threads (or
     // stopped counting at all) and the zeros above prove nothing.
     loopbackBenchmark("InterposerCanary_OneAllocPerFrame", payloadBytes: 64, copyPayloadOnReceive: true)
+
+    // MARK: - Redundant VIs (RCLAN layer)
+
+    // Node 1 posts, node 2 receives in order, node 1 gets the acknowledgement: small messages
+    // coalesced into shared frames, and whole 16896-byte frames sent without a copy.
+    rviBenchmark("RVIMessages_64B", payloadBytes: 64, coalesce: true)
+    rviBenchmark("RVIFrames_16896B", payloadBytes: FrameLayout.maxPayload, coalesce: false)
 }
 
 /// Registers a benchmark that streams 1000 frames per iteration between two engines on

@@ -3,6 +3,7 @@ import CPlexus
 import Foundation
 import Histogram
 import PlexusCore
+import PlexusRCLAN
 import Synchronization
 
 /// `plexus bench SCENARIO`: Plexus against minimal UDP pairs, measured side by side in one run.
@@ -31,6 +32,13 @@ struct Bench: ParsableCommand {
             vi-throughput at the same size in the same run
               vi-scale       --vis 16384 --size N     traffic over 16384 VIs against one VI
 
+            Redundant VIs (the RCLAN layer: both fabrics, every message acknowledged):
+              rvi-throughput --size N --seconds S     reliable messages one way, against the             raw pairs at the same size
+              rvi-messages   --size 64 --seconds S    small messages per second with coalescing,             against one raw datagram per message
+              rvi-latency    --size 64 --count C [--busy-poll]   round trip over an RVI
+              rvi-failover   --size N [--link]        fabric A fails a third of the way in (fault             layer, or with --link a real `ip link set down` on a veth pair into a namespace;             needs root); reports gap_ms, lost, duplicated
+              rvi-loss       --loss 5                 throughput with that loss on leg A, against             the lossless run
+
             With --json the last line of output is one JSON object: scenario, parameters, \
             `plexus`, `baseline`, `ratio`, machine and date.
             """)
@@ -40,9 +48,14 @@ struct Bench: ParsableCommand {
         case viLatency = "vi-latency"
         case rdmaWrite = "rdma-write"
         case viScale = "vi-scale"
+        case rviThroughput = "rvi-throughput"
+        case rviMessages = "rvi-messages"
+        case rviLatency = "rvi-latency"
+        case rviFailover = "rvi-failover"
+        case rviLoss = "rvi-loss"
     }
 
-    @Argument(help: "vi-throughput, vi-latency, rdma-write or vi-scale.")
+    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover or rvi-loss.")
     var scenario: Scenario
     @Option(help: "Payload bytes per frame (1...16896).")
     var size: Int = 16896
@@ -58,6 +71,12 @@ struct Bench: ParsableCommand {
     var fabric: FabricChoice = .a
     @Flag(help: "Spin instead of sleeping (both Plexus and the baselines).")
     var busyPoll = false
+    @Option(help: "RVI load balancing: alternate, fewest-bytes, active-standby[:a|:b].")
+    var policy: String = "alternate"
+    @Option(help: "Percent of frames lost on leg A (rvi-loss).")
+    var loss: Double = 5
+    @Flag(help: "rvi-failover: fail fabric A with `ip link set down` on a veth pair (needs root).")
+    var link = false
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
     @Option(name: .customLong("fault"), parsing: .singleValue,
@@ -71,6 +90,9 @@ struct Bench: ParsableCommand {
         guard (1...1_000_000).contains(vis) else { throw ValidationError("--vis must be in 1...1000000") }
         guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be in 1...50") }
         try validateFaults(faults)
+        do { _ = try LoadBalancing(parsing: policy) } catch { throw ValidationError("--policy: \(error)") }
+        guard loss > 0 && loss < 100 else { throw ValidationError("--loss must be in (0, 100)") }
+        if link && scenario != .rviFailover { throw ValidationError("--link applies to rvi-failover only") }
     }
 
     func run() throws {
@@ -89,6 +111,21 @@ struct Bench: ParsableCommand {
         case .viScale:
             parameters = ["size": size, "seconds": seconds, "rounds": rounds, "vis": vis]
             result = try scaleScenario()
+        case .rviThroughput:
+            parameters = ["size": size, "seconds": seconds, "rounds": rounds, "policy": policy]
+            result = try rviThroughputScenario()
+        case .rviMessages:
+            parameters = ["size": size, "seconds": seconds, "rounds": rounds, "policy": policy]
+            result = try rviMessagesScenario()
+        case .rviLatency:
+            parameters = ["size": size, "count": count, "rounds": rounds, "busy_poll": busyPoll]
+            result = try rviLatencyScenario()
+        case .rviFailover:
+            parameters = ["size": size, "seconds": seconds, "rounds": rounds, "policy": policy, "link": link]
+            result = try rviFailoverScenario()
+        case .rviLoss:
+            parameters = ["size": size, "seconds": seconds, "rounds": rounds, "loss": loss, "policy": policy]
+            result = try rviLossScenario()
         }
         result["scenario"] = scenario.rawValue
         result["parameters"] = parameters

@@ -2,6 +2,7 @@ import ArgumentParser
 import CPlexus
 import Foundation
 import PlexusCore
+import PlexusRCLAN
 import Synchronization
 
 final class StopFlag: Sendable {
@@ -16,7 +17,7 @@ struct BenchPeer: ParsableCommand {
         abstract: "The far end of a benchmark (started by `plexus bench`; not for direct use).",
         shouldDisplay: false)
 
-    enum Mode: String, ExpressibleByArgument { case plexus, plain, uring = "io_uring" }
+    enum Mode: String, ExpressibleByArgument { case plexus, rvi, plain, uring = "io_uring" }
     enum Role: String, ExpressibleByArgument { case sink, echo, rdmaSink = "rdma-sink" }
 
     @Option var mode: Mode = .plexus
@@ -27,11 +28,15 @@ struct BenchPeer: ParsableCommand {
     @Option var cpu: Int = 1
     @Option var node: UInt8 = 2
     @Option var regionBytes: Int = 64 << 20
+    @Option var policy: String = "alternate"
+    @Option var netns: String?
 
     func run() throws {
         let input = LineReader(fd: 0)
         if mode == .plexus {
             try runPlexus(input)
+        } else if mode == .rvi {
+            try runRVI(input)
         } else {
             try runRaw(input)
         }
@@ -88,6 +93,51 @@ struct BenchPeer: ParsableCommand {
                 break
             }
             last = progress
+            usleep(30_000)
+        }
+        thread.stopAndWait()
+    }
+
+    /// One RVI (VI 1 on both fabrics) to the benchmark's engine, with a sink or echo delegate.
+    func runRVI(_ input: LineReader) throws {
+        var c = EngineConfiguration.loopback(node: node)
+        if let netns {
+            // The ip-link variant of rvi-failover: this end lives in a namespace of its own.
+            c.networkNamespace = netns
+            c.fabricA = FabricAddress(BenchNamespace.peerAddress(.a))!
+            c.fabricB = FabricAddress(BenchNamespace.peerAddress(.b))!
+        }
+        c.cpu = cpu < ProcessInfo.processInfo.activeProcessorCount ? cpu : nil
+        c.pollMode = busyPoll ? .busyPoll : .blocking
+        let echo = role == .echo
+        let thread = try EngineThread.start(c) { RCLAN(delegate: RVIBenchSink(echo: echo)) }
+        writeLine(1, "READY " + jsonLine(["a": thread.info.ports[0].address, "b": thread.info.ports[1].address]))
+        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw CLIError("expected PEER") }
+        let peer = parseJSON(line.dropFirst(5))
+        let path = RVIPath(localA: 1, localB: 1, peerA: FabricAddress(peer["a"] as? String ?? "")!,
+                           peerB: FabricAddress(peer["b"] as? String ?? "")!, remoteA: 1, remoteB: 1)
+        let policy = try LoadBalancing(parsing: self.policy)
+        try thread.runAndWait { e in
+            let layer = RCLAN.on(e)!
+            (layer.delegate as! RVIBenchSink).rvi = try layer.open(path, policy: policy)
+        }
+        writeLine(1, "GO {}")
+        _ = input.readLine()  // STOP
+        var last: UInt64 = .max
+        while true {
+            let r = try thread.runAndWait { e -> [String: UInt64] in
+                let layer = RCLAN.on(e)!
+                let s = layer.delegate as! RVIBenchSink
+                let st = layer.statistics(RVI(id: 0))
+                return ["frames": s.messages, "bytes": s.bytes, "lost": s.lost, "duplicated": s.duplicated,
+                        "longest_gap_ns": s.longestGap, "echo_failures": s.echoFailures,
+                        "duplicates_dropped": st?.duplicatesDropped ?? 0, "rdma_bytes": 0, "dropped": 0]
+            }
+            if r["frames"] == last {
+                writeLine(1, "RESULT " + jsonLine(r))
+                break
+            }
+            last = r["frames"]!
             usleep(30_000)
         }
         thread.stopAndWait()
