@@ -92,6 +92,8 @@ struct LegRecord {
         changedAt = now
         lastHeard = now
         stats = RVIStatistics.Leg(fabric: fabric.description, state: .up, stateSinceMilliseconds: 0)
+        // Room for the whole history now: a change of state never allocates on the data path.
+        stats.history.reserveCapacity(16)
     }
 
     mutating func sampleRTT(_ ns: Double) {

@@ -39,6 +39,8 @@ public final class RCLAN: EngineDriver {
     @exclusivity(unchecked) var slotSeq: UnsafeMutablePointer<UInt64>? = nil
     @exclusivity(unchecked) var now: UInt64 = 0
     @exclusivity(unchecked) var tickDue = false
+    @exclusivity(unchecked) var busyPoll = false
+    @exclusivity(unchecked) var nextTickAt: UInt64 = 0
     let deadAfter: UInt64
     let tick: Duration
     let tickNanos: UInt64
@@ -287,11 +289,22 @@ public final class RCLAN: EngineDriver {
         slotSeq = .allocate(capacity: engine.pool.capacity)
         slotSeq!.initialize(repeating: 0, count: engine.pool.capacity)
         now = monotonicNanos()
-        _ = engine.schedule(after: tick, token: Self.tickToken)
+        busyPoll = engine.configuration.pollMode == .busyPoll
+        nextTickAt = now + tickNanos
+        // A sleeping engine needs a ring timer to wake it; a busy-polling one reads the clock
+        // every turn instead (a ring timer there costs an io_uring_enter per tick).
+        if !busyPoll { _ = engine.schedule(after: tick, token: Self.tickToken) }
         delegate.layerDidStart(self)
     }
 
     public func engineTurn(_ engine: Engine) {
+        if busyPoll {
+            let t = monotonicNanos()
+            if t >= nextTickAt {
+                nextTickAt = t + tickNanos
+                tickDue = true
+            }
+        }
         if tickDue {
             // Evaluated here rather than in the timer's completion, so that every frame the
             // kernel delivered in the same batch (on either leg) has been counted first.
@@ -570,7 +583,11 @@ public final class RCLAN: EngineDriver {
             if c.closing || engine.isStopping { continue }
             flush(c)
         }
-        dirtyList.removeFirst(n)
+        if dirtyList.count == n {
+            dirtyList.removeAll(keepingCapacity: true)
+        } else {
+            dirtyList.removeFirst(n)  // marked again while flushing: kept for the next flush
+        }
     }
 
     func flush(_ c: Connection) {

@@ -73,6 +73,8 @@ struct Bench: ParsableCommand {
     var busyPoll = false
     @Option(help: "RVI load balancing: alternate, fewest-bytes, active-standby[:a|:b].")
     var policy: String = "alternate"
+    @Option(help: "RVI heartbeat interval in microseconds (a leg is down after 5 missed).")
+    var heartbeatUs: Int = 1000
     @Option(help: "Percent of frames lost on leg A (rvi-loss).")
     var loss: Double = 5
     @Flag(help: "rvi-failover: fail fabric A with `ip link set down` on a veth pair (needs root).")
@@ -91,6 +93,7 @@ struct Bench: ParsableCommand {
         guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be in 1...50") }
         try validateFaults(faults)
         do { _ = try LoadBalancing(parsing: policy) } catch { throw ValidationError("--policy: \(error)") }
+        guard heartbeatUs >= 100 && heartbeatUs <= 10_000_000 else { throw ValidationError("--heartbeat-us must be in 100...10000000") }
         guard loss > 0 && loss < 100 else { throw ValidationError("--loss must be in (0, 100)") }
         if link && scenario != .rviFailover { throw ValidationError("--link applies to rvi-failover only") }
     }

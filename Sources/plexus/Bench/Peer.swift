@@ -29,6 +29,7 @@ struct BenchPeer: ParsableCommand {
     @Option var node: UInt8 = 2
     @Option var regionBytes: Int = 64 << 20
     @Option var policy: String = "alternate"
+    @Option var heartbeatUs: Int = 1000
     @Option var netns: String?
 
     func run() throws {
@@ -110,7 +111,8 @@ struct BenchPeer: ParsableCommand {
         c.cpu = cpu < ProcessInfo.processInfo.activeProcessorCount ? cpu : nil
         c.pollMode = busyPoll ? .busyPoll : .blocking
         let echo = role == .echo
-        let thread = try EngineThread.start(c) { RCLAN(delegate: RVIBenchSink(echo: echo)) }
+        let layer = rclanConfiguration(heartbeatUs: heartbeatUs)
+        let thread = try EngineThread.start(c) { try! RCLAN(configuration: layer, delegate: RVIBenchSink(echo: echo)) }
         writeLine(1, "READY " + jsonLine(["a": thread.info.ports[0].address, "b": thread.info.ports[1].address]))
         guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw CLIError("expected PEER") }
         let peer = parseJSON(line.dropFirst(5))

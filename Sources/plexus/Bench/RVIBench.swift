@@ -48,13 +48,20 @@ enum BenchNamespace {
     }
 }
 
+/// The layer configuration of both ends of an RVI benchmark.
+func rclanConfiguration(heartbeatUs: Int) -> RCLANConfiguration {
+    var c = RCLANConfiguration()
+    c.heartbeatInterval = .microseconds(heartbeatUs)
+    return c
+}
+
 extension Bench {
     /// Starts a `bench-peer --mode rvi` child and an engine here with an RCLAN layer, and opens
     /// one RVI between them.
     func rviSession(role: String, pingCapacity: Int = 1, link: Bool = false)
         throws -> (PeerProcess, EngineThread, Progress)
     {
-        let peer = try PeerProcess(["--mode", "rvi", "--role", role, "--policy", policy]
+        let peer = try PeerProcess(["--mode", "rvi", "--role", role, "--policy", policy, "--heartbeat-us", "\(heartbeatUs)"]
                                    + (busyPoll ? ["--busy-poll"] : []) + (link ? ["--netns", BenchNamespace.name] : []))
         let ready = try peer.expect("READY")
         let progress = Progress()
@@ -63,8 +70,9 @@ extension Bench {
             c.fabricA = FabricAddress(BenchNamespace.hostAddress(.a))!
             c.fabricB = FabricAddress(BenchNamespace.hostAddress(.b))!
         }
+        let layer = rclanConfiguration(heartbeatUs: heartbeatUs)
         let thread = try EngineThread.start(c) {
-            RCLAN(delegate: RVIBenchSender(progress: progress, pingCapacity: pingCapacity))
+            try! RCLAN(configuration: layer, delegate: RVIBenchSender(progress: progress, pingCapacity: pingCapacity))
         }
         peer.say("PEER " + jsonLine(["a": thread.info.ports[0].address, "b": thread.info.ports[1].address]))
         let path = RVIPath(localA: 1, localB: 1, peerA: FabricAddress(ready["a"] as! String)!,
