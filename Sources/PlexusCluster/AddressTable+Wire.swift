@@ -27,13 +27,22 @@ extension AddressTable {
             let e = entries[node]!
             u(e.node)
             u(e.version)
-            out.append(UInt8(e.adapters.count))
-            for a in e.adapters {
+            // At most maxAdapters (the decoder's limit; TableDistributor refuses larger entries
+            // before they get here), so the count always fits its byte.
+            let adapters = e.adapters.prefix(Self.maxAdapters)
+            out.append(UInt8(adapters.count))
+            for a in adapters {
                 out.append(a.fabric.rawValue)
                 u(a.address.ip)
                 u(a.address.port)
                 out.append(a.status.rawValue)
-                let t = Array(a.adapterType.utf8.prefix(32))
+                // At most 32 bytes, cut between characters, never inside one.
+                var t: [UInt8] = []
+                for ch in a.adapterType {
+                    let b = Array(String(ch).utf8)
+                    if t.count + b.count > 32 { break }
+                    t += b
+                }
                 out.append(UInt8(t.count))
                 out += t
                 u(UInt32(clamping: a.mtu))

@@ -274,6 +274,13 @@ public enum TableMessage: Sendable, Hashable {
 /// under it: messages in, messages out. ``TableDistributor`` runs it over RVIs; tests can run it
 /// by handing messages from one exchange to another.
 ///
+/// Peers are named by a number of the caller's choosing (the distributor uses the RVI's id).
+/// Messages to one peer are assumed to arrive reliably and in order, as on an RVI: the exchange
+/// remembers, per peer, the entries that peer already has or has been sent, and neither answers
+/// a digest nor pushes a change with them again (so a large table in flight is not sent twice
+/// because a digest crossed it). When that assumption breaks (messages failed, the peer
+/// restarted), ``forget(peer:)`` makes the next digest from that peer be answered in full.
+///
 /// Seed 003, claims 29 and 35: the node stores a copy of the cluster destination address table,
 /// updates it with the adapter information about itself (``setLocalEntry(_:)``), and exchanges
 /// it with the others until every node holds an identical copy. Claim 9: each address carries its
@@ -296,6 +303,10 @@ public struct TableExchange: Sendable {
     public private(set) var lastMalformed: TableMessageDecodeError?
     /// Stamps of the table's entries, kept with the table.
     private var stamps: [UInt32: EntryStamp] = [:]
+    /// Per peer: the stamps of entries it has (it sent them) or will have (they were sent to it).
+    private var known: [UInt32: [UInt32: EntryStamp]] = [:]
+    /// Nodes whose entry changed since the last ``pushMessages(to:)``.
+    private var changed: Set<UInt32> = []
 
     /// - Parameters:
     ///   - node: this node's number; the only entry this side changes on its own is this node's.
@@ -342,9 +353,40 @@ public struct TableExchange: Sendable {
         TableMessage.digestMessages(stamps: stamps, range: 0...UInt32.max, reply: false, limit: maxMessageBytes)
     }
 
-    /// Handles one message from a peer and returns the messages to send back to that peer. A
+    /// Whether entries changed since the last ``pushMessages(to:)``.
+    public var hasChanges: Bool { !changed.isEmpty }
+
+    /// The entries that changed since the last call (taken from peers, or this node's own), as
+    /// entries messages for each of `peers`, less what each is known to have; then starts
+    /// collecting changes afresh. This is the push of a change to the neighbours.
+    public mutating func pushMessages(to peers: [UInt32]) -> [UInt32: [[UInt8]]] {
+        defer { changed.removeAll(keepingCapacity: true) }
+        guard !changed.isEmpty else { return [:] }
+        let nodes = changed.sorted()
+        var out: [UInt32: [[UInt8]]] = [:]
+        for p in peers {
+            var send: [NodeEntry] = []
+            for n in nodes {
+                guard let mine = stamps[n] else { continue }
+                if let k = known[p]?[n], k >= mine { continue }
+                known[p, default: [:]][n] = mine
+                send.append(table.entries[n]!)
+            }
+            let m = TableMessage.entryMessages(send, limit: maxMessageBytes)
+            if !m.isEmpty { out[p] = m }
+        }
+        return out
+    }
+
+    /// Forgets what `peer` is known to have: its messages may have been lost (failed by the
+    /// layer, dropped from a full queue) or it restarted.
+    public mutating func forget(peer: UInt32) {
+        known[peer] = nil
+    }
+
+    /// Handles one message from `peer` and returns the messages to send back to it. A
     /// malformed message is counted and dropped: it changes nothing and gets no answer.
-    public mutating func handle(_ bytes: [UInt8]) -> [[UInt8]] {
+    public mutating func handle(_ bytes: [UInt8], from peer: UInt32) -> [[UInt8]] {
         let message: TableMessage
         do {
             message = try TableMessage(decoding: bytes)
@@ -354,9 +396,9 @@ public struct TableExchange: Sendable {
             return []
         }
         switch message {
-        case .digest(let d): return answer(d)
+        case .digest(let d): return answer(d, peer)
         case .entries(let t):
-            take(t)
+            take(t, peer)
             return []
         }
     }
@@ -377,14 +419,20 @@ public struct TableExchange: Sendable {
         put(l)
     }
 
-    private mutating func answer(_ d: TableDigest) -> [[UInt8]] {
+    private mutating func answer(_ d: TableDigest, _ peer: UInt32) -> [[UInt8]] {
         if let theirs = d.stamps[node], localEntry != nil { ownCopySeen(theirs) }
-        // Push: what this side holds that is newer than the digest (or missing from it).
+        // Push: what this side holds that is newer than the digest (or missing from it), and
+        // not already sent to the peer.
         var newer: [NodeEntry] = []
+        var k = known[peer] ?? [:]
+        known[peer] = nil  // not copied on write below
         for (n, mine) in stamps where d.covers(n) {
             if let theirs = d.stamps[n], theirs >= mine { continue }
+            if let sent = k[n], sent >= mine { continue }
+            k[n] = mine
             newer.append(table.entries[n]!)
         }
+        known[peer] = k
         var out = TableMessage.entryMessages(newer, limit: maxMessageBytes)
         // Pull: the digest shows the peer holds something newer; a reply digest asks for it.
         if !d.isReply, d.stamps.contains(where: { wants($0.key, $0.value) }) {
@@ -393,10 +441,12 @@ public struct TableExchange: Sendable {
         return out
     }
 
-    private mutating func take(_ t: AddressTable) {
+    private mutating func take(_ t: AddressTable, _ peer: UInt32) {
         for n in t.entries.keys.sorted() {
             let e = t.entries[n]!
             let theirs = EntryStamp(e)
+            // The peer has it: a change it brings is not pushed back to it.
+            if let k = known[peer]?[n], k >= theirs {} else { known[peer, default: [:]][n] = theirs }
             if n == node, localEntry != nil {
                 ownCopySeen(theirs)
             } else if wants(n, theirs) {
@@ -415,6 +465,7 @@ public struct TableExchange: Sendable {
             table.update(e)
         }
         stamps[e.node] = EntryStamp(e)
+        changed.insert(e.node)
         changes &+= 1
     }
 }
@@ -435,6 +486,9 @@ public struct DistributionStatistics: Sendable, Hashable {
     /// Digest messages sent periodically or after a change (replies to digests are not counted
     /// here; every message is counted in `messagesSent`).
     public var digestsSent: UInt64 = 0
+    /// Entries messages pushed to neighbours after a change (answers to digests are not counted
+    /// here).
+    public var updatesSent: UInt64 = 0
     public var entriesTaken: UInt64 = 0
     public var changes: UInt64 = 0
     public var malformedMessages: UInt64 = 0
@@ -455,10 +509,14 @@ public struct DistributionStatistics: Sendable, Hashable {
 /// Install it as the ``PlexusRCLAN/RVIDelegate`` of an ``PlexusRCLAN/RCLAN`` layer, open one RVI
 /// to each neighbour node and ``addNeighbour(_:)`` it; the neighbours need not be every node,
 /// only a connected graph. The protocol is push-pull anti-entropy (see ``TableMessage`` and
-/// ``TableExchange``): every ``Configuration/interval`` and right after any change of the table,
-/// the distributor sends each neighbour a digest (node → version); the neighbour answers with the
-/// entries it holds that are newer, and with its own digest when the first holds something newer,
-/// which the first answers with those entries.
+/// ``TableExchange``): every ``Configuration/interval``, and right after this node's own entry
+/// changes, the distributor sends each neighbour a digest (node → version); the neighbour answers
+/// with the entries it holds that are newer, and with its own digest when the first holds
+/// something newer, which the first answers with those entries. On top of that, any entry that
+/// changes (this node's own, or one taken from a peer) is pushed on the next turn to every
+/// neighbour not known to have it, so a change crosses the cluster in one hop per turn without
+/// waiting for the next digest, and a large table in flight is not sent again because a digest
+/// crossed it.
 ///
 /// The RVIs are reliable and in order, so the distributor has no retransmission of its own: a
 /// send refused for back-pressure (`windowFull`, `noBuffers`) stays queued and is retried on a
@@ -511,6 +569,7 @@ public final class TableDistributor: RVIDelegate {
     public private(set) var messagesReceived: UInt64 = 0
     public private(set) var bytesReceived: UInt64 = 0
     public private(set) var digestsSent: UInt64 = 0
+    public private(set) var updatesSent: UInt64 = 0
     public private(set) var sendRetries: UInt64 = 0
     public private(set) var messagesFailed: UInt64 = 0
     public private(set) var messagesDropped: UInt64 = 0
@@ -552,15 +611,16 @@ public final class TableDistributor: RVIDelegate {
         DistributionStatistics(
             node: node, neighbours: neighbours.count, entries: table.entries.count, tableDigest: table.digest,
             messagesSent: messagesSent, bytesSent: bytesSent, messagesReceived: messagesReceived,
-            bytesReceived: bytesReceived, digestsSent: digestsSent, entriesTaken: entriesTaken, changes: changes,
-            malformedMessages: malformedMessages, sendRetries: sendRetries, messagesFailed: messagesFailed,
-            messagesDropped: messagesDropped)
+            bytesReceived: bytesReceived, digestsSent: digestsSent, updatesSent: updatesSent,
+            entriesTaken: entriesTaken, changes: changes, malformedMessages: malformedMessages,
+            sendRetries: sendRetries, messagesFailed: messagesFailed, messagesDropped: messagesDropped)
     }
 
     /// Sets this node's own entry (its adapters: address, status, type, MTU, mask, class of
-    /// service, gateway; seed 003, claims 9, 29, 35) and sends a digest to every neighbour on the
-    /// next turn, so the change spreads. The version is bumped past every copy of this node's
-    /// entry seen so far; an entry with unchanged adapters changes nothing.
+    /// service, gateway; seed 003, claims 9, 29, 35). On the next turn the entry is pushed to
+    /// every neighbour, followed by a digest, so the change spreads. The version is bumped past
+    /// every copy of this node's entry seen so far; an entry with unchanged adapters changes
+    /// nothing.
     /// - Returns: the entry as stored, with its version.
     /// - Throws: when `entry` names another node or would not survive its encoding.
     @discardableResult
@@ -600,6 +660,7 @@ public final class TableDistributor: RVIDelegate {
         guard !messages.isEmpty else { return }
         if peers[i].queued + messages.count > configuration.maxQueuedMessages {
             messagesDropped &+= UInt64(messages.count)
+            exchange.forget(peer: peers[i].rvi.id)
             peers[i].digestDue = peers[i].isNeighbour
             return
         }
@@ -619,12 +680,30 @@ public final class TableDistributor: RVIDelegate {
         nextDigestAt = Self.monotonicNow() + intervalNanos
     }
 
-    /// Queues due digests (periodic, or after a change) and sends what is queued, oldest first;
-    /// a send refused for back-pressure stays queued for a later turn.
+    /// Queues the entries that changed since the last turn for the neighbours that lack them,
+    /// queues due digests (periodic, or after this node's own entry changed; only to a peer whose
+    /// queue is empty), and sends what is queued, oldest first; a send refused for back-pressure
+    /// stays queued for a later turn.
     public func layerTurn(_ layer: RCLAN) {
+        // Push: entries that changed since the last turn go to every neighbour that lacks them.
+        if exchange.hasChanges {
+            let pushes = exchange.pushMessages(to: peers.filter(\.isNeighbour).map(\.rvi.id))
+            for (id, messages) in pushes {
+                guard let i = peerIndex[RVI(id: id)] else { continue }
+                enqueue(messages, to: i)
+                updatesSent &+= UInt64(messages.count)
+            }
+        }
         let now = Self.monotonicNow()
         if now >= nextDigestAt {
-            pushToAll()
+            for i in peers.indices where peers[i].isNeighbour {
+                peers[i].digestDue = true
+                // Everything sent to this peer has been acknowledged, so delivered: what it is
+                // known to have is only an optimisation now; start from its next digest.
+                if peers[i].queued == 0 && layer.unacknowledgedMessages(on: peers[i].rvi) == 0 {
+                    exchange.forget(peer: peers[i].rvi.id)
+                }
+            }
             nextDigestAt = now + intervalNanos
         }
         var digest: [[UInt8]]? = nil
@@ -657,6 +736,7 @@ public final class TableDistributor: RVIDelegate {
                     messagesDropped &+= UInt64(peers[i].queued)
                     peers[i].outbox.removeAll()
                     peers[i].head = 0
+                    exchange.forget(peer: rvi.id)
                     return
                 case .tooLarge:
                     messagesDropped &+= 1  // cannot happen: messages are split below the limit
@@ -670,8 +750,8 @@ public final class TableDistributor: RVIDelegate {
         peers[i].head = 0
     }
 
-    /// Handles a digest or entries message: queues the answer to the same RVI, and after a
-    /// change of the table, a digest to every neighbour. A malformed message is counted and
+    /// Handles a digest or entries message: queues the answer to the same RVI; entries taken are
+    /// pushed to the other neighbours on the next turn. A malformed message is counted and
     /// dropped.
     public func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
         let bytes = message.withUnsafeBytes { Array($0) }
@@ -683,22 +763,24 @@ public final class TableDistributor: RVIDelegate {
     public func receive(_ bytes: [UInt8], from rvi: RVI) {
         messagesReceived &+= 1
         bytesReceived &+= UInt64(bytes.count)
-        let before = exchange.changes
-        let answer = exchange.handle(bytes)
+        let answer = exchange.handle(bytes, from: rvi.id)
         if !answer.isEmpty { enqueue(answer, to: peer(rvi)) }
-        if exchange.changes != before { pushToAll() }
     }
 
     /// Counts the failed messages and sends `rvi` a digest on the next turn (it covers them).
     public func sendFailed(on rvi: RVI, messages: Range<UInt64>, reason: RVIFailure, layer: RCLAN) {
         messagesFailed &+= UInt64(messages.count)
+        exchange.forget(peer: rvi.id)
         if let i = peerIndex[rvi], peers[i].isNeighbour { peers[i].digestDue = true }
     }
 
     /// A peer that restarted, or an RVI usable again, gets a digest on the next turn.
     public func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {
         switch event {
-        case .peerRestarted, .usable, .reset:
+        case .peerRestarted, .reset:
+            exchange.forget(peer: rvi.id)
+            if let i = peerIndex[rvi], peers[i].isNeighbour { peers[i].digestDue = true }
+        case .usable:
             if let i = peerIndex[rvi], peers[i].isNeighbour { peers[i].digestDue = true }
         default:
             break

@@ -162,6 +162,8 @@ final class Connection {
     // Legs: index 0 is fabric A, 1 is fabric B.
     @exclusivity(unchecked) var legs: [LegRecord]
     @exclusivity(unchecked) var unusableSince: UInt64 = 0
+    /// The peer's count of duplicate data frames, as of its last control frame.
+    @exclusivity(unchecked) var peerDuplicatesSeen: UInt32 = 0
     @exclusivity(unchecked) var stats: RVIStatistics
 
     init(id: UInt32, generation: UInt32, path: RVIPath, policy: LoadBalancing, configuration: RCLANConfiguration,

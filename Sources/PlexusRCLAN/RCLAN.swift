@@ -636,7 +636,8 @@ public final class RCLAN: EngineDriver {
     // MARK: - Control frames
     //
     // Payload: u8 kinds (1 probe, 2 echo) · u8 SACK block count · u8 legs the sender hears (bit 0
-    // A, bit 1 B: a leg it declared down is clear) · 5 reserved · u64 probe stamp ·
+    // A, bit 1 B: a leg it declared down is clear) · u8 reserved · u32 duplicate data frames it
+    // has received (wrapping) · u64 probe stamp ·
     // u64 echoed stamp · blocks of (u64 first, u64 end) sequence ranges held above the
     // cumulative ack. The header carries the ack, the credit and both epochs.
 
@@ -654,7 +655,8 @@ public final class RCLAN: EngineDriver {
             if probe != 0 { kinds |= 1 }
             if echo != 0 { kinds |= 2 }
             p.storeBytes(of: kinds, as: UInt8.self)
-            for k in 3..<8 { p.storeBytes(of: UInt8(0), toByteOffset: k, as: UInt8.self) }
+            p.storeBytes(of: UInt8(0), toByteOffset: 3, as: UInt8.self)
+            p.storeBytes(of: UInt32(truncatingIfNeeded: c.stats.duplicatesDropped).bigEndian, toByteOffset: 4, as: UInt32.self)
             let hears: UInt8 = (c.legs[0].state == .down ? 0 : 1) | (c.legs[1].state == .down ? 0 : 2)
             p.storeBytes(of: hears, toByteOffset: 2, as: UInt8.self)
             p.storeBytes(of: probe.bigEndian, toByteOffset: 8, as: UInt64.self)
@@ -716,6 +718,21 @@ public final class RCLAN: EngineDriver {
                 legFailed(c, k)
                 delegate.event(.legDown(k == 0 ? .a : .b), on: c.rvi, layer: self)
                 if c.closing { return }
+            }
+        }
+        // Duplicates the peer received are retransmissions that were not needed: losses this end
+        // charged to a leg that only delayed the frame. Take them back, from the leg charged most.
+        let duplicates = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        var refund = Int(duplicates &- c.peerDuplicatesSeen)
+        c.peerDuplicatesSeen = duplicates
+        if refund > 0 && refund < 1 << 20 {
+            for _ in 0..<2 where refund > 0 {
+                let k = c.legs[0].windowLost >= c.legs[1].windowLost ? 0 : 1
+                let take = min(refund, c.legs[k].windowLost)
+                c.legs[k].windowLost -= take
+                c.legs[k].stats.lost &-= UInt64(take)
+                c.legs[k].stats.spuriousRetransmissions &+= UInt64(take)
+                refund -= take
             }
         }
         if kinds & 1 != 0 {

@@ -231,8 +231,11 @@ public struct RVIStatistics: Sendable, Hashable, Codable {
         public var framesIn: UInt64 = 0
         public var bytesIn: UInt64 = 0
         public var retransmissions: UInt64 = 0
-        /// Frames judged lost after being sent on this leg (by acknowledgement or timeout).
+        /// Frames judged lost after being sent on this leg (by acknowledgement or timeout), less
+        /// those the peer then reported as duplicates (they were late, not lost).
         public var lost: UInt64 = 0
+        /// Retransmissions the peer reported as duplicates: charged to a leg, then taken back.
+        public var spuriousRetransmissions: UInt64 = 0
         /// Loss over the last measured window of frames, percent.
         public var lossPercent: Double = 0
         /// Smoothed round-trip time, microseconds (nil until measured).

@@ -11,10 +11,13 @@ struct Plexus: ParsableCommand {
             networks. This build holds the fabric core: every node has a port on fabric A and a \
             port on fabric B (UDP on its own address), VIA-style virtual interfaces demultiplexed \
             in O(1), emulated RDMA WRITE into registered memory guarded by keys, and 16896-byte \
-            unchecksummed frames in registered memory.
+            unchecksummed frames in registered memory; and the RCLAN layer above it: redundant \
+            VIs (a VI on each fabric) delivering messages exactly once and in order, with \
+            millisecond failover between the fabrics.
 
-            Start with `plexus demo`, which runs two nodes on loopback and shows what they did.
+            Start with `plexus demo`, which runs two nodes on loopback and shows what they did; \
+            `plexus rvi --fault a:drop=5 --kill-leg b` shows a redundant VI at work under faults.
             `plexus bench --help` lists the measurements and the baselines each is compared to.
             """,
-        subcommands: [Demo.self, Info.self, Bench.self, BenchPeer.self])
+        subcommands: [Demo.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self])
 }

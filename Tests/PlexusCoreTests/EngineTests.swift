@@ -76,7 +76,7 @@ struct EngineProtectionTests {
         good[0] = 0x50
         good[2] = 9
         raw.send(good, to: to)  // version
-        good[2] = 1
+        good[2] = FrameLayout.version
         good[23] = 5
         raw.send(good, to: to)  // payload length
         #expect(waitUntil {
