@@ -63,15 +63,22 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
+        // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
+        .target(
+            name: "PlexusTestSupport",
+            dependencies: ["PlexusCore", "PlexusRCLAN"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
         // MARK: - Tests.
         .testTarget(
             name: "PlexusCoreTests",
-            dependencies: ["PlexusCore", "CPlexus"],
+            dependencies: ["PlexusCore", "CPlexus", "PlexusRCLAN", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
             name: "PlexusRCLANTests",
-            dependencies: ["PlexusRCLAN", "PlexusCore"],
+            dependencies: ["PlexusRCLAN", "PlexusCore", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

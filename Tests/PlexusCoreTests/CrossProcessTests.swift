@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import PlexusTestSupport
 import Testing
 
 /// The `plexus` executable built next to this test bundle.

@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import PlexusTestSupport
 import Testing
 
 @Suite("Engine: VIs on two fabrics in one process", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))

@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import PlexusTestSupport
 import Testing
 
 @Suite("Fault layer under the fabrics", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))

@@ -1,4 +1,5 @@
 import PlexusCore
+import PlexusTestSupport
 import Testing
 
 @Suite("Frame pool and registered memory")

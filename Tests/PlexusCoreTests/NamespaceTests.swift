@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import PlexusTestSupport
 import Testing
 
 @Suite("Real fabrics: nodes in network namespaces, two bridges, links failed with ip link",

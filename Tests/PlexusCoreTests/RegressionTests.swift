@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import PlexusTestSupport
 import Testing
 
 /// Stops its own engine when the first frame arrives.

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import PlexusCore
 import Synchronization
+import PlexusTestSupport
 import Testing
 
 /// Whether this machine lets us create an io_uring (it may be disabled by sysctl).
@@ -13,16 +14,6 @@ let ioUringAvailable: Bool = {
     }
     return true
 }()
-
-/// Polls `condition` until it holds or `seconds` pass. Returns whether it held.
-func waitUntil(seconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
-    while DispatchTime.now().uptimeNanoseconds < deadline {
-        if try condition() { return true }
-        usleep(200)
-    }
-    return try condition()
-}
 
 /// Everything a test driver saw, readable from the test's thread.
 final class Observed: Sendable {

@@ -1,4 +1,5 @@
 import PlexusCore
+import PlexusTestSupport
 import Testing
 
 @Suite("Wire format")

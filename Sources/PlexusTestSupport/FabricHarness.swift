@@ -7,20 +7,20 @@ import PlexusCore
 ///
 /// Addresses come from 198.18.0.0/15, the range RFC 2544 sets aside for benchmarking: fabric A
 /// is 198.18.1.N/24 and fabric B 198.18.2.N/24, and they exist only inside these namespaces.
-final class FabricHarness {
-    let prefix: String
-    let nodes: Int
+public final class FabricHarness {
+    public let prefix: String
+    public let nodes: Int
     private var namespaces: [String] = []
     private var bridges: [String] = []
 
     /// Why the harness cannot run here, or nil when it can.
-    static let unavailableReason: String? = {
+    public static let unavailableReason: String? = {
         if getuid() != 0 { return "network namespaces need root (CI runs as root)" }
         if (try? run(["ip", "-V"])) == nil { return "iproute2 (`ip`) is not installed (scripts/setup.sh installs it)" }
         return nil
     }()
 
-    init(nodes: Int) throws {
+    public init(nodes: Int) throws {
         prefix = "px" + String(UInt32.random(in: 0..<0xFFFF), radix: 16)
         self.nodes = nodes
         do {
@@ -51,14 +51,14 @@ final class FabricHarness {
         }
     }
 
-    func namespace(_ n: Int) -> String { "\(prefix)n\(n)" }
-    func bridge(_ f: Fabric) -> String { "\(prefix)br\(f)".lowercased() }
-    func hostVeth(_ n: Int, _ f: Fabric) -> String { "\(prefix)\(n)\(f)h".lowercased() }
-    func ip(_ n: Int, _ f: Fabric) -> String { "198.18.\(f == .a ? 1 : 2).\(n)" }
-    func address(_ n: Int, _ f: Fabric, port: UInt16 = 7000) -> FabricAddress { FabricAddress("\(ip(n, f)):\(port)")! }
+    public func namespace(_ n: Int) -> String { "\(prefix)n\(n)" }
+    public func bridge(_ f: Fabric) -> String { "\(prefix)br\(f)".lowercased() }
+    public func hostVeth(_ n: Int, _ f: Fabric) -> String { "\(prefix)\(n)\(f)h".lowercased() }
+    public func ip(_ n: Int, _ f: Fabric) -> String { "198.18.\(f == .a ? 1 : 2).\(n)" }
+    public func address(_ n: Int, _ f: Fabric, port: UInt16 = 7000) -> FabricAddress { FabricAddress("\(ip(n, f)):\(port)")! }
 
     /// An engine configuration for node `n`, inside its namespace, on both fabrics.
-    func configuration(node n: Int) -> EngineConfiguration {
+    public func configuration(node n: Int) -> EngineConfiguration {
         var c = EngineConfiguration(name: "ns-node\(n)", fabricA: address(n, .a), fabricB: address(n, .b))
         c.networkNamespace = namespace(n)
         c.pathMTU = 1500  // veth's MTU: Plexus segments above it, IP never fragments
@@ -68,16 +68,16 @@ final class FabricHarness {
     }
 
     /// Pulls (or plugs back) node `n`'s cable to fabric `f`: the host side of its veth.
-    func setCable(node n: Int, fabric f: Fabric, up: Bool) throws {
+    public func setCable(node n: Int, fabric f: Fabric, up: Bool) throws {
         try Self.run(["ip", "link", "set", hostVeth(n, f), up ? "up" : "down"])
     }
 
     /// Fails (or restores) a whole fabric: its bridge.
-    func setFabric(_ f: Fabric, up: Bool) throws {
+    public func setFabric(_ f: Fabric, up: Bool) throws {
         try Self.run(["ip", "link", "set", bridge(f), up ? "up" : "down"])
     }
 
-    func teardown() {
+    public func teardown() {
         for ns in namespaces { _ = try? Self.run(["ip", "netns", "del", ns]) }
         for br in bridges { _ = try? Self.run(["ip", "link", "del", br]) }
         namespaces = []
@@ -87,7 +87,7 @@ final class FabricHarness {
     deinit { teardown() }
 
     @discardableResult
-    static func run(_ args: [String]) throws -> String {
+    public static func run(_ args: [String]) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = args

@@ -3,10 +3,10 @@ import Foundation
 import PlexusCore
 import PlexusRCLAN
 import Synchronization
-import Testing
 
-/// Polls `condition` until it holds or `seconds` pass. Returns whether it held.
-func waitUntil(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
+/// Polls `condition` until it holds or `seconds` pass (a deadline, never a bare sleep).
+/// Returns whether it held.
+public func waitUntil(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
     while DispatchTime.now().uptimeNanoseconds < deadline {
         if try condition() { return true }
@@ -15,16 +15,22 @@ func waitUntil(seconds: Double = 10, _ condition: () throws -> Bool) rethrows ->
     return try condition()
 }
 
-func nowNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+public func nowNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 /// The sizes and contents of a seeded message stream: message `n` of stream `seed` always has
 /// the same size (1 … 16896 bytes, mostly small) and the same bytes.
-struct MessageShape: Sendable {
-    var seed: UInt64
-    var minimumSize = 1
-    var maximumSize = FrameLayout.maxPayload
+public struct MessageShape: Sendable {
+    public var seed: UInt64
+    public var minimumSize = 1
+    public var maximumSize = FrameLayout.maxPayload
 
-    func size(_ n: UInt64) -> Int {
+    public init(seed: UInt64, minimumSize: Int = 1, maximumSize: Int = FrameLayout.maxPayload) {
+        self.seed = seed
+        self.minimumSize = minimumSize
+        self.maximumSize = maximumSize
+    }
+
+    public func size(_ n: UInt64) -> Int {
         var g = SplitMix64(seed: seed ^ (n &* 0x9E37_79B9_7F4A_7C15))
         let r = g.next()
         let span: Int
@@ -38,13 +44,13 @@ struct MessageShape: Sendable {
     }
 
     @inline(__always)
-    func byte(_ n: UInt64, _ k: Int) -> UInt8 {
+    public func byte(_ n: UInt64, _ k: Int) -> UInt8 {
         UInt8(truncatingIfNeeded: n &* 0x9E37 &+ UInt64(k) &* 131 &+ seed)
     }
 
     /// Writes message `n` into `buffer` (at least 16896 bytes); returns its size. Messages of 8
     /// bytes or more start with `n`, little-endian, so a receiver can name what it got.
-    func fill(_ n: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+    public func fill(_ n: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         let s = size(n)
         for k in 0..<s { buffer[k] = byte(n, k) }
         if s >= 8 { buffer.storeBytes(of: n.littleEndian, as: UInt64.self) }
@@ -53,48 +59,48 @@ struct MessageShape: Sendable {
 }
 
 /// What a stream saw, readable from the test's thread.
-struct StreamReport: Sendable {
-    var posted: UInt64 = 0
-    var delivered: UInt64 = 0
-    var ackedThrough: UInt64 = 0
-    var outOfOrder: UInt64 = 0
-    var duplicated: UInt64 = 0
-    var corrupt: UInt64 = 0
-    var failed: [Range<UInt64>] = []
-    var failedCount: UInt64 { failed.reduce(0) { $0 + UInt64($1.count) } }
-    var events: [(ms: Double, event: RVIEvent)] = []
+public struct StreamReport: Sendable {
+    public var posted: UInt64 = 0
+    public var delivered: UInt64 = 0
+    public var ackedThrough: UInt64 = 0
+    public var outOfOrder: UInt64 = 0
+    public var duplicated: UInt64 = 0
+    public var corrupt: UInt64 = 0
+    public var failed: [Range<UInt64>] = []
+    public var failedCount: UInt64 { failed.reduce(0) { $0 + UInt64($1.count) } }
+    public var events: [(ms: Double, event: RVIEvent)] = []
     /// The longest time between two deliveries, after the first (milliseconds).
-    var longestGapMs: Double = 0
-    var windowFull: UInt64 = 0
-    var firstError: String?
+    public var longestGapMs: Double = 0
+    public var windowFull: UInt64 = 0
+    public var firstError: String?
 }
 
 /// An RVI delegate that sends the messages of one seeded stream and checks the peer's: every
 /// message must arrive exactly once, in order, with the right size and bytes.
-final class MessageStream: RVIDelegate {
-    let outgoing: MessageShape
-    let incoming: MessageShape
-    let report = Mutex(StreamReport())
-    let startedAt = nowNanos()
-    var rvi: RVI?
+public final class MessageStream: RVIDelegate {
+    public let outgoing: MessageShape
+    public let incoming: MessageShape
+    public let report = Mutex(StreamReport())
+    public let startedAt = nowNanos()
+    public var rvi: RVI?
     /// Messages to send in total (the test raises it).
-    var target: UInt64 = 0
-    var posted: UInt64 = 0
-    var expected: UInt64 = 1
+    public var target: UInt64 = 0
+    public var posted: UInt64 = 0
+    public var expected: UInt64 = 1
     /// When the incoming stream does not start at 1 (a peer restarted and failed some), the
     /// receiver takes the first index it sees (messages of 8 bytes or more carry it).
-    var resynchronise = false
-    var lastDelivery: UInt64 = 0
-    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
+    public var resynchronise = false
+    public var lastDelivery: UInt64 = 0
+    public let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
 
-    init(outgoing: MessageShape, incoming: MessageShape) {
+    public init(outgoing: MessageShape, incoming: MessageShape) {
         self.outgoing = outgoing
         self.incoming = incoming
     }
 
     deinit { scratch.deallocate() }
 
-    func layerTurn(_ layer: RCLAN) {
+    public func layerTurn(_ layer: RCLAN) {
         guard let rvi else { return }
         var full: UInt64 = 0
         while posted < target {
@@ -115,7 +121,7 @@ final class MessageStream: RVIDelegate {
         }
     }
 
-    func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
+    public func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
         let now = nowNanos()
         message.withUnsafeBytes { buf in
             var n = expected
@@ -159,38 +165,38 @@ final class MessageStream: RVIDelegate {
         }
     }
 
-    func acknowledged(on rvi: RVI, through: UInt64, layer: RCLAN) {
+    public func acknowledged(on rvi: RVI, through: UInt64, layer: RCLAN) {
         report.withLock { $0.ackedThrough = through }
     }
 
-    func sendFailed(on rvi: RVI, messages: Range<UInt64>, reason: RVIFailure, layer: RCLAN) {
+    public func sendFailed(on rvi: RVI, messages: Range<UInt64>, reason: RVIFailure, layer: RCLAN) {
         report.withLock { $0.failed.append(messages) }
     }
 
-    func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {
+    public func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {
         let ms = Double(nowNanos() - startedAt) / 1e6
         if case .peerRestarted = event { resynchronise = true }
         report.withLock { $0.events.append((ms, event)) }
     }
 
-    func read() -> StreamReport { report.withLock { $0 } }
+    public func read() -> StreamReport { report.withLock { $0 } }
 }
 
 extension MessageStream: @unchecked Sendable {}  // engine-thread state; tests read only `report`
 
 /// Two engines on loopback with an RCLAN layer each and one RVI between them, each end running
 /// a seeded ``MessageStream``.
-final class RVIPair: @unchecked Sendable {
-    var one: EngineThread
-    var two: EngineThread
-    var streamOne: MessageStream
-    var streamTwo: MessageStream
-    let layerConfiguration: RCLANConfiguration
-    let policy: LoadBalancing
-    let seed: UInt64
-    var configTwo: EngineConfiguration
+public final class RVIPair: @unchecked Sendable {
+    public var one: EngineThread
+    public var two: EngineThread
+    public var streamOne: MessageStream
+    public var streamTwo: MessageStream
+    public let layerConfiguration: RCLANConfiguration
+    public let policy: LoadBalancing
+    public let seed: UInt64
+    public var configTwo: EngineConfiguration
 
-    init(seed: UInt64, layer: RCLANConfiguration = RCLANConfiguration(), policy: LoadBalancing = .alternate,
+    public init(seed: UInt64, layer: RCLANConfiguration = RCLANConfiguration(), policy: LoadBalancing = .alternate,
          minimumSize: Int = 1, maximumSize: Int = FrameLayout.maxPayload,
          engine configure: (inout EngineConfiguration) -> Void = { _ in }) throws {
         self.seed = seed
@@ -214,16 +220,16 @@ final class RVIPair: @unchecked Sendable {
         try openBoth()
     }
 
-    static func address(_ t: EngineThread, _ f: Fabric) -> FabricAddress {
+    public static func address(_ t: EngineThread, _ f: Fabric) -> FabricAddress {
         FabricAddress(t.info.ports[Int(f.rawValue)].address)!
     }
 
-    func path(from me: EngineThread, to peer: EngineThread) -> RVIPath {
+    public func path(from me: EngineThread, to peer: EngineThread) -> RVIPath {
         RVIPath(localA: 1, localB: 1, peerA: Self.address(peer, .a), peerB: Self.address(peer, .b),
                 remoteA: 1, remoteB: 1)
     }
 
-    func open(_ t: EngineThread, to peer: EngineThread) throws {
+    public func open(_ t: EngineThread, to peer: EngineThread) throws {
         let p = path(from: t, to: peer)
         let policy = self.policy
         try t.runAndWait { e in
@@ -232,27 +238,27 @@ final class RVIPair: @unchecked Sendable {
         }
     }
 
-    func openBoth() throws {
+    public func openBoth() throws {
         try open(one, to: two)
         try open(two, to: one)
     }
 
     /// Sets how many messages each end sends in total.
-    func send(_ count: UInt64, from t: EngineThread) throws {
+    public func send(_ count: UInt64, from t: EngineThread) throws {
         try t.runAndWait { e in (RCLAN.on(e)!.delegate as! MessageStream).target = count }
     }
 
-    func statistics(_ t: EngineThread) throws -> RVIStatistics {
+    public func statistics(_ t: EngineThread) throws -> RVIStatistics {
         try t.runAndWait { e in RCLAN.on(e)!.statistics(RVI(id: 0))! }
     }
 
-    func faults(_ t: EngineThread, _ f: Fabric, _ plan: FaultPlan?) throws {
+    public func faults(_ t: EngineThread, _ f: Fabric, _ plan: FaultPlan?) throws {
         try t.control.setFaultsAndWait(plan, on: f)
     }
 
     /// Stops node 2 and starts a new one on the same ports (a new epoch), with a fresh stream
     /// that takes whatever index arrives first.
-    func restartTwo() throws {
+    public func restartTwo() throws {
         _ = two.stopAndWait()
         let s2 = MessageStream(outgoing: streamTwo.outgoing, incoming: streamTwo.incoming)
         s2.resynchronise = true
@@ -262,5 +268,5 @@ final class RVIPair: @unchecked Sendable {
         try open(two, to: one)
     }
 
-    func stop() -> (ShutdownReport, ShutdownReport) { (one.stopAndWait(), two.stopAndWait()) }
+    public func stop() -> (ShutdownReport, ShutdownReport) { (one.stopAndWait(), two.stopAndWait()) }
 }
