@@ -83,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusClusterTests",
-            dependencies: ["PlexusCluster", "PlexusCore", "PlexusRCLAN"],
+            dependencies: ["PlexusCluster", "PlexusCore", "PlexusRCLAN", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

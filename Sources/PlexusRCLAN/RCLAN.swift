@@ -211,10 +211,16 @@ public final class RCLAN: EngineDriver {
             f.length = n
             enqueue(c, f, first: c.nextMessage, messages: 1, coalesced: false)
         }
+        return numberMessage(c, bytes: n)
+    }
+
+    /// Gives the message just queued its number.
+    @inline(__always)
+    func numberMessage(_ c: Connection, bytes: Int) -> UInt64 {
         let m = c.nextMessage
         c.nextMessage += 1
         c.stats.messagesOut &+= 1
-        c.stats.messageBytesOut &+= UInt64(n)
+        c.stats.messageBytesOut &+= UInt64(bytes)
         return m
     }
 
@@ -236,11 +242,7 @@ public final class RCLAN: EngineDriver {
         guard let f = frame.take() else { throw .noBuffers }
         let n = f.length
         enqueue(c, f, first: c.nextMessage, messages: 1, coalesced: false)
-        let m = c.nextMessage
-        c.nextMessage += 1
-        c.stats.messagesOut &+= 1
-        c.stats.messageBytesOut &+= UInt64(n)
-        return m
+        return numberMessage(c, bytes: n)
     }
 
     func refuseFull(_ c: Connection) -> RVISendError {

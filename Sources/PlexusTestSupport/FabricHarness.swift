@@ -1,6 +1,15 @@
 import Foundation
 import PlexusCore
 
+/// Whether this machine lets us create an io_uring (it may be disabled by sysctl).
+public let ioUringAvailable: Bool = {
+    if let s = try? String(contentsOfFile: "/proc/sys/kernel/io_uring_disabled", encoding: .utf8),
+       let v = Int(s.trimmingCharacters(in: .whitespacesAndNewlines)), v == 2 {
+        return false
+    }
+    return true
+}()
+
 /// Real fabrics for tests: each node in its own network namespace, fabric A and fabric B as two
 /// Linux bridges, each node joined to each bridge by a veth pair. A fabric (or one node's cable
 /// to it) fails with `ip link set … down`. Needs root and iproute2; CI runs as root.

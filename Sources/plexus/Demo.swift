@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PlexusCore
+import PlexusRCLAN
 
 /// Receives on node 2: checks every frame's sequence number and content, per VI.
 final class DemoReceiver: EngineDriver {
@@ -42,11 +43,16 @@ struct Demo: ParsableCommand {
             thread with its own io_uring, each with a port on fabric A (127.0.1.N) and fabric B \
             (127.0.2.N). The control plane establishes a VI pair on each fabric; node 1 streams \
             frames of mixed sizes over both, checks a round trip, RDMA-writes into a region node 2 \
-            registered for it, and tries a VI node 2 never established. Every counter is printed.
+            registered for it, and tries a VI node 2 never established. Then two more nodes run a \
+            redundant VI (the RCLAN layer) under 5 % loss on fabric A and 1 % on B, with fabric A \
+            failed for good halfway: every message arrives exactly once, in order. Every counter \
+            is printed.
             """)
 
     @Option(help: "Frames node 1 streams to node 2 (split across the two fabrics).")
     var frames: Int = 100_000
+    @Option(help: "Messages sent over the redundant VI of step 4.")
+    var rviMessages: Int = 100_000
     @Option(help: "Path MTU of both fabrics (frames above it are segmented by Plexus).")
     var mtu: Int = 65536
     @Option(name: .customLong("fault"), parsing: .singleValue, help: ArgumentHelp(
@@ -58,6 +64,7 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         guard frames > 0 && frames <= 100_000_000 else { throw ValidationError("--frames must be in 1...100000000") }
+        guard rviMessages > 0 && rviMessages <= 100_000_000 else { throw ValidationError("--rvi-messages must be in 1...100000000") }
         var c1 = EngineConfiguration.loopback(node: 1)
         var c2 = EngineConfiguration.loopback(node: 2)
         c1.pathMTU = mtu
@@ -212,6 +219,19 @@ struct Demo: ParsableCommand {
         print("\n3. a write with a bad key: node 2 refused it (\(refused) protection error reported to node 1)")
         print("   a frame for VI A/77, which node 2 never established: dropped and counted (\(unknown))")
 
+        // 4. A redundant VI (the RCLAN layer) between two more nodes, under loss on both
+        //    fabrics, with fabric A failed for good halfway through.
+        let showcase = RVIShowcase(
+            messages: UInt64(rviMessages), size: 1024, policy: .alternate,
+            faults: [FaultOption(argument: "a:drop=5,seed=3")!, FaultOption(argument: "b:drop=1,seed=4")!], killLeg: .a)
+        let rvi = try showcase.run()
+        print("\n4. a redundant VI (a VI on each fabric, the RCLAN layer) between two more nodes:")
+        print("   \(rviMessages) messages of 1 KiB; fabric A loses 5 %, fabric B 1 %, and fabric A dies halfway through")
+        print("   " + rvi.summary)
+        print("   sender: retransmissions \(rvi.sender.retransmissions); receiver: duplicates dropped \(rvi.receiver.duplicatesDropped)")
+        for e in rvi.senderEvents { print("   sender event at " + e.trimmingCharacters(in: .whitespaces)) }
+        print("   (`plexus rvi --help` runs this with your own faults and prints every counter per leg)")
+
         print("\ncounters")
         for (name, t) in [("node 1", node1), ("node 2", node2)] {
             let (pa, pb) = try t.runAndWait { ($0.counters(.a), $0.counters(.b)) }
@@ -224,7 +244,7 @@ struct Demo: ParsableCommand {
         let r1 = node1.stopAndWait(), r2 = node2.stopAndWait()
         print("\nshutdown: every frame and receive buffer returned: \(r1.leakedFrames + r2.leakedFrames + r1.leakedReceiveBuffers + r2.leakedReceiveBuffers == 0 ? "yes" : "NO")")
         let faultsExplain = !injected.isEmpty
-        if corrupt != 0 || (!faultsExplain && (delivered != frames || ooo != 0 || !check || imm == nil))
+        if corrupt != 0 || !rvi.clean || (!faultsExplain && (delivered != frames || ooo != 0 || !check || imm == nil))
             || (faultsExplain && delivered != expected)
         {
             throw ExitCode.failure

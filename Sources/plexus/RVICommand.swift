@@ -106,53 +106,14 @@ struct RVIShow: ParsableCommand {
     }
 
     func run() throws {
-        let policy = try LoadBalancing(parsing: self.policy)
-        let d1 = RVIShowDelegate(size: size), d2 = RVIShowDelegate(size: size)
-        let one = try EngineThread.start(.loopback(node: 1)) { RCLAN(delegate: d1) }
-        let two = try EngineThread.start(.loopback(node: 2)) { RCLAN(delegate: d2) }
-        defer {
-            one.stopAndWait()
-            two.stopAndWait()
-        }
-        func address(_ t: EngineThread, _ f: Fabric) -> FabricAddress { FabricAddress(t.info.ports[Int(f.rawValue)].address)! }
-        for (me, peer) in [(one, two), (two, one)] {
-            let path = RVIPath(localA: 1, localB: 1, peerA: address(peer, .a), peerB: address(peer, .b), remoteA: 1, remoteB: 1)
-            try me.runAndWait { e in
-                let layer = RCLAN.on(e)!
-                let d = layer.delegate as! RVIShowDelegate
-                d.rvi = try layer.open(path, policy: policy)
-                d.started = nowNanos()
-            }
-        }
-        for f in faults.compactMap(FaultOption.init(argument:)) {
-            try one.control.setFaultsAndWait(f.plan, on: f.fabric)
-            try two.control.setFaultsAndWait(f.plan, on: f.fabric)
-        }
-        print("plexus rvi: node 1 \(address(one, .a)) / \(address(one, .b)) → node 2 \(address(two, .a)) / \(address(two, .b))")
+        let r = try RVIShowcase(messages: UInt64(messages), size: size, policy: try LoadBalancing(parsing: policy),
+                                faults: faults.compactMap(FaultOption.init(argument:)), killLeg: killLeg).run()
+        print("plexus rvi: node 1 \(r.addresses.0) → node 2 \(r.addresses.1)")
         print("  \(messages) messages of \(size) bytes, policy \(policy)"
               + (faults.isEmpty ? "" : ", faults \(faults.joined(separator: " "))")
               + (killLeg.map { ", fabric \($0) killed halfway" } ?? ""))
-        let total = UInt64(messages)
-        let start = nowNanos()
-        try one.runAndWait { e in (RCLAN.on(e)!.delegate as! RVIShowDelegate).target = total }
-        var killed = false
-        let deadline = nowNanos() + 300_000_000_000
-        while nowNanos() < deadline {
-            let s2 = d2.seen.withLock { $0 }, s1 = d1.seen.withLock { $0 }
-            if let leg = killLeg, !killed, s2.delivered >= total / 2 {
-                for t in [one, two] { try t.control.setFaultsAndWait(FaultPlan(down: true), on: leg) }
-                killed = true
-            }
-            if s2.delivered == total && s1.acked + s1.failed >= total { break }
-            usleep(2000)
-        }
-        let elapsed = Double(nowNanos() - start) / 1e9
-        let stats1 = try one.runAndWait { RCLAN.on($0)!.statistics(RVI(id: 0))! }
-        let stats2 = try two.runAndWait { RCLAN.on($0)!.statistics(RVI(id: 0))! }
-        let s1 = d1.seen.withLock { $0 }, s2 = d2.seen.withLock { $0 }
-        print(String(format: "\ndelivered %llu of %llu in %.2f s (%.0f messages/s), out of order %llu, failed at the sender %llu",
-                     s2.delivered, total, elapsed, Double(s2.delivered) / elapsed, s2.outOfOrder, s1.failed))
-        for (name, st, seen) in [("node 1 (sender)", stats1, s1), ("node 2 (receiver)", stats2, s2)] {
+        print(r.summary)
+        for (name, st, events) in [("node 1 (sender)", r.sender, r.senderEvents), ("node 2 (receiver)", r.receiver, r.receiverEvents)] {
             print("\n\(name): RVI \(st.rvi), epoch \(st.epoch), peer epoch \(st.peerEpoch), policy \(st.policy)")
             print("  messages out \(st.messagesOut) (\(st.messageBytesOut) B), in \(st.messagesIn) (\(st.messageBytesIn) B); "
                   + "frames out \(st.framesOut), in \(st.framesIn)")
@@ -170,19 +131,92 @@ struct RVIShow: ParsableCommand {
                         .joined(separator: ", "))
                 }
             }
-            if !seen.events.isEmpty {
+            if !events.isEmpty {
                 print("  events:")
-                for e in seen.events { print("    " + e) }
+                for e in events { print("    " + e) }
             }
         }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys]
-            let object: [String: RVIStatistics] = ["node1": stats1, "node2": stats2]
+            let object: [String: RVIStatistics] = ["node1": r.sender, "node2": r.receiver]
             print(String(decoding: try enc.encode(object), as: UTF8.self))
         }
-        if s2.delivered != total || s2.outOfOrder != 0 {
-            throw CLIError("the RVI did not deliver every message exactly once, in order")
+        if !r.clean { throw CLIError("the RVI did not deliver every message exactly once, in order") }
+    }
+}
+
+/// Two nodes in this process with an RVI between them, a stream of numbered messages, faults if
+/// asked: what `plexus rvi` prints and step 4 of `plexus demo` summarises.
+struct RVIShowcase {
+    var messages: UInt64
+    var size: Int
+    var policy: LoadBalancing
+    var faults: [FaultOption]
+    var killLeg: Fabric?
+
+    struct Result {
+        var addresses: (String, String)
+        var delivered: UInt64
+        var outOfOrder: UInt64
+        var failed: UInt64
+        var seconds: Double
+        var sender: RVIStatistics
+        var receiver: RVIStatistics
+        var senderEvents: [String]
+        var receiverEvents: [String]
+        var clean: Bool
+        var summary: String {
+            String(format: "delivered %llu messages in %.2f s (%.0f messages/s), out of order %llu, failed at the sender %llu",
+                   delivered, seconds, Double(delivered) / seconds, outOfOrder, failed)
         }
+    }
+
+    func run() throws -> Result {
+        let d1 = RVIShowDelegate(size: size), d2 = RVIShowDelegate(size: size)
+        let one = try EngineThread.start(.loopback(node: 1)) { RCLAN(delegate: d1) }
+        let two = try EngineThread.start(.loopback(node: 2)) { RCLAN(delegate: d2) }
+        defer {
+            one.stopAndWait()
+            two.stopAndWait()
+        }
+        func address(_ t: EngineThread, _ f: Fabric) -> FabricAddress { FabricAddress(t.info.ports[Int(f.rawValue)].address)! }
+        let policy = self.policy
+        for (me, peer) in [(one, two), (two, one)] {
+            let path = RVIPath(localA: 1, localB: 1, peerA: address(peer, .a), peerB: address(peer, .b), remoteA: 1, remoteB: 1)
+            try me.runAndWait { e in
+                let layer = RCLAN.on(e)!
+                let d = layer.delegate as! RVIShowDelegate
+                d.rvi = try layer.open(path, policy: policy)
+                d.started = nowNanos()
+            }
+        }
+        for f in faults {
+            try one.control.setFaultsAndWait(f.plan, on: f.fabric)
+            try two.control.setFaultsAndWait(f.plan, on: f.fabric)
+        }
+        let total = messages
+        let start = nowNanos()
+        try one.runAndWait { e in (RCLAN.on(e)!.delegate as! RVIShowDelegate).target = total }
+        var killed = false
+        let deadline = nowNanos() + 300_000_000_000
+        while nowNanos() < deadline {
+            let s2 = d2.seen.withLock { $0 }, s1 = d1.seen.withLock { $0 }
+            if let leg = killLeg, !killed, s2.delivered >= total / 2 {
+                for t in [one, two] { try t.control.setFaultsAndWait(FaultPlan(down: true), on: leg) }
+                killed = true
+            }
+            if s2.delivered == total && s1.acked + s1.failed >= total { break }
+            usleep(2000)
+        }
+        let seconds = Double(nowNanos() - start) / 1e9
+        let stats1 = try one.runAndWait { RCLAN.on($0)!.statistics(RVI(id: 0))! }
+        let stats2 = try two.runAndWait { RCLAN.on($0)!.statistics(RVI(id: 0))! }
+        let s1 = d1.seen.withLock { $0 }, s2 = d2.seen.withLock { $0 }
+        return Result(
+            addresses: ("\(address(one, .a)) / \(address(one, .b))", "\(address(two, .a)) / \(address(two, .b))"),
+            delivered: s2.delivered, outOfOrder: s2.outOfOrder, failed: s1.failed, seconds: seconds,
+            sender: stats1, receiver: stats2, senderEvents: s1.events, receiverEvents: s2.events,
+            clean: s2.delivered == total && s2.outOfOrder == 0)
     }
 }

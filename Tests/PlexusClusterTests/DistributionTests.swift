@@ -3,18 +3,9 @@ import Foundation
 import PlexusCluster
 import PlexusCore
 import PlexusRCLAN
+import PlexusTestSupport
 import Synchronization
 import Testing
-
-/// Polls `condition` until it holds or `seconds` pass. Returns whether it held.
-private func waitUntil(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
-    while DispatchTime.now().uptimeNanoseconds < deadline {
-        if try condition() { return true }
-        usleep(500)
-    }
-    return try condition()
-}
 
 private func nanosNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 

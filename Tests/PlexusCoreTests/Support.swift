@@ -6,14 +6,6 @@ import Synchronization
 import PlexusTestSupport
 import Testing
 
-/// Whether this machine lets us create an io_uring (it may be disabled by sysctl).
-let ioUringAvailable: Bool = {
-    if let s = try? String(contentsOfFile: "/proc/sys/kernel/io_uring_disabled", encoding: .utf8),
-       let v = Int(s.trimmingCharacters(in: .whitespacesAndNewlines)), v == 2 {
-        return false
-    }
-    return true
-}()
 
 /// Everything a test driver saw, readable from the test's thread.
 final class Observed: Sendable {

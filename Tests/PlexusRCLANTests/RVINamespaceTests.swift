@@ -4,17 +4,10 @@ import PlexusRCLAN
 import PlexusTestSupport
 import Testing
 
-let ioUringUsable: Bool = {
-    if let s = try? String(contentsOfFile: "/proc/sys/kernel/io_uring_disabled", encoding: .utf8),
-       Int(s.trimmingCharacters(in: .whitespacesAndNewlines)) == 2 {
-        return false
-    }
-    return true
-}()
 
 @Suite("RVIs over real fabrics: namespaces, two bridges, a fabric failed with ip link",
        .serialized,
-       .enabled(if: ioUringUsable && FabricHarness.unavailableReason == nil,
+       .enabled(if: ioUringAvailable && FabricHarness.unavailableReason == nil,
                 Comment(rawValue: FabricHarness.unavailableReason ?? "io_uring is disabled on this kernel")))
 struct RVINamespaceTests {
     @Test("fabric A's bridge goes down in mid-stream: the RVI moves to B with nothing lost; A rejoins when it returns")

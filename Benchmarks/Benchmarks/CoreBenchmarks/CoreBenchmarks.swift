@@ -172,20 +172,25 @@ func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: 
             })
     ) { benchmark in
         guard let p = pair.value else { fatalError("\(name): engines not set up") }
-        // The interposer counts only while the runner measures a malloc metric.
-        guard let allowed = allocationsPerIteration, benchmark.configuration.metrics.contains(.mallocCountTotal)
-        else {
-            p.deliver(benchmark.scaledIterations.count)
-            return
-        }
-        let before = MallocInterposerSwift.getStatistics().mallocCount
-        p.deliver(benchmark.scaledIterations.count)
-        let allocated = MallocInterposerSwift.getStatistics().mallocCount - before
-        if allocated > allowed {
-            p.fail(
-                "\(name): iteration \(benchmark.currentIteration) allocated \(allocated) times for "
-                    + "\(benchmark.scaledIterations.count) frames (allowed: \(allowed)); run "
-                    + "`swift package benchmark --filter \(name) --allocation-stacks` to see where")
-        }
+        measure(benchmark, name, allowed: allocationsPerIteration, unit: "frames", deliver: p.deliver, fail: p.fail)
+    }
+}
+
+/// Runs one iteration (`deliver` of the scaled count) and, with `allowed` given and the malloc
+/// metric being measured (the interposer counts only then), fails the run when this iteration
+/// alone allocated more than `allowed` times.
+func measure(_ benchmark: Benchmark, _ name: String, allowed: Int?, unit: String, deliver: (Int) -> Void,
+             fail: (String) -> Never) {
+    guard let allowed, benchmark.configuration.metrics.contains(.mallocCountTotal) else {
+        deliver(benchmark.scaledIterations.count)
+        return
+    }
+    let before = MallocInterposerSwift.getStatistics().mallocCount
+    deliver(benchmark.scaledIterations.count)
+    let allocated = MallocInterposerSwift.getStatistics().mallocCount - before
+    if allocated > allowed {
+        fail("\(name): iteration \(benchmark.currentIteration) allocated \(allocated) times for "
+             + "\(benchmark.scaledIterations.count) \(unit) (allowed: \(allowed)); run "
+             + "`swift package benchmark --filter \(name) --allocation-stacks` to see where")
     }
 }

@@ -196,20 +196,8 @@ final class LoopbackPair: Sendable {
     /// all of them. Fails the run (with the engines' counters) after ``timeout``.
     func deliver(_ count: Int) {
         let target = state.requested.add(count, ordering: .releasing).newValue
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: Self.timeout)
-        var spins = 0
-        while state.delivered.load(ordering: .acquiring) < target {
-            spins &+= 1
-            if spins < 64 {
-                sched_yield()
-                continue
-            }
-            var pause = timespec(tv_sec: 0, tv_nsec: 20_000)
-            nanosleep(&pause, nil)
-            if spins & 255 == 0 && clock.now > deadline {
-                fail("timed out after \(Self.timeout) waiting for frame \(target)")
-            }
+        spinWait(timeout: Self.timeout, until: { state.delivered.load(ordering: .acquiring) >= target }) {
+            fail("timed out after \(Self.timeout) waiting for frame \(target)")
         }
         if state.badFrames.load(ordering: .relaxed) != 0 || state.sendFailures.load(ordering: .relaxed) != 0 {
             fail("frames arrived damaged or sends failed")
@@ -267,6 +255,25 @@ final class LoopbackPair: Sendable {
     func stop() {
         sender.stopAndWait()
         receiver.stopAndWait()
+    }
+}
+
+/// Waits for `condition` without allocating: yields for a while, then sleeps 20 µs at a time;
+/// calls `timedOut` (which must not return) once `timeout` has passed.
+@inline(__always)
+func spinWait(timeout: Duration, until condition: () -> Bool, timedOut: () -> Never) {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    var spins = 0
+    while !condition() {
+        spins &+= 1
+        if spins < 64 {
+            sched_yield()
+            continue
+        }
+        var pause = timespec(tv_sec: 0, tv_nsec: 20_000)
+        nanosleep(&pause, nil)
+        if spins & 255 == 0 && clock.now > deadline { timedOut() }
     }
 }
 

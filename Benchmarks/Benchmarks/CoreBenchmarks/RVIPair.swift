@@ -109,21 +109,12 @@ final class RVILoopbackPair: Sendable {
     /// and node 1 has their acknowledgement.
     func deliver(_ count: Int) {
         let target = state.requested.add(count, ordering: .releasing).newValue
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: Self.timeout)
-        var spins = 0
-        while state.delivered.load(ordering: .acquiring) < target || state.acknowledged.load(ordering: .acquiring) < target {
-            spins &+= 1
-            if spins < 64 {
-                sched_yield()
-                continue
-            }
-            var pause = timespec(tv_sec: 0, tv_nsec: 20_000)
-            nanosleep(&pause, nil)
-            if spins & 255 == 0 && clock.now > deadline {
-                fail("timed out waiting for message \(target): delivered \(state.delivered.load(ordering: .relaxed)), "
-                     + "acknowledged \(state.acknowledged.load(ordering: .relaxed))")
-            }
+        let state = self.state
+        spinWait(timeout: Self.timeout, until: {
+            state.delivered.load(ordering: .acquiring) >= target && state.acknowledged.load(ordering: .acquiring) >= target
+        }) {
+            fail("timed out waiting for message \(target): delivered \(state.delivered.load(ordering: .relaxed)), "
+                 + "acknowledged \(state.acknowledged.load(ordering: .relaxed))")
         }
         if state.badMessages.load(ordering: .relaxed) != 0 { fail("messages arrived damaged") }
     }
@@ -163,17 +154,6 @@ func rviBenchmark(_ name: String, payloadBytes: Int, coalesce: Bool) {
             })
     ) { benchmark in
         guard let p = pair.value else { fatalError("\(name): engines not set up") }
-        guard benchmark.configuration.metrics.contains(.mallocCountTotal) else {
-            p.deliver(benchmark.scaledIterations.count)
-            return
-        }
-        let before = MallocInterposerSwift.getStatistics().mallocCount
-        p.deliver(benchmark.scaledIterations.count)
-        let allocated = MallocInterposerSwift.getStatistics().mallocCount - before
-        if allocated > 0 {
-            p.fail("\(name): iteration \(benchmark.currentIteration) allocated \(allocated) times for "
-                   + "\(benchmark.scaledIterations.count) messages (allowed: 0); run "
-                   + "`swift package benchmark --filter \(name) --allocation-stacks` to see where")
-        }
+        measure(benchmark, name, allowed: 0, unit: "messages", deliver: p.deliver, fail: p.fail)
     }
 }

@@ -376,13 +376,19 @@ struct Bench: ParsableCommand {
     }
 
     func latencyScenario() throws -> [String: Any] {
-        note("vi-latency: \(size)-byte round trips ×\(count), \(busyPoll ? "busy-poll" : "blocking"), \(rounds) rounds")
+        try latencyComparison("vi-latency", what: "round trips", ping: plexusPing)
+    }
+
+    /// Round trips of `ping` (Plexus) against both raw pairs, interleaved over the rounds;
+    /// medians by p50.
+    func latencyComparison(_ name: String, what: String, ping: () throws -> [UInt64]) throws -> [String: Any] {
+        note("\(name): \(size)-byte \(what) ×\(count), \(busyPoll ? "busy-poll" : "blocking"), \(rounds) rounds")
         var all: [String: [Latency]] = [:]
         let methods = ["plexus", "io_uring", "plain"]
         for round in 0..<rounds {
             for k in 0..<methods.count {
                 let m = methods[(k + round) % methods.count]
-                let l = summarize(try m == "plexus" ? plexusPing() : rawPing(m == "plain" ? .plain : .uring))
+                let l = summarize(try m == "plexus" ? ping() : rawPing(m == "plain" ? .plain : .uring))
                 note(String(format: "  round %d %-8@ p50 %.1f µs  p99 %.1f µs", round + 1, m as NSString, l.p50, l.p99))
                 all[m, default: []].append(l)
             }
@@ -395,9 +401,9 @@ struct Bench: ParsableCommand {
         baseline["io_uring"] = u.json
         baseline["plain"] = p.json
         let ratio = plexus.p50 / best.p50
-        print(String(format: "vi-latency %d B %@: plexus p50 %.1f µs p99 %.1f µs; baseline p50 %.1f µs (%@); ratio %.3f",
-                     size, (busyPoll ? "busy-poll" : "blocking") as NSString, plexus.p50, plexus.p99, best.p50,
-                     baseline["method"] as! String, ratio))
+        print(String(format: "%@ %d B %@: plexus p50 %.1f µs p99 %.1f µs; baseline p50 %.1f µs (%@); ratio %.3f",
+                     name as NSString, size, (busyPoll ? "busy-poll" : "blocking") as NSString, plexus.p50, plexus.p99,
+                     best.p50, baseline["method"] as! String, ratio))
         return ["plexus": plexus.json, "baseline": baseline, "ratio": ratio]
     }
 

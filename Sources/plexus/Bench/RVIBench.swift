@@ -267,28 +267,6 @@ extension Bench {
     }
 
     func rviLatencyScenario() throws -> [String: Any] {
-        note("rvi-latency: \(size)-byte round trips ×\(count) over an RVI, \(busyPoll ? "busy-poll" : "blocking"), \(rounds) rounds")
-        var all: [String: [Latency]] = [:]
-        let methods = ["plexus", "io_uring", "plain"]
-        for round in 0..<rounds {
-            for k in 0..<methods.count {
-                let m = methods[(k + round) % methods.count]
-                let l = summarize(try m == "plexus" ? rviPing() : rawPing(m == "plain" ? .plain : .uring))
-                note(String(format: "  round %d %-8@ p50 %.1f µs  p99 %.1f µs", round + 1, m as NSString, l.p50, l.p99))
-                all[m, default: []].append(l)
-            }
-        }
-        let med = all.mapValues { $0.sorted { $0.p50 < $1.p50 }[$0.count / 2] }
-        let plexus = med["plexus"]!, u = med["io_uring"]!, p = med["plain"]!
-        let best = u.p50 <= p.p50 ? u : p
-        var baseline = best.json
-        baseline["method"] = u.p50 <= p.p50 ? "io_uring" : "plain"
-        baseline["io_uring"] = u.json
-        baseline["plain"] = p.json
-        let ratio = plexus.p50 / best.p50
-        print(String(format: "rvi-latency %d B %@: plexus p50 %.1f µs p99 %.1f µs; baseline p50 %.1f µs (%@); ratio %.3f",
-                     size, (busyPoll ? "busy-poll" : "blocking") as NSString, plexus.p50, plexus.p99, best.p50,
-                     baseline["method"] as! String, ratio))
-        return ["plexus": plexus.json, "baseline": baseline, "ratio": ratio]
+        try latencyComparison("rvi-latency", what: "round trips over an RVI", ping: rviPing)
     }
 }
