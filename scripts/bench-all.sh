@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every `plexus bench` scenario of the fabric core in release mode and records the results in
+# Runs every `plexus bench` scenario (fabric core and redundant VIs) in release mode and records the results in
 # bench-results/: one JSON file per scenario (the command's own --json line: command, machine,
 # date, parameters, plexus, baseline, ratio), a size sweep as CSV, a plot of it, and README.md.
 # Nothing in bench-results/ is edited by hand; run this again to refresh it.
@@ -26,6 +26,19 @@ run vi-latency-64-busy-poll vi-latency --size 64 --count 20000 --rounds "$rounds
 run vi-latency-16896-blocking vi-latency --size 16896 --count 10000 --rounds "$rounds"
 run rdma-write-16896 rdma-write --size 16896 --seconds "$secs" --rounds "$rounds"
 run vi-scale-16384 vi-scale --vis 16384 --size 1024 --seconds "$secs" --rounds "$rounds"
+
+# Redundant VIs (the RCLAN layer).
+run rvi-throughput-16896 rvi-throughput --size 16896 --seconds "$secs" --rounds "$rounds"
+run rvi-messages-64 rvi-messages --size 64 --seconds "$secs" --rounds "$rounds"
+run rvi-latency-64-blocking rvi-latency --size 64 --count 20000 --rounds "$rounds"
+run rvi-latency-64-busy-poll rvi-latency --size 64 --count 20000 --rounds "$rounds" --busy-poll
+run rvi-failover-16896 rvi-failover --size 16896 --seconds "$secs" --rounds "$rounds"
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
+    run rvi-failover-16896-link rvi-failover --size 16896 --seconds "$secs" --rounds "$rounds" --link
+else
+    echo "== rvi-failover --link skipped: needs root and iproute2" >&2
+fi
+run rvi-loss-5 rvi-loss --size 16896 --loss 5 --seconds "$secs" --rounds "$rounds"
 
 # Throughput against frame size, Plexus and both baselines, for the plot.
 echo "size,plexus_gbytes_per_s,io_uring_gbytes_per_s,plain_gbytes_per_s,plain_gso_gbytes_per_s,plexus_frames_per_s,io_uring_frames_per_s,plain_frames_per_s,plain_gso_frames_per_s,ratio,ratio_to_plain_gso" > "$out/throughput-sweep.csv"

@@ -86,6 +86,8 @@ struct LegRecord {
     var echoOwed: UInt64 = 0
     /// Whether the peer, in its last control frame, said it hears this leg.
     var peerHears = true
+    /// The latest send time of a frame on this leg that has been acknowledged (RACK).
+    var rackSentAt: UInt64 = 0
     var stats: RVIStatistics.Leg
 
     init(fabric: Fabric, now: UInt64) {
@@ -250,6 +252,8 @@ final class Connection {
         ackedMessage = nextMessage - 1
         lostPending = 0
         rackSentAt = 0
+        legs[0].rackSentAt = 0
+        legs[1].rackSentAt = 0
         creditStalled = false
         cumAck = 1
         ackOwed = false

@@ -781,6 +781,7 @@ public final class RCLAN: EngineDriver {
         }
         c.legs[l].bytesOutstanding -= Int(c.records[i].bytes)
         if c.records[i].sentAt > c.rackSentAt { c.rackSentAt = c.records[i].sentAt }
+        if c.records[i].sentAt > c.legs[l].rackSentAt { c.legs[l].rackSentAt = c.records[i].sentAt }
         if c.records[i].lost {
             c.records[i].lost = false
             c.lostPending -= 1
@@ -823,25 +824,33 @@ public final class RCLAN: EngineDriver {
         }
     }
 
-    /// RACK: a frame sent more than the reorder window before one that has been acknowledged is
-    /// lost (the two legs reorder frames between them by less than that).
+    /// RACK, per leg and across legs. One leg is one UDP path, which keeps order: a frame sent on
+    /// a leg more than `sameLegWindow` (50 µs) before a frame on the same leg that has been
+    /// acknowledged is lost. Across legs the two paths skew, so a frame is also lost when a frame
+    /// on either leg sent a cross-leg window before it has been acknowledged; that window is at
+    /// least 250 µs and half the slower leg's smoothed RTT, so that queueing on a busy receiver
+    /// is not taken for loss.
     func detectLosses(_ c: Connection) {
-        // The window is at least 250 µs and half the slower leg's smoothed RTT, so that queueing
-        // on a busy receiver (which skews one leg against the other) is not taken for loss.
         let slower = max(c.legs[0].hasRTT ? c.legs[0].srtt : 0, c.legs[1].hasRTT ? c.legs[1].srtt : 0)
         let window = max(reorderWindow, UInt64(slower / 2))
-        guard c.rackSentAt > window else { return }
-        let limit = c.rackSentAt - window
+        let cross = c.rackSentAt > window ? c.rackSentAt - window : 0
+        let sameA = c.legs[0].rackSentAt > Self.sameLegWindow ? c.legs[0].rackSentAt - Self.sameLegWindow : 0
+        let sameB = c.legs[1].rackSentAt > Self.sameLegWindow ? c.legs[1].rackSentAt - Self.sameLegWindow : 0
+        guard cross > 0 || sameA > 0 || sameB > 0 else { return }
         var s = c.sendBase
         while s < c.nextToTransmit {
             let i = Int(truncatingIfNeeded: s) & c.sendMask
             let r = c.records[i]
-            if !r.acked && !r.lost && r.sentAt < limit && (r.state == .held || r.state == .inKernel) {
+            if !r.acked && !r.lost && (r.state == .held || r.state == .inKernel)
+                && (r.sentAt < cross || r.sentAt < (r.leg == 0 ? sameA : sameB))
+            {
                 markLost(c, i, countAgainstLeg: true)
             }
             s += 1
         }
     }
+
+    static let sameLegWindow: UInt64 = 50_000
 
     func markLost(_ c: Connection, _ i: Int, countAgainstLeg: Bool) {
         c.records[i].lost = true

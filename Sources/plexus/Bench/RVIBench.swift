@@ -33,6 +33,8 @@ enum BenchNamespace {
             guard try ip("link", "add", h, "type", "veth", "peer", "name", p) == 0,
                   try ip("link", "set", p, "netns", name) == 0,
                   try ip("addr", "add", "\(net).1/24", "dev", h) == 0,
+                  try ip("link", "set", h, "mtu", "65535") == 0,
+                  try ip("-n", name, "link", "set", p, "mtu", "65535") == 0,
                   try ip("link", "set", h, "up") == 0,
                   try ip("-n", name, "addr", "add", "\(net).2/24", "dev", p) == 0,
                   try ip("-n", name, "link", "set", p, "up") == 0
