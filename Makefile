@@ -4,7 +4,7 @@
 SWIFT ?= swift
 FUZZ_SECONDS ?= 60
 
-.PHONY: setup demo test unit-tests fuzz alloc-gate bench-results clean
+.PHONY: setup demo test unit-tests fuzz alloc-gate bench-results stress clean
 
 setup:
 	@scripts/setup.sh
@@ -28,6 +28,16 @@ alloc-gate:
 
 bench-results: setup
 	scripts/bench-all.sh
+
+# The long version of the RVI stress tests (CI runs a short one inside `make test`): millions of
+# messages under loss, duplication, reordering, flapping legs, a killed leg and a peer restart.
+# STRESS_MESSAGES and STRESS_SEED choose the size and the seed; the tests print both.
+STRESS_MESSAGES ?= 2000000
+STRESS_SEED ?= 20261123
+stress: setup
+	$(SWIFT) build --build-tests
+	PLEXUS_STRESS_MESSAGES=$(STRESS_MESSAGES) PLEXUS_STRESS_SEED=$(STRESS_SEED) \
+		$(SWIFT) test --no-parallel --filter "RVIFaultTests"
 
 clean:
 	rm -rf .build Benchmarks/.build fuzz-artifacts
