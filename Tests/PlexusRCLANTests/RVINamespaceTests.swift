@@ -41,6 +41,11 @@ struct RVINamespaceTests {
         #expect(waitUntil(seconds: 60) { s2.read().delivered == count && s1.read().ackedThrough == count })
         try h.setFabric(.a, up: true)
         #expect(waitUntil(seconds: 10) { s1.read().events.contains { $0.event == .legUp(.a) } })
+        // Up at both ends (each decides for itself; a bridge coming back may hiccup once more).
+        func legAUp(_ t: EngineThread) -> Bool {
+            (try? t.runAndWait { RCLAN.on($0)!.statistics(RVI(id: 0))!.legs[0].state == .up }) ?? false
+        }
+        #expect(waitUntil(seconds: 10) { legAUp(one) && legAUp(two) })
         // Traffic after the return uses both legs again.
         let before = try one.runAndWait { RCLAN.on($0)!.statistics(RVI(id: 0))!.legs[0].framesOut }
         try one.runAndWait { e in (RCLAN.on(e)!.delegate as! MessageStream).target = count + 5_000 }
@@ -52,6 +57,6 @@ struct RVINamespaceTests {
               + "longest delivery gap \(r2.longestGapMs) ms; events \(r1.events.map { "\($0.event)" })")
         #expect(r2.duplicated == 0 && r2.outOfOrder == 0 && r2.corrupt == 0, "\(r2.firstError ?? "")")
         #expect(r1.failed.isEmpty)
-        #expect(stats.legs[0].framesOut > before)
+        #expect(stats.legs[0].framesOut > before, "leg A: \(stats.legs[0].history)")
     }
 }

@@ -258,6 +258,13 @@ struct RVILegTests {
         #expect(r1.events.contains { if case .reset = $0.event { true } else { false } })
         for t in [pair.one, pair.two] { try pair.faults(t, .b, nil) }
         #expect(waitUntil { pair.streamTwo.read().events.contains { if case .peerRestarted = $0.event { true } else { false } } })
+        // Both ends may have given up (each on its own timer); wait until each knows the
+        // other's current epoch before sending again, or a later restart would fail the new
+        // messages too (correctly, but not what this test is about).
+        #expect(waitUntil {
+            guard let s1 = try? pair.statistics(pair.one), let s2 = try? pair.statistics(pair.two) else { return false }
+            return s1.peerEpoch == s2.epoch && s2.peerEpoch == s1.epoch && s1.legs[1].state == .up && s2.legs[1].state == .up
+        })
         try pair.send(200, from: pair.one)
         #expect(waitUntil { pair.streamOne.read().ackedThrough == 200 })
         let r2 = pair.streamTwo.read()
