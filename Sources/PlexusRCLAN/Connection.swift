@@ -81,6 +81,8 @@ struct LegRecord {
     var bytesOutstanding = 0
     var windowSent = 0
     var windowLost = 0
+    /// Whether the last measured window lost more than the demotion threshold.
+    var lastWindowOver = false
     var demotedUntil: UInt64 = 0
     /// A probe's timestamp to echo back on this leg (0: none owed).
     var echoOwed: UInt64 = 0

@@ -39,6 +39,8 @@ public final class RCLAN: EngineDriver {
     @exclusivity(unchecked) var slotSeq: UnsafeMutablePointer<UInt64>? = nil
     @exclusivity(unchecked) var now: UInt64 = 0
     @exclusivity(unchecked) var tickDue = false
+    @exclusivity(unchecked) var lastTickAt: UInt64 = 0
+    @exclusivity(unchecked) var tickAfterStall = false
     @exclusivity(unchecked) var busyPoll = false
     @exclusivity(unchecked) var nextTickAt: UInt64 = 0
     let deadAfter: UInt64
@@ -872,7 +874,18 @@ public final class RCLAN: EngineDriver {
 
     func onTick() {
         now = monotonicNanos()
+        // When this engine itself was stalled (a long turn, a descheduled thread), the peer's
+        // frames waited in the sockets unread: what looks like silence is ours. Restart the
+        // silence of every leg from the end of the stall instead of judging the legs by it.
+        let stalled = lastTickAt != 0 && now - lastTickAt > 3 * tickNanos
+        lastTickAt = now
+        tickAfterStall = stalled
         for case let c? in connections where !c.closing {
+            if stalled {
+                for l in 0..<2 where c.legs[l].heard && c.legs[l].lastHeard < now - tickNanos {
+                    c.legs[l].lastHeard = now - tickNanos
+                }
+            }
             tick(c)
         }
     }
@@ -914,7 +927,12 @@ public final class RCLAN: EngineDriver {
                 c.legs[l].stats.lossPercent = pct
                 c.legs[l].windowSent = 0
                 c.legs[l].windowLost = 0
-                if pct > configuration.demotionLossPercent && c.legs[l].state == .up && c.legs[1 - l].state == .up {
+                // Two windows in a row over the threshold: a burst (spurious losses after a stall,
+                // refunded later by the peer's duplicate count) is not a bad leg.
+                let over = pct > configuration.demotionLossPercent
+                let sustained = over && c.legs[l].lastWindowOver
+                c.legs[l].lastWindowOver = over
+                if sustained && c.legs[l].state == .up && c.legs[1 - l].state == .up {
                     c.setLeg(l, .demoted, now: now)
                     c.legs[l].demotedUntil = now + Self.nanos(configuration.demotionPeriod)
                     events.event(.legDemoted(l == 0 ? .a : .b, lossPercent: pct), on: c.rvi, layer: self)
@@ -925,8 +943,9 @@ public final class RCLAN: EngineDriver {
             }
         }
         if c.closing { return }
-        // Retransmission timeouts, with exponential back-off per frame.
-        var s = c.sendBase
+        // Retransmission timeouts, with exponential back-off per frame. Not right after a stall of
+        // this engine: the acknowledgements may be waiting in the sockets, unread.
+        var s = tickAfterStall ? c.nextToTransmit : c.sendBase
         while s < c.nextToTransmit {
             let i = Int(truncatingIfNeeded: s) & c.sendMask
             let r = c.records[i]

@@ -80,7 +80,7 @@ struct RVIFaultTests {
             flaps += 1
             _ = waitUntil(seconds: Double(20 + g.next() % 41) / 1000, finished)
         }
-        let done = waitUntil(seconds: 60) {
+        let done = waitUntil(seconds: 60 + Double(count) / 10_000) {
             finished() && pair.streamOne.read().ackedThrough == count && pair.streamTwo.read().ackedThrough == count
         }
         let r1 = pair.streamOne.read(), r2 = pair.streamTwo.read()
@@ -107,13 +107,17 @@ struct RVIFaultTests {
         let (seed, count) = stressParameters(defaultCount: 40_000)
         let pair = try RVIPair(seed: seed &+ 7)
         try pair.send(count, from: pair.one)
-        #expect(waitUntil { pair.streamTwo.read().delivered >= count / 4 })
+        #expect(waitUntil(seconds: 10 + Double(count) / 20_000) { pair.streamTwo.read().delivered >= count / 4 })
         let killedAt = nowNanos()
         for t in [pair.one, pair.two] { try pair.faults(t, .a, FaultPlan(down: true)) }
-        let done = waitUntil(seconds: 60) { pair.streamTwo.read().delivered == count && pair.streamOne.read().ackedThrough == count }
+        let done = waitUntil(seconds: 60 + Double(count) / 10_000) {
+            pair.streamTwo.read().delivered == count && pair.streamOne.read().ackedThrough == count
+        }
         let r2 = pair.streamTwo.read(), r1 = pair.streamOne.read()
-        let s1 = try pair.statistics(pair.one)
+        let s1 = try pair.statistics(pair.one), s2 = try pair.statistics(pair.two)
         _ = pair.stop()
+        print("leg histories: node 1 \(s1.legs.map { "\($0.fabric): \($0.history.map { "\($0.state)@\(Int($0.atMilliseconds))" })" }), "
+              + "node 2 \(s2.legs.map { "\($0.fabric): \($0.history.map { "\($0.state)@\(Int($0.atMilliseconds))" })" })")
         let downAt = r1.events.first { if case .legDown(.a) = $0.event { true } else { false } }
         print("RVI leg killed: seed \(seed &+ 7), \(count) messages checked, lost \(count - r2.delivered), "
               + "duplicated \(r2.duplicated); longest delivery gap \(r2.longestGapMs) ms; events \(r1.events)")
@@ -130,11 +134,11 @@ struct RVIFaultTests {
         let (seed, count) = stressParameters(defaultCount: 30_000)
         let pair = try RVIPair(seed: seed &+ 3, minimumSize: 8)
         try pair.send(count, from: pair.one)
-        #expect(waitUntil { pair.streamTwo.read().delivered >= count / 3 })
+        #expect(waitUntil(seconds: 10 + Double(count) / 20_000) { pair.streamTwo.read().delivered >= count / 3 })
         let before = pair.streamTwo
         try pair.restartTwo()
         let after = pair.streamTwo
-        let done = waitUntil(seconds: 60) {
+        let done = waitUntil(seconds: 60 + Double(count) / 10_000) {
             let r1 = pair.streamOne.read()
             return r1.posted == count && r1.ackedThrough == count
         }
