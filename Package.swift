@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "PlexusCore", targets: ["PlexusCore"]),
         .library(name: "PlexusRCLAN", targets: ["PlexusRCLAN"]),
         .library(name: "PlexusCluster", targets: ["PlexusCluster"]),
+        .library(name: "PlexusLAN", targets: ["PlexusLAN"]),
         .executable(name: "plexus", targets: ["plexus"]),
         .executable(name: "plexus-example", targets: ["PlexusExample"]),
     ],
@@ -63,6 +64,13 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
+        // MARK: - Virtual LANs (issue 4, started): virtual MACs, the virtual LAN server's table.
+        .target(
+            name: "PlexusLAN",
+            dependencies: ["PlexusCore", "PlexusRCLAN"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
         // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
         .target(
             name: "PlexusTestSupport",
@@ -79,6 +87,11 @@ let package = Package(
         .testTarget(
             name: "PlexusRCLANTests",
             dependencies: ["PlexusRCLAN", "PlexusCore", "PlexusTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "PlexusLANTests",
+            dependencies: ["PlexusLAN", "PlexusCore", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

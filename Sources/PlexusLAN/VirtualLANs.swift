@@ -1,0 +1,154 @@
+import PlexusCore
+
+/// An 802.1Q-sized VLAN number (1…4094): one broadcast domain with any number of IP subnets.
+public struct VLANID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let rawValue: UInt16
+    public init?(_ v: Int) {
+        guard (1...4094).contains(v) else { return nil }
+        rawValue = UInt16(v)
+    }
+    public var description: String { "VLAN \(rawValue)" }
+    public static func < (a: VLANID, b: VLANID) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// A processing node's virtual NIC on one VLAN.
+public struct VirtualNICBinding: Hashable, Sendable {
+    public var node: UInt32
+    public var mac: MACAddress
+    public var vlan: VLANID
+    /// Whether the administrator lets this NIC listen promiscuously.
+    public var promiscuousAllowed: Bool
+    public init(node: UInt32, mac: MACAddress, vlan: VLANID, promiscuousAllowed: Bool = false) {
+        self.node = node
+        self.mac = mac
+        self.vlan = vlan
+        self.promiscuousAllowed = promiscuousAllowed
+    }
+}
+
+/// Why the virtual LAN server refused a frame or a request. Every refusal is counted.
+public enum LANRefusal: String, Error, Sendable, Hashable, CaseIterable {
+    /// The sending node has no NIC on the VLAN the frame claims.
+    case notMember = "not-member"
+    /// The source MAC is not one of the sender's NICs on that VLAN (a forged frame).
+    case forgedSource = "forged-source"
+    /// A unicast destination that is no NIC on the VLAN.
+    case unknownDestination = "unknown-destination"
+    /// A NIC asked to listen promiscuously without the administrator's permission.
+    case promiscuousNotAllowed = "promiscuous-not-allowed"
+    /// Shorter than an Ethernet header.
+    case runt
+}
+
+/// Where the virtual LAN server sends one frame: the NICs that get a copy.
+public struct LANDelivery: Sendable, Hashable {
+    public var to: [VirtualNICBinding]
+    /// How many of them are promiscuous copies.
+    public var promiscuousCopies: Int
+}
+
+/// The state of the virtual LAN server ("Virtual LAN Server", items 1 and 4 of the seed: VLAN
+/// membership, broadcast and multicast service) and its switching decisions, as a value: the
+/// same on both control nodes given the same commands.
+///
+/// Isolation holds by construction: a frame is switched only inside the VLAN its sender is a
+/// member of, only with a source MAC the sender owns there, and only to NICs on that VLAN.
+public struct VirtualLANTable: Sendable {
+    public private(set) var nics: [MACAddress: VirtualNICBinding] = [:]
+    /// Per VLAN, per multicast group, the joined NICs and their use counts.
+    public private(set) var groups: [VLANID: [MACAddress: [MACAddress: Int]]] = [:]
+    /// NICs listening promiscuously, per VLAN.
+    public private(set) var promiscuous: [VLANID: Set<MACAddress>] = [:]
+    /// Refusals by reason.
+    public private(set) var refusals: [LANRefusal: UInt64] = [:]
+    /// A line per refused promiscuous request (the seed: "the refusal is logged").
+    public private(set) var log: [String] = []
+
+    public init() {}
+
+    /// Attaches a NIC (a MAC of `node`) to its VLAN. A MAC is on one VLAN only.
+    public mutating func attach(_ nic: VirtualNICBinding) throws(PlexusError) {
+        if let have = nics[nic.mac], have != nic {
+            throw PlexusError(.viInUse, "\(nic.mac) is already node \(have.node)'s NIC on \(have.vlan)")
+        }
+        nics[nic.mac] = nic
+    }
+
+    /// Detaches a NIC: it leaves its groups and stops listening.
+    public mutating func detach(_ mac: MACAddress) {
+        guard let nic = nics.removeValue(forKey: mac) else { return }
+        promiscuous[nic.vlan]?.remove(mac)
+        if var g = groups[nic.vlan] {
+            for (group, var members) in g {
+                members.removeValue(forKey: mac)
+                g[group] = members.isEmpty ? nil : members
+            }
+            groups[nic.vlan] = g
+        }
+    }
+
+    /// The NICs on a VLAN.
+    public func members(of vlan: VLANID) -> [VirtualNICBinding] {
+        nics.values.filter { $0.vlan == vlan }.sorted { $0.mac < $1.mac }
+    }
+
+    /// `mac` joins multicast `group` (one more use).
+    public mutating func join(_ group: MACAddress, mac: MACAddress) throws(LANRefusal) {
+        guard let nic = nics[mac] else { throw count(.notMember) }
+        groups[nic.vlan, default: [:]][group, default: [:]][mac, default: 0] += 1
+    }
+
+    /// `mac` leaves `group` once; the group is dropped when its last use goes.
+    public mutating func leave(_ group: MACAddress, mac: MACAddress) {
+        guard let nic = nics[mac], let n = groups[nic.vlan]?[group]?[mac] else { return }
+        if n > 1 {
+            groups[nic.vlan]![group]![mac] = n - 1
+        } else {
+            groups[nic.vlan]![group]!.removeValue(forKey: mac)
+            if groups[nic.vlan]![group]!.isEmpty { groups[nic.vlan]!.removeValue(forKey: group) }
+        }
+    }
+
+    /// Turns promiscuous listening on or off; refused (and logged) unless allowed.
+    public mutating func setPromiscuous(_ mac: MACAddress, _ on: Bool) throws(LANRefusal) {
+        guard let nic = nics[mac] else { throw count(.notMember) }
+        if on && !nic.promiscuousAllowed {
+            log.append("refused promiscuous mode for \(mac) (node \(nic.node), \(nic.vlan)): not allowed by the administrator")
+            throw count(.promiscuousNotAllowed)
+        }
+        if on { promiscuous[nic.vlan, default: []].insert(mac) } else { promiscuous[nic.vlan]?.remove(mac) }
+    }
+
+    /// Decides where a frame that node `from` sent on `vlan` goes.
+    ///
+    /// - Broadcast: every other NIC on the VLAN (promiscuous listeners get it once, as members).
+    /// - Multicast: the NICs that joined the group.
+    /// - Unicast: the NIC with that MAC on the VLAN, plus a copy to each promiscuous listener.
+    public mutating func route(from node: UInt32, vlan: VLANID, destination: MACAddress, source: MACAddress)
+        -> Result<LANDelivery, LANRefusal>
+    {
+        guard let sender = nics[source], sender.vlan == vlan else {
+            let onVLAN = nics.values.contains { $0.node == node && $0.vlan == vlan }
+            return .failure(count(onVLAN ? .forgedSource : .notMember))
+        }
+        guard sender.node == node else { return .failure(count(.forgedSource)) }
+        if destination.isBroadcast {
+            return .success(LANDelivery(to: members(of: vlan).filter { $0.mac != source }, promiscuousCopies: 0))
+        }
+        if destination.isMulticast {
+            let joined = groups[vlan]?[destination].map { Array($0.keys) } ?? []
+            return .success(LANDelivery(to: joined.sorted().compactMap { $0 == source ? nil : nics[$0] }, promiscuousCopies: 0))
+        }
+        guard let target = nics[destination], target.vlan == vlan else { return .failure(count(.unknownDestination)) }
+        var to = [target]
+        for l in (promiscuous[vlan] ?? []).sorted() where l != source && l != destination {
+            if let nic = nics[l] { to.append(nic) }
+        }
+        return .success(LANDelivery(to: to, promiscuousCopies: to.count - 1))
+    }
+
+    mutating func count(_ r: LANRefusal) -> LANRefusal {
+        refusals[r, default: 0] += 1
+        return r
+    }
+}
