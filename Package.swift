@@ -50,6 +50,7 @@ let package = Package(
             dependencies: [
                 "PlexusCore",
                 "PlexusRCLAN",
+                "PlexusLAN",
                 "CPlexus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -67,14 +68,14 @@ let package = Package(
         // MARK: - Virtual LANs (issue 4, started): virtual MACs, the virtual LAN server's table.
         .target(
             name: "PlexusLAN",
-            dependencies: ["PlexusCore", "PlexusRCLAN"],
+            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
         // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
         .target(
             name: "PlexusTestSupport",
-            dependencies: ["PlexusCore", "PlexusRCLAN"],
+            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

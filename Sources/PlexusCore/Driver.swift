@@ -36,6 +36,9 @@ public protocol EngineDriver: AnyObject {
                        engine: Engine)
     /// The target refused an RDMA WRITE that this node sent on `vi`: nothing of it landed.
     func rdmaWriteRefused(on vi: VI, error: RDMAError, region: RegionKey, offset: UInt64, engine: Engine)
+    /// A device attached with ``Engine/attachDevice(fd:reads:)`` produced a packet: the frame
+    /// holds it (`length` bytes). Dropping the frame releases it.
+    func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, engine: Engine)
     /// A timer scheduled with ``Engine/schedule(after:token:)`` fired.
     func timerFired(token: UInt32, engine: Engine)
     /// The engine is stopping: every operation in flight has completed. Release held frames.
@@ -52,6 +55,7 @@ extension EngineDriver {
     public func rdmaImmediate(_ immediate: UInt32, on vi: VI, region: RegionKey, offset: UInt64, length: Int,
                               engine: Engine) {}
     public func rdmaWriteRefused(on vi: VI, error: RDMAError, region: RegionKey, offset: UInt64, engine: Engine) {}
+    public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, engine: Engine) {}
     public func timerFired(token: UInt32, engine: Engine) {}
     public func engineWillStop(_ engine: Engine) {}
 }

@@ -91,10 +91,14 @@ public final class Engine {
     public private(set) var earlySubmits: UInt64 = 0
     /// Loop turns so far.
     public private(set) var turns: UInt64 = 0
+    /// Attached devices (TAP), by handle id.
+    var devices: [DeviceRecord] = []
+    /// A device read waits for a free pool frame.
+    var devicesStarved = false
 
     // user_data tags (top byte).
     enum Tag: UInt64 {
-        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer
+        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer, deviceRead, deviceWrite
     }
     @inline(__always) static func data(_ tag: Tag, _ low: UInt64) -> UInt64 { tag.rawValue << 56 | low }
 
@@ -286,6 +290,7 @@ public final class Engine {
         while true {
             turns &+= 1
             if !stopping { driver?.engineTurn(self) }
+            if devicesStarved && !stopping { rearmStarvedDevices() }
             if let f = portA.faults { releaseHeldFrames(f, port: portA) }
             if let f = portB.faults { releaseHeldFrames(f, port: portB) }
             if portA.pendingSends > 0 { flushDirectSends(portA) }
@@ -348,6 +353,7 @@ public final class Engine {
         disarmPoll(portA)
         disarmPoll(portB)
         dropAllReassembly()
+        closeAllDevices()
         driver?.engineWillStop(self)
         driver = nil
         // Jobs posted after the wake read was cancelled never ran: fail them now.
@@ -415,6 +421,12 @@ public final class Engine {
             inflight -= 1
             faultTimerArmed = false
             if framesHeldByFaults > 0 { ensureFaultTimer() }
+        case .deviceRead:
+            inflight -= 1
+            onDeviceRead(low, res: res)
+        case .deviceWrite:
+            inflight -= 1
+            onDeviceWrite(low, res: res)
         case nil:
             preconditionFailure("unknown completion tag \(userData >> 56)")
         }

@@ -20,6 +20,7 @@ public struct PlexusError: Error, CustomStringConvertible, Sendable, Hashable {
         public static let noSuchRegion = Code(raw: "no-such-region")
         public static let resourceExhausted = Code(raw: "resource-exhausted")
         public static let engineStopped = Code(raw: "engine-stopped")
+        public static let timedOut = Code(raw: "timed-out")
     }
 
     public let code: Code

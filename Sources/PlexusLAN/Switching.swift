@@ -1,48 +1,87 @@
+import CPlexus
 import PlexusCore
 import PlexusRCLAN
 
 /// The message that carries one Ethernet frame over an RVI ("Virtual Ethernet Driver": the driver
-/// "prepends the packet with a TLV header"): a 4-byte header, then the frame as the kernel
-/// built it (destination MAC, source MAC, type, payload), at most 16892 bytes.
+/// "prepends the packet with a TLV header"): an 8-byte header, then the frame as the kernel
+/// built it (destination MAC, source MAC, type, payload), at most 16888 bytes.
 ///
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 1 | kind: 1 Ethernet frame |
-/// | 1 | 1 | flags: bit 0 relayed by the virtual LAN server |
+/// | 1 | 1 | flags: bit 0 relayed by the virtual LAN server; bit 1 checksum partial |
 /// | 2 | 2 | VLAN number, big-endian |
+/// | 4 | 2 | checksum start: where the L4 checksum's coverage begins, from the frame's first byte |
+/// | 6 | 2 | checksum offset: where the checksum field is, from checksum start |
+///
+/// Nothing inside the platform is checksummed (the fabric's frames carry none, and RVIs deliver
+/// exactly once). A frame whose sender's kernel left the TCP/UDP checksum to the NIC (checksum
+/// offload, a virtio-net header with `NEEDS_CSUM`) travels with *checksum partial* and its start
+/// and offset, and is written to the receiving TAP the same way, so neither kernel computes or
+/// verifies that checksum. Bytes 4…7 are zero otherwise.
 public enum LANMessage {
-    public static let headerSize = 4
+    public static let headerSize = 8
     public static let frameKind: UInt8 = 1
     public static let relayed: UInt8 = 1
+    public static let checksumPartial: UInt8 = 2
     /// An Ethernet header: two MACs and the type.
     public static let ethernetHeader = 14
     /// The largest Ethernet frame one message carries (the platform MTU less this header).
     public static let maxFrame = FrameLayout.maxPayload - headerSize
 
+    /// Where a partial L4 checksum is to be completed (virtio-net's `csum_start`/`csum_offset`).
+    public struct PartialChecksum: Sendable, Hashable {
+        public var start: UInt16
+        public var offset: UInt16
+        public init(start: UInt16, offset: UInt16) {
+            self.start = start
+            self.offset = offset
+        }
+    }
+
     /// The parts of a received message, or why it is refused.
     public struct Parsed {
         public var vlan: VLANID
         public var relayed: Bool
+        public var checksum: PartialChecksum?
         public var destination: MACAddress
         public var source: MACAddress
     }
 
     public static func parse(_ m: UnsafeRawBufferPointer) -> Parsed? {
-        guard m.count >= headerSize + ethernetHeader, m[0] == frameKind, m[1] & ~relayed == 0,
+        guard m.count >= headerSize + ethernetHeader, m[0] == frameKind, m[1] & ~(relayed | checksumPartial) == 0,
               let vlan = VLANID(Int(UInt16(m[2]) << 8 | UInt16(m[3])))
         else { return nil }
+        var checksum: PartialChecksum?
+        if m[1] & checksumPartial != 0 {
+            let c = PartialChecksum(start: UInt16(m[4]) << 8 | UInt16(m[5]), offset: UInt16(m[6]) << 8 | UInt16(m[7]))
+            // The checksum field (2 bytes) must lie inside the frame, after the Ethernet header.
+            guard c.start >= ethernetHeader, Int(c.start) + Int(c.offset) + 2 <= m.count - headerSize else { return nil }
+            checksum = c
+        }
         let base = m.baseAddress! + headerSize
-        return Parsed(vlan: vlan, relayed: m[1] & relayed != 0, destination: MACAddress(at: base),
+        return Parsed(vlan: vlan, relayed: m[1] & relayed != 0, checksum: checksum, destination: MACAddress(at: base),
                       source: MACAddress(at: base + 6))
     }
 
-    /// Writes a message header and `frame` into `out` (≥ headerSize + frame.count); returns its size.
-    public static func encode(vlan: VLANID, relayed isRelayed: Bool, frame: UnsafeRawBufferPointer,
-                              into out: UnsafeMutableRawBufferPointer) -> Int {
+    /// Writes a message header into `out` (≥ headerSize bytes).
+    public static func encodeHeader(vlan: VLANID, relayed isRelayed: Bool, checksum: PartialChecksum?,
+                                    into out: UnsafeMutableRawBufferPointer) {
         out[0] = frameKind
-        out[1] = isRelayed ? relayed : 0
+        out[1] = (isRelayed ? relayed : 0) | (checksum != nil ? checksumPartial : 0)
         out[2] = UInt8(vlan.rawValue >> 8)
         out[3] = UInt8(truncatingIfNeeded: vlan.rawValue)
+        let c = checksum ?? PartialChecksum(start: 0, offset: 0)
+        out[4] = UInt8(c.start >> 8)
+        out[5] = UInt8(truncatingIfNeeded: c.start)
+        out[6] = UInt8(c.offset >> 8)
+        out[7] = UInt8(truncatingIfNeeded: c.offset)
+    }
+
+    /// Writes a message header and `frame` into `out` (≥ headerSize + frame.count); returns its size.
+    public static func encode(vlan: VLANID, relayed isRelayed: Bool, checksum: PartialChecksum? = nil,
+                              frame: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
+        encodeHeader(vlan: vlan, relayed: isRelayed, checksum: checksum, into: out)
         (out.baseAddress! + headerSize).copyMemory(from: frame.baseAddress!, byteCount: frame.count)
         return headerSize + frame.count
     }
@@ -66,7 +105,20 @@ public final class VirtualLANServer: RVIDelegate {
     /// Copies not sent because a node's RVI was full (counted; the sender's TCP retransmits).
     public private(set) var copiesDropped: UInt64 = 0
 
+    /// The resolved definition this control node serves (nil when a test drives the table).
+    public private(set) var plan: LANPlan?
+    /// Registrations answered with a configuration, and refused (a node on no VLAN).
+    public private(set) var registrations: UInt64 = 0
+    public private(set) var refusedRegistrations: UInt64 = 0
+    /// What the server did that an operator wants to read: refusals, registrations.
+    public private(set) var log: [String] = []
+
     public init() {}
+    /// A server for `plan`: its table is the plan's.
+    public init(plan: LANPlan) throws(PlexusError) {
+        self.plan = plan
+        table = try plan.table()
+    }
     deinit { scratch.deallocate() }
 
     /// Binds node `node`'s management RVI (opened by the control plane).
@@ -75,8 +127,46 @@ public final class VirtualLANServer: RVIDelegate {
         nodeOf[rvi] = node
     }
 
+    /// Opens the management RVI of every node in the plan (``VINumbering``), so that each can
+    /// register. `control` is this control node's index in the plan (0 or 1).
+    public func openManagementRVIs(control k: Int, layer: RCLAN) throws(PlexusError) {
+        guard let plan else { return }
+        for n in plan.nodes {
+            let path = RVIPath(localA: VINumbering.managementAtControl(node: n.node),
+                               localB: VINumbering.managementAtControl(node: n.node),
+                               peerA: n.fabricA, peerB: n.fabricB,
+                               remoteA: VINumbering.managementAtNode(control: k),
+                               remoteB: VINumbering.managementAtNode(control: k))
+            attachNode(n.node, rvi: try layer.open(path))
+        }
+    }
+
+    func register(_ node: UInt32, on rvi: RVI, layer: RCLAN) {
+        guard let plan else { return }
+        let reply: ControlMessage
+        switch plan.configuration(for: node) {
+        case .success(let c):
+            registrations += 1
+            reply = .configuration(c)
+        case .failure(let why):
+            refusedRegistrations += 1
+            log.append("node \(node) refused: it is a member of no VLAN (\(why.rawValue))")
+            reply = .refused(node: node, reason: "node \(node) is a member of no VLAN")
+        }
+        _ = try? layer.send(reply.encoded(), on: rvi)
+    }
+
     public func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
         message.withUnsafeBytes { m in
+            if m.first == ControlMessage.kind {
+                // Only a node's own management RVI may register it.
+                guard let node = nodeOf[rvi], case .register(let n)? = ControlMessage(parsing: m), n == node else {
+                    malformed += 1
+                    return
+                }
+                register(node, on: rvi, layer: layer)
+                return
+            }
             guard let node = nodeOf[rvi], let p = LANMessage.parse(m) else {
                 malformed += 1
                 return
@@ -84,8 +174,10 @@ public final class VirtualLANServer: RVIDelegate {
             let routed = table.route(from: node, vlan: p.vlan, destination: p.destination, source: p.source)
             guard case .success(let delivery) = routed else { return }  // refused and counted by the table
             switched += 1
-            let frame = UnsafeRawBufferPointer(rebasing: m[LANMessage.headerSize...])
-            let n = LANMessage.encode(vlan: p.vlan, relayed: true, frame: frame, into: scratch)
+            // The same message, marked as relayed (its checksum fields travel unchanged).
+            scratch.baseAddress!.copyMemory(from: m.baseAddress!, byteCount: m.count)
+            scratch[1] |= LANMessage.relayed
+            let n = m.count
             for nic in delivery.to {
                 guard let to = nodeRVI[nic.node] else { continue }
                 do {
@@ -99,43 +191,192 @@ public final class VirtualLANServer: RVIDelegate {
     }
 }
 
-/// A processing node's virtual Ethernet driver ("Virtual Ethernet Driver") with the in-process
-/// backend: frames come in through ``transmit(_:from:)`` and go out to ``onFrame``.
+/// A processing node's virtual Ethernet driver ("Virtual Ethernet Driver"), one per node, with
+/// two backends per virtual NIC: a Linux TAP device (``attachTAP(named:to:layer:)``), so the
+/// kernel's IP stack, ARP and applications run over the virtual LAN, or the in-process frame API
+/// (``transmit(_:from:layer:)`` in, ``onFrame`` out) for embedding.
 ///
 /// Unicast to a MAC with a direct RVI goes straight to that node; broadcast, multicast, and
-/// unicast without a usable direct RVI go to the virtual LAN server, which still delivers them
-/// (relay of last resort). A frame arriving on a direct RVI is accepted only for one of this
-/// node's NICs, on that NIC's VLAN.
+/// unicast without a usable direct RVI go to a virtual LAN server, which still delivers them
+/// (relay of last resort). With two control nodes the driver balances between their servers
+/// (a flow, by its MAC pair, always uses the same one, so frames stay in order) and uses the
+/// other alone while one is not usable ("Load Balancing and Failover"). A frame arriving on a
+/// direct RVI is accepted only for one of this node's NICs, on that NIC's VLAN.
 public final class VirtualEthernet: RVIDelegate {
     public let node: UInt32
     /// This node's NICs: MAC → VLAN.
     public private(set) var nics: [MACAddress: VLANID] = [:]
-    public var serverRVI: RVI?
+    /// The management RVIs to the control nodes' virtual LAN servers.
+    public private(set) var servers: [RVI] = []
     /// Direct paths: a peer NIC's MAC → the RVI to its node.
     public private(set) var direct: [MACAddress: RVI] = [:]
     var unusable: Set<RVI> = []
-    /// Called with each frame for one of this node's NICs: the NIC's MAC and the frame.
+    /// Called with each frame for one of this node's NICs without a TAP device: the NIC's MAC and
+    /// the frame. A frame whose sender left its checksum to offload arrives with that checksum
+    /// incomplete (see ``LANMessage``): nothing inside the platform checks it.
     public var onFrame: (MACAddress, RawSpan) -> Void = { _, _ in }
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
     public private(set) var sentDirect: UInt64 = 0
-    public private(set) var sentToServer: UInt64 = 0
+    public private(set) var sentToServer: [UInt64] = []
     public private(set) var relayedFallbacks: UInt64 = 0
     public private(set) var delivered: UInt64 = 0
     public private(set) var refused: UInt64 = 0
+    /// Frames the node's own kernel or application sent that could not be sent (no usable path,
+    /// or the RVI was full); TCP retransmits them.
+    public private(set) var dropped: UInt64 = 0
 
     public init(node: UInt32) { self.node = node }
     deinit { scratch.deallocate() }
 
-    public func addNIC(_ mac: MACAddress, vlan: VLANID) { nics[mac] = vlan }
-    public func addDirectPath(to mac: MACAddress, rvi: RVI) { direct[mac] = rvi }
+    // MARK: Registration
 
-    /// Sends one Ethernet frame from this node's NIC `nic`.
-    /// - Throws: ``RVISendError`` when neither a direct RVI nor the server could take it.
+    /// Where registration stands.
+    public enum Registration: Sendable, Hashable {
+        case unregistered, pending, configured, refused(String)
+    }
+    public private(set) var registration = Registration.unregistered
+    /// The configuration the control nodes sent (the first; both send the same).
+    public private(set) var configuration: NodeConfiguration?
+    /// Give each NIC a TAP device when configured (else the in-process backend).
+    public var tapBackend = false
+    /// The TAP interface of each NIC, by MAC (`pvl<VLAN>`), when ``tapBackend`` is on.
+    public private(set) var interfaces: [MACAddress: String] = [:]
+    /// Configurations that did not match the first one (the control nodes disagreed).
+    public private(set) var conflictingConfigurations: UInt64 = 0
+    public private(set) var registrationErrors: [String] = []
+    var lastRegister: ContinuousClock.Instant?
+
+    /// Opens the management RVI to each control node (``VINumbering``) and registers with both;
+    /// registration is repeated every 100 ms until a control node answers.
+    public func register(controls: [NodeAddress], layer: RCLAN) throws(PlexusError) {
+        for (k, c) in controls.enumerated() {
+            let vi = VINumbering.managementAtNode(control: k)
+            let remote = VINumbering.managementAtControl(node: node)
+            addServer(try layer.open(RVIPath(localA: vi, localB: vi, peerA: c.fabricA, peerB: c.fabricB,
+                                             remoteA: remote, remoteB: remote)))
+        }
+        registration = .pending
+        sendRegistrations(layer)
+    }
+
+    func sendRegistrations(_ layer: RCLAN) {
+        lastRegister = .now
+        let m = ControlMessage.register(node: node).encoded()
+        for s in servers { _ = try? layer.send(m, on: s) }
+    }
+
+    public func layerTurn(_ layer: RCLAN) {
+        if registration == .pending, let last = lastRegister, last.duration(to: .now) > .milliseconds(100) {
+            sendRegistrations(layer)
+        }
+    }
+
+    func apply(_ c: NodeConfiguration, layer: RCLAN) {
+        if let have = configuration {
+            if have != c { conflictingConfigurations += 1 }
+            return
+        }
+        guard c.node == node else { return }
+        configuration = c
+        do {
+            for nic in c.nics {
+                addNIC(nic.mac, vlan: nic.vlan)
+                if tapBackend {
+                    let name = try attachTAP(named: "pvl\(nic.vlan.rawValue)", to: nic.mac, layer: layer)
+                    try TAP.configure(name, mac: nic.mac, mtu: c.mtu)
+                    interfaces[nic.mac] = name
+                }
+            }
+            for p in c.peers {
+                let rvi = try layer.open(RVIPath(localA: p.localVI, localB: p.localVI, peerA: p.address.fabricA,
+                                                 peerB: p.address.fabricB, remoteA: p.remoteVI, remoteB: p.remoteVI))
+                for m in p.macs { addDirectPath(to: m, rvi: rvi) }
+            }
+            registration = .configured
+        } catch {
+            registrationErrors.append("\(error)")
+            registration = .refused("configuration failed: \(error)")
+        }
+    }
+
+    public func addNIC(_ mac: MACAddress, vlan: VLANID) { nics[mac] = vlan }
+    public func addServer(_ rvi: RVI) {
+        servers.append(rvi)
+        sentToServer.append(0)
+    }
+    public func addDirectPath(to mac: MACAddress, rvi: RVI) { direct[mac] = rvi }
+    /// Frames sent to any server.
+    public var sentToServers: UInt64 { sentToServer.reduce(0, +) }
+
+    // MARK: TAP backend
+
+    /// NICs with the TAP backend: the device each one reads and writes.
+    public private(set) var taps: [MACAddress: DeviceHandle] = [:]
+    var nicOfTap: [DeviceHandle: MACAddress] = [:]
+    public private(set) var tapWriteFailures: UInt64 = 0
+    /// Frames from a TAP that were refused (a GSO packet, which checksum-only offload never makes).
+    public private(set) var tapMalformed: UInt64 = 0
+
+    /// Gives NIC `mac` a Linux TAP device: `name` is created in the engine thread's network
+    /// namespace (so call this on the engine thread), with a virtio-net header and checksum
+    /// offload. Every frame the kernel sends out of it goes onto the virtual LAN; every frame for
+    /// the NIC is written to it. Configure the interface (MAC address, MTU ≤ ``TAP/maximumMTU``,
+    /// IP addresses, up) with `ip`.
+    /// - Returns: the interface's name.
+    @discardableResult
+    public func attachTAP(named name: String, to mac: MACAddress, layer: RCLAN) throws -> String {
+        guard nics[mac] != nil else { throw LANRefusal.notMember }
+        let (fd, actual) = try TAP.open(name)
+        let handle = try layer.engine.attachDevice(fd: fd)
+        taps[mac] = handle
+        nicOfTap[handle] = mac
+        return actual
+    }
+
+    public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, layer: RCLAN) {
+        guard let nic = nicOfTap[device] else { return }
+        frame.withUnsafePayload { packet in
+            guard let (checksum, ethernet) = TAP.parseVirtioHeader(packet) else {
+                tapMalformed += 1
+                return
+            }
+            do { try transmit(ethernet, from: nic, checksum: checksum, layer: layer) } catch { dropped += 1 }
+        }
+    }
+
+    /// Hands a frame to NIC `nic`: to its TAP device if it has one, else to ``onFrame``.
+    func hand(_ nic: MACAddress, _ frame: UnsafeRawBufferPointer, checksum: LANMessage.PartialChecksum?, layer: RCLAN) {
+        guard let tap = taps[nic] else {
+            onFrame(nic, frame.bytes)
+            return
+        }
+        guard var f = layer.engine.takeFrame() else {
+            tapWriteFailures += 1
+            return
+        }
+        f.withUnsafeMutablePayload { out in
+            TAP.writeVirtioHeader(checksum, into: out)
+            (out.baseAddress! + TAP.virtioHeaderSize).copyMemory(from: frame.baseAddress!, byteCount: frame.count)
+        }
+        f.length = TAP.virtioHeaderSize + frame.count
+        do { try layer.engine.writeDevice(f, to: tap) } catch { tapWriteFailures += 1 }
+    }
+
+    // MARK: Switching
+
+    /// Sends one Ethernet frame from this node's NIC `nic` (the in-process backend).
+    /// - Throws: ``LANRefusal`` for a NIC this node does not have or a frame of a bad size,
+    ///   ``RVISendError`` when neither a direct RVI nor a server could take it.
     public func transmit(_ frame: UnsafeRawBufferPointer, from nic: MACAddress, layer: RCLAN) throws {
+        try transmit(frame, from: nic, checksum: nil, layer: layer)
+    }
+
+    func transmit(_ frame: UnsafeRawBufferPointer, from nic: MACAddress, checksum: LANMessage.PartialChecksum?,
+                  layer: RCLAN) throws {
         guard let vlan = nics[nic] else { throw LANRefusal.notMember }
         guard frame.count >= LANMessage.ethernetHeader, frame.count <= LANMessage.maxFrame else { throw LANRefusal.runt }
         let destination = MACAddress(at: frame.baseAddress!)
-        let n = LANMessage.encode(vlan: vlan, relayed: false, frame: frame, into: scratch)
+        let n = LANMessage.encode(vlan: vlan, relayed: false, checksum: checksum, frame: frame, into: scratch)
         let message = UnsafeRawBufferPointer(rebasing: scratch[0..<n])
         if !destination.isGroup, let rvi = direct[destination], !unusable.contains(rvi), layer.canSend(on: rvi) {
             do {
@@ -144,28 +385,51 @@ public final class VirtualEthernet: RVIDelegate {
                 return
             } catch {}
         }
-        guard let server = serverRVI else { throw RVISendError.noSuchRVI }
+        guard let s = chooseServer(destination, nic, layer: layer) else { throw RVISendError.noSuchRVI }
         if !destination.isGroup && direct[destination] != nil { relayedFallbacks += 1 }
-        _ = try layer.send(message.bytes, on: server)
-        sentToServer += 1
+        _ = try layer.send(message.bytes, on: servers[s])
+        sentToServer[s] += 1
+    }
+
+    /// The server for a frame: by a hash of its MAC pair among the usable ones, so a flow keeps
+    /// to one server (and its order) while both are up.
+    func chooseServer(_ destination: MACAddress, _ source: MACAddress, layer: RCLAN) -> Int? {
+        guard !servers.isEmpty else { return nil }
+        var h = destination.rawValue &* 0x9E37_79B9_7F4A_7C15 ^ source.rawValue
+        h ^= h >> 29
+        let first = Int(h % UInt64(servers.count))
+        for k in 0..<servers.count {
+            let i = (first + k) % servers.count
+            if !unusable.contains(servers[i]) && layer.canSend(on: servers[i]) { return i }
+        }
+        return first  // none usable: queue on the hashed one (it fails or recovers)
     }
 
     public func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
         message.withUnsafeBytes { m in
+            if m.first == ControlMessage.kind, servers.contains(rvi) {
+                switch ControlMessage(parsing: m) {
+                case .configuration(let c)?: apply(c, layer: layer)
+                case .refused(_, let reason)?:
+                    if configuration == nil { registration = .refused(reason) }
+                default: refused += 1
+                }
+                return
+            }
             guard let p = LANMessage.parse(m) else {
                 refused += 1
                 return
             }
             let frame = UnsafeRawBufferPointer(rebasing: m[LANMessage.headerSize...])
-            if p.destination.isGroup || p.relayed && rvi == serverRVI {
-                // From the server: it has switched by its table; a group frame goes to this node's
+            if p.destination.isGroup || p.relayed && servers.contains(rvi) {
+                // From a server: it has switched by its table; a group frame goes to this node's
                 // NIC on that VLAN.
                 guard let nic = nics.first(where: { $0.value == p.vlan })?.key else {
                     refused += 1
                     return
                 }
                 delivered += 1
-                onFrame(nic, frame.bytes)  // a group frame, a relayed one, or a promiscuous copy
+                hand(nic, frame, checksum: p.checksum, layer: layer)  // a group frame, a relayed one, or a promiscuous copy
                 return
             }
             // A direct path: only for one of this node's NICs, on its own VLAN.
@@ -174,15 +438,92 @@ public final class VirtualEthernet: RVIDelegate {
                 return
             }
             delivered += 1
-            onFrame(p.destination, frame.bytes)
+            hand(p.destination, frame, checksum: p.checksum, layer: layer)
         }
     }
 
+    /// Frames taken back from an RVI that stopped being usable and sent another way, and those
+    /// that could not be (no other way, or in the kernel at that moment).
+    public private(set) var rerouted: UInt64 = 0
+    public private(set) var lostInFailover: UInt64 = 0
+
     public func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {
         switch event {
-        case .unusable: unusable.insert(rvi)
+        case .unusable:
+            unusable.insert(rvi)
+            reroute(from: rvi, layer: layer)
         case .usable, .legUp: unusable.remove(rvi)
         default: break
         }
+    }
+
+    /// "Load Balancing and Failover": when a control node (or a direct path) stops answering,
+    /// what it had not acknowledged goes through a server that still answers; nothing is lost.
+    func reroute(from rvi: RVI, layer: RCLAN) {
+        let isServer = servers.contains(rvi)
+        guard servers.contains(where: { $0 != rvi && !unusable.contains($0) }) else { return }
+        let (_, unreadable) = layer.reclaimUnacknowledged(on: rvi) { message in
+            message.withUnsafeBytes { m in
+                if m.first == ControlMessage.kind {
+                    if isServer { return }  // a registration: the other control node has its own
+                } 
+                guard let p = LANMessage.parse(m), let s = chooseServer(p.destination, p.source, layer: layer) else {
+                    lostInFailover += 1
+                    return
+                }
+                do {
+                    _ = try layer.send(m.bytes, on: servers[s])
+                    sentToServer[s] += 1
+                    rerouted += 1
+                } catch {
+                    lostInFailover += 1
+                }
+            }
+        }
+        lostInFailover += UInt64(unreadable)
+    }
+}
+
+/// Linux TAP devices for the virtual Ethernet driver's kernel backend.
+///
+/// Each frame read or written is preceded by a 10-byte `struct virtio_net_hdr` (little-endian):
+/// flags (1 = `NEEDS_CSUM`), GSO type (0 = none), header length, GSO size, checksum start,
+/// checksum offset. Only checksum offload is on, so the kernel never hands over a segment larger
+/// than the interface's MTU; with MTU ``maximumMTU`` TCP segments of almost 16 KiB cross the
+/// fabric whole.
+public enum TAP {
+    public static let virtioHeaderSize = 10
+    /// The largest MTU a TAP NIC can have, 16872: a packet as read (virtio-net header, Ethernet
+    /// header, MTU bytes) must fit one 16896-byte frame, and so then does the LAN message.
+    public static let maximumMTU = FrameLayout.maxPayload - virtioHeaderSize - LANMessage.ethernetHeader
+
+    /// Opens (creating) TAP interface `name` in the calling thread's network namespace.
+    public static func open(_ name: String) throws(PlexusError) -> (fd: Int32, name: String) {
+        var actual = [CChar](repeating: 0, count: 16)
+        let fd = actual.withUnsafeMutableBufferPointer { out in name.withCString { plx_tap_open($0, 1, out.baseAddress!) } }
+        guard fd >= 0 else { throw PlexusError(.system, "cannot open TAP device \(name) (/dev/net/tun)", errno: -fd) }
+        let bytes = actual.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return (fd, String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The checksum request and the Ethernet frame of a packet read from a TAP, or nil for one
+    /// this driver does not take (GSO, or too short).
+    static func parseVirtioHeader(_ p: UnsafeRawBufferPointer) -> (LANMessage.PartialChecksum?, UnsafeRawBufferPointer)? {
+        guard p.count >= virtioHeaderSize + LANMessage.ethernetHeader, p[1] == 0 else { return nil }
+        let frame = UnsafeRawBufferPointer(rebasing: p[virtioHeaderSize...])
+        guard p[0] & 1 != 0 else { return (nil, frame) }
+        let start = UInt16(p[6]) | UInt16(p[7]) << 8, offset = UInt16(p[8]) | UInt16(p[9]) << 8
+        guard Int(start) >= LANMessage.ethernetHeader, Int(start) + Int(offset) + 2 <= frame.count else { return nil }
+        return (LANMessage.PartialChecksum(start: start, offset: offset), frame)
+    }
+
+    static func writeVirtioHeader(_ c: LANMessage.PartialChecksum?, into out: UnsafeMutableRawBufferPointer) {
+        for i in 0..<virtioHeaderSize { out[i] = 0 }
+        guard let c else { return }
+        out[0] = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+        out[6] = UInt8(truncatingIfNeeded: c.start)
+        out[7] = UInt8(c.start >> 8)
+        out[8] = UInt8(truncatingIfNeeded: c.offset)
+        out[9] = UInt8(c.offset >> 8)
     }
 }

@@ -329,6 +329,10 @@ public final class RCLAN: EngineDriver {
         _ = engine.schedule(after: tick, token: Self.tickToken)
     }
 
+    public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, engine: Engine) {
+        delegate.deviceRead(frame, from: device, layer: self)
+    }
+
     public func engineWillStop(_ engine: Engine) {
         for case let c? in connections {
             failPending(c, reason: .stopped)
@@ -1019,6 +1023,52 @@ public final class RCLAN: EngineDriver {
         c.peerEpoch = epoch
         c.stats.peerRestarts &+= 1
         delegate.event(.peerRestarted(epoch: epoch), on: c.rvi, layer: self)
+    }
+
+    /// Takes back every message not yet acknowledged on `rvi`, oldest first, so that the caller
+    /// can send them another way (the virtual Ethernet driver sends a dead control node's
+    /// broadcasts through the other one): `body` sees each message's bytes. The RVI then starts a
+    /// new epoch, as after ``RCLANConfiguration/failAfter``, without reporting the messages taken
+    /// back as failed. A peer that was only unreachable, not dead, may have received some of them
+    /// already: the caller's other way may deliver those twice.
+    /// - Returns: how many messages were handed to `body`, and how many could not be read because
+    ///   their frame was in the kernel at that moment (those are reported with
+    ///   ``RVIDelegate/sendFailed(on:messages:reason:layer:)``).
+    @discardableResult
+    public func reclaimUnacknowledged(on rvi: RVI, _ body: (RawSpan) -> Void) -> (reclaimed: Int, unreadable: Int) {
+        guard let c = live(rvi) else { return (0, 0) }
+        closeOpen(c)
+        var reclaimed = 0, unreadable = 0
+        var s = c.sendBase
+        while s < c.nextSeq {
+            let i = Int(truncatingIfNeeded: s) & c.sendMask
+            let r = c.records[i]
+            s += 1
+            guard !r.acked else { continue }
+            guard let f = c.frames[i].take() else {
+                unreadable += Int(r.messages)
+                continue
+            }
+            f.withUnsafePayload { buf in
+                if !r.coalesced {
+                    body(buf.bytes)
+                    reclaimed += 1
+                    return
+                }
+                var off = 0
+                while off + 2 <= buf.count {
+                    let n = Int(UInt16(bigEndian: buf.loadUnaligned(fromByteOffset: off, as: UInt16.self)))
+                    guard off + 2 + n <= buf.count else { break }
+                    body(UnsafeRawBufferPointer(rebasing: buf[(off + 2)..<(off + 2 + n)]).bytes)
+                    reclaimed += 1
+                    off += 2 + n
+                }
+            }
+        }
+        c.stats.messagesReclaimed &+= UInt64(reclaimed)
+        if unreadable == 0 { c.ackedMessage = c.nextMessage - 1 }  // nothing left to report failed
+        giveUp(c)
+        return (reclaimed, unreadable)
     }
 
     /// Both legs down past `failAfter` (or a frame the engine would not take): fail what is

@@ -200,6 +200,8 @@ public protocol RVIDelegate: AnyObject {
     func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN)
     /// The engine is stopping; messages still pending have been failed with ``RVIFailure/stopped``.
     func layerWillStop(_ layer: RCLAN)
+    /// A device attached to the engine (a TAP) produced a packet (see ``Engine/attachDevice(fd:reads:)``).
+    func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, layer: RCLAN)
 }
 
 extension RVIDelegate {
@@ -211,6 +213,7 @@ extension RVIDelegate {
     public func sendFailed(on rvi: RVI, messages: Range<UInt64>, reason: RVIFailure, layer: RCLAN) {}
     public func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {}
     public func layerWillStop(_ layer: RCLAN) {}
+    public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, layer: RCLAN) {}
 }
 
 /// Counters of one RVI and its legs, like the best transports report them.
@@ -270,6 +273,8 @@ public struct RVIStatistics: Sendable, Hashable, Codable {
     public var windowFullRefusals: UInt64 = 0
     public var acksOut: UInt64 = 0
     public var messagesFailed: UInt64 = 0
+    /// Messages taken back with ``RCLAN/reclaimUnacknowledged(on:_:)`` to be sent another way.
+    public var messagesReclaimed: UInt64 = 0
     public var peerRestarts: UInt64 = 0
     public var resets: UInt64 = 0
     /// Frames sent and not yet acknowledged, and frames held out of order at the receiver.

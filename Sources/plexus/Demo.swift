@@ -163,7 +163,7 @@ struct Demo: ParsableCommand {
             var list = e.makeGatherList()
             for i in 0..<4 {
                 var f = e.takeFrame()!
-                f.withUnsafeMutablePayload { $0.initializeMemory(as: UInt8.self, repeating: UInt8(0xA0 + i)) }
+                _ = f.withUnsafeMutablePayload { $0.initializeMemory(as: UInt8.self, repeating: UInt8(0xA0 + i)) }
                 f.length = 16384
                 list.append(f)
             }

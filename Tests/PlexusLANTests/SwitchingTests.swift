@@ -60,7 +60,7 @@ struct SwitchingTests {
             let toControl = path(1, to: control, remote: UInt32(n))
             try nodes[n - 1].runAndWait { e in
                 let layer = RCLAN.on(e)!
-                (layer.delegate as! VirtualEthernet).serverRVI = try layer.open(toControl)
+                (layer.delegate as! VirtualEthernet).addServer(try layer.open(toControl))
             }
         }
         try control.runAndWait { e in
@@ -105,7 +105,7 @@ struct SwitchingTests {
         #expect(got.map { String(decoding: $0.payload, as: UTF8.self) } == ["who has", "direct", "relayed"])
         let (direct, viaServer) = try nodes[0].runAndWait { e in
             let eth = RCLAN.on(e)!.delegate as! VirtualEthernet
-            return (eth.sentDirect, eth.sentToServer)
+            return (eth.sentDirect, eth.sentToServers)
         }
         #expect(direct == 1 && viaServer == 1)
 
@@ -125,7 +125,7 @@ struct SwitchingTests {
                 defer { out.deallocate() }
                 let n = frame.withUnsafeBytes { LANMessage.encode(vlan: vlan, relayed: false, frame: $0, into: out) }
                 _ = try layer.send(UnsafeRawBufferPointer(rebasing: out[0..<n]).bytes,
-                                   on: (layer.delegate as! VirtualEthernet).serverRVI!)
+                                   on: (layer.delegate as! VirtualEthernet).servers[0])
             }
         }
         try forge(vlan: v10, src: m3, dst: .broadcast)   // not a member of VLAN 10

@@ -54,6 +54,17 @@ int plx_recvmmsg(int fd, struct plx_mmsghdr *vec, unsigned int n, int flags);
 /// sendmmsg(2) on `plx_mmsghdr`s. Returns the count sent or -errno.
 int plx_sendmmsg(int fd, struct plx_mmsghdr *vec, unsigned int n, int flags);
 
+/// Opens (creating if needed) the TAP interface `name` in the calling thread's network
+/// namespace: IFF_TAP | IFF_NO_PI, so each read or write is one whole Ethernet frame. With
+/// `vnet_header`, each frame is preceded by a 10-byte struct virtio_net_hdr and checksum offload
+/// (TUN_F_CSUM) is on. Writes the interface's name (at most 16 bytes with its NUL) to `actual`.
+/// Returns the fd, or -errno.
+int plx_tap_open(const char *name, int vnet_header, char *actual);
+
+/// Sets interface `name`'s MAC address (6 bytes, if not NULL) and MTU (if > 0), then brings it
+/// up, in the calling thread's network namespace. Returns 0 or an errno value.
+int plx_if_configure(const char *name, const unsigned char *mac, int mtu);
+
 /// Moves the calling thread (only it) into the network namespace at `path`
 /// (e.g. /var/run/netns/NAME). Returns 0 or an errno value.
 int plx_enter_netns(const char *path);

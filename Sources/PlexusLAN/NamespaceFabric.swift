@@ -1,0 +1,188 @@
+import Foundation
+import PlexusCore
+
+/// Real fabrics on one machine, for the platform's main job, its tests and its benchmarks: each
+/// node in its own network namespace, fabric A and fabric B as two Linux bridges, each node joined to each bridge by a veth pair. A fabric (or one node's cable
+/// to it) fails with `ip link set … down`. Needs root and iproute2; CI runs as root.
+///
+/// With `linkMTU` above 1500 the bridges and veths carry datagrams that large, so a 16896-byte
+/// Plexus frame crosses in one datagram (`pathMTU` of ``configuration(node:)`` follows).
+///
+/// Addresses come from 198.18.0.0/15, the range RFC 2544 sets aside for benchmarking: fabric A
+/// is 198.18.1.N/24 and fabric B 198.18.2.N/24, and they exist only inside these namespaces.
+public final class NamespaceFabric {
+    public let prefix: String
+    public let nodes: Int
+    public let linkMTU: Int
+    private var namespaces: [String] = []
+    private var bridges: [String] = []
+
+    /// Why the harness cannot run here, or nil when it can.
+    public static let unavailableReason: String? = {
+        if getuid() != 0 { return "network namespaces need root (CI runs as root)" }
+        if (try? run(["ip", "-V"])) == nil { return "iproute2 (`ip`) is not installed (scripts/setup.sh installs it)" }
+        return nil
+    }()
+
+    public init(nodes: Int, linkMTU: Int = 1500) throws {
+        prefix = "px" + String(UInt32.random(in: 0..<0xFFFF), radix: 16)
+        self.nodes = nodes
+        self.linkMTU = linkMTU
+        do {
+            for f in Fabric.allCases {
+                let br = bridge(f)
+                try Self.run(["ip", "link", "add", br, "mtu", "\(linkMTU)", "type", "bridge"])
+                bridges.append(br)
+                try Self.run(["ip", "link", "set", br, "up"])
+            }
+            for n in 1...nodes {
+                let ns = namespace(n)
+                try Self.run(["ip", "netns", "add", ns])
+                namespaces.append(ns)
+                try Self.run(["ip", "-n", ns, "link", "set", "lo", "up"])
+                for f in Fabric.allCases {
+                    let host = hostVeth(n, f), inside = "\(prefix)\(n)\(f)n".lowercased()
+                    try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
+                                  "mtu", "\(linkMTU)"])
+                    try Self.run(["ip", "link", "set", inside, "netns", ns])
+                    try Self.run(["ip", "link", "set", host, "master", bridge(f)])
+                    try Self.run(["ip", "link", "set", host, "up"])
+                    try Self.run(["ip", "-n", ns, "addr", "add", "\(ip(n, f))/24", "dev", inside])
+                    try Self.run(["ip", "-n", ns, "link", "set", inside, "up"])
+                }
+            }
+        } catch {
+            teardown()
+            throw error
+        }
+    }
+
+    public func namespace(_ n: Int) -> String { "\(prefix)n\(n)" }
+    public func bridge(_ f: Fabric) -> String { "\(prefix)br\(f)".lowercased() }
+    public func hostVeth(_ n: Int, _ f: Fabric) -> String { "\(prefix)\(n)\(f)h".lowercased() }
+    public func ip(_ n: Int, _ f: Fabric) -> String { "198.18.\(f == .a ? 1 : 2).\(n)" }
+    public func address(_ n: Int, _ f: Fabric, port: UInt16 = 7000) -> FabricAddress { FabricAddress("\(ip(n, f)):\(port)")! }
+
+    /// An engine configuration for node `n`, inside its namespace, on both fabrics.
+    public func configuration(node n: Int) -> EngineConfiguration {
+        var c = EngineConfiguration(name: "ns-node\(n)", fabricA: address(n, .a), fabricB: address(n, .b))
+        c.networkNamespace = namespace(n)
+        c.pathMTU = linkMTU  // the veths' MTU: Plexus segments above it, IP never fragments
+        c.poolFrames = 256
+        c.receiveBuffers = 256
+        return c
+    }
+
+    /// Pulls (or plugs back) node `n`'s cable to fabric `f`: the host side of its veth.
+    public func setCable(node n: Int, fabric f: Fabric, up: Bool) throws {
+        try Self.run(["ip", "link", "set", hostVeth(n, f), up ? "up" : "down"])
+    }
+
+    /// Fails (or restores) a whole fabric: its bridge.
+    public func setFabric(_ f: Fabric, up: Bool) throws {
+        try Self.run(["ip", "link", "set", bridge(f), up ? "up" : "down"])
+    }
+
+    public func teardown() {
+        for ns in namespaces { _ = try? Self.run(["ip", "netns", "del", ns]) }
+        for br in bridges { _ = try? Self.run(["ip", "link", "del", br]) }
+        namespaces = []
+        bridges = []
+    }
+
+    deinit { teardown() }
+
+    /// Starts `args` inside node `n`'s namespace in the background (a server: `iperf3 -s`,
+    /// `python3 -m http.server`); stop it with ``BackgroundProcess/kill()``.
+    public func spawn(in n: Int, _ args: [String], output: FileHandle? = nil) throws -> BackgroundProcess {
+        try BackgroundProcess(["ip", "netns", "exec", namespace(n)] + args, output: output)
+    }
+
+    /// Runs `args` inside node `n`'s namespace and returns its exit status and output.
+    public func execute(in n: Int, _ args: [String]) -> (status: Int32, output: String) {
+        Self.execute(["ip", "netns", "exec", namespace(n)] + args)
+    }
+
+    public static func execute(_ args: [String]) -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        guard (try? p.run()) != nil else { return (-1, "cannot start \(args.first ?? "")") }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @discardableResult
+    public static func run(_ args: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard p.terminationStatus == 0 else {
+            throw PlexusError(.system, "`\(args.joined(separator: " "))` failed: \(text)")
+        }
+        return text
+    }
+}
+
+/// A program running in the background. ``kill()`` uses SIGKILL: a child of an engine's process
+/// inherits a signal mask with SIGTERM blocked (Foundation's `terminate()` would not stop it).
+public final class BackgroundProcess {
+    let process = Process()
+    public init(_ args: [String], output: FileHandle? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = args
+        process.standardOutput = output ?? FileHandle.nullDevice
+        process.standardError = output ?? FileHandle.nullDevice
+        try process.run()
+    }
+    public var isRunning: Bool { process.isRunning }
+    public var processIdentifier: Int32 { process.processIdentifier }
+    /// Waits for it to end by itself (a client given a duration); returns its exit status.
+    public func wait() -> Int32 {
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+    public func kill() {
+        if process.isRunning { _ = Glibc.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+    deinit { kill() }
+}
+
+/// The parts of `iperf3 -J` output the tests and benchmarks read.
+public struct IPerf3Result: Sendable {
+    /// The receiver's average rate over the whole run.
+    public var receivedBitsPerSecond: Double
+    public var sentBytes: Double
+    public var retransmits: Int
+    /// Each interval's rate (bits/s) and length (s).
+    public var intervals: [(bitsPerSecond: Double, seconds: Double)]
+
+    public init?(json: String) {
+        guard let start = json.firstIndex(of: "{"),
+              let object = try? JSONSerialization.jsonObject(with: Data(json[start...].utf8)) as? [String: Any],
+              let end = object["end"] as? [String: Any],
+              let received = end["sum_received"] as? [String: Any],
+              let sent = end["sum_sent"] as? [String: Any]
+        else { return nil }
+        receivedBitsPerSecond = received["bits_per_second"] as? Double ?? 0
+        sentBytes = sent["bytes"] as? Double ?? 0
+        retransmits = sent["retransmits"] as? Int ?? 0
+        intervals = ((object["intervals"] as? [[String: Any]]) ?? []).compactMap { i in
+            guard let sum = i["sum"] as? [String: Any], let bps = sum["bits_per_second"] as? Double,
+                  let s = sum["seconds"] as? Double else { return nil }
+            return (bps, s)
+        }
+    }
+}

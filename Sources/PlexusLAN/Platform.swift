@@ -1,0 +1,224 @@
+import Foundation
+import PlexusCore
+import PlexusRCLAN
+
+/// What an administrator defines: the control nodes, the processing nodes, and which nodes sit
+/// on which VLAN (one virtual NIC per node and VLAN, "Virtual LAN Server" item 1).
+public struct PlatformDefinition: Sendable, Hashable {
+    /// Node numbers of the control nodes (one or two).
+    public var controlNodes: [Int]
+    public var processingNodes: [Int]
+    /// Each VLAN's member nodes.
+    public var vlans: [VLANID: [Int]]
+    /// Nodes whose NIC on a VLAN may listen promiscuously.
+    public var promiscuousAllowed: [VLANID: Set<Int>] = [:]
+    /// The serial number of the control node that defines the MACs (the first).
+    public var serial: UInt16 = 1
+    /// The MTU of every virtual NIC.
+    public var mtu: Int = TAP.maximumMTU
+
+    public init(controlNodes: [Int], processingNodes: [Int], vlans: [VLANID: [Int]]) {
+        self.controlNodes = controlNodes
+        self.processingNodes = processingNodes
+        self.vlans = vlans
+    }
+
+    func validate() throws(PlexusError) {
+        func bad(_ s: String) -> PlexusError { PlexusError(.configuration, s) }
+        guard (1...2).contains(controlNodes.count) else { throw bad("one or two control nodes, not \(controlNodes.count)") }
+        let all = controlNodes + processingNodes
+        guard Set(all).count == all.count else { throw bad("a node number is used twice") }
+        guard all.allSatisfy({ (1...Int(VINumbering.maximumNode)).contains($0) }) else {
+            throw bad("node numbers are 1...\(VINumbering.maximumNode)")
+        }
+        for (v, members) in vlans {
+            for m in members where !processingNodes.contains(m) { throw bad("\(v): node \(m) is not a processing node") }
+        }
+        guard (68...TAP.maximumMTU).contains(mtu) else { throw bad("mtu must be 68...\(TAP.maximumMTU)") }
+    }
+}
+
+/// The platform running in this process: every control node and processing node on an engine
+/// thread of its own, in a network namespace each when a ``NamespaceFabric`` is given (then each
+/// NIC is a TAP device in its node's namespace and the kernel's own stack runs over it) or on
+/// loopback addresses otherwise (the in-process frame API).
+///
+/// Start-up follows the seed: the first control node allocates every NIC's MAC, both control
+/// nodes get the same resolved ``LANPlan`` and open a management RVI to every processing node;
+/// each processing node opens its management RVIs (by ``VINumbering``), registers with both
+/// control nodes, and sets itself up from the configuration it is sent.
+public final class LANPlatform {
+    public let definition: PlatformDefinition
+    public let fabric: NamespaceFabric?
+    public private(set) var plan = LANPlan(controls: [], nodes: [], nics: [])
+    public private(set) var controls: [EngineThread?] = []
+    public private(set) var nodes: [Int: EngineThread] = [:]
+    var controlConfigurations: [EngineConfiguration] = []
+
+    /// Starts everything and waits (up to `seconds`) until every node that is on a VLAN is
+    /// configured.
+    /// - Parameters:
+    ///   - macState: the first control node's MAC counter file (it survives restarts).
+    ///   - fabric: namespaces and bridges to run in (needs root), or nil for loopback.
+    public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
+                layerConfiguration: RCLANConfiguration = RCLANConfiguration(), seconds: Double = 10) throws {
+        try definition.validate()
+        self.definition = definition
+        self.fabric = fabric
+        func configuration(_ n: Int) -> EngineConfiguration {
+            if let fabric {
+                var c = fabric.configuration(node: n)
+                c.poolFrames = 1024
+                c.receiveBuffers = 1024
+                return c
+            }
+            var c = EngineConfiguration.loopback(node: UInt8(truncatingIfNeeded: n))
+            c.name = "node\(n)"
+            return c
+        }
+        let tap = fabric != nil
+        // The processing nodes first, so that their addresses are known.
+        var addresses: [Int: NodeAddress] = [:]
+        var started: [EngineThread] = []
+        do {
+            for n in definition.processingNodes {
+                let t = try EngineThread.start(configuration(n)) { () -> any EngineDriver in
+                    let eth = VirtualEthernet(node: UInt32(n))
+                    eth.tapBackend = tap
+                    return (try? RCLAN(configuration: layerConfiguration, delegate: eth)) ?? IdleDriver()
+                }
+                started.append(t)
+                nodes[n] = t
+                addresses[n] = NodeAddress(node: UInt32(n), info: t.info)
+            }
+            // MACs from the first control node's serial and persistent counter, in a stable order.
+            let allocator = try MACAllocator(serial: definition.serial, stateFile: macState)
+            var nics: [VirtualNICBinding] = []
+            for v in definition.vlans.keys.sorted() {
+                for n in definition.vlans[v]!.sorted() {
+                    nics.append(VirtualNICBinding(node: UInt32(n), mac: try allocator.allocate(), vlan: v,
+                                                  promiscuousAllowed: definition.promiscuousAllowed[v]?.contains(n) ?? false))
+                }
+            }
+            // Control nodes: fixed ports so that a restarted one is found where it was.
+            var controlAddresses: [NodeAddress] = []
+            for c in definition.controlNodes {
+                var cfg = configuration(c)
+                if fabric == nil {
+                    let probe = try EngineThread.start(cfg)
+                    let a = NodeAddress(node: UInt32(c), info: probe.info)
+                    probe.stopAndWait()
+                    cfg.fabricA = a.fabricA
+                    cfg.fabricB = a.fabricB
+                }
+                controlConfigurations.append(cfg)
+                controlAddresses.append(NodeAddress(node: UInt32(c), fabricA: cfg.fabricA, fabricB: cfg.fabricB))
+            }
+            plan = LANPlan(controls: controlAddresses, nodes: definition.processingNodes.map { addresses[$0]! },
+                           nics: nics, mtu: definition.mtu)
+            controls = Array(repeating: nil, count: definition.controlNodes.count)
+            for k in controls.indices { try startControl(k, layerConfiguration: layerConfiguration) }
+            for n in definition.processingNodes {
+                let controlsPlan = plan.controls
+                try nodes[n]!.runAndWait { e in
+                    guard let layer = RCLAN.on(e), let eth = layer.delegate as? VirtualEthernet else { return }
+                    try eth.register(controls: controlsPlan, layer: layer)
+                }
+            }
+        } catch {
+            for t in started { t.stopAndWait() }
+            for case let c? in controls { c.stopAndWait() }
+            throw error
+        }
+        let members = Set(definition.vlans.values.flatMap { $0 })
+        let ready = waitFor(seconds: seconds) {
+            members.allSatisfy { n in (try? self.ethernet(n) { $0.registration == .configured }) ?? false }
+        }
+        if !ready {
+            let states = members.sorted().map { n in "node \(n): \((try? self.ethernet(n) { "\($0.registration)" }) ?? "?")" }
+            stop()
+            throw PlexusError(.timedOut, "processing nodes not configured within \(seconds) s: \(states.joined(separator: ", "))")
+        }
+    }
+
+    /// Starts (or restarts) control node `k` (0 or 1) with the plan.
+    public func startControl(_ k: Int, layerConfiguration: RCLANConfiguration = RCLANConfiguration()) throws {
+        guard controls[k] == nil else { return }
+        let plan = self.plan
+        let t = try EngineThread.start(controlConfigurations[k]) { () -> any EngineDriver in
+            guard let server = try? VirtualLANServer(plan: plan),
+                  let layer = try? RCLAN(configuration: layerConfiguration, delegate: server) else { return IdleDriver() }
+            return layer
+        }
+        controls[k] = t
+        try t.runAndWait { e in
+            guard let layer = RCLAN.on(e), let server = layer.delegate as? VirtualLANServer else {
+                throw PlexusError(.configuration, "control node \(k) did not start its server")
+            }
+            try server.openManagementRVIs(control: k, layer: layer)
+        }
+    }
+
+    /// Stops control node `k` as if it died: its engine stops and sends nothing more.
+    public func stopControl(_ k: Int) {
+        controls[k]?.stopAndWait()
+        controls[k] = nil
+    }
+
+    /// Runs `body` with node `n`'s driver on its engine thread.
+    public func ethernet<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (VirtualEthernet) throws -> T) throws -> T {
+        guard let t = nodes[n] else { throw PlexusError(.configuration, "no processing node \(n)") }
+        return try t.runAndWait { e in
+            guard let eth = RCLAN.on(e)?.delegate as? VirtualEthernet else { throw PlexusError(.engineStopped, "node \(n) has no driver") }
+            return try body(eth)
+        }
+    }
+
+    /// Runs `body` with control node `k`'s server on its engine thread.
+    public func server<T: Sendable>(_ k: Int, _ body: @escaping @Sendable (VirtualLANServer) throws -> T) throws -> T {
+        guard let t = controls[k] else { throw PlexusError(.engineStopped, "control node \(k) is stopped") }
+        return try t.runAndWait { e in
+            guard let s = RCLAN.on(e)?.delegate as? VirtualLANServer else { throw PlexusError(.engineStopped, "no server") }
+            return try body(s)
+        }
+    }
+
+    /// Node `n`'s NIC on `vlan`.
+    public func mac(node n: Int, vlan: VLANID) -> MACAddress? {
+        plan.nics.first { $0.node == UInt32(n) && $0.vlan == vlan }?.mac
+    }
+
+    /// The TAP interface name of node `n`'s NIC on `vlan` (TAP backend).
+    public static func interface(vlan: VLANID) -> String { "pvl\(vlan.rawValue)" }
+
+    /// Adds an IPv4 address (`a.b.c.d/len`) to node `n`'s NIC on `vlan` (TAP backend): what an
+    /// administrator or DHCP does on a real NIC.
+    public func addAddress(_ cidr: String, node n: Int, vlan: VLANID) throws {
+        guard let fabric else { throw PlexusError(.configuration, "IP addresses need the TAP backend (a namespace fabric)") }
+        try NamespaceFabric.run(["ip", "-n", fabric.namespace(n), "addr", "add", cidr, "dev", Self.interface(vlan: vlan)])
+    }
+
+    public func stop() {
+        for k in controls.indices { stopControl(k) }
+        for (_, t) in nodes { t.stopAndWait() }
+        nodes = [:]
+    }
+
+    deinit { stop() }
+}
+
+extension NodeAddress {
+    init(node: UInt32, info: EngineInfo) {
+        self.init(node: node, fabricA: FabricAddress(info.ports[0].address)!, fabricB: FabricAddress(info.ports[1].address)!)
+    }
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: 0.005)
+    }
+    return condition()
+}

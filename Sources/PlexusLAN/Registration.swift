@@ -1,0 +1,207 @@
+import CPlexus
+import PlexusCore
+import PlexusRCLAN
+
+/// How the control nodes number the VIs of the paths they create ("Network Architecture": the
+/// control nodes set up every path; a processing node never picks one).
+///
+/// - A processing node's management RVI to control node *k* (0 or 1) is VI `1 + k` at the node
+///   and VI `16 + node` at the control node: a node finds its control nodes without being told.
+/// - The direct RVI between processing nodes *i* and *j* is VI `4096 + j` at *i* and
+///   `4096 + i` at *j*; the control node sends these numbers in the configuration.
+public enum VINumbering {
+    public static func managementAtNode(control k: Int) -> UInt32 { UInt32(1 + k) }
+    public static func managementAtControl(node: UInt32) -> UInt32 { 16 + node }
+    public static func direct(toward peer: UInt32) -> UInt32 { 4096 + peer }
+    /// The largest node number these rules allow with the engine's default 16384 VIs.
+    public static let maximumNode: UInt32 = 12287
+}
+
+/// A node's place on the fabrics, as the control nodes know it.
+public struct NodeAddress: Sendable, Hashable {
+    public var node: UInt32
+    public var fabricA: FabricAddress
+    public var fabricB: FabricAddress
+    public init(node: UInt32, fabricA: FabricAddress, fabricB: FabricAddress) {
+        self.node = node
+        self.fabricA = fabricA
+        self.fabricB = fabricB
+    }
+}
+
+/// What a processing node receives when it registers: its virtual NICs and how to reach the other
+/// members of its VLANs ("Virtual LAN Server" item 2: the data-link configuration).
+public struct NodeConfiguration: Sendable, Hashable {
+    public struct Peer: Sendable, Hashable {
+        public var address: NodeAddress
+        /// The direct RVI's VI number at this node and at the peer.
+        public var localVI: UInt32
+        public var remoteVI: UInt32
+        /// The peer's NICs on VLANs this node shares with it.
+        public var macs: [MACAddress]
+    }
+    public var node: UInt32
+    /// The MTU of the node's virtual NICs.
+    public var mtu: Int
+    public var nics: [VirtualNICBinding]
+    public var peers: [Peer]
+}
+
+/// The control messages on a management RVI: LAN message kind 2.
+///
+/// | message | bytes |
+/// |---|---|
+/// | register | 2, 1, node (u32) |
+/// | configuration | 2, 2, node (u32), MTU (u16), NIC count (u16), per NIC: MAC (6), VLAN (u16), promiscuous allowed (u8); peer count (u16), per peer: node (u32), fabric A IPv4 (u32) and port (u16), fabric B likewise, local VI (u32), remote VI (u32), MAC count (u16), MACs (6 each) |
+/// | refused | 2, 3, node (u32), reason length (u8), reason (UTF-8) |
+///
+/// All integers big-endian. A message that does not parse is counted and dropped.
+public enum ControlMessage: Sendable, Hashable {
+    case register(node: UInt32)
+    case configuration(NodeConfiguration)
+    case refused(node: UInt32, reason: String)
+
+    public static let kind: UInt8 = 2
+
+    public func encoded() -> [UInt8] {
+        var w = [UInt8]()
+        func u16(_ v: Int) { w += [UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)] }
+        func u32(_ v: UInt32) { w += [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)] }
+        func address(_ a: FabricAddress) {
+            u32(a.ip)
+            u16(Int(a.port))
+        }
+        w.append(Self.kind)
+        switch self {
+        case .register(let node):
+            w.append(1)
+            u32(node)
+        case .configuration(let c):
+            w.append(2)
+            u32(c.node)
+            u16(c.mtu)
+            u16(c.nics.count)
+            for n in c.nics {
+                w += n.mac.bytes
+                u16(Int(n.vlan.rawValue))
+                w.append(n.promiscuousAllowed ? 1 : 0)
+            }
+            u16(c.peers.count)
+            for p in c.peers {
+                u32(p.address.node)
+                address(p.address.fabricA)
+                address(p.address.fabricB)
+                u32(p.localVI)
+                u32(p.remoteVI)
+                u16(p.macs.count)
+                for m in p.macs { w += m.bytes }
+            }
+        case .refused(let node, let reason):
+            w.append(3)
+            u32(node)
+            let r = Array(reason.utf8.prefix(255))
+            w.append(UInt8(r.count))
+            w += r
+        }
+        return w
+    }
+
+    public init?(parsing m: UnsafeRawBufferPointer) {
+        var i = 0
+        func need(_ n: Int) -> Bool { i + n <= m.count }
+        func u8() -> UInt8? { guard need(1) else { return nil }; defer { i += 1 }; return m[i] }
+        func u16() -> Int? { guard need(2) else { return nil }; defer { i += 2 }; return Int(m[i]) << 8 | Int(m[i + 1]) }
+        func u32() -> UInt32? {
+            guard need(4) else { return nil }
+            defer { i += 4 }
+            return UInt32(m[i]) << 24 | UInt32(m[i + 1]) << 16 | UInt32(m[i + 2]) << 8 | UInt32(m[i + 3])
+        }
+        func mac() -> MACAddress? { guard need(6) else { return nil }; defer { i += 6 }; return MACAddress(at: m.baseAddress! + i) }
+        func address() -> FabricAddress? {
+            guard let ip = u32(), let port = u16() else { return nil }
+            return FabricAddress(ip: ip, port: UInt16(port))
+        }
+        guard u8() == Self.kind, let op = u8(), let node = u32() else { return nil }
+        switch op {
+        case 1:
+            guard i == m.count else { return nil }
+            self = .register(node: node)
+        case 2:
+            guard let mtu = u16(), let nicCount = u16() else { return nil }
+            var nics: [VirtualNICBinding] = []
+            for _ in 0..<nicCount {
+                guard let mac = mac(), let v = u16(), let vlan = VLANID(v), let p = u8(), p <= 1 else { return nil }
+                nics.append(VirtualNICBinding(node: node, mac: mac, vlan: vlan, promiscuousAllowed: p == 1))
+            }
+            guard let peerCount = u16() else { return nil }
+            var peers: [NodeConfiguration.Peer] = []
+            for _ in 0..<peerCount {
+                guard let n = u32(), let a = address(), let b = address(), let local = u32(), let remote = u32(),
+                      let macCount = u16() else { return nil }
+                var macs: [MACAddress] = []
+                for _ in 0..<macCount {
+                    guard let x = mac() else { return nil }
+                    macs.append(x)
+                }
+                peers.append(.init(address: NodeAddress(node: n, fabricA: a, fabricB: b), localVI: local,
+                                   remoteVI: remote, macs: macs))
+            }
+            guard i == m.count, (68...TAP.maximumMTU).contains(mtu) else { return nil }
+            self = .configuration(NodeConfiguration(node: node, mtu: mtu, nics: nics, peers: peers))
+        case 3:
+            guard let n = u8(), need(Int(n)), i + Int(n) == m.count else { return nil }
+            self = .refused(node: node, reason: String(decoding: UnsafeRawBufferPointer(rebasing: m[i..<(i + Int(n))]), as: UTF8.self))
+        default:
+            return nil
+        }
+    }
+}
+
+/// The administrator's definition of the virtual LANs, resolved (MACs allocated, addresses
+/// known): what both control nodes hold, so both answer every registration the same way and
+/// both servers switch by the same table ("Load Balancing and Failover": both control nodes run
+/// the virtual LAN server for every VLAN and agree on its state).
+public struct LANPlan: Sendable, Hashable {
+    public var controls: [NodeAddress]
+    public var nodes: [NodeAddress]
+    public var nics: [VirtualNICBinding]
+    public var mtu: Int
+
+    public init(controls: [NodeAddress], nodes: [NodeAddress], nics: [VirtualNICBinding], mtu: Int = TAP.maximumMTU) {
+        self.controls = controls
+        self.nodes = nodes
+        self.nics = nics
+        self.mtu = mtu
+    }
+
+    /// The configuration node `node` gets when it registers, or why it is refused.
+    public func configuration(for node: UInt32) -> Result<NodeConfiguration, LANRefusal> {
+        let mine = nics.filter { $0.node == node }
+        guard !mine.isEmpty, nodes.contains(where: { $0.node == node }) else { return .failure(.notMember) }
+        let vlans = Set(mine.map(\.vlan))
+        var peers: [NodeConfiguration.Peer] = []
+        for other in nodes where other.node != node {
+            let macs = nics.filter { $0.node == other.node && vlans.contains($0.vlan) }.map(\.mac)
+            guard !macs.isEmpty else { continue }
+            peers.append(.init(address: other, localVI: VINumbering.direct(toward: other.node),
+                               remoteVI: VINumbering.direct(toward: node), macs: macs))
+        }
+        return .success(NodeConfiguration(node: node, mtu: mtu, nics: mine, peers: peers))
+    }
+
+    /// The server's table for this plan.
+    public func table() throws(PlexusError) -> VirtualLANTable {
+        var t = VirtualLANTable()
+        for n in nics { try t.attach(n) }
+        return t
+    }
+}
+
+extension TAP {
+    /// Sets a TAP interface's MAC address and MTU and brings it up, in the calling thread's
+    /// network namespace (the engine thread's, from a driver callback).
+    public static func configure(_ name: String, mac: MACAddress, mtu: Int) throws(PlexusError) {
+        let rc = mac.bytes.withUnsafeBufferPointer { m in name.withCString { plx_if_configure($0, m.baseAddress!, Int32(mtu)) } }
+        guard rc == 0 else { throw PlexusError(.system, "cannot configure \(name) (MAC \(mac), MTU \(mtu))", errno: rc) }
+    }
+}
