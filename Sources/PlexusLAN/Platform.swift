@@ -131,7 +131,7 @@ public final class LANPlatform {
             throw error
         }
         let members = Set(definition.vlans.values.flatMap { $0 })
-        let ready = waitFor(seconds: seconds) {
+        let ready = waitUntil(seconds: seconds) {
             members.allSatisfy { n in (try? self.ethernet(n) { $0.registration == .configured }) ?? false }
         }
         if !ready {
@@ -213,12 +213,13 @@ extension NodeAddress {
     }
 }
 
-/// Polls `condition` until it holds or `seconds` pass.
-func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
+/// Polls `condition` until it holds or `seconds` pass (a deadline, never a bare sleep).
+/// Returns whether it held.
+public func waitUntil(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while ContinuousClock.now < deadline {
-        if condition() { return true }
-        Thread.sleep(forTimeInterval: 0.005)
+        if try condition() { return true }
+        usleep(500)
     }
-    return condition()
+    return try condition()
 }

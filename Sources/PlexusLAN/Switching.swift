@@ -1,4 +1,7 @@
 import CPlexus
+#if canImport(Glibc)
+import Glibc
+#endif
 import PlexusCore
 import PlexusRCLAN
 
@@ -344,8 +347,23 @@ public final class VirtualEthernet: RVIDelegate {
         }
     }
 
+    /// Measure the longest pause between frames handed to this node's NICs (for failover
+    /// benchmarks: one clock read per frame while on).
+    public var watchGaps = false {
+        didSet { lastHandNanos = 0; longestGapNanos = 0 }
+    }
+    public private(set) var longestGapNanos: UInt64 = 0
+    var lastHandNanos: UInt64 = 0
+
     /// Hands a frame to NIC `nic`: to its TAP device if it has one, else to ``onFrame``.
     func hand(_ nic: MACAddress, _ frame: UnsafeRawBufferPointer, checksum: LANMessage.PartialChecksum?, layer: RCLAN) {
+        if watchGaps {
+            var ts = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            let t = UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+            if lastHandNanos != 0 { longestGapNanos = max(longestGapNanos, t &- lastHandNanos) }
+            lastHandNanos = t
+        }
         guard let tap = taps[nic] else {
             onFrame(nic, frame.bytes)
             return

@@ -1,5 +1,5 @@
 import Foundation
-import PlexusLAN
+@_exported import PlexusLAN  // NamespaceFabric, waitUntil
 
 /// Whether this machine lets us create an io_uring (it may be disabled by sysctl).
 public let ioUringAvailable: Bool = {

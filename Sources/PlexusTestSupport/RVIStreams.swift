@@ -4,17 +4,6 @@ import PlexusCore
 import PlexusRCLAN
 import Synchronization
 
-/// Polls `condition` until it holds or `seconds` pass (a deadline, never a bare sleep).
-/// Returns whether it held.
-public func waitUntil(seconds: Double = 10, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
-    while DispatchTime.now().uptimeNanoseconds < deadline {
-        if try condition() { return true }
-        usleep(500)
-    }
-    return try condition()
-}
-
 public func nowNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 /// The sizes and contents of a seeded message stream: message `n` of stream `seed` always has

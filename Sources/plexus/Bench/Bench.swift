@@ -3,6 +3,7 @@ import CPlexus
 import Foundation
 import Histogram
 import PlexusCore
+import PlexusLAN
 import PlexusRCLAN
 import Synchronization
 
@@ -39,6 +40,14 @@ struct Bench: ParsableCommand {
               rvi-failover   --size N [--link]        fabric A fails a third of the way in (fault             layer, or with --link a real `ip link set down` on a veth pair into a namespace;             needs root); reports gap_ms, lost, duplicated
               rvi-loss       --loss 5                 throughput with that loss on leg A, against             the lossless run
 
+            Virtual LANs (root: two control nodes and two processing nodes in network \
+            namespaces, each NIC a TAP device; real iperf3 and ping between the processing nodes, \
+            against the same two namespaces joined directly by a kernel veth pair):
+              vlan-tcp       --seconds S              iperf3 TCP Gbit/s; target ratio ≥ 0.30
+              vlan-ping      --count C                ping p50/p99; target p50 ≤ 3 × veth
+              vlan-failover  --seconds S              iperf3 with control node 1 stopped at 1/3 \
+            and fabric A failed at 2/3: gap_ms (target ≤ 50) and whether TCP survived
+
             With --json the last line of output is one JSON object: scenario, parameters, \
             `plexus`, `baseline`, `ratio`, machine and date.
             """)
@@ -53,9 +62,12 @@ struct Bench: ParsableCommand {
         case rviLatency = "rvi-latency"
         case rviFailover = "rvi-failover"
         case rviLoss = "rvi-loss"
+        case vlanTCP = "vlan-tcp"
+        case vlanPing = "vlan-ping"
+        case vlanFailover = "vlan-failover"
     }
 
-    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover or rvi-loss.")
+    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover, rvi-loss, vlan-tcp, vlan-ping or vlan-failover.")
     var scenario: Scenario
     @Option(help: "Payload bytes per frame (1...16896).")
     var size: Int = 16896
@@ -129,6 +141,15 @@ struct Bench: ParsableCommand {
         case .rviLoss:
             parameters = ["size": size, "seconds": seconds, "rounds": rounds, "loss": loss, "policy": policy]
             result = try rviLossScenario()
+        case .vlanTCP:
+            parameters = ["seconds": seconds, "rounds": rounds, "mtu": TAP.maximumMTU]
+            result = try vlanTCPScenario()
+        case .vlanPing:
+            parameters = ["count": count, "rounds": rounds]
+            result = try vlanPingScenario()
+        case .vlanFailover:
+            parameters = ["seconds": max(seconds, 3)]
+            result = try vlanFailoverScenario()
         }
         result["scenario"] = scenario.rawValue
         result["parameters"] = parameters

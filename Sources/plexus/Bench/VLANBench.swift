@@ -1,0 +1,177 @@
+import Foundation
+import PlexusCore
+import PlexusLAN
+
+/// The virtual LAN scenarios: real `iperf3` and `ping` between two processing nodes' network
+/// namespaces over the virtual LAN (TAP devices, both fabrics, two control nodes), against the
+/// same two namespaces joined directly by a kernel veth pair, in the same run.
+struct VLANBed {
+    static let vlan = VLANID(10)!
+    let fabric: NamespaceFabric
+    let platform: LANPlatform
+    let server: BackgroundProcess
+    /// The addresses of node 4 over the virtual LAN and over the direct veth pair.
+    let overLAN = "10.10.0.4", overVeth = "10.99.0.4"
+
+    init() throws {
+        guard getuid() == 0 else { throw CLIError("the vlan-* scenarios need root (network namespaces, TAP devices)") }
+        for tool in ["ip", "iperf3", "ping"] where NamespaceFabric.execute(["which", tool]).status != 0 {
+            throw CLIError("the vlan-* scenarios need `\(tool)` (scripts/setup.sh installs it)")
+        }
+        // Nodes 1 and 2 are the control nodes, 3 and 4 processing nodes on VLAN 10.
+        fabric = try NamespaceFabric(nodes: 4, linkMTU: 65535)
+        do {
+            let state = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-bench-macs-\(getpid())").path
+            defer { try? FileManager.default.removeItem(atPath: state) }
+            platform = try LANPlatform(PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4],
+                                                          vlans: [Self.vlan: [3, 4]]),
+                                       macState: state, fabric: fabric)
+            for n in [3, 4] { try platform.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.vlan) }
+            // The baseline: a veth pair straight between the two namespaces.
+            let (a, b) = ("\(fabric.prefix)v3", "\(fabric.prefix)v4")
+            try NamespaceFabric.run(["ip", "link", "add", a, "netns", fabric.namespace(3), "type", "veth", "peer", "name", b,
+                                     "netns", fabric.namespace(4)])
+            try NamespaceFabric.run(["ip", "-n", fabric.namespace(3), "addr", "add", "10.99.0.3/24", "dev", a])
+            try NamespaceFabric.run(["ip", "-n", fabric.namespace(4), "addr", "add", "10.99.0.4/24", "dev", b])
+            try NamespaceFabric.run(["ip", "-n", fabric.namespace(3), "link", "set", a, "up"])
+            try NamespaceFabric.run(["ip", "-n", fabric.namespace(4), "link", "set", b, "up"])
+            server = try fabric.spawn(in: 4, ["iperf3", "-s"])
+            let fabric = self.fabric
+            guard waitUntil(seconds: 10, { fabric.execute(in: 4, ["ss", "-ltn"]).output.contains(":5201") }),
+                  waitUntil(seconds: 10, { fabric.execute(in: 3, ["ping", "-c", "1", "-W", "1", "10.10.0.4"]).status == 0 })
+            else { throw CLIError("the virtual LAN did not come up (iperf3 server or ping)") }
+        } catch {
+            fabric.teardown()
+            throw error
+        }
+    }
+
+    /// `iperf3 -c` from node 3 for `seconds`; its JSON result.
+    func iperf(to address: String, seconds: Double, interval: Double? = nil) throws -> IPerf3Result {
+        var args = ["iperf3", "-c", address, "-t", String(seconds), "-J"]
+        if let interval { args += ["-i", String(interval)] }
+        var last = ""
+        for _ in 0..<3 {  // the server takes one client at a time; retry if it is still busy
+            let r = fabric.execute(in: 3, args)
+            if r.status == 0, let result = IPerf3Result(json: r.output) { return result }
+            last = r.output
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw CLIError("iperf3 to \(address) failed: \(last.suffix(300))")
+    }
+
+    /// Round-trip times (ns) of `count` pings from node 3, 2 ms apart.
+    func ping(_ address: String, count: Int) throws -> [UInt64] {
+        let r = fabric.execute(in: 3, ["ping", "-c", "\(count)", "-i", "0.002", "-W", "1", address])
+        let samples = r.output.split(separator: "\n").compactMap { line -> UInt64? in
+            guard let t = line.range(of: "time=") else { return nil }
+            let value = line[t.upperBound...].prefix { $0.isNumber || $0 == "." }
+            return Double(value).map { UInt64($0 * 1e6) }
+        }
+        guard samples.count >= count / 2 else { throw CLIError("ping \(address): \(samples.count) of \(count) answered") }
+        return samples
+    }
+
+    func stop() {
+        server.kill()
+        platform.stop()
+        fabric.teardown()
+    }
+}
+
+extension Bench {
+    func vlanTCPScenario() throws -> [String: Any] {
+        let bed = try VLANBed()
+        defer { bed.stop() }
+        var lan: [Double] = [], veth: [Double] = [], retransmits: [Int] = []
+        for round in 0..<rounds {
+            for k in 0..<2 {
+                let viaLAN = (k + round) % 2 == 0
+                let r = try bed.iperf(to: viaLAN ? bed.overLAN : bed.overVeth, seconds: seconds)
+                if viaLAN {
+                    lan.append(r.receivedBitsPerSecond)
+                    retransmits.append(r.retransmits)
+                } else {
+                    veth.append(r.receivedBitsPerSecond)
+                }
+                note(String(format: "  round %d %-12@ %.2f Gbit/s", round + 1, (viaLAN ? "virtual LAN" : "veth") as NSString,
+                            r.receivedBitsPerSecond / 1e9))
+            }
+        }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        let p = median(lan), b = median(veth)
+        let ratio = p / b
+        print(String(format: "vlan-tcp: virtual LAN %.2f Gbit/s, veth pair %.2f Gbit/s, ratio %.2f (target ≥ 0.30)",
+                     p / 1e9, b / 1e9, ratio))
+        return ["plexus": ["gbits_per_s": p / 1e9, "runs_gbits_per_s": lan.map { $0 / 1e9 }, "tcp_retransmits": retransmits],
+                "baseline": ["veth": ["gbits_per_s": b / 1e9, "runs_gbits_per_s": veth.map { $0 / 1e9 }]],
+                "ratio": ratio, "target": 0.30,
+                "note": "iperf3 TCP from node 3 to node 4: over the virtual LAN (TAP, MTU \(TAP.maximumMTU), RVIs on both fabrics) and over a veth pair joining the same namespaces"]
+    }
+
+    func vlanPingScenario() throws -> [String: Any] {
+        let bed = try VLANBed()
+        defer { bed.stop() }
+        var lan: [UInt64] = [], veth: [UInt64] = []
+        for round in 0..<rounds {
+            for k in 0..<2 {
+                let viaLAN = (k + round) % 2 == 0
+                let s = try bed.ping(viaLAN ? bed.overLAN : bed.overVeth, count: count)
+                if viaLAN { lan += s } else { veth += s }
+            }
+        }
+        let p = summarize(lan), b = summarize(veth)
+        let ratio = p.p50 / b.p50
+        print(String(format: "vlan-ping: virtual LAN p50 %.1f µs p99 %.1f µs; veth p50 %.1f µs p99 %.1f µs; ratio %.2f (target ≤ 3)",
+                     p.p50, p.p99, b.p50, b.p99, ratio))
+        return ["plexus": p.json, "baseline": ["veth": b.json], "ratio": ratio, "target": 3.0,
+                "note": "ping (ICMP echo, 2 ms apart) from node 3 to node 4; ratio is p50 over the virtual LAN ÷ p50 over the veth pair"]
+    }
+
+    /// An iperf3 stream with control node 1 stopped a third of the way in and fabric A failed at
+    /// two thirds; the longest pause in frames reaching node 4 after each.
+    func vlanFailoverScenario() throws -> [String: Any] {
+        let bed = try VLANBed()
+        defer { bed.stop() }
+        let length = max(seconds, 3)
+        func gap(_ body: () throws -> Void) throws -> Double {
+            try bed.platform.ethernet(4) { $0.watchGaps = false; $0.watchGaps = true }
+            try body()
+            Thread.sleep(forTimeInterval: length / 3)
+            return try bed.platform.ethernet(4) { Double($0.longestGapNanos) / 1e6 }
+        }
+        // A calm stream first: the pauses an undisturbed stream has.
+        let calmTask = try BackgroundProcess(["ip", "netns", "exec", bed.fabric.namespace(3), "iperf3", "-c", bed.overLAN,
+                                              "-t", String(length), "-J"])
+        Thread.sleep(forTimeInterval: length / 3)
+        let calm = try gap {}
+        _ = calmTask.wait()
+        Thread.sleep(forTimeInterval: 0.5)
+
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-iperf-\(getpid()).json")
+        defer { try? FileManager.default.removeItem(at: out) }
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: out)
+        let client = try BackgroundProcess(["ip", "netns", "exec", bed.fabric.namespace(3), "iperf3", "-c", bed.overLAN,
+                                            "-t", String(length), "-J"], output: handle)
+        Thread.sleep(forTimeInterval: length / 3)
+        let controlGap = try gap { bed.platform.stopControl(0) }
+        let fabricGap = try gap { try bed.fabric.setFabric(.a, up: false) }
+        let status = client.wait()
+        try handle.close()
+        try bed.fabric.setFabric(.a, up: true)
+        let result = IPerf3Result(json: (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+        let survived = status == 0 && result != nil
+        let worst = max(controlGap, fabricGap)
+        print(String(format: "vlan-failover: longest gap %.2f ms after control node 1 died, %.2f ms after fabric A failed "
+                     + "(undisturbed stream %.2f ms); TCP connection %@", controlGap, fabricGap, calm,
+                     survived ? "survived" : "DID NOT survive"))
+        return ["plexus": ["gap_ms": worst, "gap_control_node_ms": controlGap, "gap_fabric_ms": fabricGap,
+                           "tcp_connection_survived": survived, "iperf3_exit": Int(status),
+                           "gbits_per_s": (result?.receivedBitsPerSecond ?? 0) / 1e9,
+                           "tcp_retransmits": result?.retransmits ?? -1],
+                "baseline": ["undisturbed_gap_ms": calm],
+                "ratio": worst / 50.0, "target": 50.0,
+                "note": "gap_ms: longest pause between frames reaching node 4's NIC after each failure; ratio is gap_ms ÷ the 50 ms target"]
+    }
+}
