@@ -12,7 +12,7 @@ import PlexusRCLAN
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 1 | kind: 1 Ethernet frame |
-/// | 1 | 1 | flags: bit 0 relayed by the virtual LAN server; bit 1 checksum partial |
+/// | 1 | 1 | flags: bit 0 relayed by the virtual LAN server; bit 1 checksum partial; bit 2 for the table only (an ARP packet's copy for the other control node, which learns from it and does not switch it) |
 /// | 2 | 2 | VLAN number, big-endian |
 /// | 4 | 2 | checksum start: where the L4 checksum's coverage begins, from the frame's first byte |
 /// | 6 | 2 | checksum offset: where the checksum field is, from checksum start |
@@ -27,6 +27,7 @@ public enum LANMessage {
     public static let frameKind: UInt8 = 1
     public static let relayed: UInt8 = 1
     public static let checksumPartial: UInt8 = 2
+    public static let tableOnly: UInt8 = 4
     /// An Ethernet header: two MACs and the type.
     public static let ethernetHeader = 14
     /// The largest Ethernet frame one message carries (the platform MTU less this header).
@@ -46,13 +47,14 @@ public enum LANMessage {
     public struct Parsed {
         public var vlan: VLANID
         public var relayed: Bool
+        public var tableOnly: Bool
         public var checksum: PartialChecksum?
         public var destination: MACAddress
         public var source: MACAddress
     }
 
     public static func parse(_ m: UnsafeRawBufferPointer) -> Parsed? {
-        guard m.count >= headerSize + ethernetHeader, m[0] == frameKind, m[1] & ~(relayed | checksumPartial) == 0,
+        guard m.count >= headerSize + ethernetHeader, m[0] == frameKind, m[1] & ~(relayed | checksumPartial | tableOnly) == 0,
               let vlan = VLANID(Int(UInt16(m[2]) << 8 | UInt16(m[3])))
         else { return nil }
         var checksum: PartialChecksum?
@@ -63,7 +65,7 @@ public enum LANMessage {
             checksum = c
         }
         let base = m.baseAddress! + headerSize
-        return Parsed(vlan: vlan, relayed: m[1] & relayed != 0, checksum: checksum, destination: MACAddress(at: base),
+        return Parsed(vlan: vlan, relayed: m[1] & relayed != 0, tableOnly: m[1] & tableOnly != 0, checksum: checksum, destination: MACAddress(at: base),
                       source: MACAddress(at: base + 6))
     }
 
@@ -105,6 +107,9 @@ public final class VirtualLANServer: RVIDelegate {
     public private(set) var switched: UInt64 = 0
     public private(set) var copiesSent: UInt64 = 0
     public private(set) var malformed: UInt64 = 0
+    /// ARP packets switched (and their sender bound), and refused (malformed or forged).
+    public private(set) var arpSwitched: UInt64 = 0
+    public private(set) var arpRefused: UInt64 = 0
     /// Copies not sent because a node's RVI was full (counted; the sender's TCP retransmits).
     public private(set) var copiesDropped: UInt64 = 0
 
@@ -174,8 +179,32 @@ public final class VirtualLANServer: RVIDelegate {
                 malformed += 1
                 return
             }
+            if p.tableOnly {
+                // The other control node switched this ARP packet; this one learns from it too,
+                // so that both ARP servers hold the same bindings.
+                let frame = UnsafeRawBufferPointer(rebasing: m[LANMessage.headerSize...])
+                guard let sender = table.nics[p.source], sender.node == node, sender.vlan == p.vlan,
+                      let arp = ARPPacket(frame: frame), arp.senderMAC == p.source else {
+                    arpRefused += 1
+                    return
+                }
+                table.bind(arp.senderIP, to: p.source)
+                return
+            }
             let routed = table.route(from: node, vlan: p.vlan, destination: p.destination, source: p.source)
             guard case .success(let delivery) = routed else { return }  // refused and counted by the table
+            let frame = UnsafeRawBufferPointer(rebasing: m[LANMessage.headerSize...])
+            if ARPPacket.isARP(frame) {
+                // The ARP server (item 6): requests and replies both pass here; the sender's
+                // address is bound to its NIC (and so its RVI). An ARP packet that claims
+                // another NIC's hardware address is refused as forged.
+                guard let arp = ARPPacket(frame: frame), arp.senderMAC == p.source else {
+                    arpRefused += 1
+                    return
+                }
+                table.bind(arp.senderIP, to: p.source)
+                arpSwitched += 1
+            }
             switched += 1
             // The same message, marked as relayed (its checksum fields travel unchanged).
             scratch.baseAddress!.copyMemory(from: m.baseAddress!, byteCount: m.count)
@@ -396,7 +425,8 @@ public final class VirtualEthernet: RVIDelegate {
         let destination = MACAddress(at: frame.baseAddress!)
         let n = LANMessage.encode(vlan: vlan, relayed: false, checksum: checksum, frame: frame, into: scratch)
         let message = UnsafeRawBufferPointer(rebasing: scratch[0..<n])
-        if !destination.isGroup, let rvi = direct[destination], !unusable.contains(rvi), layer.canSend(on: rvi) {
+        let arp = ARPPacket.isARP(frame)  // ARP goes through the ARP server, replies too
+        if !arp, !destination.isGroup, let rvi = direct[destination], !unusable.contains(rvi), layer.canSend(on: rvi) {
             do {
                 _ = try layer.send(message.bytes, on: rvi)
                 sentDirect += 1
@@ -404,9 +434,15 @@ public final class VirtualEthernet: RVIDelegate {
             } catch {}
         }
         guard let s = chooseServer(destination, nic, layer: layer) else { throw RVISendError.noSuchRVI }
-        if !destination.isGroup && direct[destination] != nil { relayedFallbacks += 1 }
+        if !arp && !destination.isGroup && direct[destination] != nil { relayedFallbacks += 1 }
         _ = try layer.send(message.bytes, on: servers[s])
         sentToServer[s] += 1
+        if arp && servers.count > 1 {
+            scratch[1] |= LANMessage.tableOnly
+            for (i, other) in servers.enumerated() where i != s && !unusable.contains(other) {
+                _ = try? layer.send(message.bytes, on: other)
+            }
+        }
     }
 
     /// The server for a frame: by a hash of its MAC pair among the usable ones, so a flow keeps
@@ -446,6 +482,7 @@ public final class VirtualEthernet: RVIDelegate {
                     refused += 1
                     return
                 }
+                if ARPPacket.isARP(frame), let a = ARPPacket(frame: frame) { learn(a) }
                 delivered += 1
                 hand(nic, frame, checksum: p.checksum, layer: layer)  // a group frame, a relayed one, or a promiscuous copy
                 return
@@ -459,6 +496,16 @@ public final class VirtualEthernet: RVIDelegate {
             hand(p.destination, frame, checksum: p.checksum, layer: layer)
         }
     }
+
+    /// What ARP taught this node: which MAC, and so which RVI, reaches each IPv4 address.
+    public private(set) var arpLearned: [IPv4Address: MACAddress] = [:]
+
+    func learn(_ a: ARPPacket) {
+        if arpLearned[a.senderIP] != a.senderMAC { arpLearned[a.senderIP] = a.senderMAC }
+    }
+
+    /// The RVI that reaches `ip` (learned by ARP): the direct one to its node, or nil.
+    public func rvi(reaching ip: IPv4Address) -> RVI? { arpLearned[ip].flatMap { direct[$0] } }
 
     /// Frames taken back from an RVI that stopped being usable and sent another way, and those
     /// that could not be (no other way, or in the kernel at that moment).

@@ -1,5 +1,42 @@
 import PlexusCore
 
+/// An IPv4 address (as ARP carries it).
+public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public var description: String {
+        "\(rawValue >> 24).\(rawValue >> 16 & 255).\(rawValue >> 8 & 255).\(rawValue & 255)"
+    }
+    public static func < (a: IPv4Address, b: IPv4Address) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// An ARP packet for IPv4 over Ethernet, inside an Ethernet frame.
+public struct ARPPacket: Sendable, Hashable {
+    public var isRequest: Bool
+    public var senderMAC: MACAddress
+    public var senderIP: IPv4Address
+    public var targetIP: IPv4Address
+
+    /// Parses `frame` (an Ethernet frame); nil if it is not IPv4 ARP.
+    public init?(frame f: UnsafeRawBufferPointer) {
+        guard f.count >= 42, f[12] == 0x08, f[13] == 0x06,  // ethertype ARP
+              f[14] == 0, f[15] == 1, f[16] == 0x08, f[17] == 0, f[18] == 6, f[19] == 4, f[20] == 0,
+              f[21] == 1 || f[21] == 2
+        else { return nil }
+        func ip(_ o: Int) -> IPv4Address {
+            IPv4Address(rawValue: UInt32(f[o]) << 24 | UInt32(f[o + 1]) << 16 | UInt32(f[o + 2]) << 8 | UInt32(f[o + 3]))
+        }
+        isRequest = f[21] == 1
+        senderMAC = MACAddress(at: f.baseAddress! + 22)
+        senderIP = ip(28)
+        targetIP = ip(38)
+    }
+
+    /// Whether an Ethernet frame is ARP (ethertype 0x0806).
+    @inline(__always)
+    public static func isARP(_ f: UnsafeRawBufferPointer) -> Bool { f.count >= 14 && f[12] == 0x08 && f[13] == 0x06 }
+}
+
 /// An 802.1Q-sized VLAN number (1…4094): one broadcast domain with any number of IP subnets.
 public struct VLANID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let rawValue: UInt16
@@ -145,6 +182,16 @@ public struct VirtualLANTable: Sendable {
             if let nic = nics[l] { to.append(nic) }
         }
         return .success(LANDelivery(to: to, promiscuousCopies: to.count - 1))
+    }
+
+    /// IPv4 addresses bound to NICs, per VLAN, as the ARP server learned them (item 6): each
+    /// address a node announces (aliases too) is bound to that node's NIC, and so to its RVI.
+    public private(set) var ipBindings: [VLANID: [IPv4Address: VirtualNICBinding]] = [:]
+
+    /// Binds `ip` to NIC `mac` on its VLAN (the latest announcement wins, as in ARP).
+    public mutating func bind(_ ip: IPv4Address, to mac: MACAddress) {
+        guard let nic = nics[mac] else { return }
+        ipBindings[nic.vlan, default: [:]][ip] = nic
     }
 
     mutating func count(_ r: LANRefusal) -> LANRefusal {

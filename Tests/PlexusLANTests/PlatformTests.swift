@@ -121,6 +121,21 @@ struct TAPTests {
         let broadcast = fabric.execute(in: 3, ["ping", "-b", "-c", "3", "-i", "0.3", "-W", "1", "10.10.0.255"])
         #expect(broadcast.output.contains("from 10.10.0.4") || broadcast.output.contains("from 10.10.0.5"), "\(broadcast.output)")
         #expect(!broadcast.output.contains("10.20."))
+        // The ARP servers: both control nodes bound each node's addresses (an alias too) to its
+        // NIC, and node 3 knows the RVI that reaches 10.10.0.4.
+        #expect(fabric.execute(in: 4, ["ip", "addr", "add", "10.10.0.44/24", "dev", LANPlatform.interface(vlan: Self.v10)]).status == 0)
+        #expect(fabric.execute(in: 3, ["ping", "-c", "1", "-W", "2", "10.10.0.44"]).status == 0)
+        let m4 = p.mac(node: 4, vlan: Self.v10)!
+        for k in 0..<2 {
+            let bound = try p.server(k) { s in
+                (s.table.ipBindings[Self.v10] ?? [:]).mapValues(\.mac)
+            }
+            for (ip, mac) in [(0x0A0A_0004, m4), (0x0A0A_002C, m4), (0x0A0A_0003, p.mac(node: 3, vlan: Self.v10)!)] {
+                #expect(bound[IPv4Address(rawValue: UInt32(ip))] == mac, "control node \(k + 1): \(bound)")
+            }
+        }
+        let reaches = try p.ethernet(3) { eth in eth.rvi(reaching: IPv4Address(rawValue: 0x0A0A_0004)) != nil }
+        #expect(reaches)
         // Node 5 (on both VLANs) reaches node 6 on VLAN 20.
         #expect(fabric.execute(in: 5, ["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.20.0.6"]).status == 0)
 
