@@ -3,7 +3,8 @@
 # bench-results/: one JSON file per scenario (the command's own --json line: command, machine,
 # date, parameters, plexus, baseline, ratio), a size sweep as CSV, a plot of it, and README.md.
 # Nothing in bench-results/ is edited by hand; run this again to refresh it.
-#   ROUNDS (default 5) and SECONDS (default 2) set the effort.
+#   ROUNDS (default 5) and SECONDS_PER_RUN (default 2) set the effort; `scripts/bench-all.sh vlan`
+#   runs only the virtual LAN scenarios.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds="${ROUNDS:-5}"
@@ -18,6 +19,22 @@ run() {  # run NAME ARGS... : records the last (JSON) line of `plexus bench ARGS
     echo "== $name: plexus bench $*" >&2
     "$plexus" bench "$@" --json | tail -n 1 > "$out/$name.json"
 }
+
+vlan() {  # the virtual LAN scenarios: root, iproute2, iperf3, ping
+    if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v iperf3 >/dev/null; then
+        run vlan-tcp vlan-tcp --seconds "$((secs > 3 ? secs : 3))" --rounds "$rounds"
+        run vlan-ping-blocking vlan-ping --count 500 --rounds "$rounds"
+        run vlan-ping-busy-poll vlan-ping --count 500 --rounds "$rounds" --busy-poll
+        run vlan-failover vlan-failover --seconds 6
+    else
+        echo "== vlan-* skipped: need root, iproute2 and iperf3 (scripts/setup.sh)" >&2
+    fi
+}
+if [ "${1:-}" = "vlan" ]; then  # scripts/bench-all.sh vlan: only these
+    vlan
+    python3 scripts/bench-table.py "$out" > "$out/README.md"
+    exit 0
+fi
 
 run vi-throughput-16896 vi-throughput --size 16896 --seconds "$secs" --rounds "$rounds"
 run vi-throughput-64 vi-throughput --size 64 --seconds "$secs" --rounds "$rounds"
@@ -39,6 +56,8 @@ else
     echo "== rvi-failover --link skipped: needs root and iproute2" >&2
 fi
 run rvi-loss-5 rvi-loss --size 16896 --loss 5 --seconds "$secs" --rounds "$rounds"
+
+vlan
 
 # Throughput against frame size, Plexus and both baselines, for the plot.
 echo "size,plexus_gbytes_per_s,io_uring_gbytes_per_s,plain_gbytes_per_s,plain_gso_gbytes_per_s,plexus_frames_per_s,io_uring_frames_per_s,plain_frames_per_s,plain_gso_frames_per_s,ratio,ratio_to_plain_gso" > "$out/throughput-sweep.csv"

@@ -36,7 +36,7 @@ public protocol EngineDriver: AnyObject {
                        engine: Engine)
     /// The target refused an RDMA WRITE that this node sent on `vi`: nothing of it landed.
     func rdmaWriteRefused(on vi: VI, error: RDMAError, region: RegionKey, offset: UInt64, engine: Engine)
-    /// A device attached with ``Engine/attachDevice(fd:reads:)`` produced a packet: the frame
+    /// A device attached with ``Engine/attachDevice(fd:)`` produced a packet: the frame
     /// holds it (`length` bytes). Dropping the frame releases it.
     func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, engine: Engine)
     /// A timer scheduled with ``Engine/schedule(after:token:)`` fired.

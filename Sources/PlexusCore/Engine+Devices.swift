@@ -3,8 +3,8 @@ import CPlexus
 import Glibc
 #endif
 
-/// A file descriptor attached to an engine, read into and written from pool frames on its
-/// io_uring: a TAP device of the virtual Ethernet driver.
+/// A file descriptor attached to an engine, read into and written from pool frames by the
+/// engine thread when io_uring reports it readable: a TAP device of the virtual Ethernet driver.
 public struct DeviceHandle: Hashable, Sendable, CustomStringConvertible {
     public let id: UInt32
     public var description: String { "device \(id)" }
@@ -18,45 +18,55 @@ public struct DeviceCounters: Sendable, Hashable {
     public var bytesWritten: UInt64 = 0
     public var readErrors: UInt64 = 0
     public var writeErrors: UInt64 = 0
-    /// Times a read could not be re-armed at once because the pool was empty (retried next turn).
+    /// Times a read waited for a free pool frame (retried next turn).
     public var poolEmpty: UInt64 = 0
 }
 
 struct DeviceRecord {
     var fd: Int32
     var open: Bool
-    var wantedReads: Int
-    var armedReads = 0
-    var writesInFlight = 0
+    /// A multishot POLLIN is armed on the fd.
+    var pollArmed = false
+    /// The fd may have packets left to read (the per-turn budget ran out, or the pool was empty).
+    var readable = false
     var counters = DeviceCounters()
 }
 
 // MARK: - Devices
 //
-// A device keeps `reads` IORING_OP_READs armed, each into the payload of a pool frame; a
-// completed read hands the frame (its length set to what was read) to the driver's
-// `deviceRead`, and a new read is armed. `writeDevice` queues an IORING_OP_WRITE of a frame's
-// payload; the frame returns to the pool when it completes. Nothing allocates per frame.
+// A TAP fd is not one io_uring can read without a worker thread (the tun driver does not
+// support non-blocking submission, so IORING_OP_READ would park an io-wq worker per read and
+// add two thread hand-offs per packet). So a device has a multishot POLLIN armed on the ring,
+// and when it fires the engine thread reads the fd (non-blocking) into pool frames until it is
+// empty, at most `deviceReadBudget` packets per turn; each frame goes to the driver's
+// `deviceRead`. Writes are one non-blocking write(2) from a frame's payload. Nothing allocates
+// per packet.
 
 extension Engine {
-    /// Attaches `fd` (the engine takes ownership and closes it at detach or stop) and keeps
-    /// `reads` reads armed on it.
-    public func attachDevice(fd: Int32, reads: Int = 8) throws(PlexusError) -> DeviceHandle {
+    /// Packets read from one device per loop turn before the others (and the fabric) get a turn.
+    static let deviceReadBudget = 64
+
+    /// Attaches `fd` (the engine takes ownership, makes it non-blocking, and closes it at
+    /// detach or stop) and reads it whenever it is readable.
+    public func attachDevice(fd: Int32) throws(PlexusError) -> DeviceHandle {
         guard !stopping else { throw PlexusError(.engineStopped, "the engine is stopping") }
-        guard fd >= 0, (1...64).contains(reads) else { throw PlexusError(.configuration, "attachDevice: bad fd or reads (1...64)") }
+        guard fd >= 0 else { throw PlexusError(.configuration, "attachDevice: bad fd") }
         guard devices.count < 1 << 15 else { throw PlexusError(.resourceExhausted, "too many devices") }
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else { throw .system("fcntl O_NONBLOCK on a device") }
         let id = UInt32(devices.count)
-        devices.append(DeviceRecord(fd: fd, open: true, wantedReads: reads))
-        armDeviceReads(Int(id))
+        devices.append(DeviceRecord(fd: fd, open: true))
+        armDevicePoll(Int(id))
         return DeviceHandle(id: id)
     }
 
-    /// Stops reading `device` and closes its fd once nothing is in flight on it.
+    /// Stops reading `device` and closes its fd once its poll is cancelled.
     public func detachDevice(_ device: DeviceHandle) {
         let i = Int(device.id)
         guard i < devices.count, devices[i].open else { return }
         devices[i].open = false
-        if devices[i].armedReads > 0 {
+        devices[i].readable = false
+        if devices[i].pollArmed {
             let sqe = nextSQE()
             io_uring_prep_cancel_fd(sqe, devices[i].fd, 0)
             io_uring_sqe_set_data64(sqe, Self.data(.cancel, 0))
@@ -65,21 +75,20 @@ extension Engine {
         closeDeviceIfIdle(i)
     }
 
-    /// Writes a frame's payload to `device` (one whole packet). The frame is consumed.
+    /// Writes a frame's payload to `device` as one packet (a non-blocking write(2)); the frame
+    /// returns to the pool. A device that cannot take it (its queue is full) drops it and
+    /// counts a write error, as a NIC would.
     public func writeDevice(_ frame: consuming Frame, to device: DeviceHandle) throws(SendError) {
         if stopping { throw .stopping }
         let i = Int(device.id)
         guard i < devices.count, devices[i].open else { throw .notEstablished }
-        precondition(frame.pool === pool, "writeDevice: the frame comes from another engine's pool")
-        let length = frame.length
-        let slot = frame.surrender()
-        pool.meta[Int(slot)] = FramePool.SlotMeta(vi: device.id, fabric: 0)
-        pool.meta[Int(slot)].payloadLength = UInt32(length)
-        let sqe = nextSQE()
-        io_uring_prep_write(sqe, devices[i].fd, pool.slotPointer(slot) + FrameLayout.headerSize, UInt32(length), 0)
-        io_uring_sqe_set_data64(sqe, Self.data(.deviceWrite, UInt64(slot) | UInt64(device.id) << 32))
-        inflight += 1
-        devices[i].writesInFlight += 1
+        let n = frame.withUnsafePayload { p in Glibc.write(devices[i].fd, p.baseAddress!, p.count) }
+        if n == frame.length {
+            devices[i].counters.framesWritten &+= 1
+            devices[i].counters.bytesWritten &+= UInt64(n)
+        } else {
+            devices[i].counters.writeErrors &+= 1
+        }
     }
 
     /// Counters of an attached device.
@@ -87,67 +96,75 @@ extension Engine {
         Int(device.id) < devices.count ? devices[Int(device.id)].counters : nil
     }
 
-    func armDeviceReads(_ i: Int) {
-        while devices[i].open && !stopping && devices[i].armedReads < devices[i].wantedReads {
-            guard let frame = pool.take() else {
+    func armDevicePoll(_ i: Int) {
+        guard devices[i].open, !stopping, !devices[i].pollArmed else { return }
+        let sqe = nextSQE()
+        io_uring_prep_poll_multishot(sqe, devices[i].fd, UInt32(POLLIN))
+        io_uring_sqe_set_data64(sqe, Self.data(.devicePoll, UInt64(i)))
+        inflight += 1
+        devices[i].pollArmed = true
+    }
+
+    /// A poll completion: the fd is readable (or the poll ended).
+    func onDevicePoll(_ low: UInt64, res: Int32, flags: UInt32) {
+        let i = Int(low)
+        if flags & plx_IORING_CQE_F_MORE == 0 {
+            inflight -= 1
+            devices[i].pollArmed = false
+        }
+        if res > 0 && devices[i].open && !stopping {
+            devices[i].readable = true
+            readDevice(i)
+        }
+        if devices[i].open && !stopping { armDevicePoll(i) }
+        closeDeviceIfIdle(i)
+    }
+
+    /// Reads up to the budget from a readable device; leaves it marked readable if more may wait.
+    func readDevice(_ i: Int) {
+        var budget = Self.deviceReadBudget
+        while budget > 0 && devices[i].open && !stopping {
+            guard var frame = pool.take() else {
                 devices[i].counters.poolEmpty &+= 1
-                devicesStarved = true
+                devicesPending = true
                 return
             }
-            let slot = frame.surrender()
-            let sqe = nextSQE()
-            io_uring_prep_read(sqe, devices[i].fd, pool.slotPointer(slot) + FrameLayout.headerSize,
-                               UInt32(FrameLayout.maxPayload), 0)
-            io_uring_sqe_set_data64(sqe, Self.data(.deviceRead, UInt64(slot) | UInt64(i) << 32))
-            inflight += 1
-            devices[i].armedReads += 1
-        }
-    }
-
-    /// Re-arms reads that waited for a free frame (called each turn while any did).
-    func rearmStarvedDevices() {
-        devicesStarved = false
-        for i in devices.indices where devices[i].open && devices[i].armedReads < devices[i].wantedReads {
-            armDeviceReads(i)
-        }
-    }
-
-    func onDeviceRead(_ low: UInt64, res: Int32) {
-        let slot = UInt32(truncatingIfNeeded: low)
-        let i = Int(low >> 32)
-        devices[i].armedReads -= 1
-        if res > 0 && devices[i].open && !stopping {
+            let fd = devices[i].fd
+            let n = frame.withUnsafeMutablePayload { p in Glibc.read(fd, p.baseAddress!, p.count) }
+            if n <= 0 {
+                if n < 0 && errno != EAGAIN && errno != EINTR { devices[i].counters.readErrors &+= 1 }
+                devices[i].readable = false
+                return  // the frame goes back to the pool
+            }
             devices[i].counters.framesRead &+= 1
-            devices[i].counters.bytesRead &+= UInt64(res)
-            var frame = Frame(pool: pool, slot: slot)
-            frame.length = Int(res)
+            devices[i].counters.bytesRead &+= UInt64(n)
+            frame.length = n
             if let driver {
                 driver.deviceRead(frame, from: DeviceHandle(id: UInt32(i)), engine: self)
             }
-        } else {
-            if res < 0 && res != -ECANCELED { devices[i].counters.readErrors &+= 1 }
-            pool.release(slot)
+            budget -= 1
         }
-        armDeviceReads(i)
-        closeDeviceIfIdle(i)
+        if devices[i].readable { devicesPending = true }
     }
 
-    func onDeviceWrite(_ low: UInt64, res: Int32) {
-        let slot = UInt32(truncatingIfNeeded: low)
-        let i = Int(low >> 32)
-        devices[i].writesInFlight -= 1
-        if res >= 0 {
-            devices[i].counters.framesWritten &+= 1
-            devices[i].counters.bytesWritten &+= UInt64(res)
-        } else {
-            devices[i].counters.writeErrors &+= 1
+    /// Busy-poll: every turn, every device is read until empty (or its budget is spent).
+    func pollDevices() {
+        for i in devices.indices where devices[i].open {
+            devices[i].readable = true
+            readDevice(i)
         }
-        pool.release(slot)
-        closeDeviceIfIdle(i)
+    }
+
+    /// Each turn while a device may still hold packets (budget spent, or the pool was empty).
+    func readPendingDevices() {
+        devicesPending = false
+        for i in devices.indices where devices[i].open && devices[i].readable {
+            readDevice(i)
+        }
     }
 
     func closeDeviceIfIdle(_ i: Int) {
-        guard !devices[i].open, devices[i].armedReads == 0, devices[i].writesInFlight == 0, devices[i].fd >= 0 else { return }
+        guard !devices[i].open, !devices[i].pollArmed, devices[i].fd >= 0 else { return }
         _ = Glibc.close(devices[i].fd)
         devices[i].fd = -1
     }
@@ -156,6 +173,7 @@ extension Engine {
     func closeAllDevices() {
         for i in devices.indices where devices[i].fd >= 0 {
             devices[i].open = false
+            devices[i].pollArmed = false
             closeDeviceIfIdle(i)
         }
     }

@@ -93,12 +93,12 @@ public final class Engine {
     public private(set) var turns: UInt64 = 0
     /// Attached devices (TAP), by handle id.
     var devices: [DeviceRecord] = []
-    /// A device read waits for a free pool frame.
-    var devicesStarved = false
+    /// A device may hold packets still to read (its budget ran out, or the pool was empty).
+    var devicesPending = false
 
     // user_data tags (top byte).
     enum Tag: UInt64 {
-        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer, deviceRead, deviceWrite
+        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer, devicePoll
     }
     @inline(__always) static func data(_ tag: Tag, _ low: UInt64) -> UInt64 { tag.rawValue << 56 | low }
 
@@ -290,7 +290,7 @@ public final class Engine {
         while true {
             turns &+= 1
             if !stopping { driver?.engineTurn(self) }
-            if devicesStarved && !stopping { rearmStarvedDevices() }
+            if devicesPending && !stopping { readPendingDevices() }
             if let f = portA.faults { releaseHeldFrames(f, port: portA) }
             if let f = portB.faults { releaseHeldFrames(f, port: portB) }
             if portA.pendingSends > 0 { flushDirectSends(portA) }
@@ -340,6 +340,13 @@ public final class Engine {
                 }
                 if portB.established > 0 || idleTurn {
                     poll(portB)
+                    driver?.engineWillFlush(self)
+                    if portA.pendingSends > 0 { flushDirectSends(portA) }
+                    if portB.pendingSends > 0 { flushDirectSends(portB) }
+                }
+                if !devices.isEmpty {
+                    // Devices are read directly too (a non-blocking read that finds nothing is cheap).
+                    pollDevices()
                     driver?.engineWillFlush(self)
                     if portA.pendingSends > 0 { flushDirectSends(portA) }
                     if portB.pendingSends > 0 { flushDirectSends(portB) }
@@ -421,12 +428,8 @@ public final class Engine {
             inflight -= 1
             faultTimerArmed = false
             if framesHeldByFaults > 0 { ensureFaultTimer() }
-        case .deviceRead:
-            inflight -= 1
-            onDeviceRead(low, res: res)
-        case .deviceWrite:
-            inflight -= 1
-            onDeviceWrite(low, res: res)
+        case .devicePoll:
+            onDevicePoll(low, res: res, flags: flags)
         case nil:
             preconditionFailure("unknown completion tag \(userData >> 56)")
         }

@@ -60,8 +60,11 @@ public final class LANPlatform {
     /// - Parameters:
     ///   - macState: the first control node's MAC counter file (it survives restarts).
     ///   - fabric: namespaces and bridges to run in (needs root), or nil for loopback.
+    ///   - nodePollMode: the processing nodes' engines' mode (busy-poll trades a core each for
+    ///     latency); control nodes always block.
     public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
-                layerConfiguration: RCLANConfiguration = RCLANConfiguration(), seconds: Double = 10) throws {
+                layerConfiguration: RCLANConfiguration = RCLANConfiguration(), nodePollMode: PollMode = .blocking,
+                seconds: Double = 10) throws {
         try definition.validate()
         self.definition = definition
         self.fabric = fabric
@@ -82,7 +85,9 @@ public final class LANPlatform {
         var started: [EngineThread] = []
         do {
             for n in definition.processingNodes {
-                let t = try EngineThread.start(configuration(n)) { () -> any EngineDriver in
+                var c = configuration(n)
+                c.pollMode = nodePollMode
+                let t = try EngineThread.start(c) { () -> any EngineDriver in
                     let eth = VirtualEthernet(node: UInt32(n))
                     eth.tapBackend = tap
                     return (try? RCLAN(configuration: layerConfiguration, delegate: eth)) ?? IdleDriver()

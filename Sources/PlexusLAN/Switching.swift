@@ -6,8 +6,8 @@ import PlexusCore
 import PlexusRCLAN
 
 /// The message that carries one Ethernet frame over an RVI ("Virtual Ethernet Driver": the driver
-/// "prepends the packet with a TLV header"): an 8-byte header, then the frame as the kernel
-/// built it (destination MAC, source MAC, type, payload), at most 16888 bytes.
+/// "prepends the packet with a TLV header"): a 10-byte header, then the frame as the kernel
+/// built it (destination MAC, source MAC, type, payload), at most 16886 bytes.
 ///
 /// | offset | size | field |
 /// |---|---|---|
@@ -16,6 +16,10 @@ import PlexusRCLAN
 /// | 2 | 2 | VLAN number, big-endian |
 /// | 4 | 2 | checksum start: where the L4 checksum's coverage begins, from the frame's first byte |
 /// | 6 | 2 | checksum offset: where the checksum field is, from checksum start |
+/// | 8 | 2 | reserved, zero |
+///
+/// The header is as long as the virtio-net header a TAP device puts before each packet, so a
+/// packet read from a TAP becomes a LAN message in place, and travels as that same frame.
 ///
 /// Nothing inside the platform is checksummed (the fabric's frames carry none, and RVIs deliver
 /// exactly once). A frame whose sender's kernel left the TCP/UDP checksum to the NIC (checksum
@@ -23,7 +27,7 @@ import PlexusRCLAN
 /// and offset, and is written to the receiving TAP the same way, so neither kernel computes or
 /// verifies that checksum. Bytes 4…7 are zero otherwise.
 public enum LANMessage {
-    public static let headerSize = 8
+    public static let headerSize = 10
     public static let frameKind: UInt8 = 1
     public static let relayed: UInt8 = 1
     public static let checksumPartial: UInt8 = 2
@@ -55,6 +59,7 @@ public enum LANMessage {
 
     public static func parse(_ m: UnsafeRawBufferPointer) -> Parsed? {
         guard m.count >= headerSize + ethernetHeader, m[0] == frameKind, m[1] & ~(relayed | checksumPartial | tableOnly) == 0,
+              m[8] == 0, m[9] == 0,
               let vlan = VLANID(Int(UInt16(m[2]) << 8 | UInt16(m[3])))
         else { return nil }
         var checksum: PartialChecksum?
@@ -81,6 +86,8 @@ public enum LANMessage {
         out[5] = UInt8(truncatingIfNeeded: c.start)
         out[6] = UInt8(c.offset >> 8)
         out[7] = UInt8(truncatingIfNeeded: c.offset)
+        out[8] = 0
+        out[9] = 0
     }
 
     /// Writes a message header and `frame` into `out` (≥ headerSize + frame.count); returns its size.
@@ -366,13 +373,46 @@ public final class VirtualEthernet: RVIDelegate {
     }
 
     public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, layer: RCLAN) {
-        guard let nic = nicOfTap[device] else { return }
-        frame.withUnsafePayload { packet in
-            guard let (checksum, ethernet) = TAP.parseVirtioHeader(packet) else {
-                tapMalformed += 1
-                return
+        guard let nic = nicOfTap[device], let vlan = nics[nic] else { return }
+        // The packet: [virtio-net header][Ethernet frame]. ARP (rare) takes the copying path,
+        // which also informs the other control node.
+        let parsed: (checksum: LANMessage.PartialChecksum?, isARP: Bool)? = frame.withUnsafePayload { packet in
+            guard let (checksum, ethernet) = TAP.parseVirtioHeader(packet) else { return nil }
+            if ARPPacket.isARP(ethernet) {
+                do { try transmit(ethernet, from: nic, checksum: checksum, layer: layer) } catch { dropped += 1 }
+                return (checksum, true)
             }
-            do { try transmit(ethernet, from: nic, checksum: checksum, layer: layer) } catch { dropped += 1 }
+            return (checksum, false)
+        }
+        guard let parsed else {
+            tapMalformed += 1
+            return
+        }
+        if parsed.isARP { return }
+        // Everything else: the virtio-net header becomes the LAN header, and the frame itself
+        // is the message (no copy).
+        var f: Frame? = frame
+        let destination = f!.withUnsafeMutablePayload { p in
+            LANMessage.encodeHeader(vlan: vlan, relayed: false, checksum: parsed.checksum, into: p)
+            return MACAddress(at: p.baseAddress! + LANMessage.headerSize)
+        }
+        if !destination.isGroup, let rvi = direct[destination], !unusable.contains(rvi), layer.canSend(on: rvi) {
+            do {
+                try layer.send(&f, on: rvi)
+                sentDirect += 1
+                return
+            } catch {}
+        }
+        guard let s = chooseServer(destination, nic, layer: layer) else {
+            dropped += 1
+            return
+        }
+        if !destination.isGroup && direct[destination] != nil { relayedFallbacks += 1 }
+        do {
+            try layer.send(&f, on: servers[s])
+            sentToServer[s] += 1
+        } catch {
+            dropped += 1
         }
     }
 

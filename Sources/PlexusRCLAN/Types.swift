@@ -200,7 +200,7 @@ public protocol RVIDelegate: AnyObject {
     func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN)
     /// The engine is stopping; messages still pending have been failed with ``RVIFailure/stopped``.
     func layerWillStop(_ layer: RCLAN)
-    /// A device attached to the engine (a TAP) produced a packet (see ``Engine/attachDevice(fd:reads:)``).
+    /// A device attached to the engine (a TAP) produced a packet (see ``Engine/attachDevice(fd:)``).
     func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, layer: RCLAN)
 }
 

@@ -44,7 +44,7 @@ struct Bench: ParsableCommand {
             namespaces, each NIC a TAP device; real iperf3 and ping between the processing nodes, \
             against the same two namespaces joined directly by a kernel veth pair):
               vlan-tcp       --seconds S              iperf3 TCP Gbit/s; target ratio ≥ 0.30
-              vlan-ping      --count C                ping p50/p99; target p50 ≤ 3 × veth
+              vlan-ping      --count C [--busy-poll]  ping p50/p99; target p50 ≤ 3 × veth
               vlan-failover  --seconds S              iperf3 with control node 1 stopped at 1/3 \
             and fabric A failed at 2/3: gap_ms (target ≤ 50) and whether TCP survived
 
@@ -145,7 +145,7 @@ struct Bench: ParsableCommand {
             parameters = ["seconds": seconds, "rounds": rounds, "mtu": TAP.maximumMTU]
             result = try vlanTCPScenario()
         case .vlanPing:
-            parameters = ["count": count, "rounds": rounds]
+            parameters = ["count": count, "rounds": rounds, "busy_poll": busyPoll]
             result = try vlanPingScenario()
         case .vlanFailover:
             parameters = ["seconds": max(seconds, 3)]

@@ -13,7 +13,7 @@ struct VLANBed {
     /// The addresses of node 4 over the virtual LAN and over the direct veth pair.
     let overLAN = "10.10.0.4", overVeth = "10.99.0.4"
 
-    init() throws {
+    init(busyPoll: Bool = false) throws {
         guard getuid() == 0 else { throw CLIError("the vlan-* scenarios need root (network namespaces, TAP devices)") }
         for tool in ["ip", "iperf3", "ping"] where NamespaceFabric.execute(["which", tool]).status != 0 {
             throw CLIError("the vlan-* scenarios need `\(tool)` (scripts/setup.sh installs it)")
@@ -25,7 +25,7 @@ struct VLANBed {
             defer { try? FileManager.default.removeItem(atPath: state) }
             platform = try LANPlatform(PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4],
                                                           vlans: [Self.vlan: [3, 4]]),
-                                       macState: state, fabric: fabric)
+                                       macState: state, fabric: fabric, nodePollMode: busyPoll ? .busyPoll : .blocking)
             for n in [3, 4] { try platform.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.vlan) }
             // The baseline: a veth pair straight between the two namespaces.
             let (a, b) = ("\(fabric.prefix)v3", "\(fabric.prefix)v4")
@@ -110,7 +110,7 @@ extension Bench {
     }
 
     func vlanPingScenario() throws -> [String: Any] {
-        let bed = try VLANBed()
+        let bed = try VLANBed(busyPoll: busyPoll)
         defer { bed.stop() }
         var lan: [UInt64] = [], veth: [UInt64] = []
         for round in 0..<rounds {
@@ -125,7 +125,8 @@ extension Bench {
         print(String(format: "vlan-ping: virtual LAN p50 %.1f µs p99 %.1f µs; veth p50 %.1f µs p99 %.1f µs; ratio %.2f (target ≤ 3)",
                      p.p50, p.p99, b.p50, b.p99, ratio))
         return ["plexus": p.json, "baseline": ["veth": b.json], "ratio": ratio, "target": 3.0,
-                "note": "ping (ICMP echo, 2 ms apart) from node 3 to node 4; ratio is p50 over the virtual LAN ÷ p50 over the veth pair"]
+                "note": "ping (ICMP echo, 2 ms apart) from node 3 to node 4; ratio is p50 over the virtual LAN ÷ p50 over the veth pair; "
+                    + (busyPoll ? "the processing nodes' engines busy-poll" : "the engines sleep between packets (each RTT wakes four engine threads)")]
     }
 
     /// An iperf3 stream with control node 1 stopped a third of the way in and fabric A failed at
