@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PlexusCore
 import PlexusRCLAN
+import Synchronization
 
 /// Receives on node 2: checks every frame's sequence number and content, per VI.
 final class DemoReceiver: EngineDriver {
@@ -45,8 +46,10 @@ struct Demo: ParsableCommand {
             frames of mixed sizes over both, checks a round trip, RDMA-writes into a region node 2 \
             registered for it, and tries a VI node 2 never established. Then two more nodes run a \
             redundant VI (the RCLAN layer) under 5 % loss on fabric A and 1 % on B, with fabric A \
-            failed for good halfway: every message arrives exactly once, in order. Every counter \
-            is printed.
+            failed for good halfway: every message arrives exactly once, in order. Then two \
+            control nodes and five processing nodes bring up two virtual LANs (as root in network \
+            namespaces with TAP NICs and real ping; otherwise in this process), and control node 1 \
+            is stopped. Every counter is printed.
             """)
 
     @Option(help: "Frames node 1 streams to node 2 (split across the two fabrics).")
@@ -231,6 +234,7 @@ struct Demo: ParsableCommand {
         print("   sender: retransmissions \(rvi.sender.retransmissions); receiver: duplicates dropped \(rvi.receiver.duplicatesDropped)")
         for e in rvi.senderEvents { print("   sender event at " + e.trimmingCharacters(in: .whitespaces)) }
         print("   (`plexus rvi --help` runs this with your own faults and prints every counter per leg)")
+        let lanOK = try lanShowcase()
 
         print("\ncounters")
         for (name, t) in [("node 1", node1), ("node 2", node2)] {
@@ -244,7 +248,7 @@ struct Demo: ParsableCommand {
         let r1 = node1.stopAndWait(), r2 = node2.stopAndWait()
         print("\nshutdown: every frame and receive buffer returned: \(r1.leakedFrames + r2.leakedFrames + r1.leakedReceiveBuffers + r2.leakedReceiveBuffers == 0 ? "yes" : "NO")")
         let faultsExplain = !injected.isEmpty
-        if corrupt != 0 || !rvi.clean || (!faultsExplain && (delivered != frames || ooo != 0 || !check || imm == nil))
+        if corrupt != 0 || !rvi.clean || !lanOK || (!faultsExplain && (delivered != frames || ooo != 0 || !check || imm == nil))
             || (faultsExplain && delivered != expected)
         {
             throw ExitCode.failure
