@@ -116,22 +116,14 @@ public final class NamespaceFabric {
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// Runs `args` and returns its output; throws, with the output, if it fails.
     @discardableResult
     public static func run(_ args: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard p.terminationStatus == 0 else {
-            throw PlexusError(.system, "`\(args.joined(separator: " "))` failed: \(text)")
+        let r = execute(args)
+        guard r.status == 0 else {
+            throw PlexusError(.system, "`\(args.joined(separator: " "))` failed: \(r.output)")
         }
-        return text
+        return r.output
     }
 }
 

@@ -396,18 +396,17 @@ public final class VirtualEthernet: RVIDelegate {
             LANMessage.encodeHeader(vlan: vlan, relayed: false, checksum: parsed.checksum, into: p)
             return MACAddress(at: p.baseAddress! + LANMessage.headerSize)
         }
-        if !destination.isGroup, let rvi = direct[destination], !unusable.contains(rvi), layer.canSend(on: rvi) {
+        if let rvi = directPath(to: destination, layer: layer) {
             do {
                 try layer.send(&f, on: rvi)
                 sentDirect += 1
                 return
             } catch {}
         }
-        guard let s = chooseServer(destination, nic, layer: layer) else {
+        guard let s = serverPath(for: destination, from: nic, layer: layer) else {
             dropped += 1
             return
         }
-        if !destination.isGroup && direct[destination] != nil { relayedFallbacks += 1 }
         do {
             try layer.send(&f, on: servers[s])
             sentToServer[s] += 1
@@ -466,15 +465,14 @@ public final class VirtualEthernet: RVIDelegate {
         let n = LANMessage.encode(vlan: vlan, relayed: false, checksum: checksum, frame: frame, into: scratch)
         let message = UnsafeRawBufferPointer(rebasing: scratch[0..<n])
         let arp = ARPPacket.isARP(frame)  // ARP goes through the ARP server, replies too
-        if !arp, !destination.isGroup, let rvi = direct[destination], !unusable.contains(rvi), layer.canSend(on: rvi) {
+        if !arp, let rvi = directPath(to: destination, layer: layer) {
             do {
                 _ = try layer.send(message.bytes, on: rvi)
                 sentDirect += 1
                 return
             } catch {}
         }
-        guard let s = chooseServer(destination, nic, layer: layer) else { throw RVISendError.noSuchRVI }
-        if !arp && !destination.isGroup && direct[destination] != nil { relayedFallbacks += 1 }
+        guard let s = serverPath(for: destination, from: nic, layer: layer, arp: arp) else { throw RVISendError.noSuchRVI }
         _ = try layer.send(message.bytes, on: servers[s])
         sentToServer[s] += 1
         if arp && servers.count > 1 {
@@ -483,6 +481,21 @@ public final class VirtualEthernet: RVIDelegate {
                 _ = try? layer.send(message.bytes, on: other)
             }
         }
+    }
+
+    /// The direct RVI for unicast to `destination`, if there is one that can take a message now.
+    @inline(__always)
+    func directPath(to destination: MACAddress, layer: RCLAN) -> RVI? {
+        guard !destination.isGroup, let rvi = direct[destination], !unusable.contains(rvi), layer.canSend(on: rvi) else { return nil }
+        return rvi
+    }
+
+    /// The server a frame goes to instead; counts a relay of last resort (unicast that had a
+    /// direct RVI). ARP is not a fallback: it always goes through a server.
+    func serverPath(for destination: MACAddress, from nic: MACAddress, layer: RCLAN, arp: Bool = false) -> Int? {
+        guard let s = chooseServer(destination, nic, layer: layer) else { return nil }
+        if !arp && !destination.isGroup && direct[destination] != nil { relayedFallbacks += 1 }
+        return s
     }
 
     /// The server for a frame: by a hash of its MAC pair among the usable ones, so a flow keeps
@@ -565,13 +578,11 @@ public final class VirtualEthernet: RVIDelegate {
     /// "Load Balancing and Failover": when a control node (or a direct path) stops answering,
     /// what it had not acknowledged goes through a server that still answers; nothing is lost.
     func reroute(from rvi: RVI, layer: RCLAN) {
-        let isServer = servers.contains(rvi)
         guard servers.contains(where: { $0 != rvi && !unusable.contains($0) }) else { return }
         let (_, unreadable) = layer.reclaimUnacknowledged(on: rvi) { message in
             message.withUnsafeBytes { m in
-                if m.first == ControlMessage.kind {
-                    if isServer { return }  // a registration: the other control node has its own
-                } 
+                // A registration is not moved: the other control node has its own.
+                if m.first == ControlMessage.kind { return }
                 guard let p = LANMessage.parse(m), let s = chooseServer(p.destination, p.source, layer: layer) else {
                     lostInFailover += 1
                     return

@@ -454,31 +454,36 @@ public final class RCLAN: EngineDriver {
     func deliver(_ c: Connection, _ frame: borrowing InboundFrame) {
         let coalesced = frame.fields.flags.contains(.coalesced)
         frame.withUnsafeBytes { buf in
-            if !coalesced {
+            let wellFormed = Self.forEachMessage(in: buf, coalesced: coalesced) { m in
                 c.stats.messagesIn &+= 1
-                c.stats.messageBytesIn &+= UInt64(buf.count)
-                delegate.received(buf.bytes, on: c.rvi, layer: self)
-                return
-            }
-            var off = 0
-            while off < buf.count {
-                guard off + 2 <= buf.count else {
-                    c.stats.malformedDropped &+= 1
-                    return
-                }
-                let n = Int(UInt16(bigEndian: buf.loadUnaligned(fromByteOffset: off, as: UInt16.self)))
-                guard off + 2 + n <= buf.count else {
-                    c.stats.malformedDropped &+= 1
-                    return
-                }
-                c.stats.messagesIn &+= 1
-                c.stats.messageBytesIn &+= UInt64(n)
-                let m = UnsafeRawBufferPointer(rebasing: buf[(off + 2)..<(off + 2 + n)])
+                c.stats.messageBytesIn &+= UInt64(m.count)
                 delegate.received(m.bytes, on: c.rvi, layer: self)
-                if c.closing { return }
-                off += 2 + n
+                return !c.closing
             }
+            if !wellFormed { c.stats.malformedDropped &+= 1 }
         }
+    }
+
+    /// Calls `body` with each message a frame's payload holds: the whole payload, or, when
+    /// coalesced, each length-prefixed (u16, big-endian) message in turn until `body` returns
+    /// false. Returns false if a coalesced payload ends in a malformed message (those before it
+    /// were handed over).
+    @inline(__always)
+    static func forEachMessage(in buf: UnsafeRawBufferPointer, coalesced: Bool,
+                               _ body: (UnsafeRawBufferPointer) -> Bool) -> Bool {
+        guard coalesced else {
+            _ = body(buf)
+            return true
+        }
+        var off = 0
+        while off < buf.count {
+            guard off + 2 <= buf.count else { return false }
+            let n = Int(UInt16(bigEndian: buf.loadUnaligned(fromByteOffset: off, as: UInt16.self)))
+            guard off + 2 + n <= buf.count else { return false }
+            if !body(UnsafeRawBufferPointer(rebasing: buf[(off + 2)..<(off + 2 + n)])) { return true }
+            off += 2 + n
+        }
+        return true
     }
 
     // MARK: - Legs
@@ -1050,18 +1055,10 @@ public final class RCLAN: EngineDriver {
                 continue
             }
             f.withUnsafePayload { buf in
-                if !r.coalesced {
-                    body(buf.bytes)
+                _ = Self.forEachMessage(in: buf, coalesced: r.coalesced) { m in
+                    body(m.bytes)
                     reclaimed += 1
-                    return
-                }
-                var off = 0
-                while off + 2 <= buf.count {
-                    let n = Int(UInt16(bigEndian: buf.loadUnaligned(fromByteOffset: off, as: UInt16.self)))
-                    guard off + 2 + n <= buf.count else { break }
-                    body(UnsafeRawBufferPointer(rebasing: buf[(off + 2)..<(off + 2 + n)]).bytes)
-                    reclaimed += 1
-                    off += 2 + n
+                    return true
                 }
             }
         }

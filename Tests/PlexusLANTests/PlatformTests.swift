@@ -92,6 +92,17 @@ struct TAPTests {
     /// Control nodes 1 and 2; processing nodes 3, 4, 5 on VLAN 10 and 5, 6 on VLAN 20.
     static let v10 = VLANID(10)!, v20 = VLANID(20)!
 
+    /// Runs `body` with six namespaced nodes and the platform on them; tears everything down after.
+    static func withPlatform(_ body: (NamespaceFabric, LANPlatform) throws -> Void) throws {
+        let fabric = try NamespaceFabric(nodes: 6, linkMTU: 65535)
+        defer { fabric.teardown() }
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try Self.platform(fabric, state: state)
+        defer { p.stop() }
+        try body(fabric, p)
+    }
+
     static func platform(_ fabric: NamespaceFabric, state: String) throws -> LANPlatform {
         let d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6],
                                    vlans: [v10: [3, 4, 5], v20: [5, 6]])
@@ -104,12 +115,10 @@ struct TAPTests {
 
     @Test("ping (unicast and broadcast), curl and iperf3 across the virtual LAN; nothing crosses into another VLAN")
     func realClients() throws {
-        let fabric = try NamespaceFabric(nodes: 6, linkMTU: 65535)
-        defer { fabric.teardown() }
-        let state = macStateFile()
-        defer { try? FileManager.default.removeItem(atPath: state) }
-        let p = try Self.platform(fabric, state: state)
-        defer { p.stop() }
+        try Self.withPlatform { fabric, p in try realClients(fabric, p) }
+    }
+
+    func realClients(_ fabric: NamespaceFabric, _ p: LANPlatform) throws {
 
         // ping: unicast, then broadcast on VLAN 10 (answered by 4 and 5, never by 6).
         var ping = (status: Int32(-1), output: "")
@@ -178,12 +187,10 @@ struct TAPTests {
 
     @Test("an iperf3 TCP connection survives a control node dying and then fabric A failing")
     func failoverUnderIperf() throws {
-        let fabric = try NamespaceFabric(nodes: 6, linkMTU: 65535)
-        defer { fabric.teardown() }
-        let state = macStateFile()
-        defer { try? FileManager.default.removeItem(atPath: state) }
-        let p = try Self.platform(fabric, state: state)
-        defer { p.stop() }
+        try Self.withPlatform { fabric, p in try failoverUnderIperf(fabric, p) }
+    }
+
+    func failoverUnderIperf(_ fabric: NamespaceFabric, _ p: LANPlatform) throws {
         #expect(waitUntil(seconds: 10) { fabric.execute(in: 3, ["ping", "-c", "1", "-W", "1", "10.10.0.4"]).status == 0 })
         let server = try fabric.spawn(in: 4, ["iperf3", "-s", "-1", "-B", "10.10.0.4"])
         defer { server.kill() }

@@ -151,7 +151,7 @@ extension Bench {
 
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-iperf-\(getpid()).json")
         defer { try? FileManager.default.removeItem(at: out) }
-        FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         let handle = try FileHandle(forWritingTo: out)
         let client = try BackgroundProcess(["ip", "netns", "exec", bed.fabric.namespace(3), "iperf3", "-c", bed.overLAN,
                                             "-t", String(length), "-J"], output: handle)
