@@ -721,12 +721,15 @@ public final class RCLAN: EngineDriver {
             return
         }
         // The peer's view of the legs: a leg it no longer hears is down here too, even though
-        // this end still hears the peer on it (a failure in one direction only).
+        // this end still hears the peer on it (a failure in one direction only). Not while the
+        // other leg is itself only recovering: the peer's word lags by a round trip, and taking
+        // the last working leg down on it would make the two ends flip the leg each frame.
         let hears = p.load(fromByteOffset: 2, as: UInt8.self)
         for k in 0..<2 {
             let heard = hears & (1 << k) != 0
             c.legs[k].peerHears = heard
-            if !heard && (c.legs[k].state == .up || c.legs[k].state == .demoted) && c.legs[1 - k].state != .down {
+            let otherUsable = c.legs[1 - k].state == .up || c.legs[1 - k].state == .demoted
+            if !heard && (c.legs[k].state == .up || c.legs[k].state == .demoted) && otherUsable {
                 c.setLeg(k, .down, now: now)
                 legFailed(c, k)
                 delegate.event(.legDown(k == 0 ? .a : .b), on: c.rvi, layer: self)
