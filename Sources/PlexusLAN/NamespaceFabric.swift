@@ -145,6 +145,18 @@ public final class BackgroundProcess {
         process.waitUntilExit()
         return process.terminationStatus
     }
+    /// Sends SIGTERM (a clean stop) and waits; returns the exit status, or nil when it did not
+    /// end within `seconds` (it is then killed).
+    public func terminate(seconds: Double = 10) -> Int32? {
+        guard process.isRunning else { return process.terminationStatus }
+        _ = Glibc.kill(process.processIdentifier, SIGTERM)
+        guard waitUntil(seconds: seconds, { !process.isRunning }) else {
+            kill()
+            return nil
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
     public func kill() {
         if process.isRunning { _ = Glibc.kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()

@@ -16,6 +16,13 @@ public struct PlatformDefinition: Sendable, Hashable {
     public var serial: UInt16 = 1
     /// The MTU of every virtual NIC.
     public var mtu: Int = TAP.maximumMTU
+    /// Where node N sits on fabric A and on fabric B when it runs as a process of its own
+    /// (`plexus control`, `plexus node`): `{node}` stands for N. The in-process platform
+    /// ignores them (it binds whatever ports are free, or the namespace fabric's addresses).
+    public var fabricA = "127.0.1.{node}:7000"
+    public var fabricB = "127.0.2.{node}:7000"
+    /// The largest datagram the fabrics carry; Plexus segments frames above it.
+    public var pathMTU = 65536
 
     public init(controlNodes: [Int], processingNodes: [Int], vlans: [VLANID: [Int]]) {
         self.controlNodes = controlNodes
@@ -23,7 +30,7 @@ public struct PlatformDefinition: Sendable, Hashable {
         self.vlans = vlans
     }
 
-    func validate() throws(PlexusError) {
+    public func validate() throws(PlexusError) {
         func bad(_ s: String) -> PlexusError { PlexusError(.configuration, s) }
         guard (1...2).contains(controlNodes.count) else { throw bad("one or two control nodes, not \(controlNodes.count)") }
         let all = controlNodes + processingNodes
@@ -35,6 +42,16 @@ public struct PlatformDefinition: Sendable, Hashable {
             for m in members where !processingNodes.contains(m) { throw bad("\(v): node \(m) is not a processing node") }
         }
         guard (68...TAP.maximumMTU).contains(mtu) else { throw bad("mtu must be 68...\(TAP.maximumMTU)") }
+        guard (FrameLayout.minimumPathMTU...65536).contains(pathMTU) else {
+            throw bad("pathMTU must be \(FrameLayout.minimumPathMTU)...65536")
+        }
+        for (field, template) in [("fabricA", fabricA), ("fabricB", fabricB)] {
+            guard template.contains("{node}") else { throw bad("\(field): \"\(template)\" must contain {node}") }
+            for n in all where FabricAddress(template.replacingOccurrences(of: "{node}", with: "\(n)")) == nil {
+                throw bad("\(field): \"\(template)\" gives no IPv4 address:port for node \(n)")
+            }
+        }
+        guard fabricA != fabricB else { throw bad("fabricA and fabricB must differ") }
     }
 }
 
@@ -97,14 +114,7 @@ public final class LANPlatform {
                 addresses[n] = NodeAddress(node: UInt32(n), info: t.info)
             }
             // MACs from the first control node's serial and persistent counter, in a stable order.
-            let allocator = try MACAllocator(serial: definition.serial, stateFile: macState)
-            var nics: [VirtualNICBinding] = []
-            for v in definition.vlans.keys.sorted() {
-                for n in definition.vlans[v]!.sorted() {
-                    nics.append(VirtualNICBinding(node: UInt32(n), mac: try allocator.allocate(), vlan: v,
-                                                  promiscuousAllowed: definition.promiscuousAllowed[v]?.contains(n) ?? false))
-                }
-            }
+            let nics = try definition.nics(allocator: MACAllocator(serial: definition.serial, stateFile: macState))
             // Control nodes: fixed ports so that a restarted one is found where it was.
             var controlAddresses: [NodeAddress] = []
             for c in definition.controlNodes {

@@ -125,6 +125,8 @@ public final class VirtualLANServer: RVIDelegate {
     /// Registrations answered with a configuration, and refused (a node on no VLAN).
     public private(set) var registrations: UInt64 = 0
     public private(set) var refusedRegistrations: UInt64 = 0
+    /// Nodes that registered (each is logged once).
+    public private(set) var registered: Set<UInt32> = []
     /// What the server did that an operator wants to read: refusals, registrations.
     public private(set) var log: [String] = []
 
@@ -162,6 +164,9 @@ public final class VirtualLANServer: RVIDelegate {
         switch plan.configuration(for: node) {
         case .success(let c):
             registrations += 1
+            if registered.insert(node).inserted {
+                log.append("node \(node) registered: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+            }
             reply = .configuration(c)
         case .failure(let why):
             refusedRegistrations += 1

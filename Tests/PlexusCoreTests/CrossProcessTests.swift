@@ -3,16 +3,6 @@ import PlexusCore
 import PlexusTestSupport
 import Testing
 
-/// The `plexus` executable built next to this test bundle.
-let plexusExecutable: String? = {
-    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for candidate in [dir, dir.deletingLastPathComponent()] {
-        let p = candidate.appendingPathComponent("plexus").path
-        if FileManager.default.isExecutableFile(atPath: p) { return p }
-    }
-    return nil
-}()
-
 @Suite("Engine: VIs across two processes", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
 struct CrossProcessTests {
     @Test("frames sent from this process on fabrics A and B are echoed back by a second process, intact")

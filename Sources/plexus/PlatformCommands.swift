@@ -1,0 +1,290 @@
+import ArgumentParser
+import Foundation
+import PlexusCore
+import PlexusLAN
+import PlexusRCLAN
+
+// `plexus control` and `plexus node`: the two kinds of node as processes of their own
+// ("Network Architecture"; the seed's control nodes and processing nodes). Both read the same
+// definition file (PlatformFile.swift); each finds its fabric addresses, and the other nodes',
+// from its node number.
+
+/// Blocks the signals that stop a node, so that the main thread can wait for them (the engine
+/// threads started afterwards inherit the mask, so the signal is not delivered to them).
+func blockStopSignals() -> sigset_t {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+    return set
+}
+
+/// Waits up to `milliseconds` for one of `set`; returns the signal, or nil on timeout.
+func waitForSignal(_ set: sigset_t, milliseconds: Int) -> Int32? {
+    var s = set
+    var ts = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+    let r = sigtimedwait(&s, nil, &ts)
+    return r > 0 ? r : nil
+}
+
+/// Whether `s` is `a.b.c.d/len`.
+func isIPv4CIDR(_ s: String) -> Bool {
+    let p = s.split(separator: "/", omittingEmptySubsequences: false)
+    guard p.count == 2, let len = Int(p[1]), (0...32).contains(len) else { return false }
+    let octets = p[0].split(separator: ".", omittingEmptySubsequences: false)
+    return octets.count == 4 && octets.allSatisfy { UInt8($0) != nil }
+}
+
+func loadDefinition(_ path: String) throws -> PlatformDefinition {
+    do {
+        return try PlatformDefinition.load(path: path)
+    } catch {
+        throw ValidationError("--platform: \(error.message)")
+    }
+}
+
+struct ControlNode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "control",
+        abstract: "Run a control node: the virtual LAN server for every VLAN of the platform.",
+        discussion: """
+            A control node creates every path ("Network Architecture"): it opens a management RVI \
+            to each processing node (VI 16+N at the control node, VI 1+k at node N, for control \
+            node k = 0 or 1), answers each node's registration with its data-link configuration \
+            (its NICs' MACs and VLANs and how to reach the other members), refuses a node that is \
+            on no VLAN, and switches broadcast, multicast, ARP and relayed frames between the \
+            members of each VLAN. Run two (--index 0 and --index 1) for redundancy: the \
+            processing nodes balance their traffic between them and fail over when one dies.
+
+            MACs come from the first control node's serial number and a counter kept in --state; \
+            the NIC list (nics.json) is kept there too, so a restarted control node hands out the \
+            same MACs. Two control nodes on one host share one state directory (it is locked \
+            while it is read and written).
+
+            The node runs until SIGINT or SIGTERM, printing registrations and refusals as they \
+            happen, then prints its counters. Run it inside a network namespace with `ip netns \
+            exec NS plexus control ...` when the fabric addresses live there.
+
+            Example: plexus control --platform platform.json --index 0 --state /var/lib/plexus
+            """)
+
+    @Option(help: "The platform definition (JSON; see docs/virtual-lan.md).")
+    var platform: String
+
+    @Option(help: "Which control node this is: 0 (the first in controlNodes) or 1.")
+    var index: Int = 0
+
+    @Option(help: "The state directory (MAC counter and NIC list).")
+    var state: String = "/var/lib/plexus"
+
+    @Option(help: "Stop by itself after this many seconds (0: run until SIGINT or SIGTERM).")
+    var seconds: Double = 0
+
+    func validate() throws {
+        let d = try loadDefinition(platform)
+        guard d.controlNodes.indices.contains(index) else {
+            throw ValidationError("--index: \(index), but the platform has \(d.controlNodes.count) control node(s) (0...\(d.controlNodes.count - 1))")
+        }
+    }
+
+    func run() throws {
+        let d = try loadDefinition(platform)
+        let me = d.controlNodes[index]
+        let plan = try PlanStore.resolve(d, stateDirectory: state)
+        let signals = blockStopSignals()
+        let config = try d.engineConfiguration(node: me)
+        let layerConfiguration = RCLANConfiguration()
+        let t = try EngineThread.start(config) { () -> any EngineDriver in
+            guard let server = try? VirtualLANServer(plan: plan),
+                  let layer = try? RCLAN(configuration: layerConfiguration, delegate: server) else { return IdleDriver() }
+            return layer
+        }
+        defer { t.stopAndWait() }
+        let k = index
+        try t.runAndWait { e in
+            guard let layer = RCLAN.on(e), let server = layer.delegate as? VirtualLANServer else {
+                throw PlexusError(.configuration, "the virtual LAN server did not start")
+            }
+            try server.openManagementRVIs(control: k, layer: layer)
+        }
+        print("plexus control: control node \(me) (index \(index) of \(d.controlNodes.count)) on fabric A \(config.fabricA), fabric B \(config.fabricB)")
+        print("  state \(state): \(plan.nics.count) NICs")
+        for v in Set(plan.nics.map(\.vlan)).sorted() {
+            let members = plan.nics.filter { $0.vlan == v }.map { "node \($0.node) \($0.mac)" }
+            print("  \(v): \(members.joined(separator: ", "))")
+        }
+        print("ready")
+        fflush(nil)
+        let started = nowNanos()
+        var shown = 0
+        func showLog() {
+            let from = shown
+            let lines = (try? t.runAndWait { e -> [String] in
+                guard let s = RCLAN.on(e)?.delegate as? VirtualLANServer else { return [] }
+                return Array(s.log.dropFirst(from))
+            }) ?? []
+            for l in lines { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] \(l)") }
+            shown += lines.count
+            fflush(nil)
+        }
+        var stopSignal: Int32?
+        while stopSignal == nil {
+            stopSignal = waitForSignal(signals, milliseconds: 200)
+            showLog()
+            if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
+        }
+        let summary = try t.runAndWait { e -> String in
+            guard let s = RCLAN.on(e)?.delegate as? VirtualLANServer else { return "" }
+            return "\(s.registrations) registrations, \(s.refusedRegistrations) refused; \(s.switched) frames switched, "
+                + "\(s.copiesSent) copies sent, \(s.copiesDropped) dropped; ARP \(s.arpSwitched) switched, "
+                + "\(s.arpRefused) refused; \(s.malformed) malformed; \(s.table.refusals.values.reduce(0, +)) refused by the table"
+        }
+        print("control node \(me) stopping\(stopSignal.map { " on signal \($0)" } ?? ""): \(summary)")
+    }
+}
+
+struct ProcessingNode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node",
+        abstract: "Run a processing node: its virtual NICs on the platform's virtual LANs.",
+        discussion: """
+            A processing node never opens a path itself. It opens its management RVI to each \
+            control node (numbered by rule), registers with both, and sets itself up from the \
+            configuration it is sent: a virtual NIC per VLAN it is on, with its MAC, and a direct \
+            RVI to every node it shares a VLAN with. A node on no VLAN is refused (exit status 3).
+
+            Backends: `tap` (the default) gives each NIC a TAP device pvl<VLAN> in this process's \
+            network namespace, at MTU 16872 with checksum offload, so the kernel's own IP stack, \
+            ARP and applications run over the virtual LAN (needs CAP_NET_ADMIN and /dev/net/tun); \
+            `frames` keeps the NICs inside this process and only counts what arrives (for checking \
+            a platform without root).
+
+            --address VLAN=CIDR adds an IPv4 address to the NIC on that VLAN once it exists (what \
+            an administrator or DHCP does on a real NIC); repeat it for aliases.
+
+            The node runs until SIGINT or SIGTERM, printing what happens, then prints its counters. \
+            Run one per network namespace, e.g. `ip netns exec pn3 plexus node --platform \
+            platform.json --node 3 --address 10=10.10.0.3/24`.
+            """)
+
+    @Option(help: "The platform definition (JSON; see docs/virtual-lan.md).")
+    var platform: String
+
+    @Option(help: "This node's number (one of processingNodes).")
+    var node: Int
+
+    @Option(help: "tap (TAP devices, needs CAP_NET_ADMIN) or frames (in-process, counts frames).")
+    var backend: Backend = .tap
+
+    @Option(help: "An IPv4 address for the NIC on a VLAN, as VLAN=a.b.c.d/len (repeatable; TAP backend).")
+    var address: [String] = []
+
+    @Option(help: "How long to wait for a control node to answer before giving up.")
+    var wait: Double = 30
+
+    @Option(help: "Stop by itself after this many seconds (0: run until SIGINT or SIGTERM).")
+    var seconds: Double = 0
+
+    enum Backend: String, ExpressibleByArgument, CaseIterable { case tap, frames }
+
+    func parsedAddresses() throws -> [(VLANID, String)] {
+        try address.map { a in
+            let parts = a.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let n = Int(parts[0]), let v = VLANID(n), parts[1].contains("/"),
+                  isIPv4CIDR(parts[1]) else {
+                throw ValidationError("--address '\(a)': expected VLAN=a.b.c.d/len, e.g. 10=10.10.0.3/24")
+            }
+            return (v, parts[1])
+        }
+    }
+
+    func validate() throws {
+        let d = try loadDefinition(platform)
+        guard d.processingNodes.contains(node) else {
+            throw ValidationError("--node: \(node) is not one of the platform's processing nodes \(d.processingNodes)")
+        }
+        let addresses = try parsedAddresses()
+        if !addresses.isEmpty && backend != .tap { throw ValidationError("--address needs the TAP backend") }
+        for (v, _) in addresses where !(d.vlans[v]?.contains(node) ?? false) {
+            throw ValidationError("--address: node \(node) has no NIC on \(v)")
+        }
+        if backend == .tap && !FileManager.default.fileExists(atPath: "/dev/net/tun") {
+            throw ValidationError("--backend tap: /dev/net/tun does not exist here (use --backend frames)")
+        }
+    }
+
+    func run() throws {
+        let d = try loadDefinition(platform)
+        let addresses = try parsedAddresses()
+        let controls = try d.controlAddresses()
+        let signals = blockStopSignals()
+        let config = try d.engineConfiguration(node: node)
+        let n = node, tap = backend == .tap
+        let t = try EngineThread.start(config) { () -> any EngineDriver in
+            let eth = VirtualEthernet(node: UInt32(n))
+            eth.tapBackend = tap
+            return (try? RCLAN(configuration: RCLANConfiguration(), delegate: eth)) ?? IdleDriver()
+        }
+        defer { t.stopAndWait() }
+        func ethernet<T: Sendable>(_ body: @escaping @Sendable (VirtualEthernet) throws -> T) throws -> T {
+            try t.runAndWait { e in
+                guard let eth = RCLAN.on(e)?.delegate as? VirtualEthernet else { throw PlexusError(.engineStopped, "no driver") }
+                return try body(eth)
+            }
+        }
+        try t.runAndWait { e in
+            guard let layer = RCLAN.on(e), let eth = layer.delegate as? VirtualEthernet else {
+                throw PlexusError(.configuration, "the virtual Ethernet driver did not start")
+            }
+            if !tap { eth.onFrame = { _, _ in } }
+            try eth.register(controls: controls, layer: layer)
+        }
+        print("plexus node: node \(node) on fabric A \(config.fabricA), fabric B \(config.fabricB); registering with "
+              + controls.map { "control node \($0.node) (\($0.fabricA), \($0.fabricB))" }.joined(separator: " and "))
+        fflush(nil)
+        var state = VirtualEthernet.Registration.pending
+        let registered = waitUntil(seconds: wait) {
+            state = (try? ethernet { $0.registration }) ?? .pending
+            if case .pending = state { return false }
+            return true
+        }
+        guard registered else {
+            throw CLIError("no control node answered within \(wait) s: is `plexus control` running, and do the fabric addresses in \(platform) reach it?")
+        }
+        if case .refused(let reason) = state {
+            print("refused: \(reason)")
+            throw ExitCode(3)
+        }
+        let c = try ethernet { $0.configuration }!
+        print("configured: MTU \(c.mtu)")
+        for nic in c.nics {
+            print("  NIC \(tap ? LANPlatform.interface(vlan: nic.vlan) + " " : "")\(nic.mac) on \(nic.vlan)\(nic.promiscuousAllowed ? " (may listen promiscuously)" : "")")
+        }
+        for p in c.peers {
+            print("  peer node \(p.address.node): MACs \(p.macs.map(\.description).joined(separator: ", ")), direct RVI VI \(p.localVI)")
+        }
+        for (v, cidr) in addresses {
+            try NamespaceFabric.run(["ip", "addr", "add", cidr, "dev", LANPlatform.interface(vlan: v)])
+            print("  address \(cidr) on \(LANPlatform.interface(vlan: v))")
+        }
+        print("ready")
+        fflush(nil)
+        let started = nowNanos()
+        var stopSignal: Int32?
+        var shownErrors = 0
+        while stopSignal == nil {
+            stopSignal = waitForSignal(signals, milliseconds: 200)
+            let errors = (try? ethernet { $0.registrationErrors }) ?? []
+            for e in errors.dropFirst(shownErrors) { print("error: \(e)") }
+            shownErrors = errors.count
+            fflush(nil)
+            if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
+        }
+        let summary = try ethernet { e in
+            "\(e.sentDirect) frames sent direct, \(e.sentToServers) through the servers, \(e.delivered) delivered, "
+                + "\(e.refused) refused, \(e.dropped) dropped, \(e.rerouted) rerouted after a failure, "
+                + "\(e.lostInFailover) lost in failover, \(e.relayedFallbacks) relayed as a last resort"
+        }
+        print("node \(node) stopping\(stopSignal.map { " on signal \($0)" } ?? ""): \(summary)")
+    }
+}
