@@ -76,6 +76,17 @@ int plx_tap_open(const char *name, int vnet_header, char *actual) {
     return fd;
 }
 
+int plx_if_flags(const char *name) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr) < 0 ? -errno : (ifr.ifr_flags & 0xffff);
+    close(s);
+    return rc;
+}
+
 int plx_if_configure(const char *name, const unsigned char *mac, int mtu) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) return errno;

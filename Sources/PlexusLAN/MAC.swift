@@ -37,6 +37,10 @@ public struct MACAddress: Hashable, Sendable, Comparable, CustomStringConvertibl
     public var bytes: [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: rawValue >> UInt64(40 - 8 * $0)) } }
 
     public static let broadcast = MACAddress(rawValue: 0xFFFF_FFFF_FFFF)
+    /// 224.0.0.1's MAC (all hosts, RFC 1112) and ff02::1's (all nodes, RFC 4291): groups every
+    /// host is in without reporting them.
+    public static let allHosts = MACAddress(rawValue: 0x0100_5E00_0001)
+    public static let allNodes = MACAddress(rawValue: 0x3333_0000_0001)
     public var isBroadcast: Bool { rawValue == 0xFFFF_FFFF_FFFF }
     /// The group bit (I/G) of the first octet: broadcast and multicast.
     public var isGroup: Bool { rawValue >> 40 & 1 == 1 }

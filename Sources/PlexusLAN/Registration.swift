@@ -54,12 +54,20 @@ public struct NodeConfiguration: Sendable, Hashable {
 /// | register | 2, 1, node (u32) |
 /// | configuration | 2, 2, node (u32), MTU (u16), NIC count (u16), per NIC: MAC (6), VLAN (u16), promiscuous allowed (u8); peer count (u16), per peer: node (u32), fabric A IPv4 (u32) and port (u16), fabric B likewise, local VI (u32), remote VI (u32), MAC count (u16), MACs (6 each) |
 /// | refused | 2, 3, node (u32), reason length (u8), reason (UTF-8) |
+/// | join | 2, 4, node (u32), NIC MAC (6), group MAC (6) |
+/// | leave | 2, 5, node (u32), NIC MAC (6), group MAC (6) |
+/// | promiscuous | 2, 6, node (u32), NIC MAC (6), on (u8: 0 or 1) |
+/// | listener | 2, 7, node (u32), VLAN (u16), NIC MAC (6), on (u8): from a server, node's NIC listens promiscuously (or stopped) |
 ///
 /// All integers big-endian. A message that does not parse is counted and dropped.
 public enum ControlMessage: Sendable, Hashable {
     case register(node: UInt32)
     case configuration(NodeConfiguration)
     case refused(node: UInt32, reason: String)
+    case join(node: UInt32, nic: MACAddress, group: MACAddress)
+    case leave(node: UInt32, nic: MACAddress, group: MACAddress)
+    case promiscuous(node: UInt32, nic: MACAddress, on: Bool)
+    case listener(node: UInt32, vlan: VLANID, mac: MACAddress, on: Bool)
 
     public static let kind: UInt8 = 2
 
@@ -102,6 +110,21 @@ public enum ControlMessage: Sendable, Hashable {
             let r = Array(reason.utf8.prefix(255))
             w.append(UInt8(r.count))
             w += r
+        case .join(let node, let nic, let group), .leave(let node, let nic, let group):
+            if case .join = self { w.append(4) } else { w.append(5) }
+            u32(node)
+            w += nic.bytes + group.bytes
+        case .promiscuous(let node, let nic, let on):
+            w.append(6)
+            u32(node)
+            w += nic.bytes
+            w.append(on ? 1 : 0)
+        case .listener(let node, let vlan, let mac, let on):
+            w.append(7)
+            u32(node)
+            u16(Int(vlan.rawValue))
+            w += mac.bytes
+            w.append(on ? 1 : 0)
         }
         return w
     }
@@ -151,6 +174,15 @@ public enum ControlMessage: Sendable, Hashable {
         case 3:
             guard let n = u8(), need(Int(n)), i + Int(n) == m.count else { return nil }
             self = .refused(node: node, reason: String(decoding: UnsafeRawBufferPointer(rebasing: m[i..<(i + Int(n))]), as: UTF8.self))
+        case 4, 5:
+            guard let nic = mac(), let group = mac(), i == m.count else { return nil }
+            self = op == 4 ? .join(node: node, nic: nic, group: group) : .leave(node: node, nic: nic, group: group)
+        case 6:
+            guard let nic = mac(), let on = u8(), on <= 1, i == m.count else { return nil }
+            self = .promiscuous(node: node, nic: nic, on: on == 1)
+        case 7:
+            guard let v = u16(), let vlan = VLANID(v), let mac = mac(), let on = u8(), on <= 1, i == m.count else { return nil }
+            self = .listener(node: node, vlan: vlan, mac: mac, on: on == 1)
         default:
             return nil
         }

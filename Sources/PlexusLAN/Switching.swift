@@ -12,7 +12,7 @@ import PlexusRCLAN
 /// | offset | size | field |
 /// |---|---|---|
 /// | 0 | 1 | kind: 1 Ethernet frame |
-/// | 1 | 1 | flags: bit 0 relayed by the virtual LAN server; bit 1 checksum partial; bit 2 for the table only (an ARP packet's copy for the other control node, which learns from it and does not switch it) |
+/// | 1 | 1 | flags: bit 0 relayed by the virtual LAN server; bit 1 checksum partial; bit 2 for the table only (an ARP packet's copy for the other control node, which learns from it and does not switch it); bit 3 a promiscuous copy (a unicast frame's clone for a listener, not for its destination) |
 /// | 2 | 2 | VLAN number, big-endian |
 /// | 4 | 2 | checksum start: where the L4 checksum's coverage begins, from the frame's first byte |
 /// | 6 | 2 | checksum offset: where the checksum field is, from checksum start |
@@ -32,6 +32,7 @@ public enum LANMessage {
     public static let relayed: UInt8 = 1
     public static let checksumPartial: UInt8 = 2
     public static let tableOnly: UInt8 = 4
+    public static let promiscuousCopy: UInt8 = 8
     /// An Ethernet header: two MACs and the type.
     public static let ethernetHeader = 14
     /// The largest Ethernet frame one message carries (the platform MTU less this header).
@@ -52,13 +53,14 @@ public enum LANMessage {
         public var vlan: VLANID
         public var relayed: Bool
         public var tableOnly: Bool
+        public var promiscuousCopy: Bool = false
         public var checksum: PartialChecksum?
         public var destination: MACAddress
         public var source: MACAddress
     }
 
     public static func parse(_ m: UnsafeRawBufferPointer) -> Parsed? {
-        guard m.count >= headerSize + ethernetHeader, m[0] == frameKind, m[1] & ~(relayed | checksumPartial | tableOnly) == 0,
+        guard m.count >= headerSize + ethernetHeader, m[0] == frameKind, m[1] & ~(relayed | checksumPartial | tableOnly | promiscuousCopy) == 0,
               m[8] == 0, m[9] == 0,
               let vlan = VLANID(Int(UInt16(m[2]) << 8 | UInt16(m[3])))
         else { return nil }
@@ -70,7 +72,8 @@ public enum LANMessage {
             checksum = c
         }
         let base = m.baseAddress! + headerSize
-        return Parsed(vlan: vlan, relayed: m[1] & relayed != 0, tableOnly: m[1] & tableOnly != 0, checksum: checksum, destination: MACAddress(at: base),
+        return Parsed(vlan: vlan, relayed: m[1] & relayed != 0, tableOnly: m[1] & tableOnly != 0,
+                      promiscuousCopy: m[1] & promiscuousCopy != 0, checksum: checksum, destination: MACAddress(at: base),
                       source: MACAddress(at: base + 6))
     }
 
@@ -113,7 +116,7 @@ public final class VirtualLANServer: RVIDelegate {
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
     public private(set) var switched: UInt64 = 0
     public private(set) var copiesSent: UInt64 = 0
-    public private(set) var malformed: UInt64 = 0
+    public internal(set) var malformed: UInt64 = 0
     /// ARP packets switched (and their sender bound), and refused (malformed or forged).
     public private(set) var arpSwitched: UInt64 = 0
     public private(set) var arpRefused: UInt64 = 0
@@ -128,7 +131,7 @@ public final class VirtualLANServer: RVIDelegate {
     /// Nodes that registered (each is logged once).
     public private(set) var registered: Set<UInt32> = []
     /// What the server did that an operator wants to read: refusals, registrations.
-    public private(set) var log: [String] = []
+    public internal(set) var log: [String] = []
 
     public init() {}
     /// A server for `plan`: its table is the plan's.
@@ -168,6 +171,9 @@ public final class VirtualLANServer: RVIDelegate {
                 log.append("node \(node) registered: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
             }
             reply = .configuration(c)
+            _ = try? layer.send(reply.encoded(), on: rvi)
+            announceListeners(to: node, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
+            return
         case .failure(let why):
             refusedRegistrations += 1
             log.append("node \(node) refused: it is a member of no VLAN (\(why.rawValue))")
@@ -179,12 +185,16 @@ public final class VirtualLANServer: RVIDelegate {
     public func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
         message.withUnsafeBytes { m in
             if m.first == ControlMessage.kind {
-                // Only a node's own management RVI may register it.
-                guard let node = nodeOf[rvi], case .register(let n)? = ControlMessage(parsing: m), n == node else {
+                // Only a node's own management RVI may register it, or speak for its NICs.
+                guard let node = nodeOf[rvi], let c = ControlMessage(parsing: m) else {
                     malformed += 1
                     return
                 }
-                register(node, on: rvi, layer: layer)
+                if case .register(let n) = c {
+                    if n == node { register(node, on: rvi, layer: layer) } else { malformed += 1 }
+                } else {
+                    membership(c, from: node, on: rvi, layer: layer)
+                }
                 return
             }
             guard let node = nodeOf[rvi], let p = LANMessage.parse(m) else {
@@ -288,6 +298,22 @@ public final class VirtualEthernet: RVIDelegate {
     /// Configurations that did not match the first one (the control nodes disagreed).
     public private(set) var conflictingConfigurations: UInt64 = 0
     public private(set) var registrationErrors: [String] = []
+    /// What happened that an operator wants to read: refusals from the control nodes,
+    /// promiscuous-mode requests.
+    public internal(set) var events: [String] = []
+    /// Each NIC's multicast groups (by group MAC) and why it is in each: the IP groups the
+    /// kernel reported (IGMP, MLD), or [] for ``join(_:nic:layer:)``.
+    public internal(set) var memberships: [MACAddress: [MACAddress: Set<[UInt8]>]] = [:]
+    /// NICs that asked to listen promiscuously.
+    public internal(set) var promiscuousNICs: Set<MACAddress> = []
+    /// Other nodes' NICs that listen promiscuously, per VLAN, as the servers announced them:
+    /// a unicast frame sent direct is cloned to each ("Virtual Ethernet Driver": the sending
+    /// driver keeps the list of promiscuous listeners on its VLAN).
+    public internal(set) var listeners: [VLANID: Set<MACAddress>] = [:]
+    /// Promiscuous copies sent, and not sent (no direct path to the listener at that moment).
+    public internal(set) var promiscuousCopiesSent: UInt64 = 0
+    public internal(set) var promiscuousCopiesSkipped: UInt64 = 0
+    var lastFlagCheck: ContinuousClock.Instant?
     var lastRegister: ContinuousClock.Instant?
 
     /// Opens the management RVI to each control node (``VINumbering``) and registers with both;
@@ -313,6 +339,7 @@ public final class VirtualEthernet: RVIDelegate {
         if registration == .pending, let last = lastRegister, last.duration(to: .now) > .milliseconds(100) {
             sendRegistrations(layer)
         }
+        if !interfaces.isEmpty { watchPromiscuousFlags(layer: layer) }
     }
 
     func apply(_ c: NodeConfiguration, layer: RCLAN) {
@@ -387,6 +414,7 @@ public final class VirtualEthernet: RVIDelegate {
                 do { try transmit(ethernet, from: nic, checksum: checksum, layer: layer) } catch { dropped += 1 }
                 return (checksum, true)
             }
+            if ethernet.first.map({ $0 & 1 == 1 }) == true { snoop(ethernet, nic: nic, layer: layer) }
             return (checksum, false)
         }
         guard let parsed else {
@@ -402,6 +430,9 @@ public final class VirtualEthernet: RVIDelegate {
             return MACAddress(at: p.baseAddress! + LANMessage.headerSize)
         }
         if let rvi = directPath(to: destination, layer: layer) {
+            if listeners[vlan]?.isEmpty == false {
+                f!.withUnsafeMutablePayload { p in cloneToListeners(p, count: p.count, vlan: vlan, destination: destination, layer: layer) }
+            }
             do {
                 try layer.send(&f, on: rvi)
                 sentDirect += 1
@@ -467,6 +498,7 @@ public final class VirtualEthernet: RVIDelegate {
         guard let vlan = nics[nic] else { throw LANRefusal.notMember }
         guard frame.count >= LANMessage.ethernetHeader, frame.count <= LANMessage.maxFrame else { throw LANRefusal.runt }
         let destination = MACAddress(at: frame.baseAddress!)
+        if destination.isMulticast { snoop(frame, nic: nic, layer: layer) }
         let n = LANMessage.encode(vlan: vlan, relayed: false, checksum: checksum, frame: frame, into: scratch)
         let message = UnsafeRawBufferPointer(rebasing: scratch[0..<n])
         let arp = ARPPacket.isARP(frame)  // ARP goes through the ARP server, replies too
@@ -474,6 +506,7 @@ public final class VirtualEthernet: RVIDelegate {
             do {
                 _ = try layer.send(message.bytes, on: rvi)
                 sentDirect += 1
+                if listeners[vlan]?.isEmpty == false { cloneToListeners(scratch, count: n, vlan: vlan, destination: destination, layer: layer) }
                 return
             } catch {}
         }
@@ -522,8 +555,10 @@ public final class VirtualEthernet: RVIDelegate {
             if m.first == ControlMessage.kind, servers.contains(rvi) {
                 switch ControlMessage(parsing: m) {
                 case .configuration(let c)?: apply(c, layer: layer)
+                case .listener(_, let vlan, let mac, let on)?:
+                    if on { listeners[vlan, default: []].insert(mac) } else { listeners[vlan]?.remove(mac) }
                 case .refused(_, let reason)?:
-                    if configuration == nil { registration = .refused(reason) }
+                    if configuration == nil { registration = .refused(reason) } else { events.append("refused by a control node: \(reason)") }
                 default: refused += 1
                 }
                 return
@@ -543,6 +578,16 @@ public final class VirtualEthernet: RVIDelegate {
                 if ARPPacket.isARP(frame), let a = ARPPacket(frame: frame) { learn(a) }
                 delivered += 1
                 hand(nic, frame, checksum: p.checksum, layer: layer)  // a group frame, a relayed one, or a promiscuous copy
+                return
+            }
+            // A promiscuous copy: only for this node's NIC on that VLAN, and only while it listens.
+            if p.promiscuousCopy {
+                guard let nic = nics.first(where: { $0.value == p.vlan })?.key, promiscuousNICs.contains(nic) else {
+                    refused += 1
+                    return
+                }
+                delivered += 1
+                hand(nic, frame, checksum: p.checksum, layer: layer)
                 return
             }
             // A direct path: only for one of this node's NICs, on its own VLAN.
@@ -576,6 +621,8 @@ public final class VirtualEthernet: RVIDelegate {
             unusable.insert(rvi)
             reroute(from: rvi, layer: layer)
         case .usable, .legUp: unusable.remove(rvi)
+        case .peerRestarted:
+            if servers.contains(rvi) { resendMemberships(to: rvi, layer: layer) }
         default: break
         }
     }

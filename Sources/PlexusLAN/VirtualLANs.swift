@@ -158,7 +158,8 @@ public struct VirtualLANTable: Sendable {
 
     /// Decides where a frame that node `from` sent on `vlan` goes.
     ///
-    /// - Broadcast: every other NIC on the VLAN (promiscuous listeners get it once, as members).
+    /// - Broadcast, and the groups every host is in without reporting them (IPv4 all-hosts,
+    ///   IPv6 all-nodes): every other NIC on the VLAN (promiscuous listeners get it once).
     /// - Multicast: the NICs that joined the group.
     /// - Unicast: the NIC with that MAC on the VLAN, plus a copy to each promiscuous listener.
     public mutating func route(from node: UInt32, vlan: VLANID, destination: MACAddress, source: MACAddress)
@@ -169,7 +170,7 @@ public struct VirtualLANTable: Sendable {
             return .failure(count(onVLAN ? .forgedSource : .notMember))
         }
         guard sender.node == node else { return .failure(count(.forgedSource)) }
-        if destination.isBroadcast {
+        if destination.isBroadcast || destination == .allHosts || destination == .allNodes {
             return .success(LANDelivery(to: members(of: vlan).filter { $0.mac != source }, promiscuousCopies: 0))
         }
         if destination.isMulticast {

@@ -274,8 +274,8 @@ struct ProcessingNode: ParsableCommand {
         var shownErrors = 0
         while stopSignal == nil {
             stopSignal = waitForSignal(signals, milliseconds: 200)
-            let errors = (try? ethernet { $0.registrationErrors }) ?? []
-            for e in errors.dropFirst(shownErrors) { print("error: \(e)") }
+            let errors = (try? ethernet { $0.registrationErrors + $0.events }) ?? []
+            for e in errors.dropFirst(shownErrors) { print(e) }
             shownErrors = errors.count
             fflush(nil)
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }

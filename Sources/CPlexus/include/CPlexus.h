@@ -64,6 +64,9 @@ int plx_tap_open(const char *name, int vnet_header, char *actual);
 /// Sets interface `name`'s MAC address (6 bytes, if not NULL) and MTU (if > 0), then brings it
 /// up, in the calling thread's network namespace. Returns 0 or an errno value.
 int plx_if_configure(const char *name, const unsigned char *mac, int mtu);
+/// An interface's flags (SIOCGIFFLAGS) in the calling thread's network namespace, or -errno.
+int plx_if_flags(const char *name);
+static const int plx_IFF_PROMISC = 0x100;
 
 /// Moves the calling thread (only it) into the network namespace at `path`
 /// (e.g. /var/run/netns/NAME). Returns 0 or an errno value.
