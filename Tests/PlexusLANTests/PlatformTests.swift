@@ -165,15 +165,17 @@ struct TAPTests {
         #expect((try? Data(contentsOf: out)) == Data(big))
 
         // iperf3 TCP for 2 s from node 3 to node 4.
-        let server = try fabric.spawn(in: 4, ["iperf3", "-s", "-1", "-B", "10.10.0.4"])
+        // The server stays up for retries (not `-1`): an attempt made before it listened, or one
+        // that ended without a measurement, is tried again.
+        let server = try fabric.spawn(in: 4, ["iperf3", "-s", "-B", "10.10.0.4"])
         defer { server.kill() }
         var iperf = (status: Int32(-1), output: "")
-        #expect(waitUntil(seconds: 10) {
+        #expect(waitUntil(seconds: 15) {
             iperf = fabric.execute(in: 3, ["iperf3", "-c", "10.10.0.4", "-t", "2", "-J"])
-            return iperf.status == 0
+            return iperf.status == 0 && (IPerf3Result(json: iperf.output)?.receivedBitsPerSecond ?? 0) > 0
         }, "iperf3: \(iperf.output.suffix(400))")
         let gbps = IPerf3Result(json: iperf.output)?.receivedBitsPerSecond ?? 0
-        #expect(gbps > 0)
+        #expect(gbps > 0, "iperf3 said: \(iperf.output.prefix(800)) … \(iperf.output.suffix(1500))")
 
         // Isolation: node 6 (VLAN 20) with an address in VLAN 10's subnet reaches nothing there.
         #expect(fabric.execute(in: 6, ["ip", "addr", "add", "10.10.0.6/24", "dev", LANPlatform.interface(vlan: Self.v20)]).status == 0)
