@@ -3,10 +3,10 @@
 #   liburing-dev  io_uring (the engine)         libnuma-dev  NUMA placement of registered memory
 #   pkg-config    finding them                   iproute2     `ip`, for namespace tests (later issues)
 #   gnuplot-nox   bench-results plots
-#   iputils-ping iperf3   real clients across the virtual LANs (tests and the vlan-* benches);
-#                         curl and python3 (the HTTP test) are already on the machine
+#   iputils-ping iperf3 curl python3   real clients across the virtual LANs (tests and the
+#                         vlan-* benches): ping, iperf3, an HTTP server and curl, multicast sockets
 set -euo pipefail
-packages=(liburing-dev libnuma-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl)
+packages=(liburing-dev libnuma-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -171,15 +171,15 @@ public final class VirtualLANServer: RVIDelegate {
                 log.append("node \(node) registered: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
             }
             reply = .configuration(c)
-            _ = try? layer.send(reply.encoded(), on: rvi)
-            announceListeners(to: node, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
-            return
         case .failure(let why):
             refusedRegistrations += 1
             log.append("node \(node) refused: it is a member of no VLAN (\(why.rawValue))")
             reply = .refused(node: node, reason: "node \(node) is a member of no VLAN")
         }
         _ = try? layer.send(reply.encoded(), on: rvi)
+        if case .configuration(let c) = reply {
+            announceListeners(to: node, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
+        }
     }
 
     public func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
@@ -414,7 +414,7 @@ public final class VirtualEthernet: RVIDelegate {
                 do { try transmit(ethernet, from: nic, checksum: checksum, layer: layer) } catch { dropped += 1 }
                 return (checksum, true)
             }
-            if ethernet.first.map({ $0 & 1 == 1 }) == true { snoop(ethernet, nic: nic, layer: layer) }
+            if MACAddress(at: ethernet.baseAddress!).isMulticast { snoop(ethernet, nic: nic, layer: layer) }
             return (checksum, false)
         }
         guard let parsed else {
