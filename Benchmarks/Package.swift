@@ -26,6 +26,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "PlexusCore", package: "Plexus"),
                 .product(name: "PlexusRCLAN", package: "Plexus"),
+                .product(name: "PlexusLAN", package: "Plexus"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
             path: "Benchmarks/CoreBenchmarks",

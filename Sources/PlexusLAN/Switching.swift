@@ -213,33 +213,41 @@ public final class VirtualLANServer: RVIDelegate {
                 table.bind(arp.senderIP, to: p.source)
                 return
             }
-            let routed = table.route(from: node, vlan: p.vlan, destination: p.destination, source: p.source)
-            guard case .success(let delivery) = routed else { return }  // refused and counted by the table
+            // The same message, marked as relayed (its checksum fields travel unchanged), goes to
+            // each NIC the table names.
+            scratch.baseAddress!.copyMemory(from: m.baseAddress!, byteCount: m.count)
+            scratch[1] |= LANMessage.relayed
+            let copy = UnsafeRawBufferPointer(rebasing: scratch[0..<m.count])
+            func send(to nic: VirtualNICBinding) {
+                guard let to = nodeRVI[nic.node] else { return }
+                do {
+                    _ = try layer.send(copy.bytes, on: to)
+                    copiesSent += 1
+                } catch {
+                    copiesDropped += 1
+                }
+            }
             let frame = UnsafeRawBufferPointer(rebasing: m[LANMessage.headerSize...])
             if ARPPacket.isARP(frame) {
                 // The ARP server (item 6): requests and replies both pass here; the sender's
                 // address is bound to its NIC (and so its RVI). An ARP packet that claims
-                // another NIC's hardware address is refused as forged.
+                // another NIC's hardware address is refused as forged. (ARP is rare: this path
+                // may build the list of destinations first.)
+                guard case .success(let delivery) = table.route(from: node, vlan: p.vlan, destination: p.destination,
+                                                                source: p.source) else { return }  // refused and counted
                 guard let arp = ARPPacket(frame: frame), arp.senderMAC == p.source else {
                     arpRefused += 1
                     return
                 }
                 table.bind(arp.senderIP, to: p.source)
                 arpSwitched += 1
+                switched += 1
+                for nic in delivery.to { send(to: nic) }
+                return
             }
-            switched += 1
-            // The same message, marked as relayed (its checksum fields travel unchanged).
-            scratch.baseAddress!.copyMemory(from: m.baseAddress!, byteCount: m.count)
-            scratch[1] |= LANMessage.relayed
-            let n = m.count
-            for nic in delivery.to {
-                guard let to = nodeRVI[nic.node] else { continue }
-                do {
-                    _ = try layer.send(UnsafeRawBufferPointer(rebasing: scratch[0..<n]).bytes, on: to)
-                    copiesSent += 1
-                } catch {
-                    copiesDropped += 1
-                }
+            // Every other frame: switched without allocating, per frame or per copy.
+            if table.forEachDestination(from: node, vlan: p.vlan, destination: p.destination, source: p.source, { nic, _ in send(to: nic) }) == nil {
+                switched += 1
             }
         }
     }
@@ -335,7 +343,14 @@ public final class VirtualEthernet: RVIDelegate {
         for s in servers { _ = try? layer.send(m, on: s) }
     }
 
+    /// Called on every turn of the node's engine, on its thread, after the driver's own work: an
+    /// embedding program sends frames from here with ``transmit(_:from:layer:)`` (which must be
+    /// called on the engine thread). In busy-poll mode a turn comes around continuously; in
+    /// blocking mode only when something arrives or a timer fires.
+    public var onTurn: ((VirtualEthernet, RCLAN) -> Void)?
+
     public func layerTurn(_ layer: RCLAN) {
+        defer { onTurn?(self, layer) }
         if registration == .pending, let last = lastRegister, last.duration(to: .now) > .milliseconds(100) {
             sendRegistrations(layer)
         }

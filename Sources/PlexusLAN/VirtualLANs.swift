@@ -92,6 +92,9 @@ public struct LANDelivery: Sendable, Hashable {
 /// member of, only with a source MAC the sender owns there, and only to NICs on that VLAN.
 public struct VirtualLANTable: Sendable {
     public private(set) var nics: [MACAddress: VirtualNICBinding] = [:]
+    /// The NICs of each VLAN in MAC order, kept with ``nics`` (attach and detach are rare; a
+    /// broadcast reads this list and builds none).
+    var byVLAN: [VLANID: [VirtualNICBinding]] = [:]
     /// Per VLAN, per multicast group, the joined NICs and their use counts.
     public private(set) var groups: [VLANID: [MACAddress: [MACAddress: Int]]] = [:]
     /// NICs listening promiscuously, per VLAN.
@@ -109,11 +112,17 @@ public struct VirtualLANTable: Sendable {
             throw PlexusError(.viInUse, "\(nic.mac) is already node \(have.node)'s NIC on \(have.vlan)")
         }
         nics[nic.mac] = nic
+        var members = byVLAN[nic.vlan, default: []].filter { $0.mac != nic.mac }
+        members.append(nic)
+        members.sort { $0.mac < $1.mac }
+        byVLAN[nic.vlan] = members
     }
 
     /// Detaches a NIC: it leaves its groups and stops listening.
     public mutating func detach(_ mac: MACAddress) {
         guard let nic = nics.removeValue(forKey: mac) else { return }
+        byVLAN[nic.vlan]?.removeAll { $0.mac == mac }
+        if byVLAN[nic.vlan]?.isEmpty == true { byVLAN[nic.vlan] = nil }
         promiscuous[nic.vlan]?.remove(mac)
         if var g = groups[nic.vlan] {
             for (group, var members) in g {
@@ -125,9 +134,7 @@ public struct VirtualLANTable: Sendable {
     }
 
     /// The NICs on a VLAN.
-    public func members(of vlan: VLANID) -> [VirtualNICBinding] {
-        nics.values.filter { $0.vlan == vlan }.sorted { $0.mac < $1.mac }
-    }
+    public func members(of vlan: VLANID) -> [VirtualNICBinding] { byVLAN[vlan] ?? [] }
 
     /// `mac` joins multicast `group` (one more use).
     public mutating func join(_ group: MACAddress, mac: MACAddress) throws(LANRefusal) {
@@ -156,33 +163,66 @@ public struct VirtualLANTable: Sendable {
         if on { promiscuous[nic.vlan, default: []].insert(mac) } else { promiscuous[nic.vlan]?.remove(mac) }
     }
 
-    /// Decides where a frame that node `from` sent on `vlan` goes.
+    /// Decides where a frame that node `from` sent on `vlan` goes, as a list (for tests and
+    /// tools; the server's switching path uses ``forEachDestination(from:vlan:destination:source:_:)``,
+    /// which builds no list). The NICs are in MAC order.
+    public mutating func route(from node: UInt32, vlan: VLANID, destination: MACAddress, source: MACAddress)
+        -> Result<LANDelivery, LANRefusal>
+    {
+        var to: [VirtualNICBinding] = [], copies = 0
+        if let refusal = forEachDestination(from: node, vlan: vlan, destination: destination, source: source, { nic, copy in
+            to.append(nic)
+            if copy { copies += 1 }
+        }) {
+            return .failure(refusal)
+        }
+        // The destination of a unicast frame first, then its promiscuous copies; else MAC order.
+        let first = to.first.map { [$0] } ?? []
+        return .success(copies > 0 ? LANDelivery(to: first + to.dropFirst().sorted { $0.mac < $1.mac }, promiscuousCopies: copies)
+                                   : LANDelivery(to: to.sorted { $0.mac < $1.mac }, promiscuousCopies: 0))
+    }
+
+    /// Decides where a frame that node `from` sent on `vlan` goes, and calls `body` once per NIC
+    /// that gets a copy (with whether it is a promiscuous copy), without allocating: the
+    /// server's per-frame path ("Virtual LAN Server", items 1 and 4).
     ///
     /// - Broadcast, and the groups every host is in without reporting them (IPv4 all-hosts,
     ///   IPv6 all-nodes): every other NIC on the VLAN (promiscuous listeners get it once).
     /// - Multicast: the NICs that joined the group.
-    /// - Unicast: the NIC with that MAC on the VLAN, plus a copy to each promiscuous listener.
-    public mutating func route(from node: UInt32, vlan: VLANID, destination: MACAddress, source: MACAddress)
-        -> Result<LANDelivery, LANRefusal>
+    /// - Unicast: the NIC with that MAC on the VLAN, then a copy to each promiscuous listener.
+    ///
+    /// - Returns: nil when the frame is switched, else why it is refused (and counted).
+    @discardableResult
+    public mutating func forEachDestination(from node: UInt32, vlan: VLANID, destination: MACAddress, source: MACAddress,
+                                            _ body: (VirtualNICBinding, _ promiscuousCopy: Bool) -> Void) -> LANRefusal?
     {
         guard let sender = nics[source], sender.vlan == vlan else {
             let onVLAN = nics.values.contains { $0.node == node && $0.vlan == vlan }
-            return .failure(count(onVLAN ? .forgedSource : .notMember))
+            return count(onVLAN ? .forgedSource : .notMember)
         }
-        guard sender.node == node else { return .failure(count(.forgedSource)) }
+        guard sender.node == node else { return count(.forgedSource) }
         if destination.isBroadcast || destination == .allHosts || destination == .allNodes {
-            return .success(LANDelivery(to: members(of: vlan).filter { $0.mac != source }, promiscuousCopies: 0))
+            if let members = byVLAN[vlan] {
+                for nic in members where nic.mac != source { body(nic, false) }
+            }
+            return nil
         }
         if destination.isMulticast {
-            let joined = groups[vlan]?[destination].map { Array($0.keys) } ?? []
-            return .success(LANDelivery(to: joined.sorted().compactMap { $0 == source ? nil : nics[$0] }, promiscuousCopies: 0))
+            if let joined = groups[vlan]?[destination] {
+                for mac in joined.keys where mac != source {
+                    if let nic = nics[mac] { body(nic, false) }
+                }
+            }
+            return nil
         }
-        guard let target = nics[destination], target.vlan == vlan else { return .failure(count(.unknownDestination)) }
-        var to = [target]
-        for l in (promiscuous[vlan] ?? []).sorted() where l != source && l != destination {
-            if let nic = nics[l] { to.append(nic) }
+        guard let target = nics[destination], target.vlan == vlan else { return count(.unknownDestination) }
+        body(target, false)
+        if let listening = promiscuous[vlan] {
+            for l in listening where l != source && l != destination {
+                if let nic = nics[l] { body(nic, true) }
+            }
         }
-        return .success(LANDelivery(to: to, promiscuousCopies: to.count - 1))
+        return nil
     }
 
     /// IPv4 addresses bound to NICs, per VLAN, as the ARP server learned them (item 6): each

@@ -125,6 +125,14 @@ let benchmarks: @Sendable () -> Void = {
     // coalesced into shared frames, and whole 16896-byte frames sent without a copy.
     rviBenchmark("RVIMessages_64B", payloadBytes: 64, coalesce: true)
     rviBenchmark("RVIFrames_16896B", payloadBytes: FrameLayout.maxPayload, coalesce: false)
+
+    // MARK: - Virtual LANs (driver and virtual LAN server)
+
+    // Two control nodes and three processing nodes in this process: node 3's frames go direct
+    // to node 4 (unicast), or through a server that clones them to nodes 4 and 5.
+    lanBenchmark("LANUnicastDirect_1500B", traffic: .unicastDirect, frameBytes: 1500)
+    lanBenchmark("LANBroadcast_1500B", traffic: .broadcast, frameBytes: 1500)
+    lanBenchmark("LANMulticast_1500B", traffic: .multicast, frameBytes: 1500)
 }
 
 /// Registers a benchmark that streams 1000 frames per iteration between two engines on
@@ -173,6 +181,46 @@ func loopbackBenchmark(_ name: String, payloadBytes: Int, copyPayloadOnReceive: 
     ) { benchmark in
         guard let p = pair.value else { fatalError("\(name): engines not set up") }
         measure(benchmark, name, allowed: allocationsPerIteration, unit: "frames", deliver: p.deliver, fail: p.fail)
+    }
+}
+
+/// A set of engines a stream benchmark runs against: built in the setup hook, asked for `count`
+/// more messages or frames per iteration, checked and stopped in the teardown hook.
+protocol StreamBed: AnyObject {
+    func deliver(_ count: Int)
+    func fail(_ why: String) -> Never
+    /// Checks what the run left behind (losses, paths taken); fails the run if it is wrong.
+    func check(_ name: String)
+    func stop()
+}
+
+/// Registers a stream benchmark: `make` builds the engines in setup and 5000 warm-up items go
+/// through them outside the measurement; each iteration is checked on its own for allocations
+/// (0 allowed). As with `loopbackBenchmark`, every failure crashes the process on purpose.
+func streamBenchmark<Bed: StreamBed>(_ name: String, unit: String, _ make: @escaping () throws -> Bed) {
+    let bed = SetupSlot<Bed>()
+    Benchmark(
+        name,
+        configuration: .init(
+            warmupIterations: 20,
+            maxDuration: .seconds(5),
+            maxIterations: 200,
+            setup: {
+                do {
+                    bed.value = try make()
+                } catch {
+                    fatalError("\(name): cannot start the engines: \(error)")
+                }
+                bed.value!.deliver(5000)
+            },
+            teardown: {
+                bed.value?.check(name)
+                bed.value?.stop()
+                bed.value = nil
+            })
+    ) { benchmark in
+        guard let b = bed.value else { fatalError("\(name): engines not set up") }
+        measure(benchmark, name, allowed: 0, unit: unit, deliver: b.deliver, fail: b.fail)
     }
 }
 

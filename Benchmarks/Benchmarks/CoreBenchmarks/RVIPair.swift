@@ -77,7 +77,7 @@ final class RVIStreamReceiver: RVIDelegate {
     }
 }
 
-final class RVILoopbackPair: Sendable {
+final class RVILoopbackPair: Sendable, StreamBed {
     let state: RVIStreamState
     let sender: EngineThread
     let receiver: EngineThread
@@ -124,6 +124,8 @@ final class RVILoopbackPair: Sendable {
         fatalError("CoreBenchmarks: \(why)")
     }
 
+    func check(_ name: String) {}
+
     func stop() {
         sender.stopAndWait()
         receiver.stopAndWait()
@@ -133,27 +135,5 @@ final class RVILoopbackPair: Sendable {
 /// Registers an RVI benchmark: 1000 messages per iteration, each iteration checked on its own
 /// for allocations (0 allowed), like the VI benchmarks.
 func rviBenchmark(_ name: String, payloadBytes: Int, coalesce: Bool) {
-    let pair = SetupSlot<RVILoopbackPair>()
-    Benchmark(
-        name,
-        configuration: .init(
-            warmupIterations: 20,
-            maxDuration: .seconds(5),
-            maxIterations: 200,
-            setup: {
-                do {
-                    pair.value = try RVILoopbackPair(payloadBytes: payloadBytes, coalesce: coalesce)
-                } catch {
-                    fatalError("\(name): cannot start two engines with RVIs: \(error)")
-                }
-                pair.value!.deliver(5000)
-            },
-            teardown: {
-                pair.value?.stop()
-                pair.value = nil
-            })
-    ) { benchmark in
-        guard let p = pair.value else { fatalError("\(name): engines not set up") }
-        measure(benchmark, name, allowed: 0, unit: "messages", deliver: p.deliver, fail: p.fail)
-    }
+    streamBenchmark(name, unit: "messages") { try RVILoopbackPair(payloadBytes: payloadBytes, coalesce: coalesce) }
 }
