@@ -78,7 +78,8 @@ public final class LANPlatform {
     ///   - macState: the first control node's MAC counter file (it survives restarts).
     ///   - fabric: namespaces and bridges to run in (needs root), or nil for loopback.
     ///   - nodePollMode: the processing nodes' engines' mode (busy-poll trades a core each for
-    ///     latency); control nodes always block.
+    ///     latency, and pins the nth processing node's engine to CPU n mod the CPU count);
+    ///     control nodes always block.
     public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
                 layerConfiguration: RCLANConfiguration = RCLANConfiguration(), nodePollMode: PollMode = .blocking,
                 seconds: Double = 10) throws {
@@ -101,9 +102,14 @@ public final class LANPlatform {
         var addresses: [Int: NodeAddress] = [:]
         var started: [EngineThread] = []
         do {
-            for n in definition.processingNodes {
+            let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+            for (i, n) in definition.processingNodes.enumerated() {
                 var c = configuration(n)
                 c.pollMode = nodePollMode
+                // Busy-polling engines are pinned one per CPU, round robin: left to the
+                // scheduler, two spinners can share a CPU (each waiting out the other's slice,
+                // milliseconds) while another CPU runs only sleepers.
+                if nodePollMode == .busyPoll && c.cpu == nil { c.cpu = i % cpus }
                 let t = try EngineThread.start(c) { () -> any EngineDriver in
                     let eth = VirtualEthernet(node: UInt32(n))
                     eth.tapBackend = tap

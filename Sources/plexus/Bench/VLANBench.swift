@@ -13,7 +13,7 @@ struct VLANBed {
     /// The addresses of node 4 over the virtual LAN and over the direct veth pair.
     let overLAN = "10.10.0.4", overVeth = "10.99.0.4"
 
-    init(busyPoll: Bool = false) throws {
+    init(busyPoll: Bool = false, heartbeatUs: Int = 1000) throws {
         guard getuid() == 0 else { throw CLIError("the vlan-* scenarios need root (network namespaces, TAP devices)") }
         for tool in ["ip", "iperf3", "ping"] where NamespaceFabric.execute(["which", tool]).status != 0 {
             throw CLIError("the vlan-* scenarios need `\(tool)` (scripts/setup.sh installs it)")
@@ -25,7 +25,8 @@ struct VLANBed {
             defer { try? FileManager.default.removeItem(atPath: state) }
             platform = try LANPlatform(PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4],
                                                           vlans: [Self.vlan: [3, 4]]),
-                                       macState: state, fabric: fabric, nodePollMode: busyPoll ? .busyPoll : .blocking)
+                                       macState: state, fabric: fabric, layerConfiguration: rclanConfiguration(heartbeatUs: heartbeatUs),
+                                       nodePollMode: busyPoll ? .busyPoll : .blocking)
             for n in [3, 4] { try platform.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.vlan) }
             // The baseline: a veth pair straight between the two namespaces.
             let (a, b) = ("\(fabric.prefix)v3", "\(fabric.prefix)v4")
@@ -110,7 +111,7 @@ extension Bench {
     }
 
     func vlanPingScenario() throws -> [String: Any] {
-        let bed = try VLANBed(busyPoll: busyPoll)
+        let bed = try VLANBed(busyPoll: busyPoll, heartbeatUs: heartbeatUs)
         defer { bed.stop() }
         var lan: [UInt64] = [], veth: [UInt64] = []
         for round in 0..<rounds {
