@@ -9,12 +9,14 @@ let package = Package(
         .library(name: "PlexusRCLAN", targets: ["PlexusRCLAN"]),
         .library(name: "PlexusCluster", targets: ["PlexusCluster"]),
         .library(name: "PlexusLAN", targets: ["PlexusLAN"]),
+        .library(name: "PlexusPlatform", targets: ["PlexusPlatform"]),
         .executable(name: "plexus", targets: ["plexus"]),
         .executable(name: "plexus-example", targets: ["PlexusExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // MARK: - C glue: liburing, libnuma and the few _GNU_SOURCE calls Swift cannot reach.
@@ -72,6 +74,13 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
+        // MARK: - The platform (issue 5): PANs, personalities, the free pool, persistent state.
+        .target(
+            name: "PlexusPlatform",
+            dependencies: ["PlexusCore", "PlexusLAN", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
         // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
         .target(
             name: "PlexusTestSupport",
@@ -93,6 +102,11 @@ let package = Package(
         .testTarget(
             name: "PlexusLANTests",
             dependencies: ["PlexusLAN", "PlexusCore", "PlexusTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "PlexusPlatformTests",
+            dependencies: ["PlexusPlatform", "PlexusLAN", "PlexusCore"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
