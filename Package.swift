@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // MARK: - C glue: liburing, libnuma and the few _GNU_SOURCE calls Swift cannot reach.
@@ -53,6 +54,8 @@ let package = Package(
                 "PlexusCore",
                 "PlexusRCLAN",
                 "PlexusLAN",
+                "PlexusPlatform",
+                "PlexusAPI",
                 "CPlexus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -81,6 +84,13 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
+        // MARK: - The management API a control node serves (hummingbird).
+        .target(
+            name: "PlexusAPI",
+            dependencies: ["PlexusPlatform", .product(name: "Hummingbird", package: "hummingbird")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
         // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
         .target(
             name: "PlexusTestSupport",
@@ -106,7 +116,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusPlatformTests",
-            dependencies: ["PlexusPlatform", "PlexusLAN", "PlexusCore"],
+            dependencies: ["PlexusPlatform", "PlexusAPI", "PlexusLAN", "PlexusCore", "PlexusTestSupport",
+                           .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -6,7 +6,7 @@
 #   iputils-ping iperf3 curl python3   real clients across the virtual LANs (tests and the
 #                         vlan-* benches): ping, iperf3, an HTTP server and curl, multicast sockets
 set -euo pipefail
-packages=(liburing-dev libnuma-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3)
+packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

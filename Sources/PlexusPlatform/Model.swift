@@ -100,6 +100,8 @@ public struct PlatformError: Error, Sendable, Hashable, CustomStringConvertible 
         case notFound = "not-found"
         /// It conflicts with the current state (409): exists already, in use, pool empty.
         case conflict
+        /// No token, or the wrong one (401).
+        case unauthorized
     }
     public var kind: Kind
     /// The request field at fault (`name`, `vlan`, `address`...), or nil.
@@ -116,6 +118,7 @@ public struct PlatformError: Error, Sendable, Hashable, CustomStringConvertible 
         case .invalid: 400
         case .notFound: 404
         case .conflict: 409
+        case .unauthorized: 401
         }
     }
 }
