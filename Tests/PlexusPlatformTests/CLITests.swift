@@ -1,0 +1,90 @@
+import Foundation
+import PlexusLAN
+import PlexusTestSupport
+import Testing
+
+/// `plexus api serve` as a process, driven by the `plexus` client commands, as an administrator
+/// would: the state survives a restart of the control node, and bad requests exit non-zero with
+/// the field named.
+@Suite("Management CLI against a real control node", .serialized)
+struct CLITests {
+    /// Runs the API server on a free port over `state`; returns it and its base URL.
+    func serve(_ exe: String, state: String) throws -> (WatchedProcess, String) {
+        let server = try WatchedProcess([exe, "api", "serve", "--state", state, "--port", "0"])
+        guard server.waitFor("serving http://", seconds: 20),
+              let line = server.output.split(separator: "\n").first(where: { $0.contains("serving http://") }),
+              let url = line.split(separator: " ").first(where: { $0.hasPrefix("http://") })
+        else { throw CLIFailure("the API server did not start: \(server.output)") }
+        return (server, String(url.dropLast(3)))  // without "/v1"
+    }
+
+    struct CLIFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
+    }
+
+    func plexus(_ exe: String, _ args: [String], api: String, state: String) -> (status: Int32, output: String) {
+        NamespaceFabric.execute([exe] + args + ["--api", api, "--token-file", state + "/api-token"])
+    }
+
+    @Test("define a PAN from the command line, restart the control node, find everything; bad requests are refused by field")
+    func endToEnd() throws {
+        let exe = try #require(plexusExecutable, "the plexus executable was not built next to the tests (run swift build first)")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-cli-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        var (server, api) = try serve(exe, state: state)
+        let token = try String(contentsOfFile: state + "/api-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(token.count == 64)
+        #expect(!server.output.contains(token), "the token is never printed")
+        let mode = try FileManager.default.attributesOfItem(atPath: state + "/api-token")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+
+        let steps: [[String]] = [
+            ["pool", "add", "3", "4", "5"],
+            ["pan", "create", "shop"],
+            ["pan", "add-vlan", "shop", "10"],
+            ["pan", "add-processor", "shop", "--name", "web"],
+            ["personality", "attach-nic", "web", "10"],
+            ["personality", "bind-ip", "web", "10", "10.10.0.3/24"],
+            ["personality", "map-storage", "web", "0", "0", "/luns/web"],
+            ["personality", "set-workload", "web", "python3 -m http.server 8080"],
+        ]
+        for s in steps {
+            let r = plexus(exe, s, api: api, state: state)
+            #expect(r.status == 0, "plexus \(s.joined(separator: " ")): \(r.output)")
+        }
+        // Readable, and JSON for programs.
+        let shown = plexus(exe, ["personality", "show", "--node", "3"], api: api, state: state)
+        #expect(shown.output.contains("name: web") && shown.output.contains("mac: 02:00:01:00:00:00"), "\(shown.output)")
+        let js = plexus(exe, ["personality", "show", "web", "--json"], api: api, state: state)
+        let object = try JSONSerialization.jsonObject(with: Data(js.output.utf8)) as? [String: Any]
+        #expect(object?["workload"] as? String == "python3 -m http.server 8080")
+
+        // Bad requests: exit 1, the field named, nothing applied.
+        for (args, expected) in [
+            (["pan", "add-vlan", "shop", "5000"], "vlan: 5000 is not a VLAN number"),
+            (["personality", "bind-ip", "web", "10", "10.10.0.3/24"], "address: 10.10.0.3 is bound to web"),
+            (["personality", "attach-nic", "ghost", "10"], "personality: no personality ghost"),
+            (["pan", "create", "Shop!"], "name: 'Shop!' is not a name"),
+        ] {
+            let r = plexus(exe, args, api: api, state: state)
+            #expect(r.status != 0 && r.output.contains(expected), "plexus \(args.joined(separator: " ")): \(r.output)")
+        }
+        let badToken = NamespaceFabric.execute([exe, "pan", "list", "--api", api, "--token-file", "/dev/null"])
+        #expect(badToken.status != 0 && badToken.output.contains("cannot read the API token"), "\(badToken.output)")
+
+        // The control node restarts: everything is still there.
+        server.process.kill()
+        _ = server.process.wait()
+        (server, api) = try serve(exe, state: state)
+        let after = plexus(exe, ["personality", "show", "web", "--json"], api: api, state: state)
+        let again = try JSONSerialization.jsonObject(with: Data(after.output.utf8)) as? [String: Any]
+        #expect(again?["node"] as? Int == 3)
+        #expect((again?["ips"] as? [[String: Any]])?.first?["address"] as? String == "10.10.0.3/24")
+        #expect(try String(contentsOfFile: state + "/api-token", encoding: .utf8).contains(token), "the same token after a restart")
+        let events = plexus(exe, ["events", "--json"], api: api, state: state)
+        let list = try JSONSerialization.jsonObject(with: Data(events.output.utf8)) as? [[String: Any]] ?? []
+        #expect(list.count == 10, "3 nodes added and 7 commands: \(events.output)")
+        _ = server
+    }
+}
