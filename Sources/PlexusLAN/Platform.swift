@@ -78,7 +78,8 @@ public final class LANPlatform {
     ///   - macState: the first control node's MAC counter file (it survives restarts).
     ///   - fabric: namespaces and bridges to run in (needs root), or nil for loopback.
     ///   - nodePollMode: the processing nodes' engines' mode (busy-poll trades a core each for
-    ///     latency, and pins the nth processing node's engine to CPU n mod the CPU count);
+    ///     latency, and pins the nth processing node's engine to CPU n when there are at
+    ///     least as many CPUs as processing nodes);
     ///     control nodes always block.
     public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
                 layerConfiguration: RCLANConfiguration = RCLANConfiguration(), nodePollMode: PollMode = .blocking,
@@ -106,10 +107,11 @@ public final class LANPlatform {
             for (i, n) in definition.processingNodes.enumerated() {
                 var c = configuration(n)
                 c.pollMode = nodePollMode
-                // Busy-polling engines are pinned one per CPU, round robin: left to the
-                // scheduler, two spinners can share a CPU (each waiting out the other's slice,
-                // milliseconds) while another CPU runs only sleepers.
-                if nodePollMode == .busyPoll && c.cpu == nil { c.cpu = i % cpus }
+                // Busy-polling engines are pinned one per CPU when there are CPUs enough: left to
+                // the scheduler, two spinners can share a CPU (each waiting out the other's
+                // slice, milliseconds) while another CPU runs only sleepers. With more spinners
+                // than CPUs, pinning would force two onto one CPU, so the scheduler decides.
+                if nodePollMode == .busyPoll && c.cpu == nil && definition.processingNodes.count <= cpus { c.cpu = i }
                 let t = try EngineThread.start(c) { () -> any EngineDriver in
                     let eth = VirtualEthernet(node: UInt32(n))
                     eth.tapBackend = tap

@@ -1,6 +1,8 @@
 // A whole virtual LAN in this process: two control nodes (each running the virtual LAN server)
 // and three processing nodes on VLAN 10, every node on its own engine thread, with the in-process
-// frame backend. Node 3 sends Ethernet frames from its engine thread (`VirtualEthernet.onTurn`);
+// frame backend. Node 3 sends Ethernet frames from its engine thread (`VirtualEthernet.onTurn`,
+// on each turn: the engines block, so the acknowledgements of its frames wake it to send more;
+// five spinning engines on two cores would starve the control nodes into leg failovers);
 // nodes 4 and 5 count what their NICs receive (`onFrame`). The measured thread only moves
 // atomics, so every allocation counted is the platform's own: the driver's send and receive
 // paths and, for broadcast and multicast, the server's switching and cloning.
@@ -78,7 +80,7 @@ final class LANBed: Sendable, StreamBed {
         let macState = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-lanbench-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: macState) }
         let p = try LANPlatform(PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5], vlans: [Self.vlan: [3, 4, 5]]),
-                                macState: macState, nodePollMode: .busyPoll)
+                                macState: macState, nodePollMode: .blocking)
         platform = LANPlatformBox(p)
         guard let from = p.mac(node: 3, vlan: Self.vlan), let to = p.mac(node: 4, vlan: Self.vlan) else {
             throw BenchError("no NICs on VLAN 10")
