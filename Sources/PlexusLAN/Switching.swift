@@ -214,11 +214,16 @@ public final class VirtualLANServer: RVIDelegate {
                 return
             }
             // The same message, marked as relayed (its checksum fields travel unchanged), goes to
-            // each NIC the table names.
-            scratch.baseAddress!.copyMemory(from: m.baseAddress!, byteCount: m.count)
-            scratch[1] |= LANMessage.relayed
+            // each NIC the table names; it is copied once, when the first destination is known
+            // (a refused frame is not copied at all).
             let copy = UnsafeRawBufferPointer(rebasing: scratch[0..<m.count])
+            var copied = false
             func send(to nic: VirtualNICBinding) {
+                if !copied {
+                    scratch.baseAddress!.copyMemory(from: m.baseAddress!, byteCount: m.count)
+                    scratch[1] |= LANMessage.relayed
+                    copied = true
+                }
                 guard let to = nodeRVI[nic.node] else { return }
                 do {
                     _ = try layer.send(copy.bytes, on: to)

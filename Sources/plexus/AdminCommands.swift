@@ -6,6 +6,7 @@ import FoundationNetworking
 import Hummingbird
 import PlexusAPI
 import PlexusPlatform
+import Synchronization
 
 // The management surface: `plexus api serve` runs the REST API on a control node's state, and
 // the other commands here are its clients, one command per route (docs/openapi.yaml).
@@ -44,23 +45,23 @@ struct API: ParsableCommand {
                     fflush(nil)
                 })
             let done = DispatchSemaphore(value: 0)
-            let failure = LockedBox<Error?>(nil)
+            let failure = Handoff<String?>(nil)
             Task {
-                do { try await app.runService() } catch { failure.set(error) }
+                do { try await app.runService() } catch { failure.set("\(error)") }
                 done.signal()
             }
             done.wait()
-            if let e = failure.get() { throw e }
+            if let e = failure.get() { throw CLIError("the management API stopped: \(e)") }
         }
     }
 }
 
-final class LockedBox<T>: @unchecked Sendable {
-    let lock = NSLock()
-    var value: T
-    init(_ v: T) { value = v }
-    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
-    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+/// A value handed from a callback or task to the thread waiting for it.
+final class Handoff<T: Sendable>: Sendable {
+    let value: Mutex<T>
+    init(_ v: T) { value = Mutex(v) }
+    func set(_ v: T) { value.withLock { $0 = v } }
+    func get() -> T { value.withLock { $0 } }
 }
 
 /// Where the API is, how to authenticate, and how to print.
@@ -86,24 +87,25 @@ struct ClientOptions: ParsableArguments {
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
             request.httpBody = try JSONSerialization.data(withJSONObject: body.mapValues { $0 ?? NSNull() }, options: [.sortedKeys])
         }
-        let result = LockedBox<(Data?, URLResponse?, Error?)>((nil, nil, nil))
+        let result = Handoff<(status: Int, data: Data)?>(nil)
+        let failure = Handoff<String>("no answer")
         let done = DispatchSemaphore(value: 0)
         URLSession.shared.dataTask(with: request) { d, r, e in
-            result.set((d, r, e))
+            if let http = r as? HTTPURLResponse, let d { result.set((http.statusCode, d)) }
+            if let e { failure.set(e.localizedDescription) }
             done.signal()
         }.resume()
         done.wait()
-        let (data, response, error) = result.get()
-        guard let http = response as? HTTPURLResponse, let data else {
-            throw CLIError("cannot reach the management API at \(base): \(error.map { "\($0.localizedDescription)" } ?? "no answer")")
+        guard let (status, data) = result.get() else {
+            throw CLIError("cannot reach the management API at \(base): \(failure.get())")
         }
         let text = String(decoding: data, as: UTF8.self)
         let object = try? JSONSerialization.jsonObject(with: data)
-        if http.statusCode >= 400 {
+        if status >= 400 {
             if json { print(text) }
             let e = (object as? [String: Any])?["error"] as? [String: Any]
             let field = (e?["field"] as? String).map { "\($0): " } ?? ""
-            throw CLIError("refused (\(http.statusCode) \(e?["kind"] as? String ?? "")): \(field)\(e?["message"] as? String ?? text)")
+            throw CLIError("refused (\(status) \(e?["kind"] as? String ?? "")): \(field)\(e?["message"] as? String ?? text)")
         }
         if json {
             print(text)
