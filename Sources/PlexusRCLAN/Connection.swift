@@ -84,6 +84,26 @@ struct LegRecord {
     /// Whether the last measured window lost more than the demotion threshold.
     var lastWindowOver = false
     var demotedUntil: UInt64 = 0
+    /// When this leg last went down from up or demoted, the three latest (a fixed ring, so the
+    /// data path does not allocate). Three downs within one `demotionPeriod` is flapping.
+    var downs: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    var downsNext = 0
+
+    /// Records a fall from up or demoted to down.
+    mutating func noteDown(at now: UInt64) {
+        switch downsNext {
+        case 0: downs.0 = now
+        case 1: downs.1 = now
+        default: downs.2 = now
+        }
+        downsNext = (downsNext + 1) % 3
+    }
+
+    /// Whether the leg fell down three times within `period` nanoseconds before `now`.
+    func flapping(now: UInt64, period: UInt64) -> Bool {
+        let oldest = min(downs.0, downs.1, downs.2)
+        return oldest != 0 && now &- oldest <= period
+    }
     /// A probe's timestamp to echo back on this leg (0: none owed).
     var echoOwed: UInt64 = 0
     /// Whether the peer, in its last control frame, said it hears this leg.

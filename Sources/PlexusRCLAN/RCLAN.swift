@@ -730,9 +730,7 @@ public final class RCLAN: EngineDriver {
             c.legs[k].peerHears = heard
             let otherUsable = c.legs[1 - k].state == .up || c.legs[1 - k].state == .demoted
             if !heard && (c.legs[k].state == .up || c.legs[k].state == .demoted) && otherUsable {
-                c.setLeg(k, .down, now: now)
-                legFailed(c, k)
-                delegate.event(.legDown(k == 0 ? .a : .b), on: c.rvi, layer: self)
+                legWentDown(c, k)
                 if c.closing { return }
             }
         }
@@ -910,9 +908,7 @@ public final class RCLAN: EngineDriver {
             switch c.legs[l].state {
             case .up, .demoted:
                 if legSilent(c, l, silence: silence, grace: grace) {
-                    c.setLeg(l, .down, now: now)
-                    legFailed(c, l)
-                    events.event(.legDown(l == 0 ? .a : .b), on: c.rvi, layer: self)
+                    legWentDown(c, l)
                     if c.closing { return }
                 } else if c.legs[l].state == .demoted && now >= c.legs[l].demotedUntil {
                     c.legs[l].windowSent = 0
@@ -926,8 +922,24 @@ public final class RCLAN: EngineDriver {
                 } else if now - c.legs[l].changedAt >= holdDown && c.legs[l].peerHears {
                     c.legs[l].windowSent = 0
                     c.legs[l].windowLost = 0
-                    c.setLeg(l, .up, now: now)
-                    events.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
+                    let period = Self.nanos(configuration.demotionPeriod)
+                    let stillDemoted = now < c.legs[l].demotedUntil
+                    if (stillDemoted || c.legs[l].flapping(now: now, period: period))
+                        && c.legs[1 - l].state == .up {
+                        // Down three times within a demotion period (a leg losing so much that its
+                        // silences take it down before a loss window can fill, or one that comes
+                        // and goes): back, but demoted, like a leg that lost too much. A demoted
+                        // leg that went down and came back serves out its demotion.
+                        c.setLeg(l, .demoted, now: now)
+                        if !stillDemoted {
+                            c.legs[l].demotedUntil = now + period
+                            events.event(.legDemoted(l == 0 ? .a : .b, lossPercent: c.legs[l].stats.lossPercent),
+                                         on: c.rvi, layer: self)
+                        }
+                    } else {
+                        c.setLeg(l, .up, now: now)
+                        events.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
+                    }
                 }
             case .down:
                 break
@@ -998,6 +1010,15 @@ public final class RCLAN: EngineDriver {
         let otherHears = other.heard && other.lastHeard > c.legs[l].lastHeard + deadAfter
             && other.state != .down
         return otherHears || silence > 4 * deadAfter
+    }
+
+    /// A leg that was up or demoted is down: noted for flap damping, its frames go again on the
+    /// other leg, and the application hears of it.
+    func legWentDown(_ c: Connection, _ l: Int) {
+        c.setLeg(l, .down, now: now)
+        c.legs[l].noteDown(at: now)
+        legFailed(c, l)
+        delegate.event(.legDown(l == 0 ? .a : .b), on: c.rvi, layer: self)
     }
 
     /// A leg went down: every frame last sent on it and not acknowledged goes again on the other.

@@ -229,7 +229,12 @@ struct RVILegTests {
 
     @Test("a leg losing far more than the threshold is demoted, and nothing is lost")
     func demotion() throws {
-        let pair = try RVIPair(seed: 2)
+        // Silence is judged over 20 heartbeats, not 5: this test is about demotion by measured
+        // loss. With 5, a debug build's slow receiver makes the healthy leg look silent too, and
+        // both legs flap (flap damping has its own test).
+        var layer = RCLANConfiguration()
+        layer.missedHeartbeats = 20
+        let pair = try RVIPair(seed: 2, layer: layer)
         for t in [pair.one, pair.two] { try pair.faults(t, .a, FaultPlan(seed: 2, dropPercent: 35)) }
         // In steps of 1000, each waited for: this test is about loss, not about a receiver that a
         // debug build's checking of every byte leaves behind (whose late turns make legs look silent).
@@ -247,6 +252,41 @@ struct RVILegTests {
         expectClean(r2, 20_000, "node 2 received")
         #expect(r1.events.contains { if case .legDemoted(.a, _) = $0.event { true } else { false } },
                 "node 1's events: \(r1.events)")
+    }
+
+    @Test("a leg that goes down three times within the demotion period comes back demoted, and serves it out")
+    func flapping() throws {
+        let pair = try RVIPair(seed: 4)
+        #expect(waitUntil { (try? pair.statistics(pair.one).legs.allSatisfy { $0.framesIn > 3 }) ?? false })
+        func isDemoted(_ e: RVIEvent) -> Bool { if case .legDemoted(.a, _) = e { true } else { false } }
+        // Cut leg A and bring it back three times; wait for each fall and each return.
+        for round in 1...3 {
+            for t in [pair.one, pair.two] { try pair.faults(t, .a, FaultPlan(down: true)) }
+            #expect(waitUntil { pair.streamOne.read().events.filter { $0.event == .legDown(.a) }.count >= round })
+            for t in [pair.one, pair.two] { try pair.faults(t, .a, nil) }
+            if round < 3 {
+                #expect(waitUntil { pair.streamOne.read().events.filter { $0.event == .legUp(.a) }.count >= round })
+            }
+        }
+        #expect(waitUntil { pair.streamOne.read().events.contains { isDemoted($0.event) } })
+        let s = try pair.statistics(pair.one)
+        // Data meanwhile goes on leg B, and all of it arrives.
+        try pair.send(2_000, from: pair.one)
+        #expect(waitUntil(seconds: 30) { pair.streamTwo.read().delivered == 2_000 })
+        // After the demotion period (1 s) leg A is up again.
+        #expect(waitUntil(seconds: 5) { pair.streamOne.read().events.filter { $0.event == .legUp(.a) }.count >= 3 })
+        let r1 = pair.streamOne.read(), r2 = pair.streamTwo.read()
+        _ = pair.stop()
+        let a = r1.events.filter { $0.event == .legDown(.a) || $0.event == .legUp(.a) || isDemoted($0.event) }
+        print("RVI flapping: leg A \(a.map { "\($0.event)@\(Int($0.ms))" })")
+        // Down, up, down, up, down, then demoted (not up) on the third return, then up.
+        let third = a.indices.filter { a[$0].event == .legDown(.a) }.dropFirst(2).first
+        #expect(third.map { $0 + 1 < a.count && isDemoted(a[$0 + 1].event) } == true)
+        #expect(s.legs[0].state == .demoted)
+        if let third, let up = a[(third + 1)...].first(where: { $0.event == .legUp(.a) }) {
+            #expect(up.ms - a[third + 1].ms >= 900, "leg A served out its demotion")
+        }
+        expectClean(r2, 2_000, "node 2 received")
     }
 
     @Test("both legs down: messages wait and arrive when a leg returns; past failAfter they fail and the epoch changes")
