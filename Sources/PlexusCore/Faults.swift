@@ -185,7 +185,7 @@ extension Engine {
     /// Applies the port's plan to one outgoing frame. Nothing completes here (never inside a
     /// driver's call to send): dropped and duplicated frames are settled at the next turn.
     func injectFaults(_ f: FaultState, slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>) {
-        let now = monotonicNanos()
+        let now = nowNanos()
         var drop = f.cuts(UnsafeRawPointer(e).assumingMemoryBound(to: sockaddr_in.self))
         if !drop && f.dropBelow > 0 && f.next() < f.dropBelow { drop = true }
         var due = now + f.delayNanos
@@ -219,7 +219,7 @@ extension Engine {
     /// Releases held frames that are due (called every turn), or all of them.
     func releaseHeldFrames(_ f: FaultState, port: Port, all: Bool = false) {
         guard f.count > 0 else { return }
-        let now = monotonicNanos()
+        let now = nowNanos()
         // Stable: frames due together leave in the order they were sent.
         let n = f.count
         var kept = 0
@@ -259,8 +259,9 @@ extension Engine {
     var framesHeldByFaults: Int { (portA.faults?.count ?? 0) + (portB.faults?.count ?? 0) }
 }
 
+/// Monotonic nanoseconds (`CLOCK_MONOTONIC`): the one clock of timelines, timers and tests.
 @inline(__always)
-func monotonicNanos() -> UInt64 {
+public func nowNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

@@ -57,7 +57,8 @@ public final class NamespaceFabric {
         }
     }
 
-    public func namespace(_ n: Int) -> String { "\(prefix)n\(n)" }
+    public func namespace(_ n: Int) -> String { Self.namespace(prefix: prefix, n) }
+    public static func namespace(prefix: String, _ n: Int) -> String { "\(prefix)n\(n)" }
     public func bridge(_ f: Fabric) -> String { "\(prefix)br\(f)".lowercased() }
     public func hostVeth(_ n: Int, _ f: Fabric) -> String { "\(prefix)\(n)\(f)h".lowercased() }
     public func ip(_ n: Int, _ f: Fabric) -> String { "198.18.\(f == .a ? 1 : 2).\(n)" }
@@ -129,7 +130,7 @@ public final class NamespaceFabric {
 
 /// A program running in the background. ``kill()`` uses SIGKILL: a child of an engine's process
 /// inherits a signal mask with SIGTERM blocked (Foundation's `terminate()` would not stop it).
-public final class BackgroundProcess {
+public final class BackgroundProcess: Sendable {
     let process = Process()
     public init(_ args: [String], output: FileHandle? = nil) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

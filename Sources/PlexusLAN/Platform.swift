@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusRCLAN
+import Synchronization
 
 /// What an administrator defines: the control nodes, the processing nodes, and which nodes sit
 /// on which VLAN (one virtual NIC per node and VLAN, "Virtual LAN Server" item 1).
@@ -23,6 +24,12 @@ public struct PlatformDefinition: Sendable, Hashable {
     public var fabricB = "127.0.2.{node}:7000"
     /// The largest datagram the fabrics carry; Plexus segments frames above it.
     public var pathMTU = 65536
+    /// Processing nodes on no VLAN that wait in the free pool as spares (failover).
+    public var spares: [Int] = []
+    /// Each node's IPv4 addresses, per VLAN, and its workload (a shell command run in its
+    /// network namespace): with its NICs, the node's personality, which a spare takes over.
+    public var addresses: [Int: [AddressBinding]] = [:]
+    public var workloads: [Int: String] = [:]
 
     public init(controlNodes: [Int], processingNodes: [Int], vlans: [VLANID: [Int]]) {
         self.controlNodes = controlNodes
@@ -52,6 +59,20 @@ public struct PlatformDefinition: Sendable, Hashable {
             }
         }
         guard fabricA != fabricB else { throw bad("fabricA and fabricB must differ") }
+        for n in spares {
+            guard processingNodes.contains(n) else { throw bad("spares: node \(n) is not a processing node") }
+            guard !vlans.values.contains(where: { $0.contains(n) }) else { throw bad("spares: node \(n) is on a VLAN; a spare holds no personality") }
+        }
+        for (n, list) in addresses {
+            for a in list {
+                guard vlans[a.vlan]?.contains(n) == true else { throw bad("addresses: node \(n) has no NIC on \(a.vlan)") }
+                guard isIPv4CIDR(a.cidr) else { throw bad("addresses: node \(n): \"\(a.cidr)\" is not a.b.c.d/len") }
+            }
+        }
+        for (n, w) in workloads {
+            guard processingNodes.contains(n), !spares.contains(n) else { throw bad("workloads: node \(n) is not a processing node with a personality") }
+            guard !w.isEmpty, w.utf8.count <= 4096 else { throw bad("workloads: node \(n): a command of 1...4096 bytes") }
+        }
     }
 }
 
@@ -71,6 +92,8 @@ public final class LANPlatform {
     public private(set) var controls: [EngineThread?] = []
     public private(set) var nodes: [Int: EngineThread] = [:]
     var controlConfigurations: [EngineConfiguration] = []
+    /// Brings personalities up on the nodes that get them (Personalities.swift).
+    public let personalities: PersonalityManager
 
     /// Starts everything and waits (up to `seconds`) until every node that is on a VLAN is
     /// configured.
@@ -81,12 +104,19 @@ public final class LANPlatform {
     ///     latency, and pins the nth processing node's engine to CPU n when there are at
     ///     least as many CPUs as processing nodes);
     ///     control nodes always block.
+    ///   - knownMACs: NICs whose MACs are already decided (from the platform store); others get
+    ///     new MACs from `macState`.
+    ///   - consoleDirectory: where each node's workload output goes (`node<N>.log`).
     public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
                 layerConfiguration: RCLANConfiguration = RCLANConfiguration(), nodePollMode: PollMode = .blocking,
-                seconds: Double = 10) throws {
+                failover: FailoverSettings? = FailoverSettings(), knownMACs: [VirtualNICBinding] = [],
+                consoleDirectory: String? = nil, seconds: Double = 10) throws {
         try definition.validate()
+        try failover?.validate()
         self.definition = definition
         self.fabric = fabric
+        let personalities = PersonalityManager(namespacePrefix: fabric?.prefix, consoleDirectory: consoleDirectory)
+        self.personalities = personalities
         func configuration(_ n: Int) -> EngineConfiguration {
             if let fabric {
                 var c = fabric.configuration(node: n)
@@ -115,14 +145,18 @@ public final class LANPlatform {
                 let t = try EngineThread.start(c) { () -> any EngineDriver in
                     let eth = VirtualEthernet(node: UInt32(n))
                     eth.tapBackend = tap
+                    eth.onConfigured = { c in personalities.arrived(n, c) }
                     return (try? RCLAN(configuration: layerConfiguration, delegate: eth)) ?? IdleDriver()
                 }
                 started.append(t)
                 nodes[n] = t
+                personalities.attach(n, t)
                 addresses[n] = NodeAddress(node: UInt32(n), info: t.info)
             }
             // MACs from the first control node's serial and persistent counter, in a stable order.
-            let nics = try definition.nics(allocator: MACAllocator(serial: definition.serial, stateFile: macState))
+            var known: [NICKey: MACAddress] = [:]
+            for b in knownMACs { known[NICKey(node: b.node, vlan: b.vlan)] = b.mac }
+            let nics = try definition.nics(allocator: MACAllocator(serial: definition.serial, stateFile: macState), known: known)
             // Control nodes: fixed ports so that a restarted one is found where it was.
             var controlAddresses: [NodeAddress] = []
             for c in definition.controlNodes {
@@ -139,8 +173,10 @@ public final class LANPlatform {
             }
             plan = LANPlan(controls: controlAddresses, nodes: definition.processingNodes.map { addresses[$0]! },
                            nics: nics, mtu: definition.mtu)
+            definition.apply(to: &plan)
             controls = Array(repeating: nil, count: definition.controlNodes.count)
-            for k in controls.indices { try startControl(k, layerConfiguration: layerConfiguration) }
+            personalities.start()
+            for k in controls.indices { try startControl(k, layerConfiguration: layerConfiguration, failover: failover) }
             for n in definition.processingNodes {
                 let controlsPlan = plan.controls
                 try nodes[n]!.runAndWait { e in
@@ -151,26 +187,32 @@ public final class LANPlatform {
         } catch {
             for t in started { t.stopAndWait() }
             for case let c? in controls { c.stopAndWait() }
+            personalities.stop()
             throw error
         }
         let members = Set(definition.vlans.values.flatMap { $0 })
+        let spares = definition.spares
         let ready = waitUntil(seconds: seconds) {
             members.allSatisfy { n in (try? self.ethernet(n) { $0.registration == .configured }) ?? false }
+                && spares.allSatisfy { n in (try? self.ethernet(n) { $0.registration == .standby }) ?? false }
+                && members.allSatisfy { personalities.isUp($0) }
         }
         if !ready {
-            let states = members.sorted().map { n in "node \(n): \((try? self.ethernet(n) { "\($0.registration)" }) ?? "?")" }
+            let states = (members.sorted() + spares).map { n in "node \(n): \((try? self.ethernet(n) { "\($0.registration)" }) ?? "?")" }
             stop()
             throw PlexusError(.timedOut, "processing nodes not configured within \(seconds) s: \(states.joined(separator: ", "))")
         }
     }
 
     /// Starts (or restarts) control node `k` (0 or 1) with the plan.
-    public func startControl(_ k: Int, layerConfiguration: RCLANConfiguration = RCLANConfiguration()) throws {
+    public func startControl(_ k: Int, layerConfiguration: RCLANConfiguration = RCLANConfiguration(),
+                             failover: FailoverSettings? = FailoverSettings()) throws {
         guard controls[k] == nil else { return }
         let plan = self.plan
         let t = try EngineThread.start(controlConfigurations[k]) { () -> any EngineDriver in
             guard let server = try? VirtualLANServer(plan: plan),
                   let layer = try? RCLAN(configuration: layerConfiguration, delegate: server) else { return IdleDriver() }
+            server.failoverSettings = failover
             return layer
         }
         controls[k] = t
@@ -222,9 +264,11 @@ public final class LANPlatform {
     }
 
     public func stop() {
+        personalities.stop()
         for k in controls.indices { stopControl(k) }
         for (_, t) in nodes { t.stopAndWait() }
         nodes = [:]
+        personalities.killAll()
     }
 
     deinit { stop() }

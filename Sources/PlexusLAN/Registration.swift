@@ -45,6 +45,61 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var mtu: Int
     public var nics: [VirtualNICBinding]
     public var peers: [Peer]
+    /// The IPv4 addresses the node's NICs carry (part of its personality: a spare that takes
+    /// the personality over puts the same addresses on the same MACs).
+    public var addresses: [AddressBinding] = []
+    /// The command the node runs in its network namespace, if any (its workload).
+    public var workload: String?
+
+    public init(node: UInt32, mtu: Int, nics: [VirtualNICBinding], peers: [Peer],
+                addresses: [AddressBinding] = [], workload: String? = nil) {
+        self.node = node
+        self.mtu = mtu
+        self.nics = nics
+        self.peers = peers
+        self.addresses = addresses
+        self.workload = workload
+    }
+}
+
+/// An IPv4 address (`a.b.c.d/len`) on a node's NIC on a VLAN.
+public struct AddressBinding: Sendable, Hashable {
+    public var vlan: VLANID
+    public var cidr: String
+    public init(vlan: VLANID, cidr: String) {
+        self.vlan = vlan
+        self.cidr = cidr
+    }
+}
+
+/// The steps of a failover, in order ("Cluster Management Logic"), each stamped when it
+/// happened: a failover's timeline.
+public enum FailoverStep: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// The node's management RVI lost both legs and stayed silent for the confirmation time.
+    case detected = 1
+    /// A spare from the free pool was chosen.
+    case spareChosen = 2
+    /// The server's table moved the NICs (MACs, VLANs, IP bindings) to the spare, and the spare
+    /// was sent its new configuration.
+    case personalityMoved = 3
+    /// Every peer sharing a VLAN was told to reach the MACs at the spare.
+    case peersUpdated = 4
+    /// The spare's NICs are up with the personality's addresses and its workload was started
+    /// (reported by the spare).
+    case workloadStarted = 5
+    /// The spare sent its first frame other than ARP (reported by the spare).
+    case firstPacketServed = 6
+
+    public var description: String {
+        switch self {
+        case .detected: "detected"
+        case .spareChosen: "spare chosen"
+        case .personalityMoved: "personality moved"
+        case .peersUpdated: "peers updated"
+        case .workloadStarted: "workload started"
+        case .firstPacketServed: "first packet served"
+        }
+    }
 }
 
 /// The control messages on a management RVI: LAN message kind 2.
@@ -58,6 +113,14 @@ public struct NodeConfiguration: Sendable, Hashable {
 /// | leave | 2, 5, node (u32), NIC MAC (6), group MAC (6) |
 /// | promiscuous | 2, 6, node (u32), NIC MAC (6), on (u8: 0 or 1) |
 /// | listener | 2, 7, node (u32), VLAN (u16), NIC MAC (6), on (u8): from a server, node's NIC listens promiscuously (or stopped) |
+/// | standby | 2, 8, node (u32): from a server, the node is a spare in the free pool and waits |
+/// | moved | 2, 9, spare (u32), failed (u32), then one peer entry as in configuration: the failed node's MACs are now reached at the spare |
+/// | fenced | 2, 10, node (u32): from a server, the node's personality moved away; it must not use its NICs |
+/// | milestone | 2, 11, node (u32), step (u8, a ``FailoverStep``): from a spare, how far its take-over got |
+///
+/// The configuration message ends with the personality's addresses and workload: address
+/// count (u16), per address: VLAN (u16), length (u8), `a.b.c.d/len` (UTF-8); workload length
+/// (u16, 0: none), workload (UTF-8).
 ///
 /// All integers big-endian. A message that does not parse is counted and dropped.
 public enum ControlMessage: Sendable, Hashable {
@@ -68,6 +131,10 @@ public enum ControlMessage: Sendable, Hashable {
     case leave(node: UInt32, nic: MACAddress, group: MACAddress)
     case promiscuous(node: UInt32, nic: MACAddress, on: Bool)
     case listener(node: UInt32, vlan: VLANID, mac: MACAddress, on: Bool)
+    case standby(node: UInt32)
+    case moved(spare: UInt32, failed: UInt32, peer: NodeConfiguration.Peer)
+    case fenced(node: UInt32)
+    case milestone(node: UInt32, step: FailoverStep)
 
     public static let kind: UInt8 = 2
 
@@ -78,6 +145,15 @@ public enum ControlMessage: Sendable, Hashable {
         func address(_ a: FabricAddress) {
             u32(a.ip)
             u16(Int(a.port))
+        }
+        func peer(_ p: NodeConfiguration.Peer) {
+            u32(p.address.node)
+            address(p.address.fabricA)
+            address(p.address.fabricB)
+            u32(p.localVI)
+            u32(p.remoteVI)
+            u16(p.macs.count)
+            for m in p.macs { w += m.bytes }
         }
         w.append(Self.kind)
         switch self {
@@ -95,15 +171,17 @@ public enum ControlMessage: Sendable, Hashable {
                 w.append(n.promiscuousAllowed ? 1 : 0)
             }
             u16(c.peers.count)
-            for p in c.peers {
-                u32(p.address.node)
-                address(p.address.fabricA)
-                address(p.address.fabricB)
-                u32(p.localVI)
-                u32(p.remoteVI)
-                u16(p.macs.count)
-                for m in p.macs { w += m.bytes }
+            for p in c.peers { peer(p) }
+            u16(c.addresses.count)
+            for a in c.addresses {
+                u16(Int(a.vlan.rawValue))
+                let t = Array(a.cidr.utf8.prefix(255))
+                w.append(UInt8(t.count))
+                w += t
             }
+            let workload = Array((c.workload ?? "").utf8.prefix(4096))
+            u16(workload.count)
+            w += workload
         case .refused(let node, let reason):
             w.append(3)
             u32(node)
@@ -125,6 +203,21 @@ public enum ControlMessage: Sendable, Hashable {
             u16(Int(vlan.rawValue))
             w += mac.bytes
             w.append(on ? 1 : 0)
+        case .standby(let node):
+            w.append(8)
+            u32(node)
+        case .moved(let spare, let failed, let p):
+            w.append(9)
+            u32(spare)
+            u32(failed)
+            peer(p)
+        case .fenced(let node):
+            w.append(10)
+            u32(node)
+        case .milestone(let node, let step):
+            w.append(11)
+            u32(node)
+            w.append(step.rawValue)
         }
         return w
     }
@@ -144,6 +237,21 @@ public enum ControlMessage: Sendable, Hashable {
             guard let ip = u32(), let port = u16() else { return nil }
             return FabricAddress(ip: ip, port: UInt16(port))
         }
+        func peer() -> NodeConfiguration.Peer? {
+            guard let n = u32(), let a = address(), let b = address(), let local = u32(), let remote = u32(),
+                  let macCount = u16() else { return nil }
+            var macs: [MACAddress] = []
+            for _ in 0..<macCount {
+                guard let x = mac() else { return nil }
+                macs.append(x)
+            }
+            return .init(address: NodeAddress(node: n, fabricA: a, fabricB: b), localVI: local, remoteVI: remote, macs: macs)
+        }
+        func text(_ n: Int) -> String? {
+            guard need(n) else { return nil }
+            defer { i += n }
+            return String(validating: UnsafeRawBufferPointer(rebasing: m[i..<(i + n)]), as: UTF8.self)
+        }
         guard u8() == Self.kind, let op = u8(), let node = u32() else { return nil }
         switch op {
         case 1:
@@ -159,18 +267,19 @@ public enum ControlMessage: Sendable, Hashable {
             guard let peerCount = u16() else { return nil }
             var peers: [NodeConfiguration.Peer] = []
             for _ in 0..<peerCount {
-                guard let n = u32(), let a = address(), let b = address(), let local = u32(), let remote = u32(),
-                      let macCount = u16() else { return nil }
-                var macs: [MACAddress] = []
-                for _ in 0..<macCount {
-                    guard let x = mac() else { return nil }
-                    macs.append(x)
-                }
-                peers.append(.init(address: NodeAddress(node: n, fabricA: a, fabricB: b), localVI: local,
-                                   remoteVI: remote, macs: macs))
+                guard let p = peer() else { return nil }
+                peers.append(p)
             }
+            guard let addressCount = u16() else { return nil }
+            var addresses: [AddressBinding] = []
+            for _ in 0..<addressCount {
+                guard let v = u16(), let vlan = VLANID(v), let n = u8(), let cidr = text(Int(n)), isIPv4CIDR(cidr) else { return nil }
+                addresses.append(AddressBinding(vlan: vlan, cidr: cidr))
+            }
+            guard let workloadLength = u16(), let workload = text(workloadLength) else { return nil }
             guard i == m.count, (68...TAP.maximumMTU).contains(mtu) else { return nil }
-            self = .configuration(NodeConfiguration(node: node, mtu: mtu, nics: nics, peers: peers))
+            self = .configuration(NodeConfiguration(node: node, mtu: mtu, nics: nics, peers: peers, addresses: addresses,
+                                                    workload: workload.isEmpty ? nil : workload))
         case 3:
             guard let n = u8(), need(Int(n)), i + Int(n) == m.count else { return nil }
             self = .refused(node: node, reason: String(decoding: UnsafeRawBufferPointer(rebasing: m[i..<(i + Int(n))]), as: UTF8.self))
@@ -183,6 +292,18 @@ public enum ControlMessage: Sendable, Hashable {
         case 7:
             guard let v = u16(), let vlan = VLANID(v), let mac = mac(), let on = u8(), on <= 1, i == m.count else { return nil }
             self = .listener(node: node, vlan: vlan, mac: mac, on: on == 1)
+        case 8:
+            guard i == m.count else { return nil }
+            self = .standby(node: node)
+        case 9:
+            guard let failed = u32(), let p = peer(), i == m.count else { return nil }
+            self = .moved(spare: node, failed: failed, peer: p)
+        case 10:
+            guard i == m.count else { return nil }
+            self = .fenced(node: node)
+        case 11:
+            guard let raw = u8(), let step = FailoverStep(rawValue: raw), i == m.count else { return nil }
+            self = .milestone(node: node, step: step)
         default:
             return nil
         }
@@ -198,6 +319,12 @@ public struct LANPlan: Sendable, Hashable {
     public var nodes: [NodeAddress]
     public var nics: [VirtualNICBinding]
     public var mtu: Int
+    /// The free pool: processing nodes with no personality that wait as spares ("Cluster
+    /// Management Logic"). A node on no VLAN that is not a spare is refused.
+    public var spares: [UInt32] = []
+    /// Each node's IPv4 addresses, and its workload: the rest of its personality.
+    public var addresses: [UInt32: [AddressBinding]] = [:]
+    public var workloads: [UInt32: String] = [:]
 
     public init(controls: [NodeAddress], nodes: [NodeAddress], nics: [VirtualNICBinding], mtu: Int = TAP.maximumMTU) {
         self.controls = controls
@@ -210,6 +337,13 @@ public struct LANPlan: Sendable, Hashable {
     public func configuration(for node: UInt32) -> Result<NodeConfiguration, LANRefusal> {
         let mine = nics.filter { $0.node == node }
         guard !mine.isEmpty, nodes.contains(where: { $0.node == node }) else { return .failure(.notMember) }
+        let c = peers(of: node, mine)
+        return .success(NodeConfiguration(node: node, mtu: mtu, nics: mine, peers: c, addresses: addresses[node] ?? [],
+                                          workload: workloads[node]))
+    }
+
+    /// The peer entries of node `node` (whose NICs are `mine`).
+    func peers(of node: UInt32, _ mine: [VirtualNICBinding]) -> [NodeConfiguration.Peer] {
         let vlans = Set(mine.map(\.vlan))
         var peers: [NodeConfiguration.Peer] = []
         for other in nodes where other.node != node {
@@ -218,7 +352,21 @@ public struct LANPlan: Sendable, Hashable {
             peers.append(.init(address: other, localVI: VINumbering.direct(toward: other.node),
                                remoteVI: VINumbering.direct(toward: node), macs: macs))
         }
-        return .success(NodeConfiguration(node: node, mtu: mtu, nics: mine, peers: peers))
+        return peers
+    }
+
+    /// Moves node `failed`'s whole personality (its NICs with their MACs, its addresses and its
+    /// workload) to `spare`, which leaves the free pool. Returns the NICs moved.
+    public mutating func move(_ failed: UInt32, to spare: UInt32) -> [VirtualNICBinding] {
+        var moved: [VirtualNICBinding] = []
+        for i in nics.indices where nics[i].node == failed {
+            nics[i].node = spare
+            moved.append(nics[i])
+        }
+        addresses[spare] = addresses.removeValue(forKey: failed)
+        workloads[spare] = workloads.removeValue(forKey: failed)
+        spares.removeAll { $0 == spare }
+        return moved
     }
 
     /// The server's table for this plan.

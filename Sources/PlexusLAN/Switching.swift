@@ -124,14 +124,29 @@ public final class VirtualLANServer: RVIDelegate {
     public private(set) var copiesDropped: UInt64 = 0
 
     /// The resolved definition this control node serves (nil when a test drives the table).
-    public private(set) var plan: LANPlan?
+    public internal(set) var plan: LANPlan?
     /// Registrations answered with a configuration, and refused (a node on no VLAN).
     public private(set) var registrations: UInt64 = 0
-    public private(set) var refusedRegistrations: UInt64 = 0
+    public internal(set) var refusedRegistrations: UInt64 = 0
     /// Nodes that registered (each is logged once).
     public private(set) var registered: Set<UInt32> = []
-    /// What the server did that an operator wants to read: refusals, registrations.
+    /// What the server did that an operator wants to read: refusals, registrations, failovers.
     public internal(set) var log: [String] = []
+
+    // Failover ("Cluster Management Logic"; Failover.swift).
+    /// How failures are detected and handled; nil turns failover off.
+    public var failoverSettings: FailoverSettings? = FailoverSettings()
+    /// Every failover this server carried out, with its timeline.
+    public internal(set) var failovers: [FailoverRecord] = []
+    /// Spares that registered and wait in the free pool.
+    public internal(set) var standby: Set<UInt32> = []
+    /// Nodes whose personality moved away: refused until an administrator returns them.
+    public internal(set) var fenced: Set<UInt32> = []
+    /// Nodes whose management RVI is unusable, since when (nanoseconds).
+    var silentSince: [UInt32: UInt64] = [:]
+    /// Nodes whose failover could not happen yet (no spare), each logged once.
+    var stranded: Set<UInt32> = []
+    var isolationLogged = false
 
     public init() {}
     /// A server for `plan`: its table is the plan's.
@@ -163,6 +178,10 @@ public final class VirtualLANServer: RVIDelegate {
 
     func register(_ node: UInt32, on rvi: RVI, layer: RCLAN) {
         guard let plan else { return }
+        if let reply = poolReply(node) {
+            _ = try? layer.send(reply.encoded(), on: rvi)
+            return
+        }
         let reply: ControlMessage
         switch plan.configuration(for: node) {
         case .success(let c):
@@ -192,6 +211,8 @@ public final class VirtualLANServer: RVIDelegate {
                 }
                 if case .register(let n) = c {
                     if n == node { register(node, on: rvi, layer: layer) } else { malformed += 1 }
+                } else if case .milestone(let n, let step) = c {
+                    if n == node { milestone(step, from: node) } else { malformed += 1 }
                 } else {
                     membership(c, from: node, on: rvi, layer: layer)
                 }
@@ -272,11 +293,11 @@ public final class VirtualLANServer: RVIDelegate {
 public final class VirtualEthernet: RVIDelegate {
     public let node: UInt32
     /// This node's NICs: MAC → VLAN.
-    public private(set) var nics: [MACAddress: VLANID] = [:]
+    public internal(set) var nics: [MACAddress: VLANID] = [:]
     /// The management RVIs to the control nodes' virtual LAN servers.
     public private(set) var servers: [RVI] = []
     /// Direct paths: a peer NIC's MAC → the RVI to its node.
-    public private(set) var direct: [MACAddress: RVI] = [:]
+    public internal(set) var direct: [MACAddress: RVI] = [:]
     var unusable: Set<RVI> = []
     /// Called with each frame for one of this node's NICs without a TAP device: the NIC's MAC and
     /// the frame. A frame whose sender left its checksum to offload arrives with that checksum
@@ -299,9 +320,18 @@ public final class VirtualEthernet: RVIDelegate {
 
     /// Where registration stands.
     public enum Registration: Sendable, Hashable {
-        case unregistered, pending, configured, refused(String)
+        /// `standby`: a spare in the free pool, waiting for a personality; `fenced`: this
+        /// node's personality moved to a spare, and its NICs are gone.
+        case unregistered, pending, standby, configured, refused(String), fenced
     }
-    public private(set) var registration = Registration.unregistered
+    /// The direct RVI to each peer node.
+    public internal(set) var peerRVI: [UInt32: RVI] = [:]
+    /// Whether this node took a personality over from the free pool (it reports its steps).
+    public internal(set) var tookOver = false
+    /// Failover steps to report to the servers on the next turn.
+    var pendingReports: [FailoverStep] = []
+    var watchFirstFrame = false
+    public internal(set) var registration = Registration.unregistered
     /// The configuration the control nodes sent (the first; both send the same).
     public private(set) var configuration: NodeConfiguration?
     /// Give each NIC a TAP device when configured (else the in-process backend).
@@ -353,9 +383,14 @@ public final class VirtualEthernet: RVIDelegate {
     /// called on the engine thread). In busy-poll mode a turn comes around continuously; in
     /// blocking mode only when something arrives or a timer fires.
     public var onTurn: ((VirtualEthernet, RCLAN) -> Void)?
+    /// Called on the engine thread once the node is configured (its NICs exist): the embedding
+    /// program brings up the personality's addresses and workload, then calls
+    /// ``report(_:)`` with ``FailoverStep/workloadStarted``.
+    public var onConfigured: ((NodeConfiguration) -> Void)?
 
     public func layerTurn(_ layer: RCLAN) {
         defer { onTurn?(self, layer) }
+        if !pendingReports.isEmpty { sendReports(layer) }
         if registration == .pending, let last = lastRegister, last.duration(to: .now) > .milliseconds(100) {
             sendRegistrations(layer)
         }
@@ -367,7 +402,13 @@ public final class VirtualEthernet: RVIDelegate {
             if have != c { conflictingConfigurations += 1 }
             return
         }
-        guard c.node == node else { return }
+        guard c.node == node, registration != .fenced else { return }
+        if registration == .standby {
+            // A spare taking a failed node's personality over: it reports how far it got.
+            tookOver = true
+            watchFirstFrame = true
+            events.append("took over a personality: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+        }
         configuration = c
         do {
             for nic in c.nics {
@@ -381,9 +422,11 @@ public final class VirtualEthernet: RVIDelegate {
             for p in c.peers {
                 let rvi = try layer.open(RVIPath(localA: p.localVI, localB: p.localVI, peerA: p.address.fabricA,
                                                  peerB: p.address.fabricB, remoteA: p.remoteVI, remoteB: p.remoteVI))
+                peerRVI[p.address.node] = rvi
                 for m in p.macs { addDirectPath(to: m, rvi: rvi) }
             }
             registration = .configured
+            onConfigured?(c)
         } catch {
             registrationErrors.append("\(error)")
             registration = .refused("configuration failed: \(error)")
@@ -522,6 +565,10 @@ public final class VirtualEthernet: RVIDelegate {
         let n = LANMessage.encode(vlan: vlan, relayed: false, checksum: checksum, frame: frame, into: scratch)
         let message = UnsafeRawBufferPointer(rebasing: scratch[0..<n])
         let arp = ARPPacket.isARP(frame)  // ARP goes through the ARP server, replies too
+        if watchFirstFrame && !arp {
+            watchFirstFrame = false
+            pendingReports.append(.firstPacketServed)
+        }
         if !arp, let rvi = directPath(to: destination, layer: layer) {
             do {
                 _ = try layer.send(message.bytes, on: rvi)
@@ -579,6 +626,12 @@ public final class VirtualEthernet: RVIDelegate {
                     if on { listeners[vlan, default: []].insert(mac) } else { listeners[vlan]?.remove(mac) }
                 case .refused(_, let reason)?:
                     if configuration == nil { registration = .refused(reason) } else { events.append("refused by a control node: \(reason)") }
+                case .standby?:
+                    if registration == .pending { registration = .standby }
+                case .moved(let spare, let failed, let peer)?:
+                    moved(to: spare, from: failed, peer: peer, layer: layer)
+                case .fenced?:
+                    fence(layer: layer)
                 default: refused += 1
                 }
                 return

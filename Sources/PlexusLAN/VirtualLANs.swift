@@ -11,6 +11,14 @@ public struct IPv4Address: Hashable, Sendable, Comparable, CustomStringConvertib
 }
 
 /// An ARP packet for IPv4 over Ethernet, inside an Ethernet frame.
+/// Whether `s` is an IPv4 address with a prefix length, `a.b.c.d/len`.
+public func isIPv4CIDR(_ s: String) -> Bool {
+    let p = s.split(separator: "/", omittingEmptySubsequences: false)
+    guard p.count == 2, let len = Int(p[1]), (0...32).contains(len) else { return false }
+    let octets = p[0].split(separator: ".", omittingEmptySubsequences: false)
+    return octets.count == 4 && octets.allSatisfy { UInt8($0) != nil }
+}
+
 public struct ARPPacket: Sendable, Hashable {
     public var isRequest: Bool
     public var senderMAC: MACAddress
@@ -130,6 +138,20 @@ public struct VirtualLANTable: Sendable {
                 g[group] = members.isEmpty ? nil : members
             }
             groups[nic.vlan] = g
+        }
+    }
+
+    /// Moves NIC `mac` to node `node` (failover: a spare takes the NIC over with its MAC). Its
+    /// VLAN, multicast groups, promiscuous listening and ARP bindings stay: only the node that
+    /// answers for it changes. Frames from the old node claiming the MAC are refused from now on.
+    public mutating func move(_ mac: MACAddress, to node: UInt32) {
+        guard var nic = nics[mac] else { return }
+        nic.node = node
+        nics[mac] = nic
+        if let i = byVLAN[nic.vlan]?.firstIndex(where: { $0.mac == mac }) { byVLAN[nic.vlan]![i] = nic }
+        if var bound = ipBindings[nic.vlan] {
+            for (ip, b) in bound where b.mac == mac { bound[ip] = nic }
+            ipBindings[nic.vlan] = bound
         }
     }
 

@@ -6,13 +6,9 @@ import Glibc
 
 // MARK: - Clocks and epochs
 
-/// Monotonic nanoseconds (vDSO; about 20 ns).
+/// Monotonic nanoseconds (vDSO; about 20 ns): PlexusCore's clock.
 @inline(__always)
-func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}
+func monotonicNanos() -> UInt64 { nowNanos() }
 
 private let lastEpoch = Atomic<UInt32>(0)
 

@@ -4,7 +4,6 @@ import PlexusCore
 import PlexusRCLAN
 import Synchronization
 
-public func nowNanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 /// The sizes and contents of a seeded message stream: message `n` of stream `seed` always has
 /// the same size (1 … 16896 bytes, mostly small) and the same bytes.

@@ -27,13 +27,6 @@ func waitForSignal(_ set: sigset_t, milliseconds: Int) -> Int32? {
     return r > 0 ? r : nil
 }
 
-/// Whether `s` is `a.b.c.d/len`.
-func isIPv4CIDR(_ s: String) -> Bool {
-    let p = s.split(separator: "/", omittingEmptySubsequences: false)
-    guard p.count == 2, let len = Int(p[1]), (0...32).contains(len) else { return false }
-    let octets = p[0].split(separator: ".", omittingEmptySubsequences: false)
-    return octets.count == 4 && octets.allSatisfy { UInt8($0) != nil }
-}
 
 func loadDefinition(_ path: String) throws -> PlatformDefinition {
     do {

@@ -3,13 +3,6 @@ import CPlexus
 import Foundation
 import PlexusCore
 
-/// Monotonic nanoseconds.
-@inline(__always)
-func nowNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
 
 extension Fabric: ExpressibleByArgument {
     public init?(argument: String) {

@@ -1,0 +1,251 @@
+import PlexusCore
+import PlexusRCLAN
+
+// Processor failover ("Cluster Management Logic" of the specification; claims 1-6 of seed 001:
+// a spare inherits the failed processor's whole personality).
+//
+// Both control nodes run the same logic on the same plan and reach the same decision: a node
+// is failed when its management RVI has been unusable (both legs silent) for the confirmation
+// time; the spare is the first node of the plan's free pool that waits in standby and answers.
+// The server then moves the personality in its table (the MACs now belong to the spare, the
+// VLAN memberships and ARP bindings stay), sends the spare its new configuration, tells every
+// peer that shares a VLAN to reach those MACs at the spare (their direct RVI to the failed
+// node is torn down), and fences the failed node: its frames are refused by the table, its
+// peers no longer have an RVI that accepts them, and if it registers again it is refused until
+// an administrator returns it to the pool. Everything a second control node sends again is
+// idempotent at the nodes.
+
+/// How a control node detects failed processing nodes and moves their personalities.
+public struct FailoverSettings: Sendable, Hashable {
+    /// How long a node's management RVI must stay unusable before the node is declared failed.
+    /// The RVI is unusable once both legs are silent for 4 × `missedHeartbeats` ×
+    /// `heartbeatInterval` of the RCLAN layer (20 ms by default), so detection takes about
+    /// 20 ms + this (50 ms with the defaults).
+    public var confirmation: Duration = .milliseconds(30)
+    /// When more than this fraction of the nodes holding a personality fall silent together,
+    /// this control node is the one cut off (or stalled): it fails nothing over, and logs why.
+    public var isolationFraction: Double = 0.5
+
+    public init() {}
+
+    public func validate() throws(PlexusError) {
+        guard confirmation >= .zero && confirmation <= .seconds(60) else {
+            throw PlexusError(.configuration, "failover confirmation must be 0...60 s")
+        }
+        guard isolationFraction > 0 && isolationFraction <= 1 else {
+            throw PlexusError(.configuration, "failover isolationFraction must be in (0, 1]")
+        }
+    }
+}
+
+/// One failover: which node failed, which spare took its personality, what moved, and when
+/// each step happened.
+public struct FailoverRecord: Sendable, Hashable {
+    public var failed: UInt32
+    public var spare: UInt32
+    /// The NICs (MACs and VLANs) the spare took over.
+    public var nics: [VirtualNICBinding]
+    public var addresses: [AddressBinding]
+    public var workload: String?
+    /// When the failed node's management RVI became unusable (nanoseconds, `nowNanos()`).
+    public var silentSince: UInt64
+    /// Each step and when it happened (nanoseconds), in order.
+    public var steps: [(step: FailoverStep, at: UInt64)]
+
+    public func time(of step: FailoverStep) -> UInt64? { steps.first { $0.step == step }?.at }
+
+    /// Milliseconds from the node falling silent to `step`.
+    public func milliseconds(to step: FailoverStep) -> Double? {
+        time(of: step).map { Double($0 &- silentSince) / 1e6 }
+    }
+
+    /// The timeline as lines a person reads: "+52.1 ms detected", …
+    public var timeline: [String] {
+        steps.map { String(format: "+%.1f ms ", Double($0.at &- silentSince) / 1e6) + $0.step.description }
+    }
+
+    public static func == (a: FailoverRecord, b: FailoverRecord) -> Bool {
+        a.failed == b.failed && a.spare == b.spare && a.nics == b.nics && a.silentSince == b.silentSince
+            && a.steps.map(\.step) == b.steps.map(\.step) && a.steps.map(\.at) == b.steps.map(\.at)
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(failed)
+        h.combine(spare)
+        h.combine(silentSince)
+    }
+}
+
+extension VirtualLANServer {
+    /// The reply to a registration that does not get a configuration: standby for a spare,
+    /// a refusal for a fenced node; nil when the plan decides.
+    func poolReply(_ node: UInt32) -> ControlMessage? {
+        guard let plan else { return nil }
+        if fenced.contains(node) {
+            refusedRegistrations += 1
+            log.append("node \(node) refused: it is fenced (its personality moved to a spare)")
+            return .refused(node: node, reason: "node \(node) is fenced: its personality moved to a spare; an administrator returns it to the pool")
+        }
+        if plan.spares.contains(node) && !plan.nics.contains(where: { $0.node == node }) {
+            if standby.insert(node).inserted { log.append("node \(node) registered: a spare in the free pool") }
+            return .standby(node: node)
+        }
+        return nil
+    }
+
+    public func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {
+        guard let node = nodeOf[rvi] else { return }
+        switch event {
+        case .unusable:
+            if silentSince[node] == nil { silentSince[node] = nowNanos() }
+        case .usable, .legUp:
+            silentSince[node] = nil
+        case .peerRestarted:
+            // A spare that restarted registers again; until then it is not in standby.
+            standby.remove(node)
+        default:
+            break
+        }
+    }
+
+    public func layerTurn(_ layer: RCLAN) {
+        guard let settings = failoverSettings, !silentSince.isEmpty, let plan else { return }
+        let now = nowNanos()
+        let confirm = UInt64(settings.confirmation.components.seconds) * 1_000_000_000
+            + UInt64(settings.confirmation.components.attoseconds / 1_000_000_000)
+        let assigned = Set(plan.nics.map(\.node))
+        let silent = silentSince.keys.filter { assigned.contains($0) && !fenced.contains($0) }
+        guard !silent.isEmpty else { return }
+        if Double(silent.count) > max(1, settings.isolationFraction * Double(assigned.count)) {
+            if !isolationLogged {
+                isolationLogged = true
+                log.append("\(silent.count) of \(assigned.count) nodes fell silent together: this control node is cut off; no failover")
+            }
+            return
+        }
+        isolationLogged = false
+        for node in silent.sorted() where now &- silentSince[node]! >= confirm {
+            failOver(node, now: now, layer: layer)
+        }
+    }
+
+    /// Moves failed node `node`'s personality to a spare (see the top of this file).
+    func failOver(_ node: UInt32, now: UInt64, layer: RCLAN) {
+        guard var plan, let since = silentSince[node] else { return }
+        guard let spare = plan.spares.first(where: { standby.contains($0) && silentSince[$0] == nil && nodeRVI[$0] != nil }) else {
+            if stranded.insert(node).inserted {
+                log.append("node \(node) failed (silent \(String(format: "%.1f", Double(now &- since) / 1e6)) ms) and the free pool has no spare that answers: its personality waits")
+            }
+            return
+        }
+        stranded.remove(node)
+        var record = FailoverRecord(failed: node, spare: spare, nics: [], addresses: plan.addresses[node] ?? [],
+                                    workload: plan.workloads[node], silentSince: since, steps: [(.detected, now)])
+        record.steps.append((.spareChosen, nowNanos()))
+        let moved = plan.move(node, to: spare)
+        record.nics = moved
+        self.plan = plan
+        for nic in moved { table.move(nic.mac, to: spare) }
+        fenced.insert(node)
+        standby.remove(spare)
+        silentSince[node] = nil
+        if let rvi = nodeRVI[node] { _ = try? layer.send(ControlMessage.fenced(node: node).encoded(), on: rvi) }
+        if let rvi = nodeRVI[spare], case .success(let c) = plan.configuration(for: spare) {
+            _ = try? layer.send(ControlMessage.configuration(c).encoded(), on: rvi)
+            announceListeners(to: spare, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
+        }
+        record.steps.append((.personalityMoved, nowNanos()))
+        // Every other node sharing a VLAN with the moved NICs reaches them at the spare now.
+        let vlans = Set(moved.map(\.vlan))
+        if let spareAddress = plan.nodes.first(where: { $0.node == spare }) {
+            let peers = Set(plan.nics.filter { vlans.contains($0.vlan) && $0.node != spare }.map(\.node))
+            for p in peers.sorted() {
+                guard let rvi = nodeRVI[p] else { continue }
+                let theirVLANs = Set(plan.nics.filter { $0.node == p }.map(\.vlan))
+                let macs = moved.filter { theirVLANs.contains($0.vlan) }.map(\.mac)
+                let entry = NodeConfiguration.Peer(address: spareAddress, localVI: VINumbering.direct(toward: spare),
+                                                   remoteVI: VINumbering.direct(toward: p), macs: macs)
+                _ = try? layer.send(ControlMessage.moved(spare: spare, failed: node, peer: entry).encoded(), on: rvi)
+            }
+        }
+        record.steps.append((.peersUpdated, nowNanos()))
+        failovers.append(record)
+        log.append("node \(node) failed: its personality (" + moved.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", ")
+                   + ") moved to spare node \(spare); node \(node) is fenced")
+    }
+
+    /// A spare's report of a step of its take-over.
+    func milestone(_ step: FailoverStep, from node: UInt32) {
+        guard let i = failovers.lastIndex(where: { $0.spare == node }), failovers[i].time(of: step) == nil else { return }
+        failovers[i].steps.append((step, nowNanos()))
+        log.append("node \(node): \(step) (failover of node \(failovers[i].failed))")
+    }
+
+    /// An administrator returns a fenced node to the free pool (it registers again as a spare).
+    public func returnToPool(_ node: UInt32) {
+        guard fenced.remove(node) != nil else { return }
+        if plan?.spares.contains(node) == false { plan?.spares.append(node) }
+        log.append("node \(node) returned to the free pool")
+    }
+}
+
+extension VirtualEthernet {
+    /// Reports a failover step to the servers (the embedding program calls this with
+    /// ``FailoverStep/workloadStarted`` once the workload runs); sent on the next turn.
+    public func report(_ step: FailoverStep) {
+        guard tookOver else { return }
+        pendingReports.append(step)
+    }
+
+    func sendReports(_ layer: RCLAN) {
+        for step in pendingReports {
+            let m = ControlMessage.milestone(node: node, step: step).encoded()
+            for s in servers { _ = try? layer.send(m, on: s) }
+        }
+        pendingReports.removeAll(keepingCapacity: true)
+    }
+
+    /// A server says a failed peer's MACs are now reached at `spare`: the direct RVI to the
+    /// failed node is torn down (fencing: nothing it sends is accepted any more) and the MACs
+    /// map to an RVI to the spare. This node's software and ARP cache are not involved: the
+    /// MACs are the same.
+    func moved(to spare: UInt32, from failed: UInt32, peer: NodeConfiguration.Peer, layer: RCLAN) {
+        guard configuration != nil, spare != node else { return }
+        if let old = peerRVI.removeValue(forKey: failed) {
+            for (mac, rvi) in direct where rvi == old { direct[mac] = nil }
+            unusable.remove(old)
+            layer.close(old)
+        }
+        let rvi: RVI
+        if let have = peerRVI[spare] {
+            rvi = have
+        } else {
+            do {
+                rvi = try layer.open(RVIPath(localA: peer.localVI, localB: peer.localVI, peerA: peer.address.fabricA,
+                                             peerB: peer.address.fabricB, remoteA: peer.remoteVI, remoteB: peer.remoteVI))
+            } catch {
+                events.append("could not open a direct RVI to node \(spare): \(error)")
+                return
+            }
+            peerRVI[spare] = rvi
+        }
+        var fresh = false
+        for m in peer.macs where direct[m] != rvi {
+            direct[m] = rvi
+            fresh = true
+        }
+        if fresh { events.append("node \(failed)'s MACs \(peer.macs.map(\.description).joined(separator: ", ")) now reached at node \(spare)") }
+    }
+
+    /// A server says this node's personality moved away: its NICs and direct RVIs go, and it
+    /// sends nothing into its old VLANs.
+    func fence(layer: RCLAN) {
+        guard registration != .fenced else { return }
+        registration = .fenced
+        for (_, rvi) in peerRVI { layer.close(rvi) }
+        peerRVI = [:]
+        direct = [:]
+        nics = [:]
+        events.append("fenced: this node's personality moved to a spare; it stays out until an administrator returns it")
+    }
+}
