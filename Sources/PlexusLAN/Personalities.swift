@@ -83,16 +83,18 @@ public final class PersonalityManager: Sendable {
 
     /// Appends a line to node `n`'s console log (the node log part of it).
     public func console(_ n: Int, _ line: String) {
-        guard let path = consolePath(n) else { return }
+        guard let h = appending(n) else { return }
         let stamp = ISO8601DateFormatter().string(from: Date())
-        let data = Data("[\(stamp)] plexus: \(line)\n".utf8)
-        if let h = FileHandle(forWritingAtPath: path) {
-            h.seekToEndOfFile()
-            h.write(data)
-            try? h.close()
-        } else {
-            FileManager.default.createFile(atPath: path, contents: data)
-        }
+        h.write(Data("[\(stamp)] plexus: \(line)\n".utf8))
+        try? h.close()
+    }
+
+    /// Node `n`'s console log opened for appending (O_APPEND: the workload and these lines
+    /// interleave without overwriting each other).
+    func appending(_ n: Int) -> FileHandle? {
+        guard let path = consolePath(n) else { return nil }
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        return fd < 0 ? nil : FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 
     func bringUp(_ n: Int, _ c: NodeConfiguration) {
@@ -107,13 +109,8 @@ public final class PersonalityManager: Sendable {
                 console(n, "address \(a.cidr) on \(dev)")
             }
             if let w = c.workload {
-                var output: FileHandle?
-                if let path = consolePath(n) {
-                    if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-                    output = FileHandle(forWritingAtPath: path)
-                    output?.seekToEndOfFile()
-                }
                 console(n, "starting workload: \(w)")
+                let output = appending(n)
                 do {
                     let p = try BackgroundProcess(["ip", "netns", "exec", ns, "sh", "-c", w], output: output)
                     processes.withLock { $0[n] = p }

@@ -485,6 +485,10 @@ public final class VirtualEthernet: RVIDelegate {
             return
         }
         if parsed.isARP { return }
+        if watchFirstFrame {
+            watchFirstFrame = false
+            pendingReports.append(.firstPacketServed)
+        }
         // Everything else: the virtio-net header becomes the LAN header, and the frame itself
         // is the message (no copy).
         var f: Frame? = frame

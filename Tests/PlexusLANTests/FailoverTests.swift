@@ -83,3 +83,86 @@ struct FailoverTests {
         #expect(try p.server(0) { s in s.table.nics.values.filter { $0.node == 63 }.count } == 1)
     }
 }
+
+@Suite("Failover with real clients across network namespaces (root)", .serialized,
+       .enabled(if: ioUringAvailable && NamespaceFabric.unavailableReason == nil
+                && FileManager.default.fileExists(atPath: "/dev/net/tun"), "needs root, iproute2, /dev/net/tun and io_uring"))
+struct NamespaceFailoverTests {
+    static let v10 = VLANID(10)!, v20 = VLANID(20)!
+
+    /// Node 3 the client, node 4 the web service (on VLANs 10 and 20), node 6 on VLAN 20,
+    /// node 5 the spare.
+    static func withPlatform(_ body: (NamespaceFabric, LANPlatform, String) throws -> Void) throws {
+        let fabric = try NamespaceFabric(nodes: 6, linkMTU: 9000)
+        defer { fabric.teardown() }
+        let www = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-www-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: www) }
+        try Data("served by the personality of node 4\n".utf8).write(to: URL(fileURLWithPath: www + "/index.html"))
+        var d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6], vlans: [v10: [3, 4], v20: [4, 6]])
+        d.spares = [5]
+        d.addresses = [3: [AddressBinding(vlan: v10, cidr: "10.10.0.3/24")],
+                       4: [AddressBinding(vlan: v10, cidr: "10.10.0.4/24"), AddressBinding(vlan: v20, cidr: "10.20.0.4/24")],
+                       6: [AddressBinding(vlan: v20, cidr: "10.20.0.6/24")]]
+        d.workloads = [4: try FailoverDrill.webService(address: "10.10.0.4", directory: www)]
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let console = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-console-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: console, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: console) }
+        let p = try LANPlatform(d, macState: state, fabric: fabric, consoleDirectory: console)
+        defer { p.stop() }
+        try body(fabric, p, console)
+    }
+
+    @Test("kill -9 of the web service's processor: the spare answers with the same MAC and IP; the client's ARP cache stays valid; no reply is lost for good")
+    func realClient() throws {
+        try Self.withPlatform { fabric, p, console in
+            let m4 = p.mac(node: 4, vlan: Self.v10)!
+            let r = try FailoverDrill.run(p, fabric: fabric, client: 3, service: 4, url: "http://10.10.0.4:8080/", seconds: 20)
+            print("failover (namespaces, curl-like client): " + r.timeline.joined(separator: ", ")
+                  + "; \(r.failedRequests) requests failed, \(r.repliesBefore) good before, \(r.repliesAfter) after")
+            #expect(r.record.spare == 5)
+            #expect(r.repliesAfter >= 1)
+            #expect(r.detectMilliseconds < 1000)
+            // The client's ARP entry for the service is the same MAC, and was never replaced.
+            let neigh = fabric.execute(in: 3, ["ip", "neigh", "show", "10.10.0.4"]).output
+            #expect(neigh.contains(m4.description), "node 3's ARP cache: \(neigh)")
+            // The spare's NIC carries the MAC and both addresses; its workload runs, node 4's does not.
+            let addr = fabric.execute(in: 5, ["ip", "addr", "show", LANPlatform.interface(vlan: Self.v10)]).output
+            #expect(addr.contains(m4.description) && addr.contains("10.10.0.4/24"), "\(addr)")
+            #expect(fabric.execute(in: 5, ["ip", "addr", "show", LANPlatform.interface(vlan: Self.v20)]).output.contains("10.20.0.4/24"))
+            #expect(p.personalities.workload(of: 5)?.isRunning == true)
+            #expect(p.personalities.workload(of: 4) == nil)
+            // Node 6 (VLAN 20 only) reaches the moved VLAN-20 address at the spare.
+            #expect(waitUntil(seconds: 5) { fabric.execute(in: 6, ["ping", "-c", "1", "-W", "1", "10.20.0.4"]).status == 0 })
+            // The console log of the spare shows its addresses and workload; node 4's shows the kill.
+            let log5 = (try? String(contentsOfFile: console + "/node5.log", encoding: .utf8)) ?? ""
+            #expect(log5.contains("address 10.10.0.4/24") && log5.contains("starting workload"), "\(log5)")
+            #expect(((try? String(contentsOfFile: console + "/node4.log", encoding: .utf8)) ?? "").contains("node 4 killed"))
+        }
+    }
+
+    @Test("fencing: a node cut off from both fabrics loses its personality; when its cables come back it cannot reach its old VLANs until returned to the pool")
+    func fencing() throws {
+        try Self.withPlatform { fabric, p, _ in
+            #expect(waitUntil(seconds: 10) { fabric.execute(in: 4, ["ping", "-c", "1", "-W", "1", "10.10.0.3"]).status == 0 })
+            for f in Fabric.allCases { try fabric.setCable(node: 4, fabric: f, up: false) }
+            #expect(waitUntil(seconds: 5) { p.failovers(0).count == 1 && p.failovers(1).count == 1 })
+            #expect(waitUntil(seconds: 5) { p.personalities.isUp(5) })
+            for f in Fabric.allCases { try fabric.setCable(node: 4, fabric: f, up: true) }
+            // Node 4 is alive again and is told it is fenced; it drops its NICs.
+            #expect(waitUntil(seconds: 10) { (try? p.ethernet(4) { $0.registration }) == .fenced })
+            // Its old address now lives on the spare, which answers node 3; node 4 itself reaches nobody.
+            #expect(waitUntil(seconds: 10) { fabric.execute(in: 3, ["ping", "-c", "1", "-W", "1", "10.10.0.4"]).status == 0 })
+            let fromFenced = fabric.execute(in: 4, ["ping", "-c", "3", "-i", "0.2", "-W", "1", "10.10.0.3"])
+            #expect(fromFenced.status != 0, "\(fromFenced.output)")
+            let frames = try p.ethernet(4) { ($0.nics.count, $0.direct.count) }
+            #expect(frames == (0, 0))
+            // The servers still name it fenced until an administrator returns it.
+            #expect(try p.server(0) { $0.fenced } == [4])
+            p.returnToPool(4)
+            #expect(try p.server(0) { $0.fenced }.isEmpty && p.server(0) { $0.plan?.spares } == [4])
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import PlexusCore
+
+/// The failover drill of the main job, its test and `plexus bench failover`: a web service
+/// runs as the workload of one processor, a client on another processor requests a page from it
+/// over and over on fresh TCP connections, and the service's processor is killed. The drill
+/// measures, from the kill, when the control nodes detected the failure, when the spare had the
+/// personality and its workload running, and when the client got its first good reply from the
+/// spare, and counts the requests that failed meanwhile.
+///
+/// The client is Python (`urllib`), one request per connection with a 250 ms timeout, each line
+/// of its output stamped with `CLOCK_MONOTONIC` (the clock of ``nowNanos()``: namespaces share
+/// it). Needs a ``NamespaceFabric`` (root) and `python3`.
+public enum FailoverDrill {
+    /// What the drill measured.
+    public struct Result: Sendable {
+        /// Kill to detection (the control node's verdict).
+        public var detectMilliseconds: Double
+        /// Detection to the spare's workload running (personality moved, peers updated, addresses
+        /// and workload up on the spare).
+        public var migrateMilliseconds: Double
+        /// Kill to the first good reply from the spare, as the client saw it.
+        public var totalMilliseconds: Double
+        /// Requests that failed between the kill and that reply.
+        public var failedRequests: Int
+        /// Good replies before the kill, and after it.
+        public var repliesBefore: Int
+        public var repliesAfter: Int
+        public var record: FailoverRecord
+        /// The timeline from the kill: "+0.0 ms killed", "+51.2 ms detected", …
+        public var timeline: [String]
+    }
+
+    /// The client: requests `url` until `seconds` pass; prints `ok START END` or `fail START ERROR`.
+    static let clientScript = """
+        import sys, time, urllib.request
+        url, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
+        while time.monotonic() < end:
+            t = time.monotonic()
+            try:
+                with urllib.request.urlopen(url, timeout=0.25) as r:
+                    r.read()
+                print("ok %.6f %.6f" % (t, time.monotonic()), flush=True)
+            except Exception as e:
+                print("fail %.6f %s" % (t, type(e).__name__), flush=True)
+                time.sleep(0.005)
+        """
+
+    /// The web service: answers every HTTP request on a connection with the file it was given
+    /// (a small static service; Python with only `socket`, so that it starts in tens of
+    /// milliseconds: `http.server` alone takes a few hundred to import here).
+    static let serviceScript = """
+        import socket, sys
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((sys.argv[1], int(sys.argv[2])))
+        s.listen(128)
+        body = open(sys.argv[3], "rb").read()
+        head = b"HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
+        while True:
+            c, _ = s.accept()
+            try:
+                c.recv(65536)
+                c.sendall(head + body)
+            except OSError:
+                pass
+            c.close()
+        """
+
+    /// A workload that serves `directory/index.html` over HTTP on `address:port`: writes the
+    /// service's script into `directory` and returns the command.
+    public static func webService(address: String, port: Int = 8080, directory: String) throws -> String {
+        let script = directory + "/plexus-service.py"
+        try Data(serviceScript.utf8).write(to: URL(fileURLWithPath: script))
+        return "exec python3 -S -E \(script) \(address) \(port) \(directory)/index.html"
+    }
+
+    /// Runs the drill on a platform that is up: `client` requests `url` (served by the workload
+    /// of node `service`), the drill waits for good replies, kills `service`, and waits (up to
+    /// `seconds`) for the spare to answer.
+    public static func run(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, service: Int, url: String,
+                           seconds: Double = 20) throws -> Result {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-drill-\(UUID().uuidString).log").path
+        FileManager.default.createFile(atPath: log, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let out = FileHandle(forWritingAtPath: log)!
+        let c = try fabric.spawn(in: client, ["python3", "-c", clientScript, url, "\(seconds + 10)"], output: out)
+        defer { c.kill() }
+        struct Line { var ok: Bool; var start: UInt64; var end: UInt64 }
+        func lines() -> [Line] {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap { l in
+                let f = l.split(separator: " ")
+                guard f.count >= 3, let s = Double(f[1]) else { return nil }
+                let start = UInt64(s * 1e9)
+                return Line(ok: f[0] == "ok", start: start, end: f[0] == "ok" ? UInt64((Double(f[2]) ?? s) * 1e9) : start)
+            }
+        }
+        guard waitUntil(seconds: seconds, { lines().filter(\.ok).count >= 5 }) else {
+            throw PlexusError(.timedOut, "the client got no replies from node \(service) before the kill: \(lines().count) requests, none good")
+        }
+        let killed = nowNanos()
+        p.kill(node: service)
+        var first: Line?
+        guard waitUntil(seconds: seconds, {
+            first = lines().first { $0.ok && $0.start > killed }
+            return first != nil
+        }), let first else {
+            throw PlexusError(.timedOut, "no good reply within \(seconds) s of killing node \(service)")
+        }
+        // The spare's own report of its first frame can trail the client's reply by a turn.
+        _ = waitUntil(seconds: 2) { p.failovers(0).last?.time(of: .firstPacketServed) != nil }
+        guard let record = p.failovers(0).last(where: { $0.failed == UInt32(service) }),
+              let detected = record.time(of: .detected), let started = record.time(of: .workloadStarted) else {
+            throw PlexusError(.timedOut, "the control node recorded no complete failover of node \(service)")
+        }
+        let all = lines()
+        let lastGood = all.filter { $0.ok && $0.start <= killed }.map(\.start).max() ?? 0
+        let ms = { (t: UInt64) in Double(Int64(bitPattern: t &- killed)) / 1e6 }
+        var timeline = ["+0.0 ms killed (node \(service))"]
+        timeline += record.steps.map { String(format: "%+.1f ms ", ms($0.at)) + "\($0.step)" }
+        timeline.append(String(format: "%+.1f ms ", ms(first.end)) + "first good reply at the client (node \(client))")
+        return Result(detectMilliseconds: ms(detected), migrateMilliseconds: Double(started &- detected) / 1e6,
+                      totalMilliseconds: ms(first.end),
+                      // Every failure after the last good reply before the kill (a request in flight at
+                      // the kill counts) and before the first good one after it.
+                      failedRequests: all.filter { !$0.ok && $0.start > lastGood && $0.start < first.start }.count,
+                      repliesBefore: all.filter { $0.ok && $0.start <= killed }.count,
+                      repliesAfter: all.filter { $0.ok && $0.start > killed }.count,
+                      record: record, timeline: timeline)
+    }
+}
