@@ -4,7 +4,7 @@
 # date, parameters, plexus, baseline, ratio), a size sweep as CSV, a plot of it, and README.md.
 # Nothing in bench-results/ is edited by hand; run this again to refresh it.
 #   ROUNDS (default 5) and SECONDS_PER_RUN (default 2) set the effort; `scripts/bench-all.sh vlan`
-#   runs only the virtual LAN scenarios.
+#   runs only the virtual LAN scenarios, `scripts/bench-all.sh failover` only processor failover.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds="${ROUNDS:-5}"
@@ -30,8 +30,15 @@ vlan() {  # the virtual LAN scenarios: root, iproute2, iperf3, ping
         echo "== vlan-* skipped: need root, iproute2 and iperf3 (scripts/setup.sh)" >&2
     fi
 }
-if [ "${1:-}" = "vlan" ]; then  # scripts/bench-all.sh vlan: only these
-    vlan
+failover() {  # processor failover: root, iproute2, python3
+    if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v python3 >/dev/null; then
+        run failover failover --rounds "$rounds"
+    else
+        echo "== failover skipped: needs root, iproute2 and python3 (scripts/setup.sh)" >&2
+    fi
+}
+if [ "${1:-}" = "vlan" ] || [ "${1:-}" = "failover" ]; then  # scripts/bench-all.sh vlan|failover: only these
+    "$1"
     python3 scripts/bench-table.py "$out" > "$out/README.md"
     exit 0
 fi
@@ -58,6 +65,7 @@ fi
 run rvi-loss-5 rvi-loss --size 16896 --loss 5 --seconds "$secs" --rounds "$rounds"
 
 vlan
+failover
 
 # Throughput against frame size, Plexus and both baselines, for the plot.
 echo "size,plexus_gbytes_per_s,io_uring_gbytes_per_s,plain_gbytes_per_s,plain_gso_gbytes_per_s,plexus_frames_per_s,io_uring_frames_per_s,plain_frames_per_s,plain_gso_frames_per_s,ratio,ratio_to_plain_gso" > "$out/throughput-sweep.csv"

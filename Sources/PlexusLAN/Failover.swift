@@ -195,6 +195,9 @@ extension VirtualEthernet {
     public func report(_ step: FailoverStep) {
         guard tookOver else { return }
         pendingReports.append(step)
+        // From now on the first IPv4 frame the spare sends is the workload serving (or its
+        // kernel answering for it).
+        if step == .workloadStarted { watchFirstFrame = true }
     }
 
     func sendReports(_ layer: RCLAN) {

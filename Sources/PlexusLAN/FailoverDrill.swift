@@ -75,20 +75,46 @@ public enum FailoverDrill {
         return "exec python3 -S -E \(script) \(address) \(port) \(directory)/index.html"
     }
 
-    /// Runs the drill on a platform that is up: `client` requests `url` (served by the workload
-    /// of node `service`), the drill waits for good replies, kills `service`, and waits (up to
-    /// `seconds`) for the spare to answer.
-    public static func run(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, service: Int, url: String,
-                           seconds: Double = 20) throws -> Result {
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-drill-\(UUID().uuidString).log").path
-        FileManager.default.createFile(atPath: log, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: log) }
-        let out = FileHandle(forWritingAtPath: log)!
-        let c = try fabric.spawn(in: client, ["python3", "-c", clientScript, url, "\(seconds + 10)"], output: out)
-        defer { c.kill() }
+    /// The baseline of `plexus bench failover`: the same service restarted in place on node
+    /// `node` (its workload killed and started again, no failover), from the kill to the first
+    /// good reply at `client`: what the service itself costs to come back.
+    public static func restartInPlace(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, node: Int, url: String,
+                                      seconds: Double = 20) throws -> (totalMilliseconds: Double, failedRequests: Int) {
+        guard let command = p.personalities.personality(of: node)?.workload, let running = p.personalities.workload(of: node) else {
+            throw PlexusError(.configuration, "node \(node) runs no workload")
+        }
+        let log = try ClientLog(p, fabric: fabric, client: client, url: url, seconds: seconds)
+        defer { log.stop() }
+        guard waitUntil(seconds: seconds, { log.lines().filter(\.ok).count >= 5 }) else {
+            throw PlexusError(.timedOut, "the client got no replies from node \(node)")
+        }
+        let killed = nowNanos()
+        running.kill()
+        let again = try fabric.spawn(in: node, ["sh", "-c", command])
+        defer { again.kill() }
+        var first: ClientLog.Line?
+        guard waitUntil(seconds: seconds, {
+            first = log.lines().first { $0.ok && $0.start > killed }
+            return first != nil
+        }), let first else { throw PlexusError(.timedOut, "the restarted service did not answer within \(seconds) s") }
+        let all = log.lines()
+        let lastGood = all.filter { $0.ok && $0.start <= killed }.map(\.start).max() ?? 0
+        return (Double(first.end &- killed) / 1e6, all.filter { !$0.ok && $0.start > lastGood && $0.start < first.start }.count)
+    }
+
+    /// The client's output, parsed.
+    final class ClientLog {
         struct Line { var ok: Bool; var start: UInt64; var end: UInt64 }
+        let path: String
+        let process: BackgroundProcess
+        init(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, url: String, seconds: Double) throws {
+            path = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-drill-\(UUID().uuidString).log").path
+            FileManager.default.createFile(atPath: path, contents: nil)
+            let out = FileHandle(forWritingAtPath: path)!
+            process = try fabric.spawn(in: client, ["python3", "-c", FailoverDrill.clientScript, url, "\(seconds + 10)"], output: out)
+        }
         func lines() -> [Line] {
-            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
             return text.split(separator: "\n").compactMap { l in
                 let f = l.split(separator: " ")
                 guard f.count >= 3, let s = Double(f[1]) else { return nil }
@@ -96,12 +122,26 @@ public enum FailoverDrill {
                 return Line(ok: f[0] == "ok", start: start, end: f[0] == "ok" ? UInt64((Double(f[2]) ?? s) * 1e9) : start)
             }
         }
+        func stop() {
+            process.kill()
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+
+    /// Runs the drill on a platform that is up: `client` requests `url` (served by the workload
+    /// of node `service`), the drill waits for good replies, kills `service`, and waits (up to
+    /// `seconds`) for the spare to answer.
+    public static func run(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, service: Int, url: String,
+                           seconds: Double = 20) throws -> Result {
+        let log = try ClientLog(p, fabric: fabric, client: client, url: url, seconds: seconds)
+        defer { log.stop() }
+        let lines = log.lines
         guard waitUntil(seconds: seconds, { lines().filter(\.ok).count >= 5 }) else {
             throw PlexusError(.timedOut, "the client got no replies from node \(service) before the kill: \(lines().count) requests, none good")
         }
         let killed = nowNanos()
         p.kill(node: service)
-        var first: Line?
+        var first: ClientLog.Line?
         guard waitUntil(seconds: seconds, {
             first = lines().first { $0.ok && $0.start > killed }
             return first != nil

@@ -87,7 +87,8 @@ public enum FailoverStep: UInt8, Sendable, Hashable, CaseIterable, CustomStringC
     /// The spare's NICs are up with the personality's addresses and its workload was started
     /// (reported by the spare).
     case workloadStarted = 5
-    /// The spare sent its first frame other than ARP (reported by the spare).
+    /// The spare sent its first IPv4 frame after its workload started (reported by the spare;
+    /// its kernel may send it for the workload, a TCP reset before the service listens).
     case firstPacketServed = 6
 
     public var description: String {

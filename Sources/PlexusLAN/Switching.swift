@@ -406,7 +406,6 @@ public final class VirtualEthernet: RVIDelegate {
         if registration == .standby {
             // A spare taking a failed node's personality over: it reports how far it got.
             tookOver = true
-            watchFirstFrame = true
             events.append("took over a personality: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
         }
         configuration = c
@@ -485,7 +484,9 @@ public final class VirtualEthernet: RVIDelegate {
             return
         }
         if parsed.isARP { return }
-        if watchFirstFrame {
+        if watchFirstFrame && frame.withUnsafePayload({ p in
+            p.count >= TAP.virtioHeaderSize + 14 && p[TAP.virtioHeaderSize + 12] == 0x08 && p[TAP.virtioHeaderSize + 13] == 0x00
+        }) {
             watchFirstFrame = false
             pendingReports.append(.firstPacketServed)
         }
@@ -569,7 +570,7 @@ public final class VirtualEthernet: RVIDelegate {
         let n = LANMessage.encode(vlan: vlan, relayed: false, checksum: checksum, frame: frame, into: scratch)
         let message = UnsafeRawBufferPointer(rebasing: scratch[0..<n])
         let arp = ARPPacket.isARP(frame)  // ARP goes through the ARP server, replies too
-        if watchFirstFrame && !arp {
+        if watchFirstFrame && !arp && frame[12] == 0x08 && frame[13] == 0x00 {
             watchFirstFrame = false
             pendingReports.append(.firstPacketServed)
         }

@@ -235,6 +235,7 @@ struct Demo: ParsableCommand {
         for e in rvi.senderEvents { print("   sender event at " + e.trimmingCharacters(in: .whitespaces)) }
         print("   (`plexus rvi --help` runs this with your own faults and prints every counter per leg)")
         let lanOK = try lanShowcase()
+        let failoverOK = try failoverShowcase()
 
         print("\ncounters")
         for (name, t) in [("node 1", node1), ("node 2", node2)] {
@@ -248,7 +249,7 @@ struct Demo: ParsableCommand {
         let r1 = node1.stopAndWait(), r2 = node2.stopAndWait()
         print("\nshutdown: every frame and receive buffer returned: \(r1.leakedFrames + r2.leakedFrames + r1.leakedReceiveBuffers + r2.leakedReceiveBuffers == 0 ? "yes" : "NO")")
         let faultsExplain = !injected.isEmpty
-        if corrupt != 0 || !rvi.clean || !lanOK || (!faultsExplain && (delivered != frames || ooo != 0 || !check || imm == nil))
+        if corrupt != 0 || !rvi.clean || !lanOK || !failoverOK || (!faultsExplain && (delivered != frames || ooo != 0 || !check || imm == nil))
             || (faultsExplain && delivered != expected)
         {
             throw ExitCode.failure

@@ -56,8 +56,10 @@ struct FailoverTests {
         try transmit(p, from: 55, ethernet(m54b, m55, [2]), nic: m55)
         #expect(waitUntil { inbox.frames.withLock { f in f.contains { $0.nic == m54a && $0.payload == [1] } && f.contains { $0.nic == m54b && $0.payload == [2] } } })
         #expect(try p.ethernet(53) { $0.sentDirect } >= 1)
-        // The spare answers from the inherited MAC: the first frame it sends completes the timeline.
-        try transmit(p, from: 56, ethernet(m53, m54a, [3]), nic: m54a)
+        // The spare answers from the inherited MAC: the first IPv4 frame it sends after its
+        // workload started completes the timeline.
+        #expect(waitUntil { p.failovers(0).first?.time(of: .workloadStarted) != nil })
+        try transmit(p, from: 56, m53.bytes + m54a.bytes + [0x08, 0x00, 3], nic: m54a)
         #expect(waitUntil { inbox.frames.withLock { f in f.contains { $0.nic == m53 && $0.payload == [3] } } })
         #expect(waitUntil { p.failovers(0).first?.time(of: .firstPacketServed) != nil })
         let f = p.failovers(0)[0]

@@ -48,6 +48,11 @@ struct Bench: ParsableCommand {
               vlan-failover  --seconds S              iperf3 with control node 1 stopped at 1/3 \
             and fabric A failed at 2/3: gap_ms (target ≤ 50) and whether TCP survived
 
+            Processor failover (root; python3):
+              failover       --rounds R               kill -9 of a web service's processor; \
+            detect_ms, migrate_ms, total_ms to the first good reply from the spare (target ≤ 300) \
+            and failed_requests, against the same service restarted in place
+
             With --json the last line of output is one JSON object: scenario, parameters, \
             `plexus`, `baseline`, `ratio`, machine and date.
             """)
@@ -65,9 +70,10 @@ struct Bench: ParsableCommand {
         case vlanTCP = "vlan-tcp"
         case vlanPing = "vlan-ping"
         case vlanFailover = "vlan-failover"
+        case failover
     }
 
-    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover, rvi-loss, vlan-tcp, vlan-ping or vlan-failover.")
+    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover, rvi-loss, vlan-tcp, vlan-ping, vlan-failover or failover.")
     var scenario: Scenario
     @Option(help: "Payload bytes per frame (1...16896).")
     var size: Int = 16896
@@ -150,6 +156,9 @@ struct Bench: ParsableCommand {
         case .vlanFailover:
             parameters = ["seconds": max(seconds, 3)]
             result = try vlanFailoverScenario()
+        case .failover:
+            parameters = ["rounds": rounds]
+            result = try failoverScenario()
         }
         result["scenario"] = scenario.rawValue
         result["parameters"] = parameters
