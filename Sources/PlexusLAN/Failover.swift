@@ -52,6 +52,17 @@ public struct FailoverRecord: Sendable, Hashable {
     /// Each step and when it happened (nanoseconds), in order.
     public var steps: [(step: FailoverStep, at: UInt64)]
 
+    public init(failed: UInt32, spare: UInt32, nics: [VirtualNICBinding], addresses: [AddressBinding], workload: String?,
+                silentSince: UInt64, steps: [(step: FailoverStep, at: UInt64)]) {
+        self.failed = failed
+        self.spare = spare
+        self.nics = nics
+        self.addresses = addresses
+        self.workload = workload
+        self.silentSince = silentSince
+        self.steps = steps
+    }
+
     public func time(of step: FailoverStep) -> UInt64? { steps.first { $0.step == step }?.at }
 
     /// Milliseconds from the node falling silent to `step`.
