@@ -40,7 +40,7 @@ public struct FailoverSettings: Sendable, Hashable {
 
 /// One failover: which node failed, which spare took its personality, what moved, and when
 /// each step happened.
-public struct FailoverRecord: Sendable, Hashable {
+public struct FailoverRecord: Sendable {
     public var failed: UInt32
     public var spare: UInt32
     /// The NICs (MACs and VLANs) the spare took over.
@@ -73,17 +73,6 @@ public struct FailoverRecord: Sendable, Hashable {
     /// The timeline as lines a person reads: "+52.1 ms detected", …
     public var timeline: [String] {
         steps.map { String(format: "+%.1f ms ", Double($0.at &- silentSince) / 1e6) + $0.step.description }
-    }
-
-    public static func == (a: FailoverRecord, b: FailoverRecord) -> Bool {
-        a.failed == b.failed && a.spare == b.spare && a.nics == b.nics && a.silentSince == b.silentSince
-            && a.steps.map(\.step) == b.steps.map(\.step) && a.steps.map(\.at) == b.steps.map(\.at)
-    }
-
-    public func hash(into h: inout Hasher) {
-        h.combine(failed)
-        h.combine(spare)
-        h.combine(silentSince)
     }
 }
 
@@ -121,6 +110,14 @@ extension VirtualLANServer {
 
     public func layerTurn(_ layer: RCLAN) {
         guard let settings = failoverSettings, !silentSince.isEmpty, let plan else { return }
+        // Only a silent node that holds a personality matters (a dead spare stays silent for
+        // good): found without allocating, since this runs every turn while any node is silent.
+        var anyAssigned = false
+        for n in silentSince.keys where !fenced.contains(n) && plan.nics.contains(where: { $0.node == n }) {
+            anyAssigned = true
+            break
+        }
+        guard anyAssigned else { return }
         let now = nowNanos()
         let confirm = UInt64(settings.confirmation.components.seconds) * 1_000_000_000
             + UInt64(settings.confirmation.components.attoseconds / 1_000_000_000)

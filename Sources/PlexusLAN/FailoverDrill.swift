@@ -75,6 +75,20 @@ public enum FailoverDrill {
         return "exec python3 -S -E \(script) \(address) \(port) \(directory)/index.html"
     }
 
+    /// The drill's platform: control nodes 1 and 2, the client on node 3, the web service on
+    /// node 4 (on VLANs 10 and 20, at 10.10.0.4 and 10.20.0.4, serving `www/index.html` on port
+    /// 8080), node 6 on VLAN 20, node 5 the spare.
+    public static func definition(www: String) throws -> PlatformDefinition {
+        let v10 = VLANID(10)!, v20 = VLANID(20)!
+        var d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6], vlans: [v10: [3, 4], v20: [4, 6]])
+        d.spares = [5]
+        d.addresses = [3: [AddressBinding(vlan: v10, cidr: "10.10.0.3/24")],
+                       4: [AddressBinding(vlan: v10, cidr: "10.10.0.4/24"), AddressBinding(vlan: v20, cidr: "10.20.0.4/24")],
+                       6: [AddressBinding(vlan: v20, cidr: "10.20.0.6/24")]]
+        d.workloads = [4: try webService(address: "10.10.0.4", directory: www)]
+        return d
+    }
+
     /// The baseline of `plexus bench failover`: the same service restarted in place on node
     /// `node` (its workload killed and started again, no failover), from the kill to the first
     /// good reply at `client`: what the service itself costs to come back.
@@ -83,31 +97,34 @@ public enum FailoverDrill {
         guard let command = p.personalities.personality(of: node)?.workload, let running = p.personalities.workload(of: node) else {
             throw PlexusError(.configuration, "node \(node) runs no workload")
         }
-        let log = try ClientLog(p, fabric: fabric, client: client, url: url, seconds: seconds)
+        let log = try ClientLog(fabric: fabric, client: client, url: url, seconds: seconds)
         defer { log.stop() }
-        guard waitUntil(seconds: seconds, { log.lines().filter(\.ok).count >= 5 }) else {
-            throw PlexusError(.timedOut, "the client got no replies from node \(node)")
+        var again: BackgroundProcess?
+        defer { again?.kill() }
+        let o = try log.outage(of: "node \(node)'s service restarted in place", seconds: seconds) {
+            running.kill()
+            again = try fabric.spawn(in: node, ["sh", "-c", command])
         }
-        let killed = nowNanos()
-        running.kill()
-        let again = try fabric.spawn(in: node, ["sh", "-c", command])
-        defer { again.kill() }
-        var first: ClientLog.Line?
-        guard waitUntil(seconds: seconds, {
-            first = log.lines().first { $0.ok && $0.start > killed }
-            return first != nil
-        }), let first else { throw PlexusError(.timedOut, "the restarted service did not answer within \(seconds) s") }
-        let all = log.lines()
-        let lastGood = all.filter { $0.ok && $0.start <= killed }.map(\.start).max() ?? 0
-        return (Double(first.end &- killed) / 1e6, all.filter { !$0.ok && $0.start > lastGood && $0.start < first.start }.count)
+        return (Double(o.first.end &- o.killed) / 1e6, o.failed)
     }
 
     /// The client's output, parsed.
     final class ClientLog {
         struct Line { var ok: Bool; var start: UInt64; var end: UInt64 }
+        /// What the client saw around an interruption.
+        struct Outage {
+            var killed: UInt64
+            /// The first good reply to a request started after the interruption.
+            var first: Line
+            /// Failures after the last good reply before the interruption (a request in flight
+            /// at it counts) and before `first`.
+            var failed: Int
+            var repliesBefore: Int
+            var repliesAfter: Int
+        }
         let path: String
         let process: BackgroundProcess
-        init(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, url: String, seconds: Double) throws {
+        init(fabric: NamespaceFabric, client: Int, url: String, seconds: Double) throws {
             path = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-drill-\(UUID().uuidString).log").path
             FileManager.default.createFile(atPath: path, contents: nil)
             let out = FileHandle(forWritingAtPath: path)!
@@ -122,6 +139,28 @@ public enum FailoverDrill {
                 return Line(ok: f[0] == "ok", start: start, end: f[0] == "ok" ? UInt64((Double(f[2]) ?? s) * 1e9) : start)
             }
         }
+        /// Waits for good replies, runs `interrupt`, and waits (up to `seconds`) for the first
+        /// good reply after it.
+        func outage(of what: String, seconds: Double, _ interrupt: () throws -> Void) throws -> Outage {
+            guard waitUntil(seconds: seconds, { lines().filter(\.ok).count >= 5 }) else {
+                throw PlexusError(.timedOut, "before \(what): the client got no good replies (\(lines().count) requests)")
+            }
+            let killed = nowNanos()
+            try interrupt()
+            var first: Line?
+            guard waitUntil(seconds: seconds, {
+                first = lines().first { $0.ok && $0.start > killed }
+                return first != nil
+            }), let first else {
+                throw PlexusError(.timedOut, "no good reply within \(seconds) s of \(what)")
+            }
+            let all = lines()
+            let lastGood = all.filter { $0.ok && $0.start <= killed }.map(\.start).max() ?? 0
+            return Outage(killed: killed, first: first,
+                          failed: all.filter { !$0.ok && $0.start > lastGood && $0.start < first.start }.count,
+                          repliesBefore: all.filter { $0.ok && $0.start <= killed }.count,
+                          repliesAfter: all.filter { $0.ok && $0.start > killed }.count)
+        }
         func stop() {
             process.kill()
             try? FileManager.default.removeItem(atPath: path)
@@ -133,40 +172,21 @@ public enum FailoverDrill {
     /// `seconds`) for the spare to answer.
     public static func run(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, service: Int, url: String,
                            seconds: Double = 20) throws -> Result {
-        let log = try ClientLog(p, fabric: fabric, client: client, url: url, seconds: seconds)
+        let log = try ClientLog(fabric: fabric, client: client, url: url, seconds: seconds)
         defer { log.stop() }
-        let lines = log.lines
-        guard waitUntil(seconds: seconds, { lines().filter(\.ok).count >= 5 }) else {
-            throw PlexusError(.timedOut, "the client got no replies from node \(service) before the kill: \(lines().count) requests, none good")
-        }
-        let killed = nowNanos()
-        p.kill(node: service)
-        var first: ClientLog.Line?
-        guard waitUntil(seconds: seconds, {
-            first = lines().first { $0.ok && $0.start > killed }
-            return first != nil
-        }), let first else {
-            throw PlexusError(.timedOut, "no good reply within \(seconds) s of killing node \(service)")
-        }
+        let o = try log.outage(of: "killing node \(service)", seconds: seconds) { p.kill(node: service) }
         // The spare's own report of its first frame can trail the client's reply by a turn.
         _ = waitUntil(seconds: 2) { p.failovers(0).last?.time(of: .firstPacketServed) != nil }
         guard let record = p.failovers(0).last(where: { $0.failed == UInt32(service) }),
               let detected = record.time(of: .detected), let started = record.time(of: .workloadStarted) else {
             throw PlexusError(.timedOut, "the control node recorded no complete failover of node \(service)")
         }
-        let all = lines()
-        let lastGood = all.filter { $0.ok && $0.start <= killed }.map(\.start).max() ?? 0
-        let ms = { (t: UInt64) in Double(Int64(bitPattern: t &- killed)) / 1e6 }
+        let ms = { (t: UInt64) in Double(Int64(bitPattern: t &- o.killed)) / 1e6 }
         var timeline = ["+0.0 ms killed (node \(service))"]
         timeline += record.steps.map { String(format: "%+.1f ms ", ms($0.at)) + "\($0.step)" }
-        timeline.append(String(format: "%+.1f ms ", ms(first.end)) + "first good reply at the client (node \(client))")
+        timeline.append(String(format: "%+.1f ms ", ms(o.first.end)) + "first good reply at the client (node \(client))")
         return Result(detectMilliseconds: ms(detected), migrateMilliseconds: Double(started &- detected) / 1e6,
-                      totalMilliseconds: ms(first.end),
-                      // Every failure after the last good reply before the kill (a request in flight at
-                      // the kill counts) and before the first good one after it.
-                      failedRequests: all.filter { !$0.ok && $0.start > lastGood && $0.start < first.start }.count,
-                      repliesBefore: all.filter { $0.ok && $0.start <= killed }.count,
-                      repliesAfter: all.filter { $0.ok && $0.start > killed }.count,
-                      record: record, timeline: timeline)
+                      totalMilliseconds: ms(o.first.end), failedRequests: o.failed,
+                      repliesBefore: o.repliesBefore, repliesAfter: o.repliesAfter, record: record, timeline: timeline)
     }
 }

@@ -24,7 +24,6 @@ public final class PersonalityManager: Sendable {
     let up = Mutex<[Int: NodeConfiguration]>([:])
     let processes = Mutex<[Int: BackgroundProcess]>([:])
     let failures = Mutex<[String]>([])
-    let handlers = Mutex<[@Sendable (Int, NodeConfiguration) -> Void]>([])
 
     init(namespacePrefix: String?, consoleDirectory: String?) {
         self.namespacePrefix = namespacePrefix
@@ -49,11 +48,6 @@ public final class PersonalityManager: Sendable {
     public var errors: [String] { failures.withLock { $0 } }
     /// Node `n`'s workload, if one runs.
     public func workload(of n: Int) -> BackgroundProcess? { processes.withLock { $0[n] } }
-
-    /// Calls `body` (on the manager's thread) each time a personality is up on a node.
-    public func whenUp(_ body: @escaping @Sendable (Int, NodeConfiguration) -> Void) {
-        handlers.withLock { $0.append(body) }
-    }
 
     func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
@@ -125,7 +119,6 @@ public final class PersonalityManager: Sendable {
                 (RCLAN.on(e)?.delegate as? VirtualEthernet)?.report(.workloadStarted)
             }
         }
-        for h in handlers.withLock({ $0 }) { h(n, c) }
     }
 
     /// Kills node `n`'s workload (SIGKILL) and forgets its personality here.

@@ -92,8 +92,8 @@ struct FailoverTests {
 struct NamespaceFailoverTests {
     static let v10 = VLANID(10)!, v20 = VLANID(20)!
 
-    /// Node 3 the client, node 4 the web service (on VLANs 10 and 20), node 6 on VLAN 20,
-    /// node 5 the spare.
+    /// The drill's platform (``FailoverDrill/definition(www:)``): node 3 the client, node 4
+    /// the web service (on VLANs 10 and 20), node 6 on VLAN 20, node 5 the spare.
     static func withPlatform(_ body: (NamespaceFabric, LANPlatform, String) throws -> Void) throws {
         let fabric = try NamespaceFabric(nodes: 6, linkMTU: 9000)
         defer { fabric.teardown() }
@@ -101,12 +101,7 @@ struct NamespaceFailoverTests {
         try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: www) }
         try Data("served by the personality of node 4\n".utf8).write(to: URL(fileURLWithPath: www + "/index.html"))
-        var d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6], vlans: [v10: [3, 4], v20: [4, 6]])
-        d.spares = [5]
-        d.addresses = [3: [AddressBinding(vlan: v10, cidr: "10.10.0.3/24")],
-                       4: [AddressBinding(vlan: v10, cidr: "10.10.0.4/24"), AddressBinding(vlan: v20, cidr: "10.20.0.4/24")],
-                       6: [AddressBinding(vlan: v20, cidr: "10.20.0.6/24")]]
-        d.workloads = [4: try FailoverDrill.webService(address: "10.10.0.4", directory: www)]
+        let d = try FailoverDrill.definition(www: www)
         let state = macStateFile()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let console = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-console-\(UUID().uuidString)").path

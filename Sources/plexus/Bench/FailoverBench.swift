@@ -7,19 +7,11 @@ import PlexusLAN
 /// while (``FailoverDrill``). Baseline, in the same run: the same service restarted in place on
 /// the spare (no failover), the floor any failover of this service pays.
 extension Bench {
-    /// A platform for one round: control nodes 1 and 2, client 3, service 4 (on VLANs 10 and
-    /// 20, with two addresses), node 6 on VLAN 20, spare 5.
+    /// A platform for one round: ``FailoverDrill/definition(www:)`` in namespaces.
     static func failoverPlatform(www: String, state: String) throws -> (NamespaceFabric, LANPlatform) {
-        let v10 = VLANID(10)!, v20 = VLANID(20)!
         let fabric = try NamespaceFabric(nodes: 6, linkMTU: 9000)
-        var d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6], vlans: [v10: [3, 4], v20: [4, 6]])
-        d.spares = [5]
-        d.addresses = [3: [AddressBinding(vlan: v10, cidr: "10.10.0.3/24")],
-                       4: [AddressBinding(vlan: v10, cidr: "10.10.0.4/24"), AddressBinding(vlan: v20, cidr: "10.20.0.4/24")],
-                       6: [AddressBinding(vlan: v20, cidr: "10.20.0.6/24")]]
-        d.workloads = [4: try FailoverDrill.webService(address: "10.10.0.4", directory: www)]
         do {
-            return (fabric, try LANPlatform(d, macState: state, fabric: fabric))
+            return (fabric, try LANPlatform(try FailoverDrill.definition(www: www), macState: state, fabric: fabric))
         } catch {
             fabric.teardown()
             throw error
