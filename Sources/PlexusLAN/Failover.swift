@@ -43,19 +43,23 @@ public struct FailoverSettings: Sendable, Hashable {
 public struct FailoverRecord: Sendable {
     public var failed: UInt32
     public var spare: UInt32
+    /// Why it happened: silence on both fabrics, or a workload process that ended.
+    public var cause: FailoverCause
     /// The NICs (MACs and VLANs) the spare took over.
     public var nics: [VirtualNICBinding]
     public var addresses: [AddressBinding]
     public var workload: String?
-    /// When the failed node's management RVI became unusable (nanoseconds, `nowNanos()`).
+    /// When the failed node's management RVI became unusable, or its report that its workload
+    /// process ended arrived (nanoseconds, `nowNanos()`).
     public var silentSince: UInt64
     /// Each step and when it happened (nanoseconds), in order.
     public var steps: [(step: FailoverStep, at: UInt64)]
 
-    public init(failed: UInt32, spare: UInt32, nics: [VirtualNICBinding], addresses: [AddressBinding], workload: String?,
-                silentSince: UInt64, steps: [(step: FailoverStep, at: UInt64)]) {
+    public init(failed: UInt32, spare: UInt32, cause: FailoverCause = .silent, nics: [VirtualNICBinding], addresses: [AddressBinding],
+                workload: String?, silentSince: UInt64, steps: [(step: FailoverStep, at: UInt64)]) {
         self.failed = failed
         self.spare = spare
+        self.cause = cause
         self.nics = nics
         self.addresses = addresses
         self.workload = workload
@@ -86,8 +90,14 @@ extension VirtualLANServer {
             log.append("node \(node) refused: it is fenced (its personality moved to a spare)")
             return .refused(node: node, reason: "node \(node) is fenced: its personality moved to a spare; an administrator returns it to the pool")
         }
-        if plan.spares.contains(node) && !plan.nics.contains(where: { $0.node == node }) {
-            if standby.insert(node).inserted { log.append("node \(node) registered: a spare in the free pool") }
+        if plan.waitsAsSpare(node) {
+            if standby.insert(node).inserted {
+                if let k = plan.server(hosting: node) {
+                    log.append("node \(node) registered: a virtual node of failover server \(plan.failoverServers[k].name)")
+                } else {
+                    log.append("node \(node) registered: a spare in the free pool")
+                }
+            }
             return .standby(node: node)
         }
         return nil
@@ -109,6 +119,11 @@ extension VirtualLANServer {
     }
 
     public func layerTurn(_ layer: RCLAN) {
+        if !processFailures.isEmpty {
+            for (node, f) in processFailures.sorted(by: { $0.key < $1.key }) {
+                failOver(node, since: f.since, cause: .processFailed(status: f.status), now: nowNanos(), layer: layer)
+            }
+        }
         guard let settings = failoverSettings, !silentSince.isEmpty, let plan else { return }
         // Only a silent node that holds a personality matters (a dead spare stays silent for
         // good): found without allocating, since this runs every turn while any node is silent.
@@ -133,21 +148,37 @@ extension VirtualLANServer {
         }
         isolationLogged = false
         for node in silent.sorted() where now &- silentSince[node]! >= confirm {
-            failOver(node, now: now, layer: layer)
+            failOver(node, since: silentSince[node]!, cause: .silent, now: now, layer: layer)
         }
     }
 
-    /// Moves failed node `node`'s personality to a spare (see the top of this file).
-    func failOver(_ node: UInt32, now: UInt64, layer: RCLAN) {
-        guard var plan, let since = silentSince[node] else { return }
-        guard let spare = plan.spares.first(where: { standby.contains($0) && silentSince[$0] == nil && nodeRVI[$0] != nil }) else {
+    /// A node reports that its workload process ended by itself (seed 002: the cluster manager
+    /// watches the processes too). The node is alive, but its service is not: its personality
+    /// resumes on a virtual node of the failover server (or the backup server), and the node
+    /// is fenced like a failed one.
+    func processFailed(_ node: UInt32, status: Int32, layer: RCLAN) {
+        guard let plan, failoverSettings != nil, !fenced.contains(node), plan.nics.contains(where: { $0.node == node }),
+              processFailures[node] == nil else { return }
+        let now = nowNanos()
+        log.append("node \(node): \(FailoverCause.processFailed(status: status))")
+        processFailures[node] = (now, status)
+        failOver(node, since: now, cause: .processFailed(status: status), now: now, layer: layer)
+    }
+
+    /// Moves failed node `node`'s personality to a spare (see the top of this file), chosen
+    /// by ``LANPlan/candidates(for:cause:)``.
+    func failOver(_ node: UInt32, since: UInt64, cause: FailoverCause, now: UInt64, layer: RCLAN) {
+        guard var plan, !fenced.contains(node) else { return }
+        let answering = { (n: UInt32) in self.standby.contains(n) && self.silentSince[n] == nil && self.nodeRVI[n] != nil }
+        guard let spare = plan.candidates(for: node, cause: cause).first(where: answering) else {
             if stranded.insert(node).inserted {
-                log.append("node \(node) failed (silent \(String(format: "%.1f", Double(now &- since) / 1e6)) ms) and the free pool has no spare that answers: its personality waits")
+                log.append("node \(node) failed (\(cause), \(String(format: "%.1f", Double(now &- since) / 1e6)) ms ago) and no spare or virtual node answers: its personality waits")
             }
             return
         }
         stranded.remove(node)
-        var record = FailoverRecord(failed: node, spare: spare, nics: [], addresses: plan.addresses[node] ?? [],
+        processFailures[node] = nil
+        var record = FailoverRecord(failed: node, spare: spare, cause: cause, nics: [], addresses: plan.addresses[node] ?? [],
                                     workload: plan.workloads[node], silentSince: since, steps: [(.detected, now)])
         record.steps.append((.spareChosen, nowNanos()))
         let moved = plan.move(node, to: spare)
@@ -178,8 +209,10 @@ extension VirtualLANServer {
         }
         record.steps.append((.peersUpdated, nowNanos()))
         failovers.append(record)
-        log.append("node \(node) failed: its personality (" + moved.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", ")
-                   + ") moved to spare node \(spare); node \(node) is fenced")
+        let target = plan.server(hosting: spare).map { "virtual node \(spare) of failover server \(plan.failoverServers[$0].name)" }
+            ?? "spare node \(spare)"
+        log.append("node \(node) failed (\(cause)): its personality (" + moved.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", ")
+                   + ") moved to \(target); node \(node) is fenced")
     }
 
     /// A spare's report of a step of its take-over.
@@ -192,7 +225,7 @@ extension VirtualLANServer {
     /// An administrator returns a fenced node to the free pool (it registers again as a spare).
     public func returnToPool(_ node: UInt32) {
         guard fenced.remove(node) != nil else { return }
-        if plan?.spares.contains(node) == false { plan?.spares.append(node) }
+        if let plan, !plan.spares.contains(node), plan.server(hosting: node) == nil { self.plan?.spares.append(node) }
         log.append("node \(node) returned to the free pool")
     }
 }
@@ -257,6 +290,13 @@ extension VirtualEthernet {
         peerRVI = [:]
         direct = [:]
         nics = [:]
+        // The TAP devices close, so the kernel drops the interfaces and their addresses (the
+        // node may be alive: its workload process failed, or it was cut off and came back).
+        for (_, handle) in taps { layer.engine.detachDevice(handle) }
+        taps = [:]
+        nicOfTap = [:]
+        interfaces = [:]
+        onFenced?()
         events.append("fenced: this node's personality moved to a spare; it stays out until an administrator returns it")
     }
 }

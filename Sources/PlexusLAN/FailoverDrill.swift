@@ -67,12 +67,12 @@ public enum FailoverDrill {
             c.close()
         """
 
-    /// A workload that serves `directory/index.html` over HTTP on `address:port`: writes the
-    /// service's script into `directory` and returns the command.
-    public static func webService(address: String, port: Int = 8080, directory: String) throws -> String {
+    /// A workload that serves `directory/file` (read when it starts) over HTTP on
+    /// `address:port`: writes the service's script into `directory` and returns the command.
+    public static func webService(address: String, port: Int = 8080, directory: String, file: String = "index.html") throws -> String {
         let script = directory + "/plexus-service.py"
         try Data(serviceScript.utf8).write(to: URL(fileURLWithPath: script))
-        return "exec python3 -S -E \(script) \(address) \(port) \(directory)/index.html"
+        return "exec python3 -S -E \(script) \(address) \(port) \(directory)/\(file)"
     }
 
     /// The drill's platform: control nodes 1 and 2, the client on node 3, the web service on
@@ -94,7 +94,7 @@ public enum FailoverDrill {
     /// good reply at `client`: what the service itself costs to come back.
     public static func restartInPlace(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, node: Int, url: String,
                                       seconds: Double = 20) throws -> (totalMilliseconds: Double, failedRequests: Int) {
-        guard let command = p.personalities.personality(of: node)?.workload, let running = p.personalities.workload(of: node) else {
+        guard let command = p.personalities.personality(of: node)?.workload, p.personalities.workload(of: node) != nil else {
             throw PlexusError(.configuration, "node \(node) runs no workload")
         }
         let log = try ClientLog(fabric: fabric, client: client, url: url, seconds: seconds)
@@ -102,7 +102,7 @@ public enum FailoverDrill {
         var again: BackgroundProcess?
         defer { again?.kill() }
         let o = try log.outage(of: "node \(node)'s service restarted in place", seconds: seconds) {
-            running.kill()
+            p.personalities.stopWorkload(of: node)  // on purpose: not a failed process
             again = try fabric.spawn(in: node, ["sh", "-c", command])
         }
         return (Double(o.first.end &- o.killed) / 1e6, o.failed)
@@ -126,7 +126,7 @@ public enum FailoverDrill {
         let process: BackgroundProcess
         init(fabric: NamespaceFabric, client: Int, url: String, seconds: Double) throws {
             path = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-drill-\(UUID().uuidString).log").path
-            FileManager.default.createFile(atPath: path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path, contents: nil)
             let out = FileHandle(forWritingAtPath: path)!
             process = try fabric.spawn(in: client, ["python3", "-c", FailoverDrill.clientScript, url, "\(seconds + 10)"], output: out)
         }

@@ -132,12 +132,27 @@ public final class NamespaceFabric {
 /// inherits a signal mask with SIGTERM blocked (Foundation's `terminate()` would not stop it).
 public final class BackgroundProcess: Sendable {
     let process = Process()
-    public init(_ args: [String], output: FileHandle? = nil) throws {
+    /// Starts `args` (looked up in `PATH`), its stdout and stderr on `output` (nil: discarded).
+    /// `onExit` is called, on a thread of Foundation's, with the process id and its status
+    /// (the exit status, or 128 + the signal that killed it) when it ends.
+    public init(_ args: [String], output: FileHandle? = nil, onExit: (@Sendable (Int32, Int32) -> Void)? = nil) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = args
         process.standardOutput = output ?? FileHandle.nullDevice
         process.standardError = output ?? FileHandle.nullDevice
+        if let onExit {
+            process.terminationHandler = { p in
+                onExit(p.processIdentifier, p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus)
+            }
+        }
         try process.run()
+    }
+    /// Sends `signal` to the process's group when it leads one (Foundation starts each
+    /// process in a group of its own: a shell's children go too), else to the process.
+    public func signal(_ signal: Int32) {
+        guard process.isRunning else { return }
+        let pid = process.processIdentifier
+        _ = getpgid(pid) == pid ? Glibc.kill(-pid, signal) : Glibc.kill(pid, signal)
     }
     public var isRunning: Bool { process.isRunning }
     public var processIdentifier: Int32 { process.processIdentifier }
@@ -159,7 +174,7 @@ public final class BackgroundProcess: Sendable {
         return process.terminationStatus
     }
     public func kill() {
-        if process.isRunning { _ = Glibc.kill(process.processIdentifier, SIGKILL) }
+        signal(SIGKILL)
         process.waitUntilExit()
     }
     deinit { kill() }

@@ -5,18 +5,27 @@ import Synchronization
 
 /// Brings a personality up on the node that is configured with it, off the engine threads: the
 /// IPv4 addresses go on its TAP NICs (`ip -n NS addr add`) and its workload starts in its
-/// network namespace (`ip netns exec NS sh -c COMMAND`, output appended to the node's console
-/// log). The node then reports ``FailoverStep/workloadStarted`` to the servers: after a
-/// failover, that is a step of the timeline.
+/// network namespace (`ip netns exec NS sh -c COMMAND`). The node then reports
+/// ``FailoverStep/workloadStarted`` to the servers: after a failover, that is a step of the
+/// timeline.
+///
+/// It also routes each node's console and watches its workload (seed 002): the workload's
+/// output (stdout and stderr, through a pipe) and the lines this manager logs about the node go
+/// to the node's driver, which sends them to the control nodes (``ConsoleArchive``); a workload
+/// that ends by itself is reported to the control nodes as a failed process.
 ///
 /// Without a namespace fabric (the in-process NIC backend) there is no kernel stack to put
 /// addresses on and no namespace to run a command in: the personality is up as soon as its
 /// NICs are.
 public final class PersonalityManager: Sendable {
     let namespacePrefix: String?
-    /// Where each node's workload output goes: `<directory>/node<N>.log` (nil: discarded).
-    public let consoleDirectory: String?
-    let queue = Mutex<[(node: Int, configuration: NodeConfiguration)]>([])
+    /// The control nodes' console archive, for lines about a node whose driver is gone.
+    public let archive: ConsoleArchive?
+    enum Work {
+        case bringUp(NodeConfiguration)
+        case fence
+    }
+    let queue = Mutex<[(node: Int, work: Work)]>([])
     let signal = DispatchSemaphore(value: 0)
     let running = Atomic<Bool>(false)
     let finished = DispatchSemaphore(value: 0)
@@ -25,9 +34,9 @@ public final class PersonalityManager: Sendable {
     let processes = Mutex<[Int: BackgroundProcess]>([:])
     let failures = Mutex<[String]>([])
 
-    init(namespacePrefix: String?, consoleDirectory: String?) {
+    init(namespacePrefix: String?, archive: ConsoleArchive?) {
         self.namespacePrefix = namespacePrefix
-        self.consoleDirectory = consoleDirectory
+        self.archive = archive
     }
 
     /// Node `n`'s engine thread, to report through.
@@ -35,8 +44,12 @@ public final class PersonalityManager: Sendable {
     func detach(_ n: Int) { _ = threads.withLock { $0.removeValue(forKey: n) } }
 
     /// Called on node `n`'s engine thread when it is configured.
-    func arrived(_ n: Int, _ c: NodeConfiguration) {
-        queue.withLock { $0.append((n, c)) }
+    func arrived(_ n: Int, _ c: NodeConfiguration) { enqueue(n, .bringUp(c)) }
+    /// Called on node `n`'s engine thread when the servers fenced it.
+    func fenced(_ n: Int) { enqueue(n, .fence) }
+
+    func enqueue(_ n: Int, _ w: Work) {
+        queue.withLock { $0.append((n, w)) }
         signal.signal()
     }
 
@@ -58,7 +71,14 @@ public final class PersonalityManager: Sendable {
                     defer { q = [] }
                     return q
                 }
-                for (n, c) in batch { bringUp(n, c) }
+                for (n, w) in batch {
+                    switch w {
+                    case .bringUp(let c): bringUp(n, c)
+                    case .fence:
+                        console(n, "fenced: the personality moved away; the workload is stopped")
+                        kill(n)
+                    }
+                }
             }
             finished.signal()
         }
@@ -72,23 +92,25 @@ public final class PersonalityManager: Sendable {
         finished.wait()
     }
 
-    /// The console log of node `n`.
-    public func consolePath(_ n: Int) -> String? { consoleDirectory.map { "\($0)/node\(n).log" } }
+    /// The console log of node `n` at the control nodes.
+    public func consolePath(_ n: Int) -> String? { archive?.path(of: UInt32(n)) }
 
-    /// Appends a line to node `n`'s console log (the node log part of it).
+    /// Adds a line to node `n`'s console: through its driver to the control nodes, or, when
+    /// the node is gone, straight into the archive as the control node's note.
     public func console(_ n: Int, _ line: String) {
-        guard let h = appending(n) else { return }
         let stamp = ISO8601DateFormatter().string(from: Date())
-        h.write(Data("[\(stamp)] plexus: \(line)\n".utf8))
-        try? h.close()
+        let text = Array("[\(stamp)] plexus node \(n): \(line)\n".utf8)
+        if !forward(n, text) { archive?.note(node: UInt32(n), "node \(n) (gone): \(line)") }
     }
 
-    /// Node `n`'s console log opened for appending (O_APPEND: the workload and these lines
-    /// interleave without overwriting each other).
-    func appending(_ n: Int) -> FileHandle? {
-        guard let path = consolePath(n) else { return nil }
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        return fd < 0 ? nil : FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    /// Hands console bytes to node `n`'s driver; false when the node has no engine any more.
+    func forward(_ n: Int, _ bytes: [UInt8]) -> Bool {
+        guard let t = threads.withLock({ $0[n] }) else { return false }
+        return (try? t.runAndWait { e -> Bool in
+            guard let eth = RCLAN.on(e)?.delegate as? VirtualEthernet else { return false }
+            eth.console(bytes)
+            return true
+        }) ?? false
     }
 
     func bringUp(_ n: Int, _ c: NodeConfiguration) {
@@ -104,13 +126,7 @@ public final class PersonalityManager: Sendable {
             }
             if let w = c.workload {
                 console(n, "starting workload: \(w)")
-                let output = appending(n)
-                do {
-                    let p = try BackgroundProcess(["ip", "netns", "exec", ns, "sh", "-c", w], output: output)
-                    processes.withLock { $0[n] = p }
-                } catch {
-                    failures.withLock { $0.append("node \(n): cannot start its workload \(w): \(error)") }
-                }
+                startWorkload(n, ns: ns, command: w)
             }
         }
         up.withLock { $0[n] = c }
@@ -121,7 +137,63 @@ public final class PersonalityManager: Sendable {
         }
     }
 
-    /// Kills node `n`'s workload (SIGKILL) and forgets its personality here.
+    /// Starts node `n`'s workload with its output on a pipe that a thread of its own reads
+    /// into the node's console, and watches it: if it ends while it is still node `n`'s
+    /// workload (nobody stopped it), the node reports a failed process.
+    func startWorkload(_ n: Int, ns: String, command: String) {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0, fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0 else {
+            failures.withLock { $0.append("node \(n): no pipe for its workload's output: \(String(cString: strerror(errno)))") }
+            return
+        }
+        let writeEnd = FileHandle(fileDescriptor: fds[1], closeOnDealloc: true)
+        do {
+            let p = try BackgroundProcess(["ip", "netns", "exec", ns, "sh", "-c", command], output: writeEnd) { [self] pid, status in
+                exited(n, pid: pid, status: status)
+            }
+            processes.withLock { $0[n] = p }
+        } catch {
+            close(fds[0])
+            failures.withLock { $0.append("node \(n): cannot start its workload \(command): \(error)") }
+            return
+        }
+        try? writeEnd.close()
+        let readEnd = fds[0]
+        let reader = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: ControlMessage.maximumConsolePiece)
+            while true {
+                let got = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+                if got < 0 && errno == EINTR { continue }
+                guard got > 0 else { break }
+                let bytes = Array(buffer[0..<got])
+                if !forward(n, bytes) { archive?.append(node: UInt32(n), incarnation: 0, sequence: 0, bytes) }
+            }
+            close(readEnd)
+        }
+        reader.name = "plexus-console-\(n)"
+        reader.start()
+    }
+
+    /// A workload ended. Unless it was stopped on purpose (then it is no longer in
+    /// ``processes``), that is a failed process: the node reports it.
+    func exited(_ n: Int, pid: Int32, status: Int32) {
+        let unexpected = processes.withLock { p -> Bool in
+            guard let have = p[n], have.processIdentifier == pid else { return false }
+            p[n] = nil
+            return true
+        }
+        guard unexpected else { return }
+        _ = up.withLock { $0.removeValue(forKey: n) }
+        console(n, "workload ended by itself: " + FailoverCause.processFailed(status: status).description.replacingOccurrences(of: "its workload process ", with: ""))
+        if let t = threads.withLock({ $0[n] }) {
+            _ = try? t.runAndWait { e in
+                (RCLAN.on(e)?.delegate as? VirtualEthernet)?.reportProcessFailure(status: status)
+            }
+        }
+    }
+
+    /// Kills node `n`'s workload (SIGKILL, its whole process group) and forgets its
+    /// personality here.
     func kill(_ n: Int) {
         let p = processes.withLock { $0.removeValue(forKey: n) }
         p?.kill()
@@ -135,6 +207,21 @@ public final class PersonalityManager: Sendable {
         }
         for p in all { p.kill() }
     }
+
+    /// Stops node `n`'s workload on purpose (SIGKILL): not a failure, nothing is reported.
+    public func stopWorkload(of n: Int) {
+        processes.withLock { $0.removeValue(forKey: n) }?.kill()
+    }
+
+    /// Kills node `n`'s workload as a crash would (SIGKILL), leaving it registered as node
+    /// `n`'s: the manager sees it end and the node reports a failed process. Returns whether a
+    /// workload ran.
+    @discardableResult
+    public func crashWorkload(of n: Int) -> Bool {
+        guard let p = processes.withLock({ $0[n] }) else { return false }
+        p.signal(SIGKILL)
+        return true
+    }
 }
 
 extension PlatformDefinition {
@@ -143,6 +230,7 @@ extension PlatformDefinition {
         plan.spares = spares.map(UInt32.init)
         for (n, a) in addresses { plan.addresses[UInt32(n)] = a }
         for (n, w) in workloads { plan.workloads[UInt32(n)] = w }
+        plan.failoverServers = failoverServers
     }
 }
 
@@ -155,6 +243,13 @@ extension LANPlatform {
         nodes[n]?.stopAndWait()
         personalities.kill(n)
         personalities.console(n, "node \(n) killed")
+    }
+
+    /// Kills failover server `name` as `kill -9` kills a server process: every virtual node it
+    /// hosts stops at once. The personalities they carried move to the next server's virtual
+    /// nodes.
+    public func kill(server name: String) {
+        for n in definition.failoverServers.first(where: { $0.name == name })?.virtualNodes ?? [] { kill(node: Int(n)) }
     }
 
     /// The failovers control node `k` carried out, with their timelines.

@@ -30,6 +30,9 @@ public struct PlatformDefinition: Sendable, Hashable {
     /// network namespace): with its NICs, the node's personality, which a spare takes over.
     public var addresses: [Int: [AddressBinding]] = [:]
     public var workloads: [Int: String] = [:]
+    /// The failover server, then the backup server (seed 002), each with the virtual nodes it
+    /// hosts: processing nodes on no VLAN that wait like spares, in one process per server.
+    public var failoverServers: [FailoverServer] = []
 
     public init(controlNodes: [Int], processingNodes: [Int], vlans: [VLANID: [Int]]) {
         self.controlNodes = controlNodes
@@ -69,6 +72,20 @@ public struct PlatformDefinition: Sendable, Hashable {
                 guard isIPv4CIDR(a.cidr) else { throw bad("addresses: node \(n): \"\(a.cidr)\" is not a.b.c.d/len") }
             }
         }
+        var hosted = Set<UInt32>()
+        for server in failoverServers {
+            guard !server.name.isEmpty, !server.virtualNodes.isEmpty else { throw bad("failoverServers: each has a name and virtual nodes") }
+            for v in server.virtualNodes {
+                guard processingNodes.contains(Int(v)) else { throw bad("failoverServers: virtual node \(v) of \(server.name) is not a processing node") }
+                guard hosted.insert(v).inserted, !spares.contains(Int(v)) else {
+                    throw bad("failoverServers: node \(v) is hosted twice, or is also a spare")
+                }
+                guard !vlans.values.contains(where: { $0.contains(Int(v)) }) else {
+                    throw bad("failoverServers: virtual node \(v) is on a VLAN; it waits with no personality")
+                }
+            }
+        }
+        guard Set(failoverServers.map(\.name)).count == failoverServers.count else { throw bad("failoverServers: a name is used twice") }
         for (n, w) in workloads {
             guard processingNodes.contains(n), !spares.contains(n) else { throw bad("workloads: node \(n) is not a processing node with a personality") }
             guard !w.isEmpty, w.utf8.count <= 4096 else { throw bad("workloads: node \(n): a command of 1...4096 bytes") }
@@ -94,6 +111,8 @@ public final class LANPlatform {
     var controlConfigurations: [EngineConfiguration] = []
     /// Brings personalities up on the nodes that get them (Personalities.swift).
     public let personalities: PersonalityManager
+    /// The control nodes' console archive (both control nodes of this process share it).
+    public let archive: ConsoleArchive?
 
     /// Starts everything and waits (up to `seconds`) until every node that is on a VLAN is
     /// configured.
@@ -106,7 +125,8 @@ public final class LANPlatform {
     ///     control nodes always block.
     ///   - knownMACs: NICs whose MACs are already decided (from the platform store); others get
     ///     new MACs from `macState`.
-    ///   - consoleDirectory: where each node's workload output goes (`node<N>.log`).
+    ///   - consoleDirectory: the control nodes' console archive (``ConsoleArchive``: every
+    ///     node's workload output and log, `node<N>.log`); nil keeps no console.
     public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
                 layerConfiguration: RCLANConfiguration = RCLANConfiguration(), nodePollMode: PollMode = .blocking,
                 failover: FailoverSettings? = FailoverSettings(), knownMACs: [VirtualNICBinding] = [],
@@ -115,7 +135,9 @@ public final class LANPlatform {
         try failover?.validate()
         self.definition = definition
         self.fabric = fabric
-        let personalities = PersonalityManager(namespacePrefix: fabric?.prefix, consoleDirectory: consoleDirectory)
+        let archive = try consoleDirectory.map { try ConsoleArchive(directory: $0) }
+        self.archive = archive
+        let personalities = PersonalityManager(namespacePrefix: fabric?.prefix, archive: archive)
         self.personalities = personalities
         func configuration(_ n: Int) -> EngineConfiguration {
             if let fabric {
@@ -146,6 +168,7 @@ public final class LANPlatform {
                     let eth = VirtualEthernet(node: UInt32(n))
                     eth.tapBackend = tap
                     eth.onConfigured = { c in personalities.arrived(n, c) }
+                    eth.onFenced = { personalities.fenced(n) }
                     return (try? RCLAN(configuration: layerConfiguration, delegate: eth)) ?? IdleDriver()
                 }
                 started.append(t)
@@ -177,6 +200,7 @@ public final class LANPlatform {
             controls = Array(repeating: nil, count: definition.controlNodes.count)
             personalities.start()
             for k in controls.indices { try startControl(k, layerConfiguration: layerConfiguration, failover: failover) }
+            for n in definition.processingNodes { personalities.console(n, "node \(n) started") }
             for n in definition.processingNodes {
                 let controlsPlan = plan.controls
                 try nodes[n]!.runAndWait { e in
@@ -191,7 +215,7 @@ public final class LANPlatform {
             throw error
         }
         let members = Set(definition.vlans.values.flatMap { $0 })
-        let spares = definition.spares
+        let spares = definition.spares + definition.failoverServers.flatMap { $0.virtualNodes.map(Int.init) }
         let ready = waitUntil(seconds: seconds) {
             members.allSatisfy { n in (try? self.ethernet(n) { $0.registration == .configured }) ?? false }
                 && spares.allSatisfy { n in (try? self.ethernet(n) { $0.registration == .standby }) ?? false }
@@ -209,10 +233,12 @@ public final class LANPlatform {
                              failover: FailoverSettings? = FailoverSettings()) throws {
         guard controls[k] == nil else { return }
         let plan = self.plan
+        let archive = self.archive
         let t = try EngineThread.start(controlConfigurations[k]) { () -> any EngineDriver in
             guard let server = try? VirtualLANServer(plan: plan),
                   let layer = try? RCLAN(configuration: layerConfiguration, delegate: server) else { return IdleDriver() }
             server.failoverSettings = failover
+            server.console = archive
             return layer
         }
         controls[k] = t

@@ -72,6 +72,35 @@ public struct AddressBinding: Sendable, Hashable {
     }
 }
 
+/// A failover server of seed 002: one process hosting virtual nodes, each able to carry a
+/// personality (and so resume a failed workload process with its MACs, addresses and storage).
+public struct FailoverServer: Sendable, Hashable {
+    public var name: String
+    /// The node numbers of its virtual nodes (processing nodes on no VLAN, hosted by it).
+    public var virtualNodes: [UInt32]
+    public init(name: String, virtualNodes: [UInt32]) {
+        self.name = name
+        self.virtualNodes = virtualNodes
+    }
+}
+
+/// Why a personality moved.
+public enum FailoverCause: Sendable, Hashable, CustomStringConvertible {
+    /// The node's management RVI stayed silent on both fabrics (the processor, or the server
+    /// hosting a virtual node, died or was cut off).
+    case silent
+    /// The node reported that its workload process ended by itself (exit status, or 128 +
+    /// signal number).
+    case processFailed(status: Int32)
+
+    public var description: String {
+        switch self {
+        case .silent: "silent on both fabrics"
+        case .processFailed(let s): s > 128 ? "its workload process was killed by signal \(s - 128)" : "its workload process exited with status \(s)"
+        }
+    }
+}
+
 /// The steps of a failover, in order ("Cluster Management Logic"), each stamped when it
 /// happened: a failover's timeline.
 public enum FailoverStep: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
@@ -118,6 +147,8 @@ public enum FailoverStep: UInt8, Sendable, Hashable, CaseIterable, CustomStringC
 /// | moved | 2, 9, spare (u32), failed (u32), then one peer entry as in configuration: the failed node's MACs are now reached at the spare |
 /// | fenced | 2, 10, node (u32): from a server, the node's personality moved away; it must not use its NICs |
 /// | milestone | 2, 11, node (u32), step (u8, a ``FailoverStep``): from a spare, how far its take-over got |
+/// | process failed | 2, 12, node (u32), status (i32): from a node, its workload process ended by itself (exit status, or 128 + signal) |
+/// | console | 2, 13, node (u32), incarnation (u64), sequence (u32), length (u16), bytes: from a node, the next piece of its console (workload output and node log) |
 ///
 /// The configuration message ends with the personality's addresses and workload: address
 /// count (u16), per address: VLAN (u16), length (u8), `a.b.c.d/len` (UTF-8); workload length
@@ -136,8 +167,15 @@ public enum ControlMessage: Sendable, Hashable {
     case moved(spare: UInt32, failed: UInt32, peer: NodeConfiguration.Peer)
     case fenced(node: UInt32)
     case milestone(node: UInt32, step: FailoverStep)
+    case processFailed(node: UInt32, status: Int32)
+    /// A piece of a node's console. `incarnation` tells one run of the node from the next (its
+    /// start time); `sequence` counts the pieces of that run from 1, so a control node that
+    /// keeps the console writes each piece once however many times it is offered.
+    case console(node: UInt32, incarnation: UInt64, sequence: UInt32, text: [UInt8])
 
     public static let kind: UInt8 = 2
+    /// The most console bytes one message carries.
+    public static let maximumConsolePiece = 8192
 
     public func encoded() -> [UInt8] {
         var w = [UInt8]()
@@ -219,6 +257,19 @@ public enum ControlMessage: Sendable, Hashable {
             w.append(11)
             u32(node)
             w.append(step.rawValue)
+        case .processFailed(let node, let status):
+            w.append(12)
+            u32(node)
+            u32(UInt32(bitPattern: status))
+        case .console(let node, let incarnation, let sequence, let text):
+            w.append(13)
+            u32(node)
+            u32(UInt32(truncatingIfNeeded: incarnation >> 32))
+            u32(UInt32(truncatingIfNeeded: incarnation))
+            u32(sequence)
+            let t = text.prefix(Self.maximumConsolePiece)
+            u16(t.count)
+            w += t
         }
         return w
     }
@@ -305,6 +356,14 @@ public enum ControlMessage: Sendable, Hashable {
         case 11:
             guard let raw = u8(), let step = FailoverStep(rawValue: raw), i == m.count else { return nil }
             self = .milestone(node: node, step: step)
+        case 12:
+            guard let status = u32(), i == m.count else { return nil }
+            self = .processFailed(node: node, status: Int32(bitPattern: status))
+        case 13:
+            guard let high = u32(), let low = u32(), let sequence = u32(), let n = u16(), n <= Self.maximumConsolePiece,
+                  need(n), i + n == m.count else { return nil }
+            self = .console(node: node, incarnation: UInt64(high) << 32 | UInt64(low), sequence: sequence,
+                            text: Array(UnsafeRawBufferPointer(rebasing: m[i..<(i + n)])))
         default:
             return nil
         }
@@ -326,6 +385,11 @@ public struct LANPlan: Sendable, Hashable {
     /// Each node's IPv4 addresses, and its workload: the rest of its personality.
     public var addresses: [UInt32: [AddressBinding]] = [:]
     public var workloads: [UInt32: String] = [:]
+    /// The failover server, then the backup server (seed 002): each hosts virtual nodes that
+    /// wait like spares. A failed workload process resumes on a virtual node of the first server
+    /// that has one free and answering; a processor that fails with the free pool empty does
+    /// too; the personality of a virtual node whose server fails goes to the next server's.
+    public var failoverServers: [FailoverServer] = []
 
     public init(controls: [NodeAddress], nodes: [NodeAddress], nics: [VirtualNICBinding], mtu: Int = TAP.maximumMTU) {
         self.controls = controls
@@ -366,8 +430,35 @@ public struct LANPlan: Sendable, Hashable {
         }
         addresses[spare] = addresses.removeValue(forKey: failed)
         workloads[spare] = workloads.removeValue(forKey: failed)
-        spares.removeAll { $0 == spare }
+        spares.removeAll { $0 == spare }  // a virtual node stays its server's: it is busy while it holds NICs
         return moved
+    }
+
+    /// The failover server hosting virtual node `node` (its index in ``failoverServers``).
+    public func server(hosting node: UInt32) -> Int? {
+        failoverServers.firstIndex { $0.virtualNodes.contains(node) }
+    }
+
+    /// Whether `node` waits for a personality: a spare of the free pool or a virtual node of
+    /// a failover server, holding none now.
+    public func waitsAsSpare(_ node: UInt32) -> Bool {
+        (spares.contains(node) || server(hosting: node) != nil) && !nics.contains { $0.node == node }
+    }
+
+    /// Where `failed`'s personality may go, best first ("Cluster Management Logic", seed 002):
+    /// - a failed workload process: a virtual node of the failover server, then of the backup
+    ///   server, then the free pool;
+    /// - a failed virtual node (its server died): a virtual node of another server, then the
+    ///   free pool;
+    /// - a failed processor: the free pool, then the servers' virtual nodes.
+    public func candidates(for failed: UInt32, cause: FailoverCause) -> [UInt32] {
+        let own = server(hosting: failed)
+        let virtual = failoverServers.indices.filter { $0 != own }.flatMap { failoverServers[$0].virtualNodes }
+        let pool = spares
+        switch cause {
+        case .processFailed: return virtual + pool
+        case .silent: return own != nil ? virtual + pool : pool + virtual
+        }
     }
 
     /// The server's table for this plan.

@@ -147,6 +147,15 @@ public final class VirtualLANServer: RVIDelegate {
     /// Nodes whose failover could not happen yet (no spare), each logged once.
     var stranded: Set<UInt32> = []
     var isolationLogged = false
+    /// Nodes that reported their workload process ended, waiting for a virtual node or spare.
+    var processFailures: [UInt32: (since: UInt64, status: Int32)] = [:]
+    /// Where this control node keeps every processing node's console ("Console routing"):
+    /// each piece a node sends is appended once. Nil: pieces are counted and dropped.
+    public var console: ConsoleArchive?
+    /// Console pieces received, and those written (the rest were already written: the other
+    /// control node shares the archive, or the piece came twice).
+    public internal(set) var consolePieces: UInt64 = 0
+    public internal(set) var consoleWritten: UInt64 = 0
 
     public init() {}
     /// A server for `plan`: its table is the plan's.
@@ -213,6 +222,15 @@ public final class VirtualLANServer: RVIDelegate {
                     if n == node { register(node, on: rvi, layer: layer) } else { malformed += 1 }
                 } else if case .milestone(let n, let step) = c {
                     if n == node { milestone(step, from: node) } else { malformed += 1 }
+                } else if case .processFailed(let n, let status) = c {
+                    if n == node { processFailed(node, status: status, layer: layer) } else { malformed += 1 }
+                } else if case .console(let n, let incarnation, let sequence, let text) = c {
+                    guard n == node else {
+                        malformed += 1
+                        return
+                    }
+                    consolePieces += 1
+                    if console?.append(node: node, incarnation: incarnation, sequence: sequence, text) == true { consoleWritten += 1 }
                 } else {
                     membership(c, from: node, on: rvi, layer: layer)
                 }
@@ -330,6 +348,15 @@ public final class VirtualEthernet: RVIDelegate {
     public internal(set) var tookOver = false
     /// Failover steps to report to the servers on the next turn.
     var pendingReports: [FailoverStep] = []
+    /// Console bytes waiting to go to the servers, this run's incarnation, the pieces sent,
+    /// how many ``events`` went to the console already, and a workload exit to report.
+    var pendingConsole: [UInt8] = []
+    let consoleIncarnation = nowNanos()
+    var consoleSequence: UInt32 = 0
+    var eventsOnConsole = 0
+    var processExit: Int32?
+    /// Console bytes the servers could not take (both management RVIs full or gone).
+    public internal(set) var consoleDropped: UInt64 = 0
     var watchFirstFrame = false
     public internal(set) var registration = Registration.unregistered
     /// The configuration the control nodes sent (the first; both send the same).
@@ -337,7 +364,7 @@ public final class VirtualEthernet: RVIDelegate {
     /// Give each NIC a TAP device when configured (else the in-process backend).
     public var tapBackend = false
     /// The TAP interface of each NIC, by MAC (`pvl<VLAN>`), when ``tapBackend`` is on.
-    public private(set) var interfaces: [MACAddress: String] = [:]
+    public internal(set) var interfaces: [MACAddress: String] = [:]
     /// Configurations that did not match the first one (the control nodes disagreed).
     public private(set) var conflictingConfigurations: UInt64 = 0
     public private(set) var registrationErrors: [String] = []
@@ -387,10 +414,16 @@ public final class VirtualEthernet: RVIDelegate {
     /// program brings up the personality's addresses and workload, then calls
     /// ``report(_:)`` with ``FailoverStep/workloadStarted``.
     public var onConfigured: ((NodeConfiguration) -> Void)?
+    /// Called on the engine thread when the servers fence this node (its NICs are gone): the
+    /// embedding program stops what is left of its workload.
+    public var onFenced: (() -> Void)?
 
     public func layerTurn(_ layer: RCLAN) {
         defer { onTurn?(self, layer) }
         if !pendingReports.isEmpty { sendReports(layer) }
+        if !servers.isEmpty && (!pendingConsole.isEmpty || events.count > eventsOnConsole || processExit != nil) {
+            sendConsole(layer)
+        }
         if registration == .pending, let last = lastRegister, last.duration(to: .now) > .milliseconds(100) {
             sendRegistrations(layer)
         }
@@ -444,7 +477,7 @@ public final class VirtualEthernet: RVIDelegate {
     // MARK: TAP backend
 
     /// NICs with the TAP backend: the device each one reads and writes.
-    public private(set) var taps: [MACAddress: DeviceHandle] = [:]
+    public internal(set) var taps: [MACAddress: DeviceHandle] = [:]
     var nicOfTap: [DeviceHandle: MACAddress] = [:]
     public private(set) var tapWriteFailures: UInt64 = 0
     /// Frames from a TAP that were refused (a GSO packet, which checksum-only offload never makes).

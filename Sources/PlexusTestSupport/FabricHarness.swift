@@ -32,7 +32,7 @@ public final class WatchedProcess {
 
     public init(_ args: [String]) throws {
         outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-out-\(UUID().uuidString)").path
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         handle = FileHandle(forWritingAtPath: outputPath)!
         process = try BackgroundProcess(args, output: handle)
     }

@@ -163,3 +163,66 @@ struct NamespaceFailoverTests {
         }
     }
 }
+
+@Suite("Process failover onto virtual nodes (namespaces, real HTTP client)", .serialized,
+       .enabled(if: ioUringAvailable && NamespaceFabric.unavailableReason == nil
+                && FileManager.default.fileExists(atPath: "/dev/net/tun"), "needs root, iproute2, /dev/net/tun, curl and io_uring"))
+struct ProcessFailoverTests {
+    @Test("a crashed workload resumes on a virtual node of the failover server, then, when that server dies, on the backup server's; its state travels through its storage; the console keeps it all")
+    func failoverServerThenBackup() throws {
+        let v10 = VLANID(10)!
+        let fabric = try NamespaceFabric(nodes: 6, linkMTU: 9000)
+        defer { fabric.teardown() }
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-pfo-\(UUID().uuidString)").path
+        let storage = temp + "/storage", console = temp + "/console"
+        try FileManager.default.createDirectory(atPath: storage, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: temp) }
+        // The workload keeps its state in its storage: each run appends a line to `runs`, says
+        // so on its console, and serves the file.
+        var d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6], vlans: [v10: [3, 4]])
+        d.addresses = [3: [AddressBinding(vlan: v10, cidr: "10.10.0.3/24")], 4: [AddressBinding(vlan: v10, cidr: "10.10.0.4/24")]]
+        d.workloads = [4: "echo run >> \(storage)/runs; echo \"serving run $(wc -l < \(storage)/runs)\"; "
+                          + (try FailoverDrill.webService(address: "10.10.0.4", directory: storage, file: "runs"))]
+        d.failoverServers = [FailoverServer(name: "failover", virtualNodes: [5]), FailoverServer(name: "backup", virtualNodes: [6])]
+        let p = try LANPlatform(d, macState: temp + "/macs", fabric: fabric, consoleDirectory: console)
+        defer { p.stop() }
+        let m4 = p.mac(node: 4, vlan: v10)!
+        func fetch() -> String {
+            fabric.execute(in: 3, ["curl", "-s", "--max-time", "1", "http://10.10.0.4:8080/"]).output
+        }
+        #expect(waitUntil(seconds: 10) { fetch() == "run\n" }, "first run: \(fetch())")
+
+        // The workload process crashes; the processor (node 4) stays up.
+        #expect(p.personalities.crashWorkload(of: 4))
+        #expect(waitUntil(seconds: 10) { p.failovers(0).count == 1 && p.failovers(1).count == 1 })
+        let first = p.failovers(0)[0]
+        #expect(first.failed == 4 && first.spare == 5)
+        #expect(first.cause == .processFailed(status: 128 + SIGKILL), "\(first.cause)")
+        #expect(p.failovers(1)[0].spare == 5, "both control nodes chose the same virtual node")
+        #expect(waitUntil(seconds: 10) { fetch() == "run\nrun\n" }, "resumed on the failover server: \(fetch())")
+        print("process failover to virtual node 5: " + p.failovers(0)[0].timeline.joined(separator: ", "))
+        // Node 4 is fenced: its NIC is gone from its namespace, and it is refused until returned.
+        #expect(waitUntil(seconds: 5) { (try? p.ethernet(4) { $0.registration }) == .fenced })
+        #expect(waitUntil(seconds: 5) { fabric.execute(in: 4, ["ip", "link", "show", LANPlatform.interface(vlan: v10)]).status != 0 })
+        #expect(try p.server(0) { $0.fenced } == [4])
+
+        // The failover server dies with its virtual node: the backup server's takes over.
+        p.kill(server: "failover")
+        #expect(waitUntil(seconds: 10) { p.failovers(0).count == 2 })
+        let second = p.failovers(0)[1]
+        #expect(second.failed == 5 && second.spare == 6 && second.cause == .silent)
+        #expect(waitUntil(seconds: 10) { fetch() == "run\nrun\nrun\n" }, "resumed on the backup server: \(fetch())")
+        print("failover server died, virtual node 5 to the backup server's 6: " + p.failovers(0)[1].timeline.joined(separator: ", "))
+        // Same MAC all along: the client's ARP entry names it.
+        let neigh = fabric.execute(in: 3, ["ip", "neigh", "show", "10.10.0.4"]).output
+        #expect(neigh.contains(m4.description), "\(neigh)")
+        // The consoles at the control nodes: node 4's says its workload ended and it was fenced;
+        // the virtual nodes' carry their workload's own output.
+        let archive = try #require(p.archive)
+        func log(_ n: UInt32) -> String { String(decoding: archive.read(node: n).text, as: UTF8.self) }
+        #expect(waitUntil(seconds: 5) { log(4).contains("serving run 1") && log(4).contains("workload ended by itself") && log(4).contains("fenced") },
+                "\(log(4))")
+        #expect(waitUntil(seconds: 5) { log(5).contains("serving run 2") && log(6).contains("serving run 3") }, "\(log(5))\n\(log(6))")
+        #expect(log(5).contains("node 5 (gone): node 5 killed"), "\(log(5))")
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+import PlexusCore
+import PlexusRCLAN
+import Synchronization
+
+// Console routing ("Management logic": each processing node's console is routed to the control
+// node and kept there). A node sends its workload's output and its own log as console pieces
+// over its management RVI to both control nodes; each control node appends them to its
+// archive, one file per node, kept for audit. `plexus console NODE` reads the archive through
+// the management API.
+
+/// A control node's archive of the processing nodes' consoles: `<directory>/node<N>.log`,
+/// appended to and never rewritten.
+///
+/// Each piece carries the node's incarnation (the start of that run of the node) and a
+/// sequence number, and the archive remembers the last piece written per node: a piece offered
+/// twice (both control nodes of one process share an archive; a node's retransmission) is
+/// written once. The writes are plain `write(2)`s on a file opened with `O_APPEND`, so lines
+/// the control node adds itself (``note(node:_:)``) interleave without overwriting.
+public final class ConsoleArchive: Sendable {
+    public let directory: String
+    struct NodeState {
+        var fd: Int32
+        var incarnation: UInt64
+        var sequence: UInt32
+    }
+    let state = Mutex<[UInt32: NodeState]>([:])
+
+    /// Opens (creating it if need be) the archive in `directory`.
+    public init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        state.withLock { s in for (_, n) in s { close(n.fd) } }
+    }
+
+    /// The file holding node `node`'s console.
+    public func path(of node: UInt32) -> String { "\(directory)/node\(node).log" }
+
+    /// Appends a piece of node `node`'s console unless it was written already. Returns whether
+    /// it was written.
+    @discardableResult
+    public func append(node: UInt32, incarnation: UInt64, sequence: UInt32, _ text: [UInt8]) -> Bool {
+        state.withLock { s in
+            if let have = s[node], have.incarnation == incarnation, sequence <= have.sequence { return false }
+            guard let fd = Self.descriptor(&s, node, path(of: node)) else { return false }
+            s[node]?.incarnation = incarnation
+            s[node]?.sequence = sequence
+            return Self.write(fd, text)
+        }
+    }
+
+    /// Appends a line the control node itself says about node `node` (its failure, its
+    /// failover), stamped with the time.
+    public func note(node: UInt32, _ line: String) {
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        let text = Array("[\(stamp)] plexus control: \(line)\n".utf8)
+        state.withLock { s in
+            guard let fd = Self.descriptor(&s, node, path(of: node)) else { return }
+            _ = Self.write(fd, text)
+        }
+    }
+
+    /// Node `node`'s console from byte `offset`, at most `limit` bytes, and the offset to read
+    /// from next. A node that never wrote has an empty console.
+    public func read(node: UInt32, from offset: Int = 0, limit: Int = 1 << 20) -> (text: [UInt8], next: Int) {
+        let fd = open(path(of: node), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return ([], offset) }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: max(0, limit))
+        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+        guard n > 0 else { return ([], offset) }
+        return (Array(buffer[0..<n]), offset + n)
+    }
+
+    /// The nodes that have a console here.
+    public func nodes() -> [UInt32] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { n -> UInt32? in
+            guard n.hasPrefix("node"), n.hasSuffix(".log") else { return nil }
+            return UInt32(n.dropFirst(4).dropLast(4))
+        }.sorted()
+    }
+
+    static func descriptor(_ s: inout [UInt32: NodeState], _ node: UInt32, _ path: String) -> Int32? {
+        if let have = s[node] { return have.fd }
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { return nil }
+        s[node] = NodeState(fd: fd, incarnation: 0, sequence: 0)
+        return fd
+    }
+
+    static func write(_ fd: Int32, _ text: [UInt8]) -> Bool {
+        var done = 0
+        while done < text.count {
+            let n = text.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            done += n
+        }
+        return true
+    }
+}
+
+extension VirtualEthernet {
+    /// The most console bytes a node holds while its control nodes cannot take them.
+    public static let consoleBacklog = 1 << 20
+
+    /// Adds bytes to this node's console (its workload's output): they go to both control
+    /// nodes on the next turn, in pieces of at most ``ControlMessage/maximumConsolePiece``.
+    /// The node's own log (``events``) goes to the console by itself.
+    public func console(_ bytes: [UInt8]) {
+        guard pendingConsole.count + bytes.count <= Self.consoleBacklog else {
+            consoleDropped += UInt64(bytes.count)
+            return
+        }
+        pendingConsole += bytes
+    }
+
+    /// Reports that this node's workload process ended by itself (exit status, or 128 +
+    /// signal): the control nodes resume the personality on a virtual node of a failover
+    /// server (seed 002). Sent on the next turn, after the console written before it.
+    public func reportProcessFailure(status: Int32) {
+        processExit = status
+    }
+
+    func sendConsole(_ layer: RCLAN) {
+        if eventsOnConsole < events.count {
+            for e in events[eventsOnConsole...] { pendingConsole += Array("plexus node \(node): \(e)\n".utf8) }
+            eventsOnConsole = events.count
+        }
+        var start = 0
+        while start < pendingConsole.count {
+            let end = min(pendingConsole.count, start + ControlMessage.maximumConsolePiece)
+            consoleSequence &+= 1
+            let m = ControlMessage.console(node: node, incarnation: consoleIncarnation, sequence: consoleSequence,
+                                           text: Array(pendingConsole[start..<end])).encoded()
+            var taken = false
+            for s in servers where (try? layer.send(m, on: s)) != nil { taken = true }
+            if !taken { consoleDropped += UInt64(end - start) }
+            start = end
+        }
+        pendingConsole.removeAll(keepingCapacity: true)
+        if let status = processExit {
+            processExit = nil
+            let m = ControlMessage.processFailed(node: node, status: status).encoded()
+            for s in servers { _ = try? layer.send(m, on: s) }
+        }
+    }
+}
