@@ -87,7 +87,7 @@ let package = Package(
         // MARK: - The management API a control node serves (hummingbird).
         .target(
             name: "PlexusAPI",
-            dependencies: ["PlexusPlatform", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["PlexusPlatform", "PlexusLAN", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

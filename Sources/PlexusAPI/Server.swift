@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import PlexusLAN
 import PlexusPlatform
 
 /// The management API a control node serves ("Management logic": the interface through which an
@@ -16,6 +17,7 @@ public enum ManagementAPI {
         ("GET", "/v1/health"),
         ("GET", "/v1/processors"), ("POST", "/v1/processors"), ("DELETE", "/v1/processors/{node}"),
         ("POST", "/v1/processors/{node}/return"), ("GET", "/v1/processors/{node}/personality"),
+        ("GET", "/v1/processors/{node}/console"),
         ("GET", "/v1/pans"), ("POST", "/v1/pans"), ("GET", "/v1/pans/{pan}"), ("DELETE", "/v1/pans/{pan}"),
         ("POST", "/v1/pans/{pan}/vlans"), ("DELETE", "/v1/pans/{pan}/vlans/{vlan}"),
         ("POST", "/v1/pans/{pan}/processors"),
@@ -27,8 +29,19 @@ public enum ManagementAPI {
         ("GET", "/v1/events"),
     ]
 
-    /// Builds the router for `store`, requiring `token` on every route but health.
-    public static func router(store: PlatformStore, token: String) -> Router<BasicRequestContext> {
+    /// A piece of a node's console: bytes `from..<next` of its log at this control node.
+    public struct ConsoleText: Codable, Sendable {
+        public var node: Int
+        public var from: Int
+        /// Where the next read starts (`from` when there was nothing new).
+        public var next: Int
+        /// The bytes, as UTF-8 (an invalid sequence becomes U+FFFD).
+        public var text: String
+    }
+
+    /// Builds the router for `store`, requiring `token` on every route but health. `console`
+    /// is the control node's console archive (``ConsoleArchive``), nil if it keeps none.
+    public static func router(store: PlatformStore, token: String, console: ConsoleArchive? = nil) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/v1/health") { _, _ in json(["status": "ok"]) }
         let v1 = router.group("/v1").add(middleware: BearerToken(token: token))
@@ -42,6 +55,23 @@ public enum ManagementAPI {
         }
         v1.post("/processors/{node}/return") { _, ctx in try run { try store.returnProcessor(try ctx.int("node")) } }
         v1.get("/processors/{node}/personality") { _, ctx in try run { try store.personality(node: try ctx.int("node")) } }
+        v1.get("/processors/{node}/console") { req, ctx in
+            try run { () throws(PlatformError) -> ConsoleText in
+                let node = try ctx.int("node")
+                guard (1...65535).contains(node) else { throw PlatformError(.invalid, field: "node", "\(node) is not a node number (1...65535)") }
+                let from = try req.uri.queryParameters.get("from").map { s throws(PlatformError) -> Int in
+                    guard let v = Int(s), v >= 0 else { throw PlatformError(.invalid, field: "from", "'\(s)' is not a byte offset") }
+                    return v
+                } ?? 0
+                let limit = try req.uri.queryParameters.get("limit").map { s throws(PlatformError) -> Int in
+                    guard let v = Int(s), (1...(1 << 20)).contains(v) else { throw PlatformError(.invalid, field: "limit", "'\(s)' is not in 1...1048576") }
+                    return v
+                } ?? 65536
+                guard let console else { throw PlatformError(.notFound, field: "node", "this control node keeps no console archive") }
+                let r = console.read(node: UInt32(node), from: from, limit: limit)
+                return ConsoleText(node: node, from: from, next: r.next, text: String(decoding: r.text, as: UTF8.self))
+            }
+        }
 
         v1.get("/pans") { _, _ in try run { try store.pans() } }
         v1.post("/pans") { req, ctx in

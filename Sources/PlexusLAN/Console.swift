@@ -13,16 +13,17 @@ import Synchronization
 /// appended to and never rewritten.
 ///
 /// Each piece carries the node's incarnation (the start of that run of the node) and a
-/// sequence number, and the archive remembers the last piece written per node: a piece offered
-/// twice (both control nodes of one process share an archive; a node's retransmission) is
-/// written once. The writes are plain `write(2)`s on a file opened with `O_APPEND`, so lines
-/// the control node adds itself (``note(node:_:)``) interleave without overwriting.
+/// sequence number, and the archive remembers the last piece written per node in
+/// `node<N>.seq` (incarnation and sequence, 12 bytes), read and updated under an exclusive
+/// `flock` of the log: a piece offered twice is written once, also when two control node
+/// processes share the directory or a control node restarts. The log is opened with
+/// `O_APPEND`, so lines the control nodes add themselves (``note(node:_:)``) interleave
+/// without overwriting.
 public final class ConsoleArchive: Sendable {
     public let directory: String
     struct NodeState {
         var fd: Int32
-        var incarnation: UInt64
-        var sequence: UInt32
+        var seq: Int32
     }
     let state = Mutex<[UInt32: NodeState]>([:])
 
@@ -33,7 +34,12 @@ public final class ConsoleArchive: Sendable {
     }
 
     deinit {
-        state.withLock { s in for (_, n) in s { close(n.fd) } }
+        state.withLock { s in
+            for (_, n) in s {
+                close(n.fd)
+                close(n.seq)
+            }
+        }
     }
 
     /// The file holding node `node`'s console.
@@ -44,11 +50,21 @@ public final class ConsoleArchive: Sendable {
     @discardableResult
     public func append(node: UInt32, incarnation: UInt64, sequence: UInt32, _ text: [UInt8]) -> Bool {
         state.withLock { s in
-            if let have = s[node], have.incarnation == incarnation, sequence <= have.sequence { return false }
-            guard let fd = Self.descriptor(&s, node, path(of: node)) else { return false }
-            s[node]?.incarnation = incarnation
-            s[node]?.sequence = sequence
-            return Self.write(fd, text)
+            guard let d = Self.descriptors(&s, node, path(of: node)) else { return false }
+            flock(d.fd, LOCK_EX)
+            defer { flock(d.fd, LOCK_UN) }
+            var last = [UInt8](repeating: 0, count: 12)
+            let got = last.withUnsafeMutableBytes { pread(d.seq, $0.baseAddress, 12, 0) }
+            if got == 12 {
+                let have = last.withUnsafeBytes { (i: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
+                                                    q: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+                if have.i == incarnation && sequence <= have.q { return false }
+            }
+            guard Self.write(d.fd, text) else { return false }
+            withUnsafeBytes(of: incarnation) { last.replaceSubrange(0..<8, with: $0) }
+            withUnsafeBytes(of: sequence) { last.replaceSubrange(8..<12, with: $0) }
+            _ = last.withUnsafeBytes { pwrite(d.seq, $0.baseAddress, 12, 0) }
+            return true
         }
     }
 
@@ -58,8 +74,10 @@ public final class ConsoleArchive: Sendable {
         let stamp = ISO8601DateFormatter().string(from: Date())
         let text = Array("[\(stamp)] plexus control: \(line)\n".utf8)
         state.withLock { s in
-            guard let fd = Self.descriptor(&s, node, path(of: node)) else { return }
-            _ = Self.write(fd, text)
+            guard let d = Self.descriptors(&s, node, path(of: node)) else { return }
+            flock(d.fd, LOCK_EX)
+            _ = Self.write(d.fd, text)
+            flock(d.fd, LOCK_UN)
         }
     }
 
@@ -84,12 +102,17 @@ public final class ConsoleArchive: Sendable {
         }.sorted()
     }
 
-    static func descriptor(_ s: inout [UInt32: NodeState], _ node: UInt32, _ path: String) -> Int32? {
-        if let have = s[node] { return have.fd }
+    static func descriptors(_ s: inout [UInt32: NodeState], _ node: UInt32, _ path: String) -> NodeState? {
+        if let have = s[node] { return have }
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { return nil }
-        s[node] = NodeState(fd: fd, incarnation: 0, sequence: 0)
-        return fd
+        let seq = open(String(path.dropLast(4)) + ".seq", O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+        guard seq >= 0 else {
+            close(fd)
+            return nil
+        }
+        s[node] = NodeState(fd: fd, seq: seq)
+        return s[node]
     }
 
     static func write(_ fd: Int32, _ text: [UInt8]) -> Bool {

@@ -213,6 +213,8 @@ extension VirtualLANServer {
             ?? "spare node \(spare)"
         log.append("node \(node) failed (\(cause)): its personality (" + moved.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", ")
                    + ") moved to \(target); node \(node) is fenced")
+        console?.note(node: node, "control node \(controlIndex): node \(node) failed (\(cause)); its personality moved to \(target); node \(node) is fenced")
+        console?.note(node: spare, "control node \(controlIndex): node \(spare) takes over node \(node)'s personality: " + record.timeline.joined(separator: ", "))
     }
 
     /// A spare's report of a step of its take-over.
@@ -220,6 +222,10 @@ extension VirtualLANServer {
         guard let i = failovers.lastIndex(where: { $0.spare == node }), failovers[i].time(of: step) == nil else { return }
         failovers[i].steps.append((step, nowNanos()))
         log.append("node \(node): \(step) (failover of node \(failovers[i].failed))")
+        if step == .firstPacketServed {
+            console?.note(node: node, "control node \(controlIndex): failover of node \(failovers[i].failed) complete: "
+                          + failovers[i].timeline.joined(separator: ", "))
+        }
     }
 
     /// An administrator returns a fenced node to the free pool (it registers again as a spare).

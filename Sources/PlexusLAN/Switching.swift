@@ -152,6 +152,8 @@ public final class VirtualLANServer: RVIDelegate {
     /// Where this control node keeps every processing node's console ("Console routing"):
     /// each piece a node sends is appended once. Nil: pieces are counted and dropped.
     public var console: ConsoleArchive?
+    /// Which control node this is (0 or 1), once its management RVIs are open.
+    public internal(set) var controlIndex = 0
     /// Console pieces received, and those written (the rest were already written: the other
     /// control node shares the archive, or the piece came twice).
     public internal(set) var consolePieces: UInt64 = 0
@@ -175,6 +177,7 @@ public final class VirtualLANServer: RVIDelegate {
     /// register. `control` is this control node's index in the plan (0 or 1).
     public func openManagementRVIs(control k: Int, layer: RCLAN) throws(PlexusError) {
         guard let plan else { return }
+        controlIndex = k
         for n in plan.nodes {
             let path = RVIPath(localA: VINumbering.managementAtControl(node: n.node),
                                localB: VINumbering.managementAtControl(node: n.node),

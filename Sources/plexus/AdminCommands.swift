@@ -5,6 +5,7 @@ import FoundationNetworking
 #endif
 import Hummingbird
 import PlexusAPI
+import PlexusLAN
 import PlexusPlatform
 import Synchronization
 
@@ -22,7 +23,8 @@ struct API: ParsableCommand {
             abstract: "Serve the management API (REST, docs/openapi.yaml) on the platform state in --state.",
             discussion: """
                 The state is one SQLite database, <state>/platform.sqlite, created and migrated on \
-                first start. The API token is generated on first start into <state>/api-token (mode \
+                first start; the processing nodes' consoles are read from <state>/console (where \
+                `plexus control --state <state>` keeps them). The API token is generated on first start into <state>/api-token (mode \
                 0600) and never printed: clients read it from that file (--token-file). Stops on \
                 SIGINT or SIGTERM.
                 """)
@@ -36,8 +38,9 @@ struct API: ParsableCommand {
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
             let store = try PlatformStore(path: state + "/platform.sqlite", serial: serial)
             let token = try APIToken.loadOrCreate(at: state + "/api-token")
+            let console = try ConsoleArchive(directory: state + "/console")
             let app = Application(
-                router: ManagementAPI.router(store: store, token: token),
+                router: ManagementAPI.router(store: store, token: token, console: console),
                 configuration: .init(address: .hostname(host, port: port)),
                 onServerRunning: { channel in
                     print("plexus api: serving http://\(host):\(channel.localAddress?.port ?? port)/v1 "
@@ -74,6 +77,12 @@ struct ClientOptions: ParsableArguments {
 
     /// Calls the API; prints the answer; throws (exit 1) on a refusal, naming the field.
     func call(_ method: String, _ path: String, _ body: [String: Any?]? = nil) throws {
+        let (status, data) = try request(method, path, body)
+        try show(status, data)
+    }
+
+    /// Sends one request; the answer's status and body (a refusal is not thrown here).
+    func request(_ method: String, _ path: String, _ body: [String: Any?]? = nil) throws -> (status: Int, data: Data) {
         let base = api ?? ProcessInfo.processInfo.environment["PLEXUS_API"] ?? "http://127.0.0.1:7070"
         let file = tokenFile ?? ProcessInfo.processInfo.environment["PLEXUS_TOKEN_FILE"] ?? "plexus-state/api-token"
         guard let token = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) else {
@@ -99,6 +108,11 @@ struct ClientOptions: ParsableArguments {
         guard let (status, data) = result.get() else {
             throw CLIError("cannot reach the management API at \(base): \(failure.get())")
         }
+        return (status, data)
+    }
+
+    /// Prints an answer (as is with --json, else readably); throws on a refusal, naming the field.
+    func show(_ status: Int, _ data: Data) throws {
         let text = String(decoding: data, as: UTF8.self)
         let object = try? JSONSerialization.jsonObject(with: data)
         if status >= 400 {

@@ -49,6 +49,9 @@ struct ControlNode: ParsableCommand {
             members of each VLAN. Run two (--index 0 and --index 1) for redundancy: the \
             processing nodes balance their traffic between them and fail over when one dies.
 
+            Each processing node's console (its log, and its workload's output) is kept in \
+            <state>/console/node<N>.log; `plexus console N` reads it through the management API.
+
             MACs come from the first control node's serial number and a counter kept in --state; \
             the NIC list (nics.json) is kept there too, so a restarted control node hands out the \
             same MACs. Two control nodes on one host share one state directory (it is locked \
@@ -87,9 +90,11 @@ struct ControlNode: ParsableCommand {
         let signals = blockStopSignals()
         let config = try d.engineConfiguration(node: me)
         let layerConfiguration = RCLANConfiguration()
+        let console = try ConsoleArchive(directory: state + "/console")
         let t = try EngineThread.start(config) { () -> any EngineDriver in
             guard let server = try? VirtualLANServer(plan: plan),
                   let layer = try? RCLAN(configuration: layerConfiguration, delegate: server) else { return IdleDriver() }
+            server.console = console
             return layer
         }
         defer { t.stopAndWait() }

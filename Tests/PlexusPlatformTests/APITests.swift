@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import PlexusAPI
+import PlexusLAN
 import Testing
 
 @testable import PlexusPlatform
@@ -109,6 +110,40 @@ struct APITests {
             let list = try JSONSerialization.jsonObject(with: Data(pans.raw.utf8)) as? [[String: Any]] ?? []
             #expect(list.map { $0["name"] as? String } == ["a"] && (list.first?["vlans"] as? [Int]) == [])
         }
+    }
+
+    @Test("a node's console: read from an offset, followed from `next`; bad offsets and limits refused by field; no archive, 404")
+    func console() async throws {
+        let t = try TempDatabase()
+        let store = try PlatformStore(path: t.path)
+        let archive = try ConsoleArchive(directory: t.directory.appendingPathComponent("console").path)
+        #expect(archive.append(node: 4, incarnation: 7, sequence: 1, Array("hello\n".utf8)))
+        #expect(!archive.append(node: 4, incarnation: 7, sequence: 1, Array("hello\n".utf8)), "a piece offered twice is written once")
+        let app = Application(router: ManagementAPI.router(store: store, token: Self.token, console: archive))
+        try await app.test(.router) { c in
+            let r = try await call(c, .get, "/v1/processors/4/console")
+            #expect(r.status == 200 && r.body["text"] as? String == "hello\n" && r.body["next"] as? Int == 6, "\(r.raw)")
+            let none = try await call(c, .get, "/v1/processors/4/console?from=6")
+            #expect(none.body["text"] as? String == "" && none.body["next"] as? Int == 6, "\(none.raw)")
+            #expect(archive.append(node: 4, incarnation: 7, sequence: 2, Array("world\n".utf8)))
+            let more = try await call(c, .get, "/v1/processors/4/console?from=6")
+            #expect(more.body["text"] as? String == "world\n" && more.body["next"] as? Int == 12, "\(more.raw)")
+            let empty = try await call(c, .get, "/v1/processors/9/console")
+            #expect(empty.status == 200 && empty.body["text"] as? String == "", "a node that never wrote: \(empty.raw)")
+            for (uri, field) in [("/v1/processors/4/console?from=-1", "from"), ("/v1/processors/4/console?from=x", "from"),
+                                 ("/v1/processors/4/console?limit=0", "limit"), ("/v1/processors/0/console", "node"),
+                                 ("/v1/processors/x/console", "node")] {
+                let bad = try await call(c, .get, uri)
+                #expect(bad.status == 400 && error(bad) == ("invalid", field), "\(uri): \(bad.raw)")
+            }
+            let noToken = try await call(c, .get, "/v1/processors/4/console", token: nil)
+            #expect(noToken.status == 401)
+        }
+        try await withAPI { c in
+            let r = try await call(c, .get, "/v1/processors/4/console")
+            #expect(r.status == 404 && error(r).kind == "not-found", "\(r.raw)")
+        }
+        _ = t
     }
 
     @Test("the OpenAPI document lists exactly the routes the server has")

@@ -87,4 +87,29 @@ struct CLITests {
         #expect(list.count == 10, "3 nodes added and 7 commands: \(events.output)")
         _ = server
     }
+
+    @Test("plexus console: prints a node's console as the control node keeps it, and --follow prints what arrives")
+    func console() throws {
+        let exe = try #require(plexusExecutable, "the plexus executable was not built next to the tests (run swift build first)")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-cli-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let (server, api) = try serve(exe, state: state)
+        // What a control node (`plexus control --state`) writes as pieces arrive from node 4.
+        let archive = try ConsoleArchive(directory: state + "/console")
+        archive.append(node: 4, incarnation: 1, sequence: 1, Array("first line\n".utf8))
+        let once = plexus(exe, ["console", "4"], api: api, state: state)
+        #expect(once.status == 0 && once.output == "first line\n", "\(once.output)")
+        let follow = try WatchedProcess([exe, "console", "4", "--follow", "--interval", "20", "--api", api, "--token-file", state + "/api-token"])
+        #expect(follow.waitFor("first line", seconds: 10), "\(follow.output)")
+        archive.append(node: 4, incarnation: 1, sequence: 2, Array("second line\n".utf8))
+        archive.note(node: 4, "node 4 failed")
+        #expect(follow.waitFor("plexus control: node 4 failed", seconds: 10), "\(follow.output)")
+        #expect(follow.output.components(separatedBy: "second line").count == 2, "each piece printed once: \(follow.output)")
+        follow.process.kill()
+        for (args, expected) in [(["console", "0"], "not a node number"), (["console", "4", "--from", "-1"], "--from")] {
+            let r = plexus(exe, args, api: api, state: state)
+            #expect(r.status != 0 && r.output.contains(expected), "plexus \(args.joined(separator: " ")): \(r.output)")
+        }
+        _ = server
+    }
 }
