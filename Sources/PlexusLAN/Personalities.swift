@@ -34,19 +34,26 @@ public final class PersonalityManager: Sendable {
     let processes = Mutex<[Int: BackgroundProcess]>([:])
     let failures = Mutex<[String]>([])
 
-    init(namespacePrefix: String?, archive: ConsoleArchive?) {
+    /// Whether personalities come up in this process's own network namespace (a node running
+    /// as a process of its own, `plexus node`) rather than in per-node namespaces.
+    let here: Bool
+
+    /// A manager for nodes in namespaces named by `namespacePrefix` (the in-process platform),
+    /// or, with `here`, for the one node of this process in its own namespace.
+    public init(namespacePrefix: String?, archive: ConsoleArchive?, here: Bool = false) {
         self.namespacePrefix = namespacePrefix
         self.archive = archive
+        self.here = here
     }
 
     /// Node `n`'s engine thread, to report through.
-    func attach(_ n: Int, _ t: EngineThread) { threads.withLock { $0[n] = t } }
+    public func attach(_ n: Int, _ t: EngineThread) { threads.withLock { $0[n] = t } }
     func detach(_ n: Int) { _ = threads.withLock { $0.removeValue(forKey: n) } }
 
     /// Called on node `n`'s engine thread when it is configured.
-    func arrived(_ n: Int, _ c: NodeConfiguration) { enqueue(n, .bringUp(c)) }
+    public func arrived(_ n: Int, _ c: NodeConfiguration) { enqueue(n, .bringUp(c)) }
     /// Called on node `n`'s engine thread when the servers fenced it.
-    func fenced(_ n: Int) { enqueue(n, .fence) }
+    public func fenced(_ n: Int) { enqueue(n, .fence) }
 
     func enqueue(_ n: Int, _ w: Work) {
         queue.withLock { $0.append((n, w)) }
@@ -62,7 +69,7 @@ public final class PersonalityManager: Sendable {
     /// Node `n`'s workload, if one runs.
     public func workload(of n: Int) -> BackgroundProcess? { processes.withLock { $0[n] } }
 
-    func start() {
+    public func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let t = Thread { [self] in
             while running.load(ordering: .acquiring) {
@@ -86,7 +93,7 @@ public final class PersonalityManager: Sendable {
         t.start()
     }
 
-    func stop() {
+    public func stop() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         signal.signal()
         finished.wait()
@@ -114,11 +121,11 @@ public final class PersonalityManager: Sendable {
     }
 
     func bringUp(_ n: Int, _ c: NodeConfiguration) {
-        if let prefix = namespacePrefix {
-            let ns = NamespaceFabric.namespace(prefix: prefix, n)
+        let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, n) }
+        if ns != nil || here {
             for a in c.addresses {
                 let dev = LANPlatform.interface(vlan: a.vlan)
-                let r = NamespaceFabric.execute(["ip", "-n", ns, "addr", "add", a.cidr, "dev", dev])
+                let r = NamespaceFabric.execute((ns.map { ["ip", "-n", $0] } ?? ["ip"]) + ["addr", "add", a.cidr, "dev", dev])
                 if r.status != 0 && !r.output.contains("File exists") {
                     failures.withLock { $0.append("node \(n): cannot add \(a.cidr) to \(dev): \(r.output)") }
                 }
@@ -140,7 +147,7 @@ public final class PersonalityManager: Sendable {
     /// Starts node `n`'s workload with its output on a pipe that a thread of its own reads
     /// into the node's console, and watches it: if it ends while it is still node `n`'s
     /// workload (nobody stopped it), the node reports a failed process.
-    func startWorkload(_ n: Int, ns: String, command: String) {
+    func startWorkload(_ n: Int, ns: String?, command: String) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0, fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0 else {
             failures.withLock { $0.append("node \(n): no pipe for its workload's output: \(String(cString: strerror(errno)))") }
@@ -148,7 +155,7 @@ public final class PersonalityManager: Sendable {
         }
         let writeEnd = FileHandle(fileDescriptor: fds[1], closeOnDealloc: true)
         do {
-            let p = try BackgroundProcess(["ip", "netns", "exec", ns, "sh", "-c", command], output: writeEnd) { [self] pid, status in
+            let p = try BackgroundProcess((ns.map { ["ip", "netns", "exec", $0] } ?? []) + ["sh", "-c", command], output: writeEnd) { [self] pid, status in
                 exited(n, pid: pid, status: status)
             }
             processes.withLock { $0[n] = p }
@@ -200,7 +207,7 @@ public final class PersonalityManager: Sendable {
         _ = up.withLock { $0.removeValue(forKey: n) }
     }
 
-    func killAll() {
+    public func killAll() {
         let all = processes.withLock { p in
             defer { p = [:] }
             return Array(p.values)

@@ -14,10 +14,18 @@ import PlexusCore
 //       "mtu": 16872,
 //       "fabricA": "127.0.1.{node}:7000",
 //       "fabricB": "127.0.2.{node}:7000",
-//       "pathMTU": 65536
+//       "pathMTU": 65536,
+//       "spares": [6],
+//       "addresses": { "4": ["10=10.10.0.4/24", "20=10.20.0.4/24"] },
+//       "workloads": { "4": "exec python3 -m http.server -b 10.10.0.4 8080" },
+//       "failoverServers": [ { "name": "failover", "virtualNodes": [7] },
+//                            { "name": "backup", "virtualNodes": [8] } ]
 //     }
 //
-// Only `controlNodes`, `processingNodes` and `vlans` are required. Every node's fabric
+// Only `controlNodes`, `processingNodes` and `vlans` are required. `spares` (the free pool),
+// `addresses` (per node, `VLAN=a.b.c.d/len`), `workloads` (per node, a shell command) and
+// `failoverServers` (seed 002: the failover server, then the backup server, each with the
+// virtual nodes it hosts) make the personalities the control nodes fail over. Every node's fabric
 // addresses follow from its number by the two templates, so a node finds the control nodes, and
 // the control nodes find every node, without being told ("Network Architecture": the paths are
 // set up by rule).
@@ -27,6 +35,7 @@ extension PlatformDefinition {
     /// otherwise be ignored in silence).
     public static let fileFields: Set<String> = [
         "serial", "controlNodes", "processingNodes", "vlans", "promiscuous", "mtu", "fabricA", "fabricB", "pathMTU",
+        "spares", "addresses", "workloads", "failoverServers",
     ]
 
     /// Reads and checks a definition file. Errors name the file and the field.
@@ -84,6 +93,49 @@ extension PlatformDefinition {
             d.serial = UInt16(s)
         }
         if let v = o["mtu"] { d.mtu = try int(v, "mtu") }
+        if let v = o["spares"] { d.spares = try nodes(v, "spares") }
+        func perNode(_ v: Any, _ field: String) throws(PlexusError) -> [(Int, Any)] {
+            guard let m = v as? [String: Any] else { throw bad("\(field): expected an object of node number to its value") }
+            var out: [(Int, Any)] = []
+            for (k, x) in m.sorted(by: { $0.key < $1.key }) {
+                guard let n = Int(k) else { throw bad("\(field).\(k): not a node number") }
+                out.append((n, x))
+            }
+            return out
+        }
+        if let v = o["addresses"] {
+            for (n, x) in try perNode(v, "addresses") {
+                guard let list = x as? [Any] else { throw bad("addresses.\(n): expected an array of \"VLAN=a.b.c.d/len\"") }
+                var bindings: [AddressBinding] = []
+                for (i, e) in list.enumerated() {
+                    let parts = (e as? String)?.split(separator: "=", maxSplits: 1).map(String.init) ?? []
+                    guard parts.count == 2, let vn = Int(parts[0]), let vlan = VLANID(vn), isIPv4CIDR(parts[1]) else {
+                        throw bad("addresses.\(n)[\(i)]: expected \"VLAN=a.b.c.d/len\", e.g. \"10=10.10.0.4/24\"")
+                    }
+                    bindings.append(AddressBinding(vlan: vlan, cidr: parts[1]))
+                }
+                d.addresses[n] = bindings
+            }
+        }
+        if let v = o["workloads"] {
+            for (n, x) in try perNode(v, "workloads") {
+                guard let w = x as? String else { throw bad("workloads.\(n): expected a command line (a string)") }
+                d.workloads[n] = w
+            }
+        }
+        if let v = o["failoverServers"] {
+            guard let list = v as? [Any] else { throw bad("failoverServers: expected an array of {\"name\", \"virtualNodes\"}") }
+            for (i, e) in list.enumerated() {
+                guard let server = e as? [String: Any], let name = server["name"] as? String, Set(server.keys) == ["name", "virtualNodes"] else {
+                    throw bad("failoverServers[\(i)]: expected {\"name\": \"...\", \"virtualNodes\": [...]}")
+                }
+                let virtual = try nodes(server["virtualNodes"], "failoverServers[\(i)].virtualNodes")
+                guard virtual.allSatisfy({ (1...Int(VINumbering.maximumNode)).contains($0) }) else {
+                    throw bad("failoverServers[\(i)].virtualNodes: node numbers are 1...\(VINumbering.maximumNode)")
+                }
+                d.failoverServers.append(FailoverServer(name: name, virtualNodes: virtual.map(UInt32.init)))
+            }
+        }
         if let v = o["pathMTU"] { d.pathMTU = try int(v, "pathMTU") }
         for (field, keyPath) in [("fabricA", \PlatformDefinition.fabricA), ("fabricB", \PlatformDefinition.fabricB)] {
             guard let v = o[field] else { continue }
@@ -192,7 +244,9 @@ public enum PlanStore {
         }
         var nodes: [NodeAddress] = []
         for n in d.processingNodes { nodes.append(try address(d, n)) }
-        return LANPlan(controls: try d.controlAddresses(), nodes: nodes, nics: nics, mtu: d.mtu)
+        var plan = LANPlan(controls: try d.controlAddresses(), nodes: nodes, nics: nics, mtu: d.mtu)
+        d.apply(to: &plan)
+        return plan
     }
 
     static func address(_ d: PlatformDefinition, _ n: Int) throws(PlexusError) -> NodeAddress {

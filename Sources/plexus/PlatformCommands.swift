@@ -158,7 +158,12 @@ struct ProcessingNode: ParsableCommand {
             a platform without root).
 
             --address VLAN=CIDR adds an IPv4 address to the NIC on that VLAN once it exists (what \
-            an administrator or DHCP does on a real NIC); repeat it for aliases.
+            an administrator or DHCP does on a real NIC); repeat it for aliases. The personality \
+            in the definition (`addresses`, `workload`) comes with the configuration: its \
+            addresses go on the TAP NICs and its workload starts in this namespace, its output \
+            streamed to the control nodes (`plexus console N`). A spare (`spares`, or a virtual \
+            node of `failoverServers`) waits in standby until the control nodes give it a failed \
+            node's personality.
 
             The node runs until SIGINT or SIGTERM, printing what happens, then prints its counters. \
             Run one per network namespace, e.g. `ip netns exec pn3 plexus node --platform \
@@ -218,12 +223,25 @@ struct ProcessingNode: ParsableCommand {
         let signals = blockStopSignals()
         let config = try d.engineConfiguration(node: node)
         let n = node, tap = backend == .tap
+        // The personality this node is sent (now, or when it takes one over as a spare): its
+        // addresses and workload come up in this process's namespace; the workload's output
+        // goes to the control nodes' console archive; a workload that ends by itself is
+        // reported as a failed process.
+        let personalities = PersonalityManager(namespacePrefix: nil, archive: nil, here: tap)
         let t = try EngineThread.start(config) { () -> any EngineDriver in
             let eth = VirtualEthernet(node: UInt32(n))
             eth.tapBackend = tap
+            eth.onConfigured = { c in personalities.arrived(n, c) }
+            eth.onFenced = { personalities.fenced(n) }
             return (try? RCLAN(configuration: RCLANConfiguration(), delegate: eth)) ?? IdleDriver()
         }
-        defer { t.stopAndWait() }
+        personalities.attach(n, t)
+        personalities.start()
+        defer {
+            personalities.stop()
+            personalities.killAll()
+            t.stopAndWait()
+        }
         func ethernet<T: Sendable>(_ body: @escaping @Sendable (VirtualEthernet) throws -> T) throws -> T {
             try t.runAndWait { e in
                 guard let eth = RCLAN.on(e)?.delegate as? VirtualEthernet else { throw PlexusError(.engineStopped, "no driver") }
@@ -253,13 +271,18 @@ struct ProcessingNode: ParsableCommand {
             print("refused: \(reason)")
             throw ExitCode(3)
         }
-        let c = try ethernet { $0.configuration }!
-        print("configured: MTU \(c.mtu)")
-        for nic in c.nics {
-            print("  NIC \(tap ? LANPlatform.interface(vlan: nic.vlan) + " " : "")\(nic.mac) on \(nic.vlan)\(nic.promiscuousAllowed ? " (may listen promiscuously)" : "")")
-        }
-        for p in c.peers {
-            print("  peer node \(p.address.node): MACs \(p.macs.map(\.description).joined(separator: ", ")), direct RVI VI \(p.localVI)")
+        if state == .standby {
+            print("standby: a spare (free pool, or a virtual node of a failover server); waiting for a personality")
+        } else if let c = try ethernet({ $0.configuration }) {
+            print("configured: MTU \(c.mtu)")
+            for nic in c.nics {
+                print("  NIC \(tap ? LANPlatform.interface(vlan: nic.vlan) + " " : "")\(nic.mac) on \(nic.vlan)\(nic.promiscuousAllowed ? " (may listen promiscuously)" : "")")
+            }
+            for p in c.peers {
+                print("  peer node \(p.address.node): MACs \(p.macs.map(\.description).joined(separator: ", ")), direct RVI VI \(p.localVI)")
+            }
+            for a in c.addresses { print("  address \(a.cidr) on \(LANPlatform.interface(vlan: a.vlan)) (personality)") }
+            if let w = c.workload { print("  workload: \(w)") }
         }
         for (v, cidr) in addresses {
             try NamespaceFabric.run(["ip", "addr", "add", cidr, "dev", LANPlatform.interface(vlan: v)])
@@ -269,12 +292,15 @@ struct ProcessingNode: ParsableCommand {
         fflush(nil)
         let started = nowNanos()
         var stopSignal: Int32?
-        var shownErrors = 0
+        var shownErrors = 0, shownFailures = 0
         while stopSignal == nil {
             stopSignal = waitForSignal(signals, milliseconds: 200)
             let errors = (try? ethernet { $0.registrationErrors + $0.events }) ?? []
             for e in errors.dropFirst(shownErrors) { print(e) }
             shownErrors = errors.count
+            let failures = personalities.errors
+            for e in failures.dropFirst(shownFailures) { print(e) }
+            shownFailures = failures.count
             fflush(nil)
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
         }

@@ -89,6 +89,13 @@ struct ProcessTests {
         (#"{ "controlNodes": [1], "processingNodes": [2], "vlans": {}, "fabricA": "10.0.0.1:7000" }"#, "fabricA: \"10.0.0.1:7000\" must contain {node}"),
         (#"{ "controlNodes": [1, 2, 3], "processingNodes": [4], "vlans": {} }"#, "one or two control nodes, not 3"),
         ("not json", "not a JSON object"),
+        (#"{ "controlNodes": [1], "processingNodes": [2], "vlans": { "10": [2] }, "addresses": { "2": ["10.0.0.2/24"] } }"#,
+         "addresses.2[0]: expected \"VLAN=a.b.c.d/len\""),
+        (#"{ "controlNodes": [1], "processingNodes": [2, 3], "vlans": { "10": [2] }, "failoverServers": [{ "name": "fs" }] }"#,
+         "failoverServers[0]: expected {\"name\""),
+        (#"{ "controlNodes": [1], "processingNodes": [2, 3], "vlans": { "10": [2, 3] }, "failoverServers": [{ "name": "fs", "virtualNodes": [3] }] }"#,
+         "virtual node 3 is on a VLAN"),
+        (#"{ "controlNodes": [1], "processingNodes": [2, 3], "vlans": { "10": [2] }, "spares": [2] }"#, "spares: node 2 is on a VLAN"),
     ])
     func badDefinitions(json: String, message: String) throws {
         let platform = try writeDefinition(json)
@@ -160,5 +167,54 @@ struct ProcessTests {
         #expect(n3.output.contains("node 3 stopping on signal 15"), "\(n3.output)")
         print("plexus processes in namespaces: ping over VLAN 10, isolation, and ARP after control node 1 was killed; node 3 said: "
               + (n3.output.split(separator: "\n").last.map(String.init) ?? ""))
+    }
+
+    @Test("processes: the definition's personality comes up on its node (addresses, workload, console at the control node); when that node's process is killed, the spare process takes it over and serves",
+          .enabled(if: NamespaceFabric.unavailableReason == nil && FileManager.default.fileExists(atPath: "/dev/net/tun"),
+                   "needs root, iproute2 and /dev/net/tun (CI runs as root)"))
+    func failoverAcrossProcesses() throws {
+        let exe = try #require(plexusExecutable)
+        let fabric = try NamespaceFabric(nodes: 5, linkMTU: 65535)
+        defer { fabric.teardown() }
+        let state = temporaryDirectory(), www = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+        try Data("served by the personality\n".utf8).write(to: URL(fileURLWithPath: www + "/index.html"))
+        let workload = "echo workload up; " + (try FailoverDrill.webService(address: "10.10.0.4", directory: www))
+        let platform = try writeDefinition("""
+            { "controlNodes": [1, 2], "processingNodes": [3, 4, 5], "vlans": { "10": [3, 4] }, "spares": [5],
+              "addresses": { "3": ["10=10.10.0.3/24"], "4": ["10=10.10.0.4/24"] },
+              "workloads": { "4": \(String(decoding: try JSONEncoder().encode(workload), as: UTF8.self)) },
+              "fabricA": "198.18.1.{node}:7000", "fabricB": "198.18.2.{node}:7000", "pathMTU": 65535 }
+            """)
+        defer {
+            _ = NamespaceFabric.execute(["pkill", "-9", "-f", www])  // the killed node's orphaned workload
+            try? FileManager.default.removeItem(atPath: platform)
+            try? FileManager.default.removeItem(atPath: state)
+            try? FileManager.default.removeItem(atPath: www)
+        }
+        func spawn(_ n: Int, _ args: [String]) throws -> WatchedProcess {
+            try WatchedProcess(["ip", "netns", "exec", fabric.namespace(n), exe] + args)
+        }
+        let c1 = try spawn(1, ["control", "--platform", platform, "--index", "0", "--state", state])
+        let c2 = try spawn(2, ["control", "--platform", platform, "--index", "1", "--state", state])
+        let n3 = try spawn(3, ["node", "--platform", platform, "--node", "3"])
+        let n4 = try spawn(4, ["node", "--platform", platform, "--node", "4"])
+        let n5 = try spawn(5, ["node", "--platform", platform, "--node", "5"])
+        for p in [c1, c2, n3, n4, n5] { #expect(p.waitFor("ready"), "\(p.output)") }
+        #expect(n5.output.contains("standby"), "\(n5.output)")
+        func fetch() -> String { fabric.execute(in: 3, ["curl", "-s", "--max-time", "1", "http://10.10.0.4:8080/"]).output }
+        #expect(waitUntil(seconds: 10) { fetch() == "served by the personality\n" }, "node 4 serves: \(fetch())")
+        // The workload's output reached the control nodes' console archive.
+        let archive = try ConsoleArchive(directory: state + "/console")
+        func log(_ n: UInt32) -> String { String(decoding: archive.read(node: n).text, as: UTF8.self) }
+        #expect(waitUntil(seconds: 5) { log(4).contains("workload up") }, "\(log(4))")
+
+        n4.process.kill()  // kill -9 of node 4's process
+        #expect(c1.waitFor("moved to spare node 5", seconds: 10) && c2.waitFor("moved to spare node 5", seconds: 10), "\(c1.output)")
+        #expect(waitUntil(seconds: 10) { fetch() == "served by the personality\n" }, "the spare serves: \(fetch())")
+        #expect(n5.waitFor("took over a personality", seconds: 5), "\(n5.output)")
+        #expect(waitUntil(seconds: 5) { log(5).contains("workload up") && log(5).contains("takes over node 4's personality") }, "\(log(5))")
+        print("plexus processes: node 4 killed, spare node 5 took its personality and serves; control node 0 said: "
+              + (c1.output.split(separator: "\n").first { $0.contains("moved to spare") }.map(String.init) ?? ""))
     }
 }
