@@ -61,6 +61,13 @@ func failoverShowcase() throws -> Bool {
     print("   web: " + show(after))
     let fenced = try store.processors().first { $0.node == 4 }
     print("   node 4 is \(fenced?.state.rawValue ?? "?") until an administrator returns it (`plexus pool return 4`)")
+    // The spare's console as the control nodes keep it (`plexus console 5`): its own log, the
+    // control nodes' notes on the take-over, its workload's output.
+    if let archive = p.archive {
+        let text = String(decoding: archive.read(node: r.record.spare).text, as: UTF8.self)
+        print("   node \(r.record.spare)'s console at the control nodes (\(archive.path(of: r.record.spare))):")
+        for line in text.split(separator: "\n").suffix(6) { print("     " + line.prefix(150)) }
+    }
     var ok = true
     func check(_ what: String, _ passed: Bool) {
         print("   \(passed ? "ok " : "FAILED") \(what)")
