@@ -314,6 +314,40 @@ struct AgentTests {
         }
     }
 
+    @Test("the day of docs/operations.md, step by step")
+    func docsDay() async throws {
+        try await LiveAPI.with { api in
+            try await setUp(api, nodes: [1, 2, 3, 4])
+            let rules = try AgentRules.parse(Data("""
+                {"pans": [{
+                  "pan": "shop", "min": 1, "max": 6,
+                  "schedule": [{"from": "08:00", "to": "18:00", "processors": 3},
+                               {"from": "22:00", "to": "02:00", "processors": 2}],
+                  "load": {"file": "/proc/loadavg", "high": 4.0, "low": 1.0, "step": 1},
+                  "template": {"vlans": [10], "workload": "python3 -m http.server 8080"}
+                }]}
+                """.utf8))
+            let load = FakeLoad()
+            let agent = ReconfigurationAgent(rules: rules, client: api.client, timeZone: utc, readLoad: load.reader)
+            let day: [(h: Int, m: Int, load: Double, baseline: Int, adjustment: Int, wanted: Int, did: [String])] = [
+                (7, 0, 0.8, 1, 0, 1, ["added shop-agent-1"]),
+                (8, 0, 2.0, 3, 0, 3, ["added shop-agent-2", "added shop-agent-3"]),
+                (12, 0, 5.3, 3, 1, 4, ["added shop-agent-4"]),
+                (12, 1, 5.1, 3, 2, 5, ["refused shop-agent-5"]),
+                (14, 0, 0.6, 3, 0, 3, ["removed shop-agent-4"]),
+                (18, 0, 0.6, 1, 0, 1, ["removed shop-agent-3", "removed shop-agent-2"]),
+                (23, 30, 0.3, 2, -1, 1, []),
+            ]
+            for row in day {
+                load.set(row.load)
+                let did = kinds(await agent.reconcile(now: at(row.h, row.m)))
+                let d = try #require(await agent.lastDecisions.first)
+                #expect(did == row.did && d.baseline == row.baseline && d.adjustment == row.adjustment && d.desired == row.wanted,
+                        "\(row.h):\(row.m): \(did), \(d)")
+            }
+        }
+    }
+
     @Test("the load sources: the first number of a file or of a command's output")
     func loadSources() throws {
         let t = try TempDatabase()
