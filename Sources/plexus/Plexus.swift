@@ -20,5 +20,5 @@ struct Plexus: ParsableCommand {
             `plexus bench --help` lists the measurements and the baselines each is compared to.
             """,
         subcommands: [Demo.self, ControlNode.self, ProcessingNode.self, API.self, Pool.self, PANCommand.self, PersonalityCommand.self,
-                      Events.self, ConsoleCommand.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self])
+                      Events.self, ConsoleCommand.self, AgentCommand.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self])
 }
