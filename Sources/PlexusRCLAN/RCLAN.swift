@@ -1019,6 +1019,17 @@ public final class RCLAN: EngineDriver {
         c.legs[l].noteDown(at: now)
         legFailed(c, l)
         delegate.event(.legDown(l == 0 ? .a : .b), on: c.rvi, layer: self)
+        // Demotion ranks a leg below the other; with the other gone, the demoted leg is the RVI's
+        // only one and is up again (CI saw leg B demoted for flapping under load at the moment
+        // leg A was killed for good, and stay demoted while it carried everything).
+        let other = 1 - l
+        if c.legs[other].state == .demoted {
+            c.legs[other].windowSent = 0
+            c.legs[other].windowLost = 0
+            c.legs[other].demotedUntil = 0
+            c.setLeg(other, .up, now: now)
+            delegate.event(.legUp(other == 0 ? .a : .b), on: c.rvi, layer: self)
+        }
     }
 
     /// A leg went down: every frame last sent on it and not acknowledged goes again on the other.

@@ -348,11 +348,50 @@ struct PersonalityCommand: ParsableCommand {
 }
 
 struct Events: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "What happened to the platform, oldest first.")
+    static let configuration = CommandConfiguration(
+        abstract: "What happened to the platform, oldest first; --follow watches for more.",
+        discussion: """
+            Every command applied, every failure and failover (each step of its timeline as a \
+            failover-step event, then a failover summary) is an event with an id. --follow prints \
+            the events so far, then each new one as it is recorded (one line each: id, time, kind, \
+            subject, detail; with --json one JSON object per line), until Ctrl-C.
+            """)
     @Option(help: "Only events after this id.") var since: Int = 0
-    @Option(help: "At most this many.") var limit: Int = 1000
+    @Option(help: "At most this many (per request).") var limit: Int = 1000
+    @Flag(help: "Keep printing new events as they are recorded (until Ctrl-C).") var follow = false
+    @Option(help: "How often to ask for more with --follow, in milliseconds.") var interval: Int = 250
     @OptionGroup var client: ClientOptions
-    func run() throws { try client.call("GET", "/v1/events?since=\(since)&limit=\(limit)") }
+
+    func validate() throws {
+        guard since >= 0 else { throw ValidationError("--since: an event id is 0 or more") }
+        guard (1...10000).contains(limit) else { throw ValidationError("--limit: 1...10000") }
+        guard (10...60000).contains(interval) else { throw ValidationError("--interval: 10...60000 ms") }
+    }
+
+    func run() throws {
+        guard follow else { return try client.call("GET", "/v1/events?since=\(since)&limit=\(limit)") }
+        var last = since
+        while true {
+            let (status, data) = try client.request("GET", "/v1/events?since=\(last)&limit=\(limit)")
+            guard status < 400 else { return try client.show(status, data) }
+            guard let events = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
+                throw CLIError("the API's answer is not a list of events: \(String(decoding: data.prefix(200), as: UTF8.self))")
+            }
+            for e in events {
+                if client.json {
+                    let line = (try? JSONSerialization.data(withJSONObject: e, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
+                    print(line ?? "{}")
+                } else {
+                    let time = (e["timeMs"] as? Int).map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
+                    let detail = (e["detail"] as? String).map { $0.isEmpty ? "" : "  \($0)" } ?? ""
+                    print("\(e["id"] ?? "?")  \(ISO8601DateFormatter().string(from: time))  \(e["kind"] ?? "")  \(e["subject"] ?? "")\(detail)")
+                }
+                if let id = e["id"] as? Int { last = max(last, id) }
+            }
+            fflush(nil)
+            if events.count < limit { usleep(useconds_t(interval * 1000)) }  // the poll interval of --follow
+        }
+    }
 }
 
 extension String {

@@ -112,4 +112,22 @@ struct CLITests {
         }
         _ = server
     }
+
+    @Test("plexus events --follow prints the events so far, then each new one once, as it is recorded")
+    func watchEvents() throws {
+        let exe = try #require(plexusExecutable, "the plexus executable was not built next to the tests (run swift build first)")
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-cli-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let (server, api) = try serve(exe, state: state)
+        #expect(plexus(exe, ["pool", "add", "3", "4"], api: api, state: state).status == 0)
+        let watch = try WatchedProcess([exe, "events", "--follow", "--interval", "20", "--api", api, "--token-file", state + "/api-token"])
+        #expect(watch.waitFor("processor-added  node 4", seconds: 10), "\(watch.output)")
+        #expect(plexus(exe, ["pan", "create", "shop"], api: api, state: state).status == 0)
+        #expect(watch.waitFor("pan-created  pan shop", seconds: 10), "\(watch.output)")
+        #expect(watch.output.components(separatedBy: "processor-added  node 3").count == 2, "each event once: \(watch.output)")
+        watch.process.kill()
+        let bad = plexus(exe, ["events", "--since", "-1"], api: api, state: state)
+        #expect(bad.status != 0 && bad.output.contains("--since"), "\(bad.output)")
+        _ = server
+    }
 }
