@@ -5,8 +5,9 @@
 #   gnuplot-nox   bench-results plots
 #   iputils-ping iperf3 curl python3   real clients across the virtual LANs (tests and the
 #                         vlan-* benches): ping, iperf3, an HTTP server and curl, multicast sockets
+#   procps        pkill: the process-failover test cleans up a killed node's orphaned workload
 set -euo pipefail
-packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3)
+packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3 procps)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
