@@ -54,6 +54,10 @@ public struct FailoverRecord: Sendable {
     public var silentSince: UInt64
     /// Each step and when it happened (nanoseconds), in order.
     public var steps: [(step: FailoverStep, at: UInt64)]
+    /// Whether a plan adopted since (``VirtualLANServer/adopt(_:layer:)``) knows of this
+    /// failover: until one does, a plan that gives the failed node its personality back is
+    /// deferred.
+    public var acknowledged = false
 
     public init(failed: UInt32, spare: UInt32, cause: FailoverCause = .silent, nics: [VirtualNICBinding], addresses: [AddressBinding],
                 workload: String?, silentSince: UInt64, steps: [(step: FailoverStep, at: UInt64)]) {
@@ -292,16 +296,9 @@ extension VirtualEthernet {
     func fence(layer: RCLAN) {
         guard registration != .fenced else { return }
         registration = .fenced
-        for (_, rvi) in peerRVI { layer.close(rvi) }
-        peerRVI = [:]
-        direct = [:]
-        nics = [:]
         // The TAP devices close, so the kernel drops the interfaces and their addresses (the
         // node may be alive: its workload process failed, or it was cut off and came back).
-        for (_, handle) in taps { layer.engine.detachDevice(handle) }
-        taps = [:]
-        nicOfTap = [:]
-        interfaces = [:]
+        dropPersonality(layer: layer)
         onFenced?()
         events.append("fenced: this node's personality moved to a spare; it stays out until an administrator returns it")
     }

@@ -23,6 +23,7 @@ public final class PersonalityManager: Sendable {
     public let archive: ConsoleArchive?
     enum Work {
         case bringUp(NodeConfiguration)
+        case reconfigure(old: NodeConfiguration, new: NodeConfiguration?)
         case fence
     }
     let queue = Mutex<[(node: Int, work: Work)]>([])
@@ -52,6 +53,11 @@ public final class PersonalityManager: Sendable {
 
     /// Called on node `n`'s engine thread when it is configured.
     public func arrived(_ n: Int, _ c: NodeConfiguration) { enqueue(n, .bringUp(c)) }
+    /// Called on node `n`'s engine thread when the control nodes changed its personality while
+    /// it runs (`new`), or released it to the free pool (nil).
+    public func reconfigured(_ n: Int, from old: NodeConfiguration, to new: NodeConfiguration?) {
+        enqueue(n, .reconfigure(old: old, new: new))
+    }
     /// Called on node `n`'s engine thread when the servers fenced it.
     public func fenced(_ n: Int) { enqueue(n, .fence) }
 
@@ -81,6 +87,7 @@ public final class PersonalityManager: Sendable {
                 for (n, w) in batch {
                     switch w {
                     case .bringUp(let c): bringUp(n, c)
+                    case .reconfigure(let old, let new): reconfigure(n, from: old, to: new)
                     case .fence:
                         console(n, "fenced: the personality moved away; the workload is stopped")
                         kill(n)
@@ -142,6 +149,53 @@ public final class PersonalityManager: Sendable {
                 (RCLAN.on(e)?.delegate as? VirtualEthernet)?.report(.workloadStarted)
             }
         }
+    }
+
+    /// Carries a change of node `n`'s personality into its namespace: addresses that left are
+    /// removed (those on a NIC that is gone went with its TAP device), new ones added (all of
+    /// a NIC's when its TAP device is new), and the workload restarted if its command changed
+    /// (stopped on purpose: not a failure). Released to the free pool (`new` nil), the node
+    /// stops its workload and waits as a spare.
+    func reconfigure(_ n: Int, from old: NodeConfiguration, to new: NodeConfiguration?) {
+        let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, n) }
+        guard let new else {
+            if processes.withLock({ $0[n] }) != nil { console(n, "released to the free pool: the workload is stopped") }
+            else { console(n, "released to the free pool") }
+            stopWorkload(of: n)
+            _ = up.withLock { $0.removeValue(forKey: n) }
+            return
+        }
+        if ns != nil || here {
+            let ip = ns.map { ["ip", "-n", $0] } ?? ["ip"]
+            let oldMAC = Dictionary(old.nics.map { ($0.vlan, $0.mac) }, uniquingKeysWith: { a, _ in a })
+            let newMAC = Dictionary(new.nics.map { ($0.vlan, $0.mac) }, uniquingKeysWith: { a, _ in a })
+            let fresh = Set(newMAC.keys.filter { oldMAC[$0] != newMAC[$0] })  // NICs with a new TAP device
+            for a in old.addresses where !new.addresses.contains(a) && newMAC[a.vlan] != nil && !fresh.contains(a.vlan) {
+                let dev = LANPlatform.interface(vlan: a.vlan)
+                let r = NamespaceFabric.execute(ip + ["addr", "del", a.cidr, "dev", dev])
+                if r.status != 0 { failures.withLock { $0.append("node \(n): cannot remove \(a.cidr) from \(dev): \(r.output)") } }
+                console(n, "address \(a.cidr) removed from \(dev)")
+            }
+            for a in new.addresses where !old.addresses.contains(a) || fresh.contains(a.vlan) {
+                let dev = LANPlatform.interface(vlan: a.vlan)
+                let r = NamespaceFabric.execute(ip + ["addr", "add", a.cidr, "dev", dev])
+                if r.status != 0 && !r.output.contains("File exists") {
+                    failures.withLock { $0.append("node \(n): cannot add \(a.cidr) to \(dev): \(r.output)") }
+                }
+                console(n, "address \(a.cidr) on \(dev)")
+            }
+            if old.workload != new.workload {
+                if processes.withLock({ $0[n] }) != nil {
+                    console(n, "workload changed: stopping the old one")
+                    stopWorkload(of: n)
+                }
+                if let w = new.workload {
+                    console(n, "starting workload: \(w)")
+                    startWorkload(n, ns: ns, command: w)
+                }
+            }
+        }
+        up.withLock { $0[n] = new }
     }
 
     /// Starts node `n`'s workload with its output on a pipe that a thread of its own reads
@@ -238,6 +292,7 @@ extension PlatformDefinition {
         for (n, a) in addresses { plan.addresses[UInt32(n)] = a }
         for (n, w) in workloads { plan.workloads[UInt32(n)] = w }
         plan.failoverServers = failoverServers
+        plan.revision = revision
     }
 }
 

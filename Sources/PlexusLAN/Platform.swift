@@ -33,6 +33,9 @@ public struct PlatformDefinition: Sendable, Hashable {
     /// The failover server, then the backup server (seed 002), each with the virtual nodes it
     /// hosts: processing nodes on no VLAN that wait like spares, in one process per server.
     public var failoverServers: [FailoverServer] = []
+    /// Which version of the definition this is (``LANPlan/revision``): the platform store's
+    /// change counter when the definition comes from the store; 0 for a file.
+    public var revision: UInt64 = 0
 
     public init(controlNodes: [Int], processingNodes: [Int], vlans: [VLANID: [Int]]) {
         self.controlNodes = controlNodes
@@ -80,9 +83,8 @@ public struct PlatformDefinition: Sendable, Hashable {
                 guard hosted.insert(v).inserted, !spares.contains(Int(v)) else {
                     throw bad("failoverServers: node \(v) is hosted twice, or is also a spare")
                 }
-                guard !vlans.values.contains(where: { $0.contains(Int(v)) }) else {
-                    throw bad("failoverServers: virtual node \(v) is on a VLAN; it waits with no personality")
-                }
+                // A virtual node on a VLAN carries a personality it took over (a definition
+                // from the platform store, after a failover).
             }
         }
         guard Set(failoverServers.map(\.name)).count == failoverServers.count else { throw bad("failoverServers: a name is used twice") }
@@ -105,7 +107,7 @@ public struct PlatformDefinition: Sendable, Hashable {
 public final class LANPlatform {
     public let definition: PlatformDefinition
     public let fabric: NamespaceFabric?
-    public private(set) var plan = LANPlan(controls: [], nodes: [], nics: [])
+    public internal(set) var plan = LANPlan(controls: [], nodes: [], nics: [])
     public private(set) var controls: [EngineThread?] = []
     public private(set) var nodes: [Int: EngineThread] = [:]
     var controlConfigurations: [EngineConfiguration] = []
@@ -127,6 +129,9 @@ public final class LANPlatform {
     ///     new MACs from `macState`.
     ///   - consoleDirectory: the control nodes' console archive (``ConsoleArchive``: every
     ///     node's workload output and log, `node<N>.log`); nil keeps no console.
+    /// The first control node's MAC counter file.
+    public let macState: String
+
     public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
                 layerConfiguration: RCLANConfiguration = RCLANConfiguration(), nodePollMode: PollMode = .blocking,
                 failover: FailoverSettings? = FailoverSettings(), knownMACs: [VirtualNICBinding] = [],
@@ -134,6 +139,7 @@ public final class LANPlatform {
         try definition.validate()
         try failover?.validate()
         self.definition = definition
+        self.macState = macState
         self.fabric = fabric
         let archive = try consoleDirectory.map { try ConsoleArchive(directory: $0) }
         self.archive = archive
@@ -169,6 +175,7 @@ public final class LANPlatform {
                     eth.tapBackend = tap
                     eth.onConfigured = { c in personalities.arrived(n, c) }
                     eth.onFenced = { personalities.fenced(n) }
+                    eth.onReconfigured = { old, new in personalities.reconfigured(n, from: old, to: new) }
                     return (try? RCLAN(configuration: layerConfiguration, delegate: eth)) ?? IdleDriver()
                 }
                 started.append(t)

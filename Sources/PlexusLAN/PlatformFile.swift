@@ -147,6 +147,13 @@ extension PlatformDefinition {
         } catch {
             throw bad(error.message)
         }
+        // A file defines virtual nodes waiting with no personality (one from the platform store
+        // may show a virtual node carrying a personality it took over).
+        for server in d.failoverServers {
+            for v in server.virtualNodes where d.vlans.values.contains(where: { $0.contains(Int(v)) }) {
+                throw bad("failoverServers: virtual node \(v) is on a VLAN; it waits with no personality")
+            }
+        }
         return d
     }
 

@@ -50,15 +50,29 @@ public struct NodeConfiguration: Sendable, Hashable {
     public var addresses: [AddressBinding] = []
     /// The command the node runs in its network namespace, if any (its workload).
     public var workload: String?
+    /// The revision of the plan this configuration comes from (``LANPlan/revision``). A
+    /// configured node takes a configuration of a higher revision as a change to apply while
+    /// it runs (NICs, peers, addresses, workload: ``VirtualEthernet``'s reconfiguration); one
+    /// with no NICs releases it to the free pool.
+    public var revision: UInt64 = 0
 
     public init(node: UInt32, mtu: Int, nics: [VirtualNICBinding], peers: [Peer],
-                addresses: [AddressBinding] = [], workload: String? = nil) {
+                addresses: [AddressBinding] = [], workload: String? = nil, revision: UInt64 = 0) {
         self.node = node
         self.mtu = mtu
         self.nics = nics
         self.peers = peers
         self.addresses = addresses
         self.workload = workload
+        self.revision = revision
+    }
+
+    /// Whether `other` asks for the same thing, whatever its revision.
+    public func sameSetUp(as other: NodeConfiguration) -> Bool {
+        var a = self, b = other
+        a.revision = 0
+        b.revision = 0
+        return a == b
     }
 }
 
@@ -152,7 +166,8 @@ public enum FailoverStep: UInt8, Sendable, Hashable, CaseIterable, CustomStringC
 ///
 /// The configuration message ends with the personality's addresses and workload: address
 /// count (u16), per address: VLAN (u16), length (u8), `a.b.c.d/len` (UTF-8); workload length
-/// (u16, 0: none), workload (UTF-8).
+/// (u16, 0: none), workload (UTF-8); then the plan's revision (u64). A configuration with no
+/// NICs, of a higher revision than the node's, releases the node to the free pool.
 ///
 /// All integers big-endian. A message that does not parse is counted and dropped.
 public enum ControlMessage: Sendable, Hashable {
@@ -221,6 +236,8 @@ public enum ControlMessage: Sendable, Hashable {
             let workload = Array((c.workload ?? "").utf8.prefix(4096))
             u16(workload.count)
             w += workload
+            u32(UInt32(truncatingIfNeeded: c.revision >> 32))
+            u32(UInt32(truncatingIfNeeded: c.revision))
         case .refused(let node, let reason):
             w.append(3)
             u32(node)
@@ -328,10 +345,12 @@ public enum ControlMessage: Sendable, Hashable {
                 guard let v = u16(), let vlan = VLANID(v), let n = u8(), let cidr = text(Int(n)), isIPv4CIDR(cidr) else { return nil }
                 addresses.append(AddressBinding(vlan: vlan, cidr: cidr))
             }
-            guard let workloadLength = u16(), let workload = text(workloadLength) else { return nil }
+            guard let workloadLength = u16(), let workload = text(workloadLength),
+                  let high = u32(), let low = u32() else { return nil }
             guard i == m.count, (68...TAP.maximumMTU).contains(mtu) else { return nil }
             self = .configuration(NodeConfiguration(node: node, mtu: mtu, nics: nics, peers: peers, addresses: addresses,
-                                                    workload: workload.isEmpty ? nil : workload))
+                                                    workload: workload.isEmpty ? nil : workload,
+                                                    revision: UInt64(high) << 32 | UInt64(low)))
         case 3:
             guard let n = u8(), need(Int(n)), i + Int(n) == m.count else { return nil }
             self = .refused(node: node, reason: String(decoding: UnsafeRawBufferPointer(rebasing: m[i..<(i + Int(n))]), as: UTF8.self))
@@ -390,6 +409,11 @@ public struct LANPlan: Sendable, Hashable {
     /// that has one free and answering; a processor that fails with the free pool empty does
     /// too; the personality of a virtual node whose server fails goes to the next server's.
     public var failoverServers: [FailoverServer] = []
+    /// Which version of the administrator's definition this is: it only grows (the platform
+    /// store's change counter, when the plan comes from the store). A running control node
+    /// adopts a plan of a higher revision (``VirtualLANServer/adopt(_:layer:)``); a failover does
+    /// not change it (both control nodes move the personality alike, by the same rule).
+    public var revision: UInt64 = 0
 
     public init(controls: [NodeAddress], nodes: [NodeAddress], nics: [VirtualNICBinding], mtu: Int = TAP.maximumMTU) {
         self.controls = controls
@@ -404,7 +428,7 @@ public struct LANPlan: Sendable, Hashable {
         guard !mine.isEmpty, nodes.contains(where: { $0.node == node }) else { return .failure(.notMember) }
         let c = peers(of: node, mine)
         return .success(NodeConfiguration(node: node, mtu: mtu, nics: mine, peers: c, addresses: addresses[node] ?? [],
-                                          workload: workloads[node]))
+                                          workload: workloads[node], revision: revision))
     }
 
     /// The peer entries of node `node` (whose NICs are `mine`).

@@ -363,14 +363,23 @@ public final class VirtualEthernet: RVIDelegate {
     var watchFirstFrame = false
     public internal(set) var registration = Registration.unregistered
     /// The configuration the control nodes sent (the first; both send the same).
-    public private(set) var configuration: NodeConfiguration?
+    public internal(set) var configuration: NodeConfiguration?
+    /// The revision at which the control nodes last released this node to the free pool: an
+    /// older configuration, still on its way, is not taken.
+    var releasedAt: UInt64 = 0
+    /// NICs whose TAP device could not be created yet (the one it replaces is still closing),
+    /// retried on the next turns.
+    var tapsToCreate: [VirtualNICBinding] = []
+    var tapRetryDeadline: ContinuousClock.Instant?
+    /// The personality before a change whose TAP devices are still being created.
+    var pendingReconfiguration: NodeConfiguration?
     /// Give each NIC a TAP device when configured (else the in-process backend).
     public var tapBackend = false
     /// The TAP interface of each NIC, by MAC (`pvl<VLAN>`), when ``tapBackend`` is on.
     public internal(set) var interfaces: [MACAddress: String] = [:]
     /// Configurations that did not match the first one (the control nodes disagreed).
     public private(set) var conflictingConfigurations: UInt64 = 0
-    public private(set) var registrationErrors: [String] = []
+    public internal(set) var registrationErrors: [String] = []
     /// What happened that an operator wants to read: refusals from the control nodes,
     /// promiscuous-mode requests.
     public internal(set) var events: [String] = []
@@ -420,6 +429,12 @@ public final class VirtualEthernet: RVIDelegate {
     /// Called on the engine thread when the servers fence this node (its NICs are gone): the
     /// embedding program stops what is left of its workload.
     public var onFenced: (() -> Void)?
+    /// Called on the engine thread when the control nodes change this node's personality while
+    /// it runs (an administrator's change in the platform store): the old personality and the
+    /// new one, whose NICs and peers are already in place, or nil when the node was released to
+    /// the free pool (its NICs are gone). The embedding program adds and removes addresses and
+    /// restarts the workload if it changed (``PersonalityManager`` does).
+    public var onReconfigured: ((_ old: NodeConfiguration, _ new: NodeConfiguration?) -> Void)?
 
     public func layerTurn(_ layer: RCLAN) {
         defer { onTurn?(self, layer) }
@@ -431,14 +446,20 @@ public final class VirtualEthernet: RVIDelegate {
             sendRegistrations(layer)
         }
         if !interfaces.isEmpty { watchPromiscuousFlags(layer: layer) }
+        if !tapsToCreate.isEmpty { retryTAPs(layer: layer) }
     }
 
     func apply(_ c: NodeConfiguration, layer: RCLAN) {
+        guard c.node == node, registration != .fenced, c.revision >= releasedAt else { return }
         if let have = configuration {
-            if have != c { conflictingConfigurations += 1 }
+            if c.revision > have.revision {
+                reconfigure(to: c, layer: layer)  // a change while it runs (Reconfiguration.swift)
+            } else if c.revision == have.revision && !have.sameSetUp(as: c) {
+                conflictingConfigurations += 1
+            }
             return
         }
-        guard c.node == node, registration != .fenced else { return }
+        guard !c.nics.isEmpty else { return }  // a release, and this node holds nothing
         if registration == .standby {
             // A spare taking a failed node's personality over: it reports how far it got.
             tookOver = true
@@ -446,20 +467,8 @@ public final class VirtualEthernet: RVIDelegate {
         }
         configuration = c
         do {
-            for nic in c.nics {
-                addNIC(nic.mac, vlan: nic.vlan)
-                if tapBackend {
-                    let name = try attachTAP(named: "pvl\(nic.vlan.rawValue)", to: nic.mac, layer: layer)
-                    try TAP.configure(name, mac: nic.mac, mtu: c.mtu)
-                    interfaces[nic.mac] = name
-                }
-            }
-            for p in c.peers {
-                let rvi = try layer.open(RVIPath(localA: p.localVI, localB: p.localVI, peerA: p.address.fabricA,
-                                                 peerB: p.address.fabricB, remoteA: p.remoteVI, remoteB: p.remoteVI))
-                peerRVI[p.address.node] = rvi
-                for m in p.macs { addDirectPath(to: m, rvi: rvi) }
-            }
+            for nic in c.nics { try addNIC(nic, mtu: c.mtu, layer: layer) }
+            for p in c.peers { try openPeer(p, layer: layer) }
             registration = .configured
             onConfigured?(c)
         } catch {

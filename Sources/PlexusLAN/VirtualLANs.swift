@@ -126,9 +126,13 @@ public struct VirtualLANTable: Sendable {
         byVLAN[nic.vlan] = members
     }
 
-    /// Detaches a NIC: it leaves its groups and stops listening.
+    /// Detaches a NIC: it leaves its groups, stops listening, and its IP bindings go.
     public mutating func detach(_ mac: MACAddress) {
         guard let nic = nics.removeValue(forKey: mac) else { return }
+        if var bound = ipBindings[nic.vlan] {
+            for (ip, b) in bound where b.mac == mac { bound[ip] = nil }
+            ipBindings[nic.vlan] = bound.isEmpty ? nil : bound
+        }
         byVLAN[nic.vlan]?.removeAll { $0.mac == mac }
         if byVLAN[nic.vlan]?.isEmpty == true { byVLAN[nic.vlan] = nil }
         promiscuous[nic.vlan]?.remove(mac)

@@ -1,57 +1,240 @@
 import Foundation
+import GRDB
 import PlexusCore
 import PlexusLAN
 
 // The platform store driving a running platform: the store is the administrator's truth (PANs,
-// personalities, the free pool), the LAN plan is derived from it, and a failover the control
-// nodes carry out is written back to it (the personality moves, the failed processor is fenced,
-// the timeline is kept in the event log).
+// personalities, the free pool), the LAN plan is derived from it, a change to it is carried into
+// the running control nodes (``PlatformFollower``), and a failover the control nodes carry out is
+// written back to it (the personality moves, the failed processor is fenced, the timeline is kept
+// in the event log).
 
 extension PlatformStore {
+    /// The store's change counter: the id of its latest event. Every command writes its event in
+    /// its own transaction, so the counter grows with every change.
+    public func revision() throws -> UInt64 {
+        try db.read { db in UInt64(try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM events") ?? 0) }
+    }
+
     /// The definition of the virtual LANs the store describes, for `controlNodes`: every
     /// processor (assigned ones with their personalities' NICs, addresses and workloads; free
     /// ones as spares), and the MACs the store handed out (the plan keeps them).
     public func lanDefinition(controlNodes: [Int]) throws -> (definition: PlatformDefinition, macs: [VirtualNICBinding]) {
-        let processors = try processors()
-        let personalities = try personalities()
-        var vlans: [VLANID: [Int]] = [:]
-        var addresses: [Int: [AddressBinding]] = [:]
-        var workloads: [Int: String] = [:]
-        var promiscuous: [VLANID: Set<Int>] = [:]
-        for p in personalities {
-            guard let node = p.node else { continue }
-            for nic in p.nics {
-                guard let v = VLANID(nic.vlan) else { continue }
-                vlans[v, default: []].append(node)
-                if nic.promiscuousAllowed { promiscuous[v, default: []].insert(node) }
-            }
-            addresses[node] = p.ips.compactMap { ip in VLANID(ip.vlan).map { AddressBinding(vlan: $0, cidr: ip.address) } }
-            if let w = p.workload { workloads[node] = w }
-        }
-        var d = PlatformDefinition(controlNodes: controlNodes, processingNodes: processors.map(\.node).filter { !controlNodes.contains($0) },
-                                   vlans: vlans)
-        d.promiscuousAllowed = promiscuous
-        d.spares = processors.filter { $0.state == .free }.map(\.node)
-        d.addresses = addresses
-        d.workloads = workloads
-        return (d, try nicBindings())
+        try definition(over: PlatformDefinition(controlNodes: controlNodes, processingNodes: [], vlans: [:]))
     }
 
-    /// Writes a failover the control nodes carried out into the store: the failed node's
-    /// personality moves to the spare (fencing the failed node), and each step of the timeline
-    /// becomes an event (`failover-step`), then `failover` sums it up.
+    /// `base` (the control nodes, fabric addresses, failover servers, MTU of a definition file)
+    /// with the store's processors and personalities in place of its own: the processing nodes
+    /// are `base`'s and the store's processors; the VLANs, addresses, workloads and spares (free
+    /// processors that are not a failover server's virtual nodes) are the store's; the
+    /// definition's ``PlatformDefinition/revision`` is the store's ``revision()``, read so that
+    /// nothing changed in between.
+    public func definition(over base: PlatformDefinition) throws -> (definition: PlatformDefinition, macs: [VirtualNICBinding]) {
+        while true {
+            let before = try revision()
+            let processors = try processors()
+            let personalities = try personalities()
+            let macs = try nicBindings()
+            let after = try revision()
+            guard before == after else { continue }
+            var vlans: [VLANID: [Int]] = [:]
+            var addresses: [Int: [AddressBinding]] = [:]
+            var workloads: [Int: String] = [:]
+            var promiscuous: [VLANID: Set<Int>] = [:]
+            for p in personalities {
+                guard let node = p.node else { continue }
+                for nic in p.nics {
+                    guard let v = VLANID(nic.vlan) else { continue }
+                    vlans[v, default: []].append(node)
+                    if nic.promiscuousAllowed { promiscuous[v, default: []].insert(node) }
+                }
+                let ips = p.ips.compactMap { ip in VLANID(ip.vlan).map { AddressBinding(vlan: $0, cidr: ip.address) } }
+                if !ips.isEmpty { addresses[node] = ips }
+                if let w = p.workload { workloads[node] = w }
+            }
+            let virtual = Set(base.failoverServers.flatMap(\.virtualNodes).map(Int.init))
+            var d = base
+            let stored = processors.map(\.node).filter { !base.controlNodes.contains($0) }
+            d.processingNodes = Array(Set(base.processingNodes).union(stored)).sorted()
+            d.vlans = vlans
+            d.promiscuousAllowed = promiscuous
+            d.spares = processors.filter { $0.state == .free && !virtual.contains($0.node) }.map(\.node)
+            d.addresses = addresses
+            d.workloads = workloads
+            d.revision = after
+            return (d, macs)
+        }
+    }
+
+    /// Writes the move of failover `f` into the store, once: the failed node's personality (the
+    /// one holding the MACs that moved) goes to the spare and the failed node is fenced. A spare
+    /// the store does not know (a virtual node of failover server `spareHost`) is added to its
+    /// processors first. Returns the migration, or nil when the store already shows the move
+    /// (the other control node wrote it).
+    public func recordFailoverMove(_ f: FailoverRecord, spareHost: String? = nil) throws -> Migration? {
+        try db.write { db in
+            let holder = try String.fetchOne(db, sql: "SELECT name FROM personalities WHERE node = ?", arguments: [Int(f.failed)])
+            guard let name = holder else { return nil }
+            if let mac = f.nics.first?.mac {
+                let macs = try String.fetchAll(db, sql: "SELECT mac FROM nics WHERE personality = ?", arguments: [name])
+                guard macs.contains(mac.description) else { return nil }
+            }
+            if try Self.processor(db, Int(f.spare)) == nil {
+                try db.execute(sql: "INSERT INTO processors(node, state) VALUES (?, 'free')", arguments: [Int(f.spare)])
+                try Self.log(db, "processor-added", "node \(f.spare)",
+                             spareHost.map { "a virtual node of failover server \($0), carrying a failover" } ?? "carrying a failover")
+            }
+            return try Self.migrate(db, name, to: Int(f.spare), fence: true, reason: "failed: \(f.cause) (detected by the control nodes)")
+        }
+    }
+
+    /// Writes failover `f`'s timeline into the event log: each step as a `failover-step` event,
+    /// then a `failover` event that sums it up.
+    public func recordFailoverTimeline(_ f: FailoverRecord, personality name: String) throws {
+        try db.write { db in
+            for line in f.timeline {
+                try Self.log(db, "failover-step", "personality \(name)", "node \(f.failed) → node \(f.spare): \(line)")
+            }
+            let total = f.milliseconds(to: f.steps.last?.step ?? .detected) ?? 0
+            try Self.log(db, "failover", "personality \(name)",
+                         String(format: "node %d → spare node %d in %.1f ms after it failed (%@): ", f.failed, f.spare, total, f.cause.description)
+                             + f.timeline.joined(separator: ", "))
+        }
+    }
+
+    /// Writes a failover the control nodes carried out into the store: the move
+    /// (``recordFailoverMove(_:spareHost:)``) and the timeline.
     @discardableResult
     public func recordFailover(_ f: FailoverRecord) throws -> Migration {
-        let name = try personality(node: Int(f.failed)).name
-        let m = try migrate(name, to: Int(f.spare), fence: true,
-                            reason: "failed: silent on both fabrics (detected by the control nodes)")
-        for line in f.timeline {
-            try record("failover-step", subject: "personality \(name)", detail: "node \(f.failed) → node \(f.spare): \(line)")
+        guard let m = try recordFailoverMove(f) else {
+            throw PlatformError(.notFound, field: "node", "node \(f.failed) holds no personality with the MACs that moved")
         }
-        let total = f.milliseconds(to: f.steps.last?.step ?? .detected) ?? 0
-        try record("failover", subject: "personality \(name)",
-                   detail: String(format: "node %d → spare node %d in %.1f ms after it fell silent: ", f.failed, f.spare, total)
-                       + f.timeline.joined(separator: ", "))
+        try recordFailoverTimeline(f, personality: m.personality.name)
         return m
     }
 }
+
+/// A running platform that follows the store: its control nodes take a new definition while
+/// they run, and say which failovers they carried out.
+public protocol FollowingPlatform: AnyObject {
+    /// Offers every running control node `definition` (a later revision), with the MACs the
+    /// store handed out; what each did with it.
+    func adopt(_ definition: PlatformDefinition, macs: [VirtualNICBinding]) throws -> [PlanAdoption]
+    /// The failovers the running control nodes carried out, with their timelines so far.
+    func failoverRecords() -> [FailoverRecord]
+    /// The failover servers (to name the host of a virtual node that took a personality over).
+    var failoverServers: [FailoverServer] { get }
+}
+
+/// Keeps a running platform and the platform store in step ("Management logic"): call
+/// ``poll()`` every few tens of milliseconds (the `plexus control` process and the demo do).
+/// Each round
+/// 1. writes every failover the control nodes carried out into the store, once (the move at
+///    once; the timeline when the spare served its first packet, or after ``timelineWait``);
+/// 2. when the store changed (``PlatformStore/revision()``), derives the new definition and
+///    offers it to the control nodes (``VirtualLANServer/adopt(_:layer:)``). A control node
+///    that defers it (a failover of its own is not in the store yet) is offered the next
+///    revision again.
+///
+/// Two control node processes sharing a store each run one: the store takes each failover's
+/// move once (the second finds it done), and the one that wrote the move writes the timeline.
+public final class PlatformFollower {
+    public let store: PlatformStore
+    /// What the store does not hold: control nodes, fabric templates, failover servers.
+    public let base: PlatformDefinition
+    let platform: any FollowingPlatform
+    /// The store revision the control nodes run.
+    public private(set) var revision: UInt64
+    /// What the follower did, a line each.
+    public private(set) var log: [String] = []
+    /// How long a failover's timeline waits for its last step before it is written as it is.
+    public var timelineWait: Duration = .seconds(5)
+    struct Key: Hashable {
+        var failed: UInt32
+        var spare: UInt32
+        var since: UInt64
+    }
+    struct Written {
+        var personality: String?
+        var timelineDone: Bool
+        var since: ContinuousClock.Instant
+    }
+    var written: [Key: Written] = [:]
+    var deferredAt: UInt64 = 0
+    var lastError: String?
+
+    /// A follower for `platform`, which runs store revision `revision`.
+    public init(store: PlatformStore, base: PlatformDefinition, platform: any FollowingPlatform, revision: UInt64) {
+        self.store = store
+        self.base = base
+        self.platform = platform
+        self.revision = revision
+    }
+
+    /// One round (see the type's description). Returns the lines it added to ``log``.
+    @discardableResult
+    public func poll() -> [String] {
+        let before = log.count
+        recordFailovers()
+        follow()
+        return Array(log[before...])
+    }
+
+    func recordFailovers() {
+        for f in platform.failoverRecords() {
+            let key = Key(failed: f.failed, spare: f.spare, since: f.silentSince)
+            var w: Written
+            if let have = written[key] {
+                w = have
+            } else {
+                let host = platform.failoverServers.first { $0.virtualNodes.contains(f.spare) }?.name
+                do {
+                    if let m = try store.recordFailoverMove(f, spareHost: host) {
+                        log.append("failover of node \(f.failed) to node \(f.spare) written to the store: personality \(m.personality.name) moved, node \(f.failed) fenced")
+                        w = Written(personality: m.personality.name, timelineDone: false, since: .now)
+                    } else {
+                        w = Written(personality: nil, timelineDone: true, since: .now)
+                    }
+                } catch {
+                    log.append("cannot write the failover of node \(f.failed) to node \(f.spare) into the store: \(error)")
+                    w = Written(personality: nil, timelineDone: true, since: .now)
+                }
+            }
+            if let name = w.personality, !w.timelineDone,
+               f.time(of: .firstPacketServed) != nil || w.since.duration(to: .now) > timelineWait {
+                do {
+                    try store.recordFailoverTimeline(f, personality: name)
+                    log.append("failover of node \(f.failed) to node \(f.spare): timeline written (" + f.timeline.joined(separator: ", ") + ")")
+                } catch {
+                    log.append("cannot write the timeline of the failover of node \(f.failed): \(error)")
+                }
+                w.timelineDone = true
+            }
+            written[key] = w
+        }
+    }
+
+    func follow() {
+        do {
+            guard try store.revision() > revision else { return }
+            let (d, macs) = try store.definition(over: base)
+            let results = try platform.adopt(d, macs: macs)
+            if let why = results.lazy.compactMap({ r -> String? in if case .deferred(let w) = r { w } else { nil } }).first {
+                if deferredAt != d.revision {
+                    deferredAt = d.revision
+                    log.append("store revision \(d.revision) deferred: \(why)")
+                }
+                return
+            }
+            revision = d.revision
+            log.append("store revision \(d.revision): " + results.map(\.description).joined(separator: "; "))
+        } catch {
+            let line = "cannot follow the store: \(error)"
+            if line != lastError { log.append(line) }
+            lastError = line
+            return
+        }
+        lastError = nil
+    }
+}
+extension LANPlatform: FollowingPlatform {}

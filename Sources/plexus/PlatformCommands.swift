@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PlexusCore
 import PlexusLAN
+import PlexusPlatform
 import PlexusRCLAN
 
 // `plexus control` and `plexus node`: the two kinds of node as processes of their own
@@ -57,11 +58,22 @@ struct ControlNode: ParsableCommand {
             same MACs. Two control nodes on one host share one state directory (it is locked \
             while it is read and written).
 
+            With --store, the PANs and personalities come from the platform store in --state \
+            (<state>/platform.sqlite, as `plexus api serve --state` keeps it) instead of the \
+            file's vlans, spares, addresses and workloads; the file still gives the control \
+            nodes, the fabric addresses, the MTU and the failover servers. The control node then \
+            follows the store while it runs: a change made through the API (a NIC attached, an \
+            address bound, a workload set, a personality migrated or removed, a processor added \
+            or returned) reaches the running nodes within about 50 ms, and every failover it \
+            carries out is written to the store (the personality moves, the failed node is \
+            fenced, the timeline goes to the event log).
+
             The node runs until SIGINT or SIGTERM, printing registrations and refusals as they \
             happen, then prints its counters. Run it inside a network namespace with `ip netns \
             exec NS plexus control ...` when the fabric addresses live there.
 
             Example: plexus control --platform platform.json --index 0 --state /var/lib/plexus
+                     plexus control --platform platform.json --index 1 --state /var/lib/plexus --store
             """)
 
     @Option(help: "The platform definition (JSON; see docs/virtual-lan.md).")
@@ -70,8 +82,11 @@ struct ControlNode: ParsableCommand {
     @Option(help: "Which control node this is: 0 (the first in controlNodes) or 1.")
     var index: Int = 0
 
-    @Option(help: "The state directory (MAC counter and NIC list).")
+    @Option(help: "The state directory (MAC counter and NIC list; the platform store with --store; the consoles).")
     var state: String = "/var/lib/plexus"
+
+    @Flag(help: "Take PANs and personalities from the platform store in --state, follow its changes, and write failovers to it.")
+    var store = false
 
     @Option(help: "Stop by itself after this many seconds (0: run until SIGINT or SIGTERM).")
     var seconds: Double = 0
@@ -86,7 +101,16 @@ struct ControlNode: ParsableCommand {
     func run() throws {
         let d = try loadDefinition(platform)
         let me = d.controlNodes[index]
-        let plan = try PlanStore.resolve(d, stateDirectory: state)
+        var platformStore: PlatformStore?
+        let plan: LANPlan
+        if store {
+            let s = try PlatformStore(path: state + "/platform.sqlite", serial: d.serial)
+            let (fromStore, macs) = try s.definition(over: d)
+            plan = try fromStore.plan(nics: fromStore.nics(known: macs, allocator: MACAllocator(serial: d.serial, stateFile: state + "/mac-counter")))
+            platformStore = s
+        } else {
+            plan = try PlanStore.resolve(d, stateDirectory: state)
+        }
         let signals = blockStopSignals()
         let config = try d.engineConfiguration(node: me)
         let layerConfiguration = RCLANConfiguration()
@@ -106,7 +130,7 @@ struct ControlNode: ParsableCommand {
             try server.openManagementRVIs(control: k, layer: layer)
         }
         print("plexus control: control node \(me) (index \(index) of \(d.controlNodes.count)) on fabric A \(config.fabricA), fabric B \(config.fabricB)")
-        print("  state \(state): \(plan.nics.count) NICs")
+        print("  state \(state): \(plan.nics.count) NICs" + (platformStore != nil ? " from the platform store (revision \(plan.revision)), followed" : ""))
         for v in Set(plan.nics.map(\.vlan)).sorted() {
             let members = plan.nics.filter { $0.vlan == v }.map { "node \($0.node) \($0.mac)" }
             print("  \(v): \(members.joined(separator: ", "))")
@@ -125,9 +149,13 @@ struct ControlNode: ParsableCommand {
             shown += lines.count
             fflush(nil)
         }
+        let follower = platformStore.map { PlatformFollower(store: $0, base: d, platform: RunningControl(thread: t, base: d, plan: plan, macState: state + "/mac-counter"), revision: plan.revision) }
         var stopSignal: Int32?
         while stopSignal == nil {
-            stopSignal = waitForSignal(signals, milliseconds: 200)
+            stopSignal = waitForSignal(signals, milliseconds: follower == nil ? 200 : 25)
+            if let follower {
+                for line in follower.poll() { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] store: \(line)") }
+            }
             showLog()
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
         }
@@ -138,6 +166,37 @@ struct ControlNode: ParsableCommand {
                 + "\(s.arpRefused) refused; \(s.malformed) malformed; \(s.table.refusals.values.reduce(0, +)) refused by the table"
         }
         print("control node \(me) stopping\(stopSignal.map { " on signal \($0)" } ?? ""): \(summary)")
+    }
+}
+
+/// The control node of this process, as the platform store's follower sees it.
+final class RunningControl: FollowingPlatform {
+    let thread: EngineThread
+    let base: PlatformDefinition
+    let macState: String
+    var plan: LANPlan
+    init(thread: EngineThread, base: PlatformDefinition, plan: LANPlan, macState: String) {
+        self.thread = thread
+        self.base = base
+        self.plan = plan
+        self.macState = macState
+    }
+    var failoverServers: [FailoverServer] { base.failoverServers }
+
+    func adopt(_ definition: PlatformDefinition, macs: [VirtualNICBinding]) throws -> [PlanAdoption] {
+        var next = try definition.plan(nics: definition.nics(known: macs, allocator: MACAllocator(serial: base.serial, stateFile: macState)))
+        next.controls = plan.controls
+        let offered = next
+        let result = try thread.runAndWait { e -> PlanAdoption in
+            guard let layer = RCLAN.on(e), let server = layer.delegate as? VirtualLANServer else { return .refused("no server") }
+            return server.adopt(offered, layer: layer)
+        }
+        if case .adopted = result { plan = next }
+        return [result]
+    }
+
+    func failoverRecords() -> [FailoverRecord] {
+        (try? thread.runAndWait { e -> [FailoverRecord] in (RCLAN.on(e)?.delegate as? VirtualLANServer)?.failovers ?? [] }) ?? []
     }
 }
 
@@ -233,6 +292,7 @@ struct ProcessingNode: ParsableCommand {
             eth.tapBackend = tap
             eth.onConfigured = { c in personalities.arrived(n, c) }
             eth.onFenced = { personalities.fenced(n) }
+            eth.onReconfigured = { old, new in personalities.reconfigured(n, from: old, to: new) }
             return (try? RCLAN(configuration: RCLANConfiguration(), delegate: eth)) ?? IdleDriver()
         }
         personalities.attach(n, t)

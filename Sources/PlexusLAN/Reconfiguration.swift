@@ -1,0 +1,321 @@
+import Glibc
+import PlexusCore
+import PlexusRCLAN
+
+// Changing a running platform ("Management logic", "Cluster Management Logic" of seed 004): the
+// administrator's definition changes (a NIC attached, an address bound, a workload set, a
+// personality migrated by hand or removed, a processor added to the pool or returned to it) and
+// the control nodes carry the change into the running virtual LANs without stopping anything.
+//
+// The definition comes as a new ``LANPlan`` of a higher ``LANPlan/revision``. Each control node
+// adopts it alone (``VirtualLANServer/adopt(_:layer:)``): it brings its switching table in line
+// (attach, detach, move: the NICs that stay keep their multicast groups, listeners and ARP
+// bindings), opens management RVIs to nodes it did not know, and sends every node whose
+// configuration changed its new configuration, of the new revision. Both control nodes send the
+// same configuration; the node applies the first and ignores the second (same revision). A node
+// applies a change in place (``VirtualEthernet``): NICs and their TAP devices come and go, direct
+// RVIs open to new peers and close to peers that left, and the embedding program is told
+// (``VirtualEthernet/onReconfigured``) to change addresses and workload. A configuration with no
+// NICs releases the node to the free pool: it drops its personality and waits as a spare.
+
+/// What a running control node did with a plan it was offered.
+public enum PlanAdoption: Sendable, Hashable, CustomStringConvertible {
+    /// Adopted: these nodes were sent a new configuration (or released).
+    case adopted(reconfigured: [UInt32])
+    /// Not newer than the plan it runs: nothing to do.
+    case stale
+    /// Not now: the plan does not yet know of a failover this control node carried out (it
+    /// would give the failed node its personality back). Offer the next revision, written
+    /// after the failover, again.
+    case deferred(String)
+    /// Never: the plan cannot be switched (a MAC on two NICs), or this server runs no plan.
+    case refused(String)
+
+    public var description: String {
+        switch self {
+        case .adopted(let nodes): nodes.isEmpty ? "adopted (no node changed)" : "adopted: nodes \(nodes.map(String.init).joined(separator: ", ")) reconfigured"
+        case .stale: "stale (not newer than the running plan)"
+        case .deferred(let why): "deferred: \(why)"
+        case .refused(let why): "refused: \(why)"
+        }
+    }
+}
+
+extension VirtualLANServer {
+    /// Adopts `new`, a later revision of the plan this control node runs, while it runs: see
+    /// the top of this file. Call on the server's engine thread.
+    public func adopt(_ new: LANPlan, layer: RCLAN) -> PlanAdoption {
+        guard let old = plan else { return .refused("this server runs no plan") }
+        guard new.revision > old.revision else { return .stale }
+        do {
+            _ = try new.table()
+        } catch {
+            return .refused(error.message)
+        }
+        // A failover this control node carried out that the plan does not know yet: the plan
+        // still gives the failed node the personality that moved.
+        let placed = Dictionary(new.nics.map { ($0.mac, $0.node) }, uniquingKeysWith: { a, _ in a })
+        for i in failovers.indices where !failovers[i].acknowledged {
+            if failovers[i].nics.contains(where: { placed[$0.mac] == failovers[i].failed }) {
+                return .deferred("it gives node \(failovers[i].failed) back the personality that moved to node \(failovers[i].spare) (a failover not yet in the administrator's definition)")
+            }
+            failovers[i].acknowledged = true
+        }
+        // Nodes the control node did not know: their management RVIs, so that they register.
+        for n in new.nodes where nodeRVI[n.node] == nil {
+            let path = RVIPath(localA: VINumbering.managementAtControl(node: n.node),
+                               localB: VINumbering.managementAtControl(node: n.node),
+                               peerA: n.fabricA, peerB: n.fabricB,
+                               remoteA: VINumbering.managementAtNode(control: controlIndex),
+                               remoteB: VINumbering.managementAtNode(control: controlIndex))
+            do {
+                attachNode(n.node, rvi: try layer.open(path))
+                log.append("node \(n.node) added to the platform")
+            } catch {
+                log.append("node \(n.node) added, but no management RVI opens to it: \(error)")
+            }
+        }
+        // The table: NICs that left, NICs that came, NICs that moved to another node.
+        let before = Dictionary(old.nics.map { ($0.mac, $0) }, uniquingKeysWith: { a, _ in a })
+        let after = Dictionary(new.nics.map { ($0.mac, $0) }, uniquingKeysWith: { a, _ in a })
+        for (mac, nic) in before {
+            guard let now = after[mac], now.vlan == nic.vlan, now.promiscuousAllowed == nic.promiscuousAllowed else {
+                table.detach(mac)
+                continue
+            }
+            if now.node != nic.node { table.move(mac, to: now.node) }
+        }
+        for (mac, nic) in after where table.nics[mac] == nil { try? table.attach(nic) }  // cannot fail: checked above
+        // Fenced nodes that the definition holds as free or assigned again: the administrator
+        // returned them to the pool.
+        let assigned = Set(new.nics.map(\.node))
+        for n in fenced.sorted() where new.spares.contains(n) || assigned.contains(n) {
+            fenced.remove(n)
+            log.append("node \(n) returned to the free pool")
+        }
+        plan = new
+        // Each node whose configuration changed is told.
+        var told: [UInt32] = []
+        let everyone = Set(old.nodes.map(\.node)).union(new.nodes.map(\.node))
+        for n in everyone.sorted() where !fenced.contains(n) {
+            guard let rvi = nodeRVI[n] else { continue }
+            let was = try? old.configuration(for: n).get()
+            switch new.configuration(for: n) {
+            case .success(let c):
+                if let was, was.sameSetUp(as: c) { continue }
+                _ = try? layer.send(ControlMessage.configuration(c).encoded(), on: rvi)
+                announceListeners(to: n, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
+                standby.remove(n)
+                stranded.remove(n)
+                log.append("node \(n) reconfigured (plan revision \(new.revision)): "
+                           + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+            case .failure:
+                guard was != nil else { continue }
+                let release = NodeConfiguration(node: n, mtu: new.mtu, nics: [], peers: [], revision: new.revision)
+                _ = try? layer.send(ControlMessage.configuration(release).encoded(), on: rvi)
+                if new.waitsAsSpare(n) && silentSince[n] == nil { standby.insert(n) }
+                log.append("node \(n) released to the free pool (plan revision \(new.revision))")
+            }
+            told.append(n)
+        }
+        log.append("plan revision \(new.revision) adopted: \(new.nics.count) NICs, \(new.spares.count) spares"
+                   + (told.isEmpty ? "" : "; nodes \(told.map(String.init).joined(separator: ", ")) told"))
+        return .adopted(reconfigured: told)
+    }
+}
+
+extension VirtualEthernet {
+    /// Gives this node NIC `nic` (and, with the TAP backend, its TAP device with the NIC's MAC).
+    func addNIC(_ nic: VirtualNICBinding, mtu: Int, layer: RCLAN) throws {
+        addNIC(nic.mac, vlan: nic.vlan)
+        guard tapBackend else { return }
+        let name = try attachTAP(named: LANPlatform.interface(vlan: nic.vlan), to: nic.mac, layer: layer)
+        try TAP.configure(name, mac: nic.mac, mtu: mtu)
+        interfaces[nic.mac] = name
+    }
+
+    /// Removes NIC `mac` (its TAP device closes: the kernel drops the interface and its
+    /// addresses).
+    func removeNIC(_ mac: MACAddress, layer: RCLAN) {
+        nics[mac] = nil
+        if let handle = taps.removeValue(forKey: mac) {
+            layer.engine.detachDevice(handle)
+            nicOfTap[handle] = nil
+        }
+        interfaces[mac] = nil
+        memberships[mac] = nil
+        promiscuousNICs.remove(mac)
+    }
+
+    /// Opens (or keeps) the direct RVI to peer `p` and maps its MACs to it.
+    func openPeer(_ p: NodeConfiguration.Peer, layer: RCLAN) throws {
+        let rvi: RVI
+        if let have = peerRVI[p.address.node] {
+            rvi = have
+        } else {
+            rvi = try layer.open(RVIPath(localA: p.localVI, localB: p.localVI, peerA: p.address.fabricA,
+                                         peerB: p.address.fabricB, remoteA: p.remoteVI, remoteB: p.remoteVI))
+            peerRVI[p.address.node] = rvi
+        }
+        for m in p.macs { addDirectPath(to: m, rvi: rvi) }
+    }
+
+    /// Drops the whole personality: direct RVIs, NICs and TAP devices.
+    func dropPersonality(layer: RCLAN) {
+        for (_, rvi) in peerRVI { layer.close(rvi) }
+        peerRVI = [:]
+        direct = [:]
+        unusable = unusable.filter { servers.contains($0) }
+        for mac in Array(nics.keys) { removeNIC(mac, layer: layer) }
+        tapsToCreate = []
+        listeners = [:]
+    }
+
+    /// Applies a configuration of a higher revision while the node runs: see the top of this
+    /// file.
+    func reconfigure(to c: NodeConfiguration, layer: RCLAN) {
+        guard let old = configuration else { return }
+        if c.nics.isEmpty {
+            dropPersonality(layer: layer)
+            configuration = nil
+            releasedAt = c.revision
+            registration = .standby
+            tookOver = false
+            events.append("released to the free pool (plan revision \(c.revision)): its NICs are gone; it waits as a spare")
+            onReconfigured?(old, nil)
+            return
+        }
+        configuration = c
+        // NICs: those that left (or changed VLAN) go first, so that a TAP name is free again.
+        let wanted = Dictionary(c.nics.map { ($0.mac, $0) }, uniquingKeysWith: { a, _ in a })
+        for (mac, vlan) in nics where wanted[mac]?.vlan != vlan { removeNIC(mac, layer: layer) }
+        tapsToCreate.removeAll { wanted[$0.mac] == nil }
+        for nic in c.nics where nics[nic.mac] == nil && !tapsToCreate.contains(where: { $0.mac == nic.mac }) {
+            do {
+                try addNIC(nic, mtu: c.mtu, layer: layer)
+            } catch {
+                // Most likely the device it replaces is still closing: tried again next turns.
+                nics[nic.mac] = nil
+                tapsToCreate.append(nic)
+                tapRetryDeadline = .now + .seconds(2)
+            }
+        }
+        // Peers: direct RVIs to nodes that no longer share a VLAN close; new ones open; every
+        // MAC maps to the node the plan says holds it now.
+        let peers = Set(c.peers.map(\.address.node))
+        for (n, rvi) in peerRVI where !peers.contains(n) {
+            layer.close(rvi)
+            unusable.remove(rvi)
+            peerRVI[n] = nil
+        }
+        direct = [:]
+        for p in c.peers {
+            do {
+                try openPeer(p, layer: layer)
+            } catch {
+                events.append("could not open a direct RVI to node \(p.address.node): \(error)")
+            }
+        }
+        events.append("reconfigured (plan revision \(c.revision)): " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+        if tapsToCreate.isEmpty { onReconfigured?(old, c) } else { pendingReconfiguration = old }
+    }
+
+    /// Creates the TAP devices that could not be created when the change came; once all exist,
+    /// the embedding program is told of the change.
+    func retryTAPs(layer: RCLAN) {
+        guard let c = configuration else {
+            tapsToCreate = []
+            return
+        }
+        var still: [VirtualNICBinding] = []
+        for nic in tapsToCreate {
+            do {
+                try addNIC(nic, mtu: c.mtu, layer: layer)
+            } catch {
+                nics[nic.mac] = nil
+                still.append(nic)
+            }
+        }
+        if !still.isEmpty, let deadline = tapRetryDeadline, ContinuousClock.now > deadline {
+            for nic in still {
+                registrationErrors.append("no TAP device for \(nic.mac) on \(nic.vlan) within 2 s")
+                events.append("reconfiguration: no TAP device for \(nic.mac) on \(nic.vlan) within 2 s; the NIC is left out")
+            }
+            still = []
+        }
+        tapsToCreate = still
+        if still.isEmpty, let old = pendingReconfiguration {
+            pendingReconfiguration = nil
+            onReconfigured?(old, c)
+        }
+    }
+}
+
+extension PlatformDefinition {
+    /// The plan for this definition, with the fabric addresses its templates give (the
+    /// processes' form, `plexus control`) and the NICs `nics` (MACs resolved).
+    public func plan(nics: [VirtualNICBinding]) throws(PlexusError) -> LANPlan {
+        var nodes: [NodeAddress] = []
+        for n in processingNodes { nodes.append(try PlanStore.address(self, n)) }
+        var plan = LANPlan(controls: try controlAddresses(), nodes: nodes, nics: nics, mtu: mtu)
+        apply(to: &plan)
+        return plan
+    }
+
+    /// The NICs of this definition with the MACs of `known` (the platform store's), any other
+    /// with a new MAC from `allocator`.
+    public func nics(known: [VirtualNICBinding], allocator: MACAllocator) throws(PlexusError) -> [VirtualNICBinding] {
+        var byKey: [NICKey: MACAddress] = [:]
+        for b in known { byKey[NICKey(node: b.node, vlan: b.vlan)] = b.mac }
+        return try nics(allocator: allocator, known: byKey)
+    }
+
+    /// This definition restricted to processing nodes `running` (the rest are dropped from its
+    /// VLANs, spares, addresses and workloads).
+    func restricted(to running: Set<Int>) -> PlatformDefinition {
+        var d = self
+        d.processingNodes = processingNodes.filter(running.contains)
+        d.vlans = vlans.mapValues { $0.filter(running.contains) }.filter { !$0.value.isEmpty }
+        d.promiscuousAllowed = promiscuousAllowed.mapValues { $0.filter(running.contains) }
+        d.spares = spares.filter(running.contains)
+        d.addresses = addresses.filter { running.contains($0.key) }
+        d.workloads = workloads.filter { running.contains($0.key) }
+        return d
+    }
+}
+
+extension LANPlatform {
+    /// Offers every running control node `new` (a later revision of the definition; MACs from
+    /// `macs`, others from ``macState``) while the platform runs (see the top of this file).
+    /// Only the processing nodes this process runs take part; the failover servers stay as
+    /// defined at start. Returns what each running control node did.
+    public func adopt(_ new: PlatformDefinition, macs: [VirtualNICBinding]) throws -> [PlanAdoption] {
+        let running = Set(plan.nodes.map { Int($0.node) })
+        var d = new.restricted(to: running)
+        d.failoverServers = definition.failoverServers
+        var next = plan
+        next.nics = try d.nics(known: macs, allocator: MACAllocator(serial: d.serial, stateFile: macState))
+        next.spares = []
+        next.addresses = [:]
+        next.workloads = [:]
+        d.apply(to: &next)
+        var results: [PlanAdoption] = []
+        for case let t? in controls {
+            let offered = next
+            results.append(try t.runAndWait { e -> PlanAdoption in
+                guard let layer = RCLAN.on(e), let server = layer.delegate as? VirtualLANServer else { return .refused("no server") }
+                return server.adopt(offered, layer: layer)
+            })
+        }
+        if results.contains(where: { if case .adopted = $0 { true } else { false } }) { plan = next }
+        return results
+    }
+
+    /// The failovers the running control nodes carried out.
+    public func failoverRecords() -> [FailoverRecord] {
+        controls.indices.flatMap { k in controls[k] == nil ? [] : failovers(k) }
+    }
+
+    /// The failover servers as defined at start.
+    public var failoverServers: [FailoverServer] { definition.failoverServers }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import PlexusCore
+import PlexusLAN
+import PlexusRCLAN
+import PlexusTestSupport
+import Testing
+
+@Suite("Changing a running platform: control nodes adopt a new plan revision", .serialized,
+       .enabled(if: ioUringAvailable, "needs io_uring"))
+struct ReconfigurationTests {
+    @Test("NICs attached and detached, a personality given to a spare, one migrated by hand and its old node released, stale and unswitchable plans turned away, a plan older than a failover deferred")
+    func adoptRevisions() throws {
+        let v10 = VLANID(10)!, v20 = VLANID(20)!
+        var d = PlatformDefinition(controlNodes: [71, 72], processingNodes: [73, 74, 75, 76], vlans: [v10: [73, 74]])
+        d.spares = [75, 76]
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try LANPlatform(d, macState: state)
+        defer { p.stop() }
+        let inbox = Inbox()
+        for n in 73...76 { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
+        let m73 = p.mac(node: 73, vlan: v10)!, m74 = p.mac(node: 74, vlan: v10)!
+        func adopted(_ r: [PlanAdoption]) -> Bool { r.count == 2 && r.allSatisfy { if case .adopted = $0 { true } else { false } } }
+
+        // Revision 1: node 74 gets a NIC on VLAN 20 and spare 75 a personality there.
+        var r1 = d
+        r1.vlans = [v10: [73, 74], v20: [74, 75]]
+        r1.spares = [76]
+        r1.revision = 1
+        #expect(adopted(try p.adopt(r1, macs: p.plan.nics)))
+        let m74b = p.mac(node: 74, vlan: v20)!, m75 = p.mac(node: 75, vlan: v20)!
+        #expect(waitUntil { (try? p.ethernet(75) { $0.registration == .configured && $0.nics == [m75: v20] }) ?? false })
+        #expect(waitUntil { (try? p.ethernet(74) { $0.nics == [m74: v10, m74b: v20] && $0.peerRVI[75] != nil }) ?? false })
+        #expect(try p.ethernet(74) { $0.conflictingConfigurations } == 0)
+        try transmit(p, from: 75, ethernet(m74b, m75, [1]), nic: m75)
+        #expect(waitUntil { inbox.frames.withLock { f in f.contains { $0.nic == m74b && $0.payload == [1] } } })
+        for k in 0..<2 { #expect(try p.server(k) { $0.table.nics[m75]?.node == 75 && $0.plan?.revision == 1 }) }
+
+        // Revision 2: node 73's personality migrated by hand to spare 76 (same MAC); node 73
+        // goes back to the pool; node 74's NIC on VLAN 20 is detached.
+        var r2 = r1
+        r2.vlans = [v10: [74, 76], v20: [75]]
+        r2.spares = [73]
+        r2.revision = 2
+        let moved = p.plan.nics.filter { $0.node != 73 && !($0.node == 74 && $0.vlan == v20) }
+            + [VirtualNICBinding(node: 76, mac: m73, vlan: v10)]
+        #expect(adopted(try p.adopt(r2, macs: moved)))
+        #expect(waitUntil { (try? p.ethernet(76) { $0.registration == .configured && $0.nics == [m73: v10] }) ?? false })
+        #expect(waitUntil { (try? p.ethernet(73) { $0.registration == .standby && $0.nics.isEmpty && $0.peerRVI.isEmpty }) ?? false })
+        #expect(waitUntil { (try? p.ethernet(74) { e in e.nics == [m74: v10] && e.direct[m73] == e.peerRVI[76] && e.peerRVI[73] == nil && e.peerRVI[75] == nil }) ?? false })
+        for k in 0..<2 {
+            #expect(try p.server(k) { s in s.table.nics[m73]?.node == 76 && s.table.nics[m74b] == nil && s.standby.contains(73) })
+        }
+        // Node 74 reaches the moved MAC at node 76, and frames from node 74's detached NIC are refused.
+        try transmit(p, from: 74, ethernet(m73, m74, [2]), nic: m74)
+        #expect(waitUntil { inbox.frames.withLock { f in f.contains { $0.nic == m73 && $0.payload == [2] } } })
+        #expect(throws: (any Error).self) { try transmit(p, from: 74, ethernet(m75, m74b, [3]), nic: m74b) }
+
+        // An older revision changes nothing; a plan with one MAC on two NICs is refused.
+        #expect(try p.adopt(r1, macs: moved).allSatisfy { $0 == .stale })
+        var twice = r2
+        twice.revision = 3
+        let clash = moved.map { $0.node == 75 ? VirtualNICBinding(node: 75, mac: m74, vlan: v20) : $0 }
+        #expect(try p.adopt(twice, macs: clash).allSatisfy { if case .refused = $0 { true } else { false } })
+
+        // Node 76 fails and spare 73 takes its personality: a plan written before that
+        // failover (it still puts the MAC on node 76) is deferred; the one after it is adopted.
+        p.kill(node: 76)
+        #expect(waitUntil(seconds: 5) { p.failovers(0).count == 1 && p.failovers(1).count == 1 })
+        #expect(p.failovers(0).first?.spare == 73)
+        var stale = r2
+        stale.revision = 4
+        #expect(try p.adopt(stale, macs: moved).allSatisfy { if case .deferred = $0 { true } else { false } })
+        var after = r2
+        after.vlans = [v10: [73, 74], v20: [75]]
+        after.spares = []
+        after.revision = 5
+        let afterMACs = moved.map { $0.mac == m73 ? VirtualNICBinding(node: 73, mac: m73, vlan: v10) : $0 }
+        #expect(adopted(try p.adopt(after, macs: afterMACs)))
+        #expect(try p.ethernet(73) { $0.registration == .configured && $0.nics == [m73: v10] && $0.conflictingConfigurations == 0 })
+        print("reconfiguration (in-process): revisions 1, 2, 5 adopted by both control nodes; stale, clashing and pre-failover plans turned away")
+    }
+}
