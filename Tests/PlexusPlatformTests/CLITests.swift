@@ -130,4 +130,71 @@ struct CLITests {
         #expect(bad.status != 0 && bad.output.contains("--since"), "\(bad.output)")
         _ = server
     }
+
+    @Test("processes following the store: two `plexus control --store` and three `plexus node` processes; `plexus` commands change the running platform (an alias, a migration by hand); a kill -9 failover is written to the store and shown by `plexus personality show` and `plexus events`",
+          .enabled(if: NamespaceFabric.unavailableReason == nil && FileManager.default.fileExists(atPath: "/dev/net/tun"),
+                   "needs root, iproute2 and /dev/net/tun (CI runs as root)"))
+    func controlProcessesFollowTheStore() throws {
+        let exe = try #require(plexusExecutable, "the plexus executable was not built next to the tests (run swift build first)")
+        let fabric = try NamespaceFabric(nodes: 5, linkMTU: 65535)
+        defer { fabric.teardown() }
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-live-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        try Data("served by web\n".utf8).write(to: URL(fileURLWithPath: state + "/index.html"))
+        let platform = state + "/platform.json"
+        try Data(#"{ "controlNodes": [1, 2], "processingNodes": [3, 4, 5], "vlans": {}, "fabricA": "198.18.1.{node}:7000", "fabricB": "198.18.2.{node}:7000", "pathMTU": 65535 }"#.utf8)
+            .write(to: URL(fileURLWithPath: platform))
+        defer {
+            _ = NamespaceFabric.execute(["pkill", "-9", "-f", state])  // a killed node's orphaned workload
+            try? FileManager.default.removeItem(atPath: state)
+        }
+        let (server, api) = try serve(exe, state: state)
+        defer { server.process.terminate() }
+        func admin(_ args: String...) {
+            let r = plexus(exe, args, api: api, state: state)
+            #expect(r.status == 0, "plexus \(args.joined(separator: " ")): \(r.output)")
+        }
+        admin("pool", "add", "3", "4", "5")
+        admin("pan", "create", "shop")
+        admin("pan", "add-vlan", "shop", "10")
+        admin("pan", "add-processor", "shop", "--name", "client", "--node", "3")
+        admin("personality", "attach-nic", "client", "10")
+        admin("personality", "bind-ip", "client", "10", "10.10.0.3/24")
+        admin("pan", "add-processor", "shop", "--name", "web", "--node", "4")
+        admin("personality", "attach-nic", "web", "10")
+        admin("personality", "bind-ip", "web", "10", "10.10.0.4/24")
+        admin("personality", "set-workload", "web", try FailoverDrill.webService(address: "0.0.0.0", directory: state))
+
+        func spawn(_ n: Int, _ args: [String]) throws -> WatchedProcess {
+            try WatchedProcess(["ip", "netns", "exec", fabric.namespace(n), exe] + args)
+        }
+        let c1 = try spawn(1, ["control", "--platform", platform, "--index", "0", "--state", state, "--store"])
+        let c2 = try spawn(2, ["control", "--platform", platform, "--index", "1", "--state", state, "--store"])
+        let nodes = try [3, 4, 5].map { try spawn($0, ["node", "--platform", platform, "--node", "\($0)"]) }
+        for p in [c1, c2] + nodes { #expect(p.waitFor("ready"), "\(p.output)") }
+        #expect(nodes[2].output.contains("standby"), "\(nodes[2].output)")
+        func fetch() -> String { fabric.execute(in: 3, ["curl", "-s", "--max-time", "1", "http://10.10.0.4:8080/"]).output }
+        func ping(_ ip: String) -> Bool { fabric.execute(in: 3, ["ping", "-c", "1", "-W", "1", ip]).status == 0 }
+        #expect(waitUntil(seconds: 10) { fetch() == "served by web\n" }, "node 4 serves: \(fetch())")
+
+        // Changes through the API reach the running processes.
+        admin("personality", "bind-ip", "web", "10", "10.10.0.40/24")
+        #expect(waitUntil(seconds: 10) { ping("10.10.0.40") }, "\(c1.output)")
+        admin("personality", "migrate", "web", "--to", "5")
+        #expect(nodes[1].waitFor("released to the free pool", seconds: 10), "\(nodes[1].output)")
+        #expect(waitUntil(seconds: 10) { fetch() == "served by web\n" && ping("10.10.0.40") }, "node 5 serves: \(fetch())")
+
+        // kill -9 of node 5's process: both control processes move web to node 4 (free again)
+        // and the store records it.
+        nodes[2].process.kill()
+        #expect(c1.waitFor("moved to spare node 4", seconds: 10), "\(c1.output)")
+        #expect(waitUntil(seconds: 10) { fetch() == "served by web\n" }, "node 4 serves again: \(fetch())")
+        #expect(waitUntil(seconds: 10) { plexus(exe, ["personality", "show", "web"], api: api, state: state).output.contains("node: 4") })
+        #expect(waitUntil(seconds: 10) { plexus(exe, ["events"], api: api, state: state).output.contains("node 5 → spare node 4") },
+                "\(plexus(exe, ["events"], api: api, state: state).output)")
+        let pool = plexus(exe, ["pool", "list"], api: api, state: state).output
+        #expect(pool.contains("fenced"), "\(pool)")
+        print("plexus control --store: alias and migration carried into running processes; failover 5 → 4 written to the store; "
+              + (c1.output.split(separator: "\n").filter { $0.contains("store:") }.joined(separator: " | ")))
+    }
 }
