@@ -64,7 +64,7 @@ struct ControlNode: ParsableCommand {
             nodes, the fabric addresses, the MTU and the failover servers. The control node then \
             follows the store while it runs: a change made through the API (a NIC attached, an \
             address bound, a workload set, a personality migrated or removed, a processor added \
-            or returned) reaches the running nodes within about 50 ms, and every failover it \
+            or returned) reaches the running nodes at the next round (every 25 ms), and every failover it \
             carries out is written to the store (the personality moves, the failed node is \
             fenced, the timeline goes to the event log).
 
