@@ -70,6 +70,35 @@ struct FailoverTests {
         print("failover (in-process): node 54 killed, detected after \(String(format: "%.1f", detectedMs)) ms; timeline \(f.timeline.joined(separator: ", "))")
     }
 
+    @Test("a spare that dies right after it was chosen: it holds the personality now, so its silence is a failure too, and the personality moves on to the next spare")
+    func spareDiesAfterChosen() throws {
+        let v10 = VLANID(10)!
+        var d = PlatformDefinition(controlNodes: [81, 82], processingNodes: [83, 84, 85, 86], vlans: [v10: [83, 84]])
+        d.spares = [85, 86]
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try LANPlatform(d, macState: state)
+        defer { p.stop() }
+        let m84 = p.mac(node: 84, vlan: v10)!, m83 = p.mac(node: 83, vlan: v10)!
+        p.kill(node: 84)
+        #expect(waitUntil(seconds: 5) { p.failovers(0).count == 1 && p.failovers(1).count == 1 })
+        #expect(p.failovers(0).first?.spare == 85)
+        p.kill(node: 85)  // before it answers for long: its take-over may be half done
+        #expect(waitUntil(seconds: 5) { p.failovers(0).count == 2 && p.failovers(1).count == 2 })
+        for k in 0..<2 {
+            let f = p.failovers(k)
+            #expect(f.map { "\($0.failed)→\($0.spare)" } == ["84→85", "85→86"])
+            #expect(try p.server(k) { s in s.table.nics[m84]?.node == 86 && s.fenced == [84, 85] })
+        }
+        #expect(waitUntil { (try? p.ethernet(86) { $0.registration == .configured && $0.nics == [m84: v10] }) ?? false })
+        let inbox = Inbox()
+        try p.ethernet(86) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } }
+        #expect(waitUntil { (try? p.ethernet(83) { e in e.direct[m84] != nil && e.direct[m84] == e.peerRVI[86] }) ?? false })
+        try transmit(p, from: 83, ethernet(m84, m83, [7]), nic: m83)
+        #expect(waitUntil { inbox.frames.withLock { f in f.contains { $0.nic == m84 && $0.payload == [7] } } })
+        print("failover of a failed spare: " + p.failovers(0).map { "\($0.failed) → \($0.spare) (" + $0.timeline.joined(separator: ", ") + ")" }.joined(separator: "; "))
+    }
+
     @Test("with no spare in the pool the personality waits where it is, and the control node says so once")
     func noSpare() throws {
         let v10 = VLANID(10)!
