@@ -330,14 +330,18 @@ public struct LoadRule: Sendable, Hashable {
 public struct ProcessorTemplate: Sendable, Hashable {
     public var vlans: [Int]
     public var workload: String?
+    /// Per template VLAN, the addresses a new processor may take: it is given the first one of
+    /// the range that no personality holds on that VLAN.
+    public var addresses: [Int: AddressRange]
 
-    public init(vlans: [Int] = [], workload: String? = nil) {
+    public init(vlans: [Int] = [], workload: String? = nil, addresses: [Int: AddressRange] = [:]) {
         self.vlans = vlans
         self.workload = workload
+        self.addresses = addresses
     }
 
     init(parsing value: JSONValue, path: String) throws {
-        let o = try RulesObject(value, path: path, allowed: ["vlans", "workload"])
+        let o = try RulesObject(value, path: path, allowed: ["vlans", "workload", "addresses"])
         vlans = []
         for (i, v) in try o.optionalArray("vlans").enumerated() {
             guard case .int(let vlan) = v, (1...4094).contains(vlan) else {
@@ -350,7 +354,69 @@ public struct ProcessorTemplate: Sendable, Hashable {
         if let w = workload, w.trimmingCharacters(in: .whitespaces).isEmpty {
             throw AgentRulesError(field: o.field("workload"), "empty (leave it out for no workload)")
         }
+        addresses = [:]
+        switch o.optionalValue("addresses") {
+        case nil: break
+        case .object(let ranges)?:
+            for (key, v) in ranges.sorted(by: { $0.key < $1.key }) {
+                let field = o.field("addresses") + "." + key
+                guard let vlan = Int(key), vlans.contains(vlan) else {
+                    throw AgentRulesError(field: field, "not one of the template's VLANs (\(vlans.map(String.init).joined(separator: ", ")))")
+                }
+                guard case .string(let text) = v else { throw AgentRulesError(field: field, "must be a string such as \"10.10.0.100-10.10.0.199/24\"") }
+                guard let range = AddressRange(text) else {
+                    throw AgentRulesError(field: field, "\"\(text)\" is not first-last/len (such as 10.10.0.100-10.10.0.199/24, first ≤ last, in one /len)")
+                }
+                addresses[vlan] = range
+            }
+        case _?:
+            throw AgentRulesError(field: o.field("addresses"), "must be an object of VLAN → \"first-last/len\"")
+        }
     }
+}
+
+/// A range of IPv4 host addresses in one subnet, `first-last/len` (`10.10.0.100-10.10.0.199/24`).
+public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
+    public var first: UInt32
+    public var last: UInt32
+    public var prefix: Int
+
+    public init?(_ text: String) {
+        let slash = text.split(separator: "/", omittingEmptySubsequences: false)
+        let ends = slash.first.map { $0.split(separator: "-", omittingEmptySubsequences: false) } ?? []
+        guard slash.count == 2, ends.count == 2, let len = Int(slash[1]), (1...32).contains(len),
+              let a = Self.parse(ends[0]), let b = Self.parse(ends[1]), a <= b else { return nil }
+        let mask: UInt32 = len == 32 ? .max : ~(UInt32.max >> UInt32(len))
+        guard a & mask == b & mask else { return nil }
+        first = a
+        last = b
+        prefix = len
+    }
+
+    static func parse(_ s: Substring) -> UInt32? {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var v: UInt32 = 0
+        for p in parts {
+            guard p.count <= 3, let o = UInt32(p), o <= 255 else { return nil }
+            v = v << 8 | o
+        }
+        return v
+    }
+
+    static func text(_ v: UInt32) -> String { "\(v >> 24).\(v >> 16 & 255).\(v >> 8 & 255).\(v & 255)" }
+
+    /// The first address of the range not in `taken` (host parts, as `a.b.c.d`), as `a.b.c.d/len`.
+    public func firstFree(excluding taken: Set<String>) -> String? {
+        var v = first
+        while true {
+            if !taken.contains(Self.text(v)) { return Self.text(v) + "/\(prefix)" }
+            if v == last { return nil }
+            v += 1
+        }
+    }
+
+    public var description: String { "\(Self.text(first))-\(Self.text(last))/\(prefix)" }
 }
 
 /// One JSON object of the rules file, read field by field so that every error names its field.
@@ -778,6 +844,8 @@ public actor ReconfigurationAgent {
         struct AddBody: Encodable, Sendable { var name: String }
         struct NICBody: Encodable, Sendable { var vlan: Int }
         struct WorkloadBody: Encodable, Sendable { var command: String }
+        struct IPBody: Encodable, Sendable { var vlan: Int; var address: String }
+        var bound: [String] = []
         let added: Personality
         do throws(APIRefusal) {
             added = try await client.call("POST", "/v1/pans/\(ManagementClient.escape(rule.pan))/processors",
@@ -798,6 +866,17 @@ public actor ReconfigurationAgent {
             for vlan in rule.template.vlans {
                 step = "attaching a NIC on VLAN \(vlan)"
                 _ = try await client.call("POST", path + "/nics", NICBody(vlan: vlan), as: Personality.self)
+            }
+            for (vlan, range) in rule.template.addresses.sorted(by: { $0.key < $1.key }) {
+                step = "binding an address of \(range) on VLAN \(vlan)"
+                let everyone = try await client.call("GET", "/v1/personalities", as: [Personality].self)
+                let taken = Set(everyone.flatMap { $0.ips.filter { $0.vlan == vlan }.map { String($0.address.prefix { $0 != "/" }) } })
+                guard let address = range.firstFree(excluding: taken) else {
+                    throw APIRefusal(status: 409, kind: "conflict", field: "addresses",
+                                     message: "every address of \(range) on VLAN \(vlan) is taken")
+                }
+                _ = try await client.call("POST", path + "/ips", IPBody(vlan: vlan, address: address), as: Personality.self)
+                bound.append("\(address) on VLAN \(vlan)")
             }
             if let command = rule.template.workload {
                 step = "setting the workload"
@@ -825,6 +904,7 @@ public actor ReconfigurationAgent {
         }
         actions.append(AgentAction(.added, pan: rule.pan, personality: name, node: added.node,
                                    "node \(added.node.map(String.init) ?? "-"), \(nics)"
+                                   + (bound.isEmpty ? "" : ", " + bound.joined(separator: ", "))
                                    + (rule.template.workload.map { ", workload `\($0)`" } ?? "")))
         return true
     }

@@ -14,7 +14,7 @@ struct AgentCommand: ParsableCommand {
             --token-file): it never opens the store. Every --interval seconds (one step with \
             --once) it reads each PAN of its rules, decides how many processors the PAN should \
             have, and adds processors from the free pool (named <pan>-agent-<n>, given a NIC on \
-            each template VLAN and the template's workload) or removes its own, newest first. It \
+            each template VLAN, an address from each template range, and the template's workload) or removes its own, newest first. It \
             never removes a personality it did not make. A refused request (the free pool is \
             empty, no such PAN, the API down) is printed and tried again at the next step; a \
             processor whose template is refused is removed again.
@@ -26,7 +26,8 @@ struct AgentCommand: ParsableCommand {
                 "schedule": [{"from": "08:00", "to": "18:00", "processors": 3},
                              {"from": "22:00", "to": "02:00", "processors": 2}],
                 "load": {"file": "/proc/loadavg", "high": 4.0, "low": 1.0, "step": 1},
-                "template": {"vlans": [10], "workload": "python3 -m http.server 8080"}
+                "template": {"vlans": [10], "addresses": {"10": "10.10.0.100-10.10.0.199/24"},
+                             "workload": "python3 -m http.server 8080"}
               }]}
 
               pan        the PAN (it must exist)
@@ -39,7 +40,9 @@ struct AgentCommand: ParsableCommand {
                          first number in the file or the command's output is
                          the load; above high +step, below low -step (step 1
                          by default)
-              template   optional; a NIC (a new MAC) on each of "vlans", and
+              template   optional; a NIC (a new MAC) on each of "vlans"; per
+                         VLAN in "addresses", the first address of the range
+                         first-last/len that no personality holds there; and
                          "workload", the command the processor runs
 
             The count wanted is the baseline plus the load's adjustment. The \

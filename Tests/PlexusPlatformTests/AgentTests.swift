@@ -455,6 +455,39 @@ struct AgentTests {
         }
     }
 
+    @Test("template addresses: each new processor gets the first free address of the range (skipping one an administrator bound); an exhausted range is refused and rolled back; a bad range names its field")
+    func templateAddresses() async throws {
+        #expect(AddressRange("10.10.0.100-10.10.0.102/24")?.firstFree(excluding: ["10.10.0.100"]) == "10.10.0.101/24")
+        #expect(AddressRange("10.10.0.9-10.10.1.2/24") == nil && AddressRange("10.10.0.9-10.10.0.2/24") == nil
+                && AddressRange("10.10.0.9/24") == nil && AddressRange("10.10.0.1-10.10.0.300/24") == nil)
+        for (json, field) in [(#"{"vlans": [10], "addresses": {"11": "10.10.0.1-10.10.0.2/24"}}"#, "template.addresses.11"),
+                              (#"{"vlans": [10], "addresses": {"10": "10.10.0.1/24"}}"#, "template.addresses.10"),
+                              (#"{"vlans": [10], "addresses": ["10.10.0.1-10.10.0.2/24"]}"#, "template.addresses")] {
+            let rules = #"{"pans": [{"pan": "shop", "min": 1, "max": 2, "template": \#(json)}]}"#
+            #expect(throws: AgentRulesError.self) { try AgentRules.parse(Data(rules.utf8)) }
+            do { _ = try AgentRules.parse(Data(rules.utf8)) } catch { #expect(error.field == "pans[0].\(field)", "\(error)") }
+        }
+        try await LiveAPI.with { api in
+            try await setUp(api, nodes: [1, 2, 3, 4])
+            // An address of the range the administrator already gave someone.
+            try await api.must("POST", "/v1/pans/shop/processors", #"{"name": "db", "node": 4}"#)
+            try await api.must("POST", "/v1/personalities/db/nics", #"{"vlan": 10}"#)
+            try await api.must("POST", "/v1/personalities/db/ips", #"{"vlan": 10, "address": "10.10.0.100/24"}"#)
+            let template = ProcessorTemplate(vlans: [10], addresses: [10: AddressRange("10.10.0.100-10.10.0.102/24")!])
+            let agent = ReconfigurationAgent(rules: AgentRules(pans: [PANRule(pan: "shop", min: 4, max: 4, template: template)]),
+                                             client: api.client, timeZone: utc)
+            let actions = await agent.reconcile(now: at(12, 0))
+            #expect(kinds(actions) == ["added shop-agent-1", "added shop-agent-2", "rolled-back shop-agent-3"], "\(actions)")
+            #expect(try api.store.personality("shop-agent-1").ips.map(\.address) == ["10.10.0.101/24"])
+            #expect(try api.store.personality("shop-agent-2").ips.map(\.address) == ["10.10.0.102/24"])
+            #expect(actions.first?.message.contains("10.10.0.101/24 on VLAN 10") == true, "\(actions)")
+            #expect(actions.last?.refusal?.field == "addresses" && actions.last?.message.contains("every address of 10.10.0.100-10.10.0.102/24") == true,
+                    "\(actions)")
+            #expect(try members(api).sorted() == ["db", "shop-agent-1", "shop-agent-2"])
+            #expect(try api.store.processors().first { $0.node == 3 }?.state == .free)
+        }
+    }
+
     @Test("a rollback that fails is reported and retried at the next step until the personality is gone")
     func rollbackRetried() async throws {
         let refuseDeletes = Switch()
