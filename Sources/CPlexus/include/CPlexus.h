@@ -64,6 +64,11 @@ int plx_tap_open(const char *name, int vnet_header, char *actual);
 /// Sets interface `name`'s MAC address (6 bytes, if not NULL) and MTU (if > 0), then brings it
 /// up, in the calling thread's network namespace. Returns 0 or an errno value.
 int plx_if_configure(const char *name, const unsigned char *mac, int mtu);
+/// Writes `count` ICMP echo requests (from `peer_ip`, to the TAP's own `tap_ip` and MAC
+/// `tap_mac`; host byte order) into TAP `fd` (opened without a virtio header), 1 ms apart, and
+/// stores in `samples` the nanoseconds from each write to reading the kernel's echo reply
+/// (spinning on a non-blocking read). Returns the samples taken, or -errno.
+int plx_tap_echo_probe(int fd, const unsigned char *tap_mac, uint32_t tap_ip, uint32_t peer_ip, int count, uint64_t *samples);
 /// An interface's flags (SIOCGIFFLAGS) in the calling thread's network namespace, or -errno.
 int plx_if_flags(const char *name);
 static const int plx_IFF_PROMISC = 0x100;
