@@ -41,7 +41,9 @@ add("rvi-loss-5", "rvi-loss 5 % on leg A (÷ lossless run)", None, "≥ 0.80",
 
 add("vlan-tcp", "vlan-tcp: iperf3 TCP over the virtual LAN (÷ veth pair)", None, "≥ 0.30",
     lambda r: f'{r["plexus"]["gbits_per_s"]:.2f} Gbit/s vs veth {r["baseline"]["veth"]["gbits_per_s"]:.2f} Gbit/s')
-vping = lambda r: f'p50 {r["plexus"]["p50_us"]:.1f} µs, p99 {r["plexus"]["p99_us"]:.1f} µs vs veth p50 {r["baseline"]["veth"]["p50_us"]:.1f} µs, p99 {r["baseline"]["veth"]["p99_us"]:.1f} µs'
+vping = lambda r: (f'p50 {r["plexus"]["p50_us"]:.1f} µs, p99 {r["plexus"]["p99_us"]:.1f} µs vs veth p50 {r["baseline"]["veth"]["p50_us"]:.1f} µs, p99 {r["baseline"]["veth"]["p99_us"]:.1f} µs'
+    + (f'; the kernel\'s echo turnaround through a TAP device p50 {r["baseline"]["tap_turnaround"]["p50_us"]:.1f} µs (twice it: {r["tap_floor_ratio"]:.2f} × veth)'
+       if "tap_turnaround" in r["baseline"] else ''))
 add("vlan-ping-blocking", "vlan-ping, engines blocking (p50 ÷ veth p50)", None, "≤ 3", vping)
 add("vlan-ping-busy-poll", "vlan-ping, processing nodes busy-poll (p50 ÷ veth p50)", None, "≤ 3", vping)
 add("vlan-failover", "vlan-failover: iperf3 through a control node's death and fabric A failing (ratio = gap ÷ 50 ms)", None, "≤ 1 (gap ≤ 50 ms), TCP survives",
