@@ -375,7 +375,8 @@ public struct ProcessorTemplate: Sendable, Hashable {
     }
 }
 
-/// A range of IPv4 host addresses in one subnet, `first-last/len` (`10.10.0.100-10.10.0.199/24`).
+/// A range of IPv4 host addresses in one subnet, `first-last/len` (`10.10.0.100-10.10.0.199/24`);
+/// it may not include the subnet's own address or its broadcast address.
 public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
     public var first: UInt32
     public var last: UInt32
@@ -388,6 +389,8 @@ public struct AddressRange: Sendable, Hashable, CustomStringConvertible {
               let a = Self.parse(ends[0]), let b = Self.parse(ends[1]), a <= b else { return nil }
         let mask: UInt32 = len == 32 ? .max : ~(UInt32.max >> UInt32(len))
         guard a & mask == b & mask else { return nil }
+        // A subnet's own address and its broadcast address are no host's (from /30 down).
+        if len <= 30 && (a & ~mask == 0 || b & ~mask == ~mask) { return nil }
         first = a
         last = b
         prefix = len

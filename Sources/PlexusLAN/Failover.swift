@@ -173,7 +173,13 @@ extension VirtualLANServer {
     /// by ``LANPlan/candidates(for:cause:)``.
     func failOver(_ node: UInt32, since: UInt64, cause: FailoverCause, now: UInt64, layer: RCLAN) {
         guard var plan, !fenced.contains(node) else { return }
-        let answering = { (n: UInt32) in self.standby.contains(n) && self.silentSince[n] == nil && self.nodeRVI[n] != nil }
+        guard plan.nics.contains(where: { $0.node == node }) else {
+            // Its personality went elsewhere meanwhile (migrated or removed by the administrator).
+            processFailures[node] = nil
+            stranded.remove(node)
+            return
+        }
+        let answering = { (n: UInt32) in n != node && self.standby.contains(n) && self.silentSince[n] == nil && self.nodeRVI[n] != nil }
         guard let spare = plan.candidates(for: node, cause: cause).first(where: answering) else {
             if stranded.insert(node).inserted {
                 log.append("node \(node) failed (\(cause), \(String(format: "%.1f", Double(now &- since) / 1e6)) ms ago) and no spare or virtual node answers: its personality waits")
@@ -246,6 +252,7 @@ extension VirtualEthernet {
     public func report(_ step: FailoverStep) {
         guard tookOver else { return }
         pendingReports.append(step)
+        reportedSteps.append(step)
         // From now on the first IPv4 frame the spare sends is the workload serving (or its
         // kernel answering for it).
         if step == .workloadStarted { watchFirstFrame = true }

@@ -78,22 +78,62 @@ extension VirtualLANServer {
         // The table: NICs that left, NICs that came, NICs that moved to another node.
         let before = Dictionary(old.nics.map { ($0.mac, $0) }, uniquingKeysWith: { a, _ in a })
         let after = Dictionary(new.nics.map { ($0.mac, $0) }, uniquingKeysWith: { a, _ in a })
+        var stoppedListening: [VirtualNICBinding] = []
         for (mac, nic) in before {
-            guard let now = after[mac], now.vlan == nic.vlan, now.promiscuousAllowed == nic.promiscuousAllowed else {
+            guard let now = after[mac], now.vlan == nic.vlan else {
+                if table.promiscuous[nic.vlan]?.contains(mac) == true { stoppedListening.append(nic) }
                 table.detach(mac)
                 continue
             }
             if now.node != nic.node { table.move(mac, to: now.node) }
+            // Permission to listen changes in place (groups and bindings stay); a listener
+            // whose permission is withdrawn stops.
+            if now.promiscuousAllowed != nic.promiscuousAllowed && table.setPromiscuousAllowed(mac, now.promiscuousAllowed) {
+                stoppedListening.append(now)
+            }
         }
         for (mac, nic) in after where table.nics[mac] == nil { try? table.attach(nic) }  // cannot fail: checked above
+        // The other members of a VLAN stop cloning frames to a NIC that no longer listens.
+        for l in stoppedListening {
+            log.append("\(l.mac) on \(l.vlan) no longer listens promiscuously (plan revision \(new.revision))")
+            let note = ControlMessage.listener(node: l.node, vlan: l.vlan, mac: l.mac, on: false).encoded()
+            for n in Set(old.nics.filter { $0.vlan == l.vlan }.map(\.node)).union(new.nics.filter { $0.vlan == l.vlan }.map(\.node)) {
+                if let r = nodeRVI[n] { _ = try? layer.send(note, on: r) }
+            }
+        }
+        // A failed process or a stranded failure of a node that holds nothing now (its
+        // personality was migrated away or removed) is no longer anybody's to move.
+        let holders = Set(new.nics.map(\.node))
+        processFailures = processFailures.filter { holders.contains($0.key) }
+        stranded = stranded.filter { holders.contains($0) }
         // Fenced nodes that the definition holds as free or assigned again: the administrator
         // returned them to the pool.
         let assigned = Set(new.nics.map(\.node))
+        var returned: [UInt32] = []
         for n in fenced.sorted() where new.spares.contains(n) || assigned.contains(n) {
             fenced.remove(n)
+            returned.append(n)
             log.append("node \(n) returned to the free pool")
         }
+        // Nodes that left the plan: their management RVIs close.
+        let kept = Set(new.nodes.map(\.node))
+        for n in old.nodes.map(\.node) where !kept.contains(n) {
+            if let r = nodeRVI.removeValue(forKey: n) {
+                nodeOf[r] = nil
+                layer.close(r)
+            }
+            standby.remove(n)
+            silentSince[n] = nil
+            log.append("node \(n) removed from the platform")
+        }
         plan = new
+        // A returned node that still runs waits as a spare again (it is told so: a fenced node
+        // takes nothing else), then takes whatever the plan gives it.
+        for n in returned {
+            guard let r = nodeRVI[n] else { continue }
+            _ = try? layer.send(ControlMessage.standby(node: n).encoded(), on: r)
+            if new.waitsAsSpare(n) && silentSince[n] == nil { standby.insert(n) }
+        }
         // Each node whose configuration changed is told.
         var told: [UInt32] = []
         let everyone = Set(old.nodes.map(\.node)).union(new.nodes.map(\.node))
@@ -129,9 +169,14 @@ extension VirtualEthernet {
     func addNIC(_ nic: VirtualNICBinding, mtu: Int, layer: RCLAN) throws {
         addNIC(nic.mac, vlan: nic.vlan)
         guard tapBackend else { return }
-        let name = try attachTAP(named: LANPlatform.interface(vlan: nic.vlan), to: nic.mac, layer: layer)
-        try TAP.configure(name, mac: nic.mac, mtu: mtu)
-        interfaces[nic.mac] = name
+        do {
+            let name = try attachTAP(named: LANPlatform.interface(vlan: nic.vlan), to: nic.mac, layer: layer)
+            try TAP.configure(name, mac: nic.mac, mtu: mtu)
+            interfaces[nic.mac] = name
+        } catch {
+            removeNIC(nic.mac, layer: layer)  // and its TAP device, if it was opened
+            throw error
+        }
     }
 
     /// Removes NIC `mac` (its TAP device closes: the kernel drops the interface and its
@@ -195,7 +240,6 @@ extension VirtualEthernet {
                 try addNIC(nic, mtu: c.mtu, layer: layer)
             } catch {
                 // Most likely the device it replaces is still closing: tried again next turns.
-                nics[nic.mac] = nil
                 tapsToCreate.append(nic)
                 tapRetryDeadline = .now + .seconds(2)
             }
@@ -216,8 +260,21 @@ extension VirtualEthernet {
                 events.append("could not open a direct RVI to node \(p.address.node): \(error)")
             }
         }
+        // A NIC that asked to listen promiscuously and has just been allowed to asks again.
+        let allowedBefore = Set(old.nics.filter(\.promiscuousAllowed).map(\.mac))
+        for nic in c.nics where nic.promiscuousAllowed && !allowedBefore.contains(nic.mac) && promiscuousNICs.contains(nic.mac) {
+            toServers(.promiscuous(node: node, nic: nic.mac, on: true), layer: layer)
+        }
         events.append("reconfigured (plan revision \(c.revision)): " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
-        if tapsToCreate.isEmpty { onReconfigured?(old, c) } else { pendingReconfiguration = old }
+        // What the embedding program last heard of (a change still waiting for its TAP devices
+        // was not told yet).
+        let told = pendingReconfiguration ?? old
+        if tapsToCreate.isEmpty {
+            pendingReconfiguration = nil
+            onReconfigured?(told, c)
+        } else {
+            pendingReconfiguration = told
+        }
     }
 
     /// Creates the TAP devices that could not be created when the change came; once all exist,
@@ -232,7 +289,6 @@ extension VirtualEthernet {
             do {
                 try addNIC(nic, mtu: c.mtu, layer: layer)
             } catch {
-                nics[nic.mac] = nil
                 still.append(nic)
             }
         }

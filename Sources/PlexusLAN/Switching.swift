@@ -111,7 +111,7 @@ public enum LANMessage {
 public final class VirtualLANServer: RVIDelegate {
     public var table = VirtualLANTable()
     /// Each processing node's management RVI.
-    public private(set) var nodeRVI: [UInt32: RVI] = [:]
+    public internal(set) var nodeRVI: [UInt32: RVI] = [:]
     var nodeOf: [RVI: UInt32] = [:]
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
     public private(set) var switched: UInt64 = 0
@@ -351,6 +351,10 @@ public final class VirtualEthernet: RVIDelegate {
     public internal(set) var tookOver = false
     /// Failover steps to report to the servers on the next turn.
     var pendingReports: [FailoverStep] = []
+    /// The steps reported since this node took its personality over: said again when the
+    /// second control node's configuration arrives (it may have moved the personality after the
+    /// first reports went out, and dropped them).
+    var reportedSteps: [FailoverStep] = []
     /// Console bytes waiting to go to the servers, this run's incarnation, the pieces sent,
     /// how many ``events`` went to the console already, and a workload exit to report.
     var pendingConsole: [UInt8] = []
@@ -456,6 +460,8 @@ public final class VirtualEthernet: RVIDelegate {
                 reconfigure(to: c, layer: layer)  // a change while it runs (Reconfiguration.swift)
             } else if c.revision == have.revision && !have.sameSetUp(as: c) {
                 conflictingConfigurations += 1
+            } else if c.revision == have.revision && tookOver && !reportedSteps.isEmpty {
+                pendingReports += reportedSteps  // the servers ignore a step they have
             }
             return
         }
@@ -463,6 +469,7 @@ public final class VirtualEthernet: RVIDelegate {
         if registration == .standby {
             // A spare taking a failed node's personality over: it reports how far it got.
             tookOver = true
+            reportedSteps = []
             events.append("took over a personality: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
         }
         configuration = c
@@ -534,6 +541,7 @@ public final class VirtualEthernet: RVIDelegate {
         }) {
             watchFirstFrame = false
             pendingReports.append(.firstPacketServed)
+            reportedSteps.append(.firstPacketServed)
         }
         // Everything else: the virtio-net header becomes the LAN header, and the frame itself
         // is the message (no copy).
@@ -618,6 +626,7 @@ public final class VirtualEthernet: RVIDelegate {
         if watchFirstFrame && !arp && frame[12] == 0x08 && frame[13] == 0x00 {
             watchFirstFrame = false
             pendingReports.append(.firstPacketServed)
+            reportedSteps.append(.firstPacketServed)
         }
         if !arp, let rvi = directPath(to: destination, layer: layer) {
             do {
@@ -678,6 +687,13 @@ public final class VirtualEthernet: RVIDelegate {
                     if configuration == nil { registration = .refused(reason) } else { events.append("refused by a control node: \(reason)") }
                 case .standby?:
                     if registration == .pending { registration = .standby }
+                    if registration == .fenced {
+                        // An administrator returned this node to the pool: it waits as a spare.
+                        registration = .standby
+                        configuration = nil
+                        tookOver = false
+                        events.append("returned to the free pool: waits as a spare")
+                    }
                 case .moved(let spare, let failed, let peer)?:
                     moved(to: spare, from: failed, peer: peer, layer: layer)
                 case .fenced?:

@@ -159,6 +159,23 @@ public struct VirtualLANTable: Sendable {
         }
     }
 
+    /// Changes whether NIC `mac` may listen promiscuously, keeping its groups and bindings.
+    /// Returns true when it was listening and may no longer (it has stopped).
+    @discardableResult
+    public mutating func setPromiscuousAllowed(_ mac: MACAddress, _ allowed: Bool) -> Bool {
+        guard var nic = nics[mac], nic.promiscuousAllowed != allowed else { return false }
+        nic.promiscuousAllowed = allowed
+        nics[mac] = nic
+        if let i = byVLAN[nic.vlan]?.firstIndex(where: { $0.mac == mac }) { byVLAN[nic.vlan]![i] = nic }
+        if var bound = ipBindings[nic.vlan] {
+            for (ip, b) in bound where b.mac == mac { bound[ip] = nic }
+            ipBindings[nic.vlan] = bound
+        }
+        guard !allowed, promiscuous[nic.vlan]?.contains(mac) == true else { return false }
+        promiscuous[nic.vlan]?.remove(mac)
+        return true
+    }
+
     /// The NICs on a VLAN.
     public func members(of vlan: VLANID) -> [VirtualNICBinding] { byVLAN[vlan] ?? [] }
 

@@ -160,6 +160,8 @@ public final class PlatformFollower {
         var since: ContinuousClock.Instant
     }
     var written: [Key: Written] = [:]
+    /// Failovers whose move could not be written yet, and the last reason (said once).
+    var failing: [Key: String] = [:]
     var deferredAt: UInt64 = 0
     var lastError: String?
 
@@ -195,10 +197,19 @@ public final class PlatformFollower {
                     } else {
                         w = Written(personality: nil, timelineDone: true, since: .now)
                     }
-                } catch {
-                    log.append("cannot write the failover of node \(f.failed) to node \(f.spare) into the store: \(error)")
+                } catch let e as PlatformError {
+                    // The store refuses the move (the spare was given to something else meanwhile):
+                    // final, said once.
+                    log.append("cannot write the failover of node \(f.failed) to node \(f.spare) into the store: \(e)")
                     w = Written(personality: nil, timelineDone: true, since: .now)
+                } catch {
+                    // The database is busy or failing: tried again next round, said once.
+                    let line = "cannot write the failover of node \(f.failed) to node \(f.spare) into the store yet: \(error)"
+                    if failing[key] != line { log.append(line) }
+                    failing[key] = line
+                    continue
                 }
+                failing[key] = nil
             }
             if let name = w.personality, !w.timelineDone,
                f.time(of: .firstPacketServed) != nil || w.since.duration(to: .now) > timelineWait {

@@ -80,4 +80,39 @@ struct ReconfigurationTests {
         #expect(try p.ethernet(73) { $0.registration == .configured && $0.nics == [m73: v10] && $0.conflictingConfigurations == 0 })
         print("reconfiguration (in-process): revisions 1, 2, 5 adopted by both control nodes; stale, clashing and pre-failover plans turned away")
     }
+
+    @Test("permission to listen promiscuously changes in place: granted, the NIC's earlier request is heard; withdrawn, it stops listening and its peers stop cloning to it")
+    func promiscuousPermission() throws {
+        let v10 = VLANID(10)!
+        let d = PlatformDefinition(controlNodes: [91, 92], processingNodes: [93, 94], vlans: [v10: [93, 94]])
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try LANPlatform(d, macState: state)
+        defer { p.stop() }
+        let m94 = p.mac(node: 94, vlan: v10)!
+        func adopted(_ r: [PlanAdoption]) -> Bool { r.count == 2 && r.allSatisfy { if case .adopted = $0 { true } else { false } } }
+        // Refused at first: not allowed.
+        try p.nodes[94]!.runAndWait { e in
+            let layer = RCLAN.on(e)!
+            try (layer.delegate as! VirtualEthernet).setPromiscuous(true, nic: m94, layer: layer)
+        }
+        #expect(waitUntil { (try? p.server(0) { $0.log.contains { $0.contains("refused") && $0.contains("\(m94)") } }) ?? false })
+        #expect(try p.server(0) { $0.table.promiscuous[v10]?.contains(m94) != true })
+        // Revision 1 allows it: the node asks again and listens; node 93 clones to it.
+        var r1 = d
+        r1.promiscuousAllowed = [v10: [94]]
+        r1.revision = 1
+        #expect(adopted(try p.adopt(r1, macs: p.plan.nics)))
+        for k in 0..<2 { #expect(waitUntil { (try? p.server(k) { $0.table.promiscuous[v10]?.contains(m94) == true }) ?? false }) }
+        #expect(waitUntil { (try? p.ethernet(93) { $0.listeners[v10]?.contains(m94) == true }) ?? false })
+        // Revision 2 withdraws it: the server stops it and node 93 stops cloning.
+        var r2 = r1
+        r2.promiscuousAllowed = [:]
+        r2.revision = 2
+        #expect(adopted(try p.adopt(r2, macs: p.plan.nics)))
+        for k in 0..<2 {
+            #expect(try p.server(k) { s in s.table.promiscuous[v10]?.contains(m94) != true && s.table.nics[m94]?.promiscuousAllowed == false })
+        }
+        #expect(waitUntil { (try? p.ethernet(93) { $0.listeners[v10]?.contains(m94) != true }) ?? false })
+    }
 }

@@ -459,7 +459,9 @@ struct AgentTests {
     func templateAddresses() async throws {
         #expect(AddressRange("10.10.0.100-10.10.0.102/24")?.firstFree(excluding: ["10.10.0.100"]) == "10.10.0.101/24")
         #expect(AddressRange("10.10.0.9-10.10.1.2/24") == nil && AddressRange("10.10.0.9-10.10.0.2/24") == nil
-                && AddressRange("10.10.0.9/24") == nil && AddressRange("10.10.0.1-10.10.0.300/24") == nil)
+                && AddressRange("10.10.0.9/24") == nil && AddressRange("10.10.0.1-10.10.0.300/24") == nil
+                && AddressRange("10.10.0.0-10.10.0.9/24") == nil && AddressRange("10.10.0.200-10.10.0.255/24") == nil)
+        #expect(AddressRange("10.10.0.1-10.10.0.254/24") != nil && AddressRange("10.10.0.7-10.10.0.7/32") != nil)
         for (json, field) in [(#"{"vlans": [10], "addresses": {"11": "10.10.0.1-10.10.0.2/24"}}"#, "template.addresses.11"),
                               (#"{"vlans": [10], "addresses": {"10": "10.10.0.1/24"}}"#, "template.addresses.10"),
                               (#"{"vlans": [10], "addresses": ["10.10.0.1-10.10.0.2/24"]}"#, "template.addresses")] {

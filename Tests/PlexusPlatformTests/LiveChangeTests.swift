@@ -19,7 +19,7 @@ func settle(_ follower: PlatformFollower, seconds: Double = 10, _ condition: () 
        .enabled(if: ioUringAvailable && NamespaceFabric.unavailableReason == nil
                 && FileManager.default.fileExists(atPath: "/dev/net/tun"), "needs root, iproute2, /dev/net/tun and io_uring"))
 struct LiveChangeTests {
-    @Test("on a running platform: an alias bound, a workload set, a processor added from the pool, a personality migrated by hand, a failover written back to the store, a node returned, a personality removed — checked with ping and curl across namespaces")
+    @Test("on a running platform: an alias bound, a workload set, a processor added from the pool, a personality migrated by hand, a failover written back to the store, a node returned, a personality removed, a crashed workload moved and its still-running node returned and reused — checked with ping and curl across namespaces")
     func storeDrivesRunningPlatform() throws {
         let fabric = try NamespaceFabric(nodes: 6, linkMTU: 9000)
         defer { fabric.teardown() }
@@ -87,6 +87,20 @@ struct LiveChangeTests {
         try store.removePersonality("db")
         #expect(settle(follower) { (try? p.ethernet(5) { $0.registration == .standby }) ?? false }, "\(follower.log)")
         #expect(!ping("10.10.0.5"))
+
+        // web's workload crashes on node 4: the node is alive, its personality moves to node 5
+        // and node 4 is fenced. Returned to the pool, node 4 (still running) waits as a spare
+        // again and takes the next personality it is given.
+        #expect(p.personalities.crashWorkload(of: 4))
+        #expect(settle(follower) { (try? store.personality("web").node) == 5 }, "\(follower.log)")
+        #expect(try store.processors().first { $0.node == 4 }?.state == .fenced)
+        #expect(settle(follower) { fetch().contains("personality web") })
+        _ = try store.returnProcessor(4)
+        #expect(settle(follower) { (try? p.ethernet(4) { $0.registration == .standby }) ?? false }, "\(follower.log)")
+        _ = try store.addProcessor(to: "shop", name: "cache", node: 4)
+        _ = try store.attachNIC("cache", vlan: 10)
+        _ = try store.bindIP("cache", vlan: 10, address: "10.10.0.44/24")
+        #expect(settle(follower) { ping("10.10.0.44") }, "\(follower.log)")
         #expect(try p.ethernet(3) { $0.conflictingConfigurations } == 0)
         print("live changes: " + follower.log.joined(separator: " | "))
     }
