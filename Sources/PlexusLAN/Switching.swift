@@ -460,8 +460,14 @@ public final class VirtualEthernet: RVIDelegate {
                 reconfigure(to: c, layer: layer)  // a change while it runs (Reconfiguration.swift)
             } else if c.revision == have.revision && !have.sameSetUp(as: c) {
                 conflictingConfigurations += 1
-            } else if c.revision == have.revision && tookOver && !reportedSteps.isEmpty {
-                pendingReports += reportedSteps  // the servers ignore a step they have
+            } else if c.revision == have.revision {
+                // The second control node's copy: it may have adopted the revision after the
+                // first node's requests and reports reached it. Said again; the servers ignore
+                // what they have.
+                if tookOver && !reportedSteps.isEmpty { pendingReports += reportedSteps }
+                for nic in c.nics where nic.promiscuousAllowed && promiscuousNICs.contains(nic.mac) {
+                    toServers(.promiscuous(node: node, nic: nic.mac, on: true), layer: layer)
+                }
             }
             return
         }
