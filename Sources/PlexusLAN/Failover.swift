@@ -277,24 +277,14 @@ extension VirtualEthernet {
             unusable.remove(old)
             layer.close(old)
         }
-        let rvi: RVI
-        if let have = peerRVI[spare] {
-            rvi = have
-        } else {
-            do {
-                rvi = try layer.open(RVIPath(localA: peer.localVI, localB: peer.localVI, peerA: peer.address.fabricA,
-                                             peerB: peer.address.fabricB, remoteA: peer.remoteVI, remoteB: peer.remoteVI))
-            } catch {
-                events.append("could not open a direct RVI to node \(spare): \(error)")
-                return
-            }
-            peerRVI[spare] = rvi
+        let before = peer.macs.map { direct[$0] }
+        do {
+            try openPeer(peer, layer: layer)
+        } catch {
+            events.append("could not open a direct RVI to node \(spare): \(error)")
+            return
         }
-        var fresh = false
-        for m in peer.macs where direct[m] != rvi {
-            direct[m] = rvi
-            fresh = true
-        }
+        let fresh = zip(peer.macs, before).contains { direct[$0] != $1 }
         if fresh { events.append("node \(failed)'s MACs \(peer.macs.map(\.description).joined(separator: ", ")) now reached at node \(spare)") }
     }
 

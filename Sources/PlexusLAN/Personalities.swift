@@ -130,14 +130,7 @@ public final class PersonalityManager: Sendable {
     func bringUp(_ n: Int, _ c: NodeConfiguration) {
         let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, n) }
         if ns != nil || here {
-            for a in c.addresses {
-                let dev = LANPlatform.interface(vlan: a.vlan)
-                let r = NamespaceFabric.execute((ns.map { ["ip", "-n", $0] } ?? ["ip"]) + ["addr", "add", a.cidr, "dev", dev])
-                if r.status != 0 && !r.output.contains("File exists") {
-                    failures.withLock { $0.append("node \(n): cannot add \(a.cidr) to \(dev): \(r.output)") }
-                }
-                console(n, "address \(a.cidr) on \(dev)")
-            }
+            for a in c.addresses { addAddress(n, ns: ns, a) }
             if let w = c.workload {
                 console(n, "starting workload: \(w)")
                 startWorkload(n, ns: ns, command: w)
@@ -149,6 +142,16 @@ public final class PersonalityManager: Sendable {
                 (RCLAN.on(e)?.delegate as? VirtualEthernet)?.report(.workloadStarted)
             }
         }
+    }
+
+    /// Puts address `a` on node `n`'s NIC (in namespace `ns`, or here), and says so on its console.
+    func addAddress(_ n: Int, ns: String?, _ a: AddressBinding) {
+        let dev = LANPlatform.interface(vlan: a.vlan)
+        let r = NamespaceFabric.execute((ns.map { ["ip", "-n", $0] } ?? ["ip"]) + ["addr", "add", a.cidr, "dev", dev])
+        if r.status != 0 && !r.output.contains("File exists") {
+            failures.withLock { $0.append("node \(n): cannot add \(a.cidr) to \(dev): \(r.output)") }
+        }
+        console(n, "address \(a.cidr) on \(dev)")
     }
 
     /// Carries a change of node `n`'s personality into its namespace: addresses that left are
@@ -176,14 +179,7 @@ public final class PersonalityManager: Sendable {
                 if r.status != 0 { failures.withLock { $0.append("node \(n): cannot remove \(a.cidr) from \(dev): \(r.output)") } }
                 console(n, "address \(a.cidr) removed from \(dev)")
             }
-            for a in new.addresses where !old.addresses.contains(a) || fresh.contains(a.vlan) {
-                let dev = LANPlatform.interface(vlan: a.vlan)
-                let r = NamespaceFabric.execute(ip + ["addr", "add", a.cidr, "dev", dev])
-                if r.status != 0 && !r.output.contains("File exists") {
-                    failures.withLock { $0.append("node \(n): cannot add \(a.cidr) to \(dev): \(r.output)") }
-                }
-                console(n, "address \(a.cidr) on \(dev)")
-            }
+            for a in new.addresses where !old.addresses.contains(a) || fresh.contains(a.vlan) { addAddress(n, ns: ns, a) }
             if old.workload != new.workload {
                 if processes.withLock({ $0[n] }) != nil {
                     console(n, "workload changed: stopping the old one")

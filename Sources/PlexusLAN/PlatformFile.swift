@@ -249,11 +249,7 @@ public enum PlanStore {
         } catch {
             throw PlexusError(.system, "\(nicsFile): cannot write: \(error.localizedDescription)")
         }
-        var nodes: [NodeAddress] = []
-        for n in d.processingNodes { nodes.append(try address(d, n)) }
-        var plan = LANPlan(controls: try d.controlAddresses(), nodes: nodes, nics: nics, mtu: d.mtu)
-        d.apply(to: &plan)
-        return plan
+        return try d.plan(nics: nics)
     }
 
     static func address(_ d: PlatformDefinition, _ n: Int) throws(PlexusError) -> NodeAddress {

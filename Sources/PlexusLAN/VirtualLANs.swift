@@ -151,10 +151,16 @@ public struct VirtualLANTable: Sendable {
     public mutating func move(_ mac: MACAddress, to node: UInt32) {
         guard var nic = nics[mac] else { return }
         nic.node = node
-        nics[mac] = nic
-        if let i = byVLAN[nic.vlan]?.firstIndex(where: { $0.mac == mac }) { byVLAN[nic.vlan]![i] = nic }
+        replace(nic)
+    }
+
+    /// Puts `nic` (same MAC and VLAN, another node or permission) in place of the binding it
+    /// replaces, everywhere the table keeps it.
+    mutating func replace(_ nic: VirtualNICBinding) {
+        nics[nic.mac] = nic
+        if let i = byVLAN[nic.vlan]?.firstIndex(where: { $0.mac == nic.mac }) { byVLAN[nic.vlan]![i] = nic }
         if var bound = ipBindings[nic.vlan] {
-            for (ip, b) in bound where b.mac == mac { bound[ip] = nic }
+            for (ip, b) in bound where b.mac == nic.mac { bound[ip] = nic }
             ipBindings[nic.vlan] = bound
         }
     }
@@ -165,12 +171,7 @@ public struct VirtualLANTable: Sendable {
     public mutating func setPromiscuousAllowed(_ mac: MACAddress, _ allowed: Bool) -> Bool {
         guard var nic = nics[mac], nic.promiscuousAllowed != allowed else { return false }
         nic.promiscuousAllowed = allowed
-        nics[mac] = nic
-        if let i = byVLAN[nic.vlan]?.firstIndex(where: { $0.mac == mac }) { byVLAN[nic.vlan]![i] = nic }
-        if var bound = ipBindings[nic.vlan] {
-            for (ip, b) in bound where b.mac == mac { bound[ip] = nic }
-            ipBindings[nic.vlan] = bound
-        }
+        replace(nic)
         guard !allowed, promiscuous[nic.vlan]?.contains(mac) == true else { return false }
         promiscuous[nic.vlan]?.remove(mac)
         return true

@@ -227,7 +227,10 @@ public final class PlatformFollower {
 
     func follow() {
         do {
-            guard try store.revision() > revision else { return }
+            // A revision a control node deferred is not offered again: it defers it until the
+            // failover it waits for is written, which makes a newer revision.
+            let latest = try store.revision()
+            guard latest > revision && latest != deferredAt else { return }
             let (d, macs) = try store.definition(over: base)
             let results = try platform.adopt(d, macs: macs)
             if let why = results.lazy.compactMap({ r -> String? in if case .deferred(let w) = r { w } else { nil } }).first {
