@@ -86,6 +86,10 @@ extension Engine {
         if n == frame.length {
             devices[i].counters.framesWritten &+= 1
             devices[i].counters.bytesWritten &+= UInt64(n)
+            // The kernel may have answered inside the write (an echo reply, a TCP ack): read
+            // the device before the turn's flush rather than wait for its poll to fire.
+            devices[i].readable = true
+            devicesPending = true
         } else {
             devices[i].counters.writeErrors &+= 1
         }

@@ -289,8 +289,12 @@ public final class Engine {
         driver?.engineDidStart(self)
         while true {
             turns &+= 1
-            if !stopping { driver?.engineTurn(self) }
+            // Devices first: a packet a device answered to a frame written into it last turn
+            // (a kernel replying to an echo request, synchronously, inside the write) then goes
+            // out in this turn's flush, and carries the acknowledgement a bare control frame
+            // would otherwise have carried ahead of it.
             if devicesPending && !stopping { readPendingDevices() }
+            if !stopping { driver?.engineTurn(self) }
             if let f = portA.faults { releaseHeldFrames(f, port: portA) }
             if let f = portB.faults { releaseHeldFrames(f, port: portB) }
             if portA.pendingSends > 0 { flushDirectSends(portA) }
@@ -332,25 +336,16 @@ public final class Engine {
                 // to drain and count strays). A reply a driver posts while handling a frame goes
                 // out before the next read.
                 let idleTurn = turns & 63 == 0
-                if portA.established > 0 || idleTurn {
-                    poll(portA)
-                    driver?.engineWillFlush(self)
-                    if portA.pendingSends > 0 { flushDirectSends(portA) }
-                    if portB.pendingSends > 0 { flushDirectSends(portB) }
-                }
-                if portB.established > 0 || idleTurn {
-                    poll(portB)
-                    driver?.engineWillFlush(self)
-                    if portA.pendingSends > 0 { flushDirectSends(portA) }
-                    if portB.pendingSends > 0 { flushDirectSends(portB) }
-                }
-                if !devices.isEmpty {
-                    // Devices are read directly too (a non-blocking read that finds nothing is cheap).
-                    pollDevices()
-                    driver?.engineWillFlush(self)
-                    if portA.pendingSends > 0 { flushDirectSends(portA) }
-                    if portB.pendingSends > 0 { flushDirectSends(portB) }
-                }
+                if portA.established > 0 || idleTurn { poll(portA) }
+                if portB.established > 0 || idleTurn { poll(portB) }
+                // Devices are read directly too (a non-blocking read that finds nothing is
+                // cheap), after the fabric: a frame just written into a TAP device may have been
+                // answered already (the kernel replies inside the write), and the answer then
+                // leaves with this turn's acknowledgements instead of after them.
+                if !devices.isEmpty { pollDevices() }
+                driver?.engineWillFlush(self)
+                if portA.pendingSends > 0 { flushDirectSends(portA) }
+                if portB.pendingSends > 0 { flushDirectSends(portB) }
             }
             if rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME {
                 fatalError("io_uring_submit failed: \(String(cString: strerror(-rc)))")
