@@ -7,6 +7,9 @@
 # same pings as the bench (ping -i 0.002, alternating overlay and veth each round) and the ratio of
 # the p50s. Needs root, iproute2, ping, cc, python3.
 #   scripts/tap-overlay-floor.sh [COUNT [ROUNDS]]      (defaults 500 and 5)
+#   WAKERS=N WAKE_US=U scripts/tap-overlay-floor.sh    also runs N threads that each wake every U µs
+#     (default U 500): the background wake-ups a running platform has (its control nodes' engines
+#     wake about 3 500 times a second each), which change how fast the veth pair answers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 count="${1:-500}"
@@ -50,6 +53,7 @@ for n in 3 4; do
     ip -n "${p}n$n" addr add "10.77.0.$n/24" dev pxt
 done
 rm -f /tmp/${p}-*.out
+for _ in $(seq 1 "${WAKERS:-0}"); do "$bin" --waker "${WAKE_US:-500}" & done
 ip netns exec "${p}n3" ping -c 3 -W 1 10.77.0.4 >/dev/null
 ip netns exec "${p}n3" ping -c 3 -W 1 10.99.0.4 >/dev/null
 : > "/tmp/${p}-overlay"; : > "/tmp/${p}-veth"

@@ -7,6 +7,9 @@
 // (the same veth + bridge fabric as NamespaceFabric, and a direct veth pair as the baseline) and
 // pings across both.
 //   tap-overlay TAPNAME LOCAL_IP PEER_IP PORT CPU     (run inside the node's namespace)
+//   tap-overlay --waker USEC                          (sleeps USEC µs, wakes, sleeps again:
+//                                                       background wake-ups, like Plexus's control
+//                                                       nodes' engines waking for heartbeats)
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,7 +25,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <time.h>
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--waker") == 0) {
+        struct timespec t = { .tv_sec = 0, .tv_nsec = atol(argv[2]) * 1000L };
+        for (;;) nanosleep(&t, NULL);
+    }
     if (argc != 6) {
         fprintf(stderr, "usage: %s TAPNAME LOCAL_IP PEER_IP PORT CPU\n", argv[0]);
         return 2;
