@@ -230,8 +230,14 @@ public final class LANPlatform {
         }
         if !ready {
             let states = (members.sorted() + spares).map { n in "node \(n): \((try? self.ethernet(n) { "\($0.registration)" }) ?? "?")" }
+            // What the control nodes last did (a failover at start-up, a refusal) says why.
+            let said = controls.indices.compactMap { k -> String? in
+                guard let lines = try? self.server(k, { Array($0.log.suffix(4)) }), !lines.isEmpty else { return nil }
+                return "control node \(definition.controlNodes[k]) last logged: " + lines.joined(separator: "; ")
+            }
             stop()
-            throw PlexusError(.timedOut, "processing nodes not configured within \(seconds) s: \(states.joined(separator: ", "))")
+            throw PlexusError(.timedOut, "processing nodes not configured within \(seconds) s: \(states.joined(separator: ", "))"
+                + said.map { "\n  " + $0 }.joined())
         }
     }
 
