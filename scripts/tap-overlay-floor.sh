@@ -15,6 +15,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 count="${1:-500}"
 rounds="${2:-5}"
 [ "$(id -u)" = 0 ] || { echo "tap-overlay-floor: needs root" >&2; exit 2; }
+for tool in cc ip ping python3; do
+    command -v "$tool" >/dev/null || { echo "tap-overlay-floor: needs $tool (cc: apt-get install gcc; the rest: scripts/setup.sh)" >&2; exit 2; }
+done
 bin=$(mktemp /tmp/tap-overlay.XXXXXX)
 cc -O2 -o "$bin" Benchmarks/calibration/tap-overlay.c
 p="pxfl$$"

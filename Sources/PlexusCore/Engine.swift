@@ -334,7 +334,7 @@ public final class Engine {
                 if deferTaskrun && turns & 63 == 0 && io_uring_cq_ready(ring) == 0 { _ = io_uring_get_events(ring) }
                 // Read each port that has VIs every turn (a port with none only every 64 turns,
                 // to drain and count strays). A reply a driver posts while handling a frame goes
-                // out before the next read.
+                // out in this turn's one flush, after the devices are read.
                 let idleTurn = turns & 63 == 0
                 if portA.established > 0 || idleTurn { poll(portA) }
                 if portB.established > 0 || idleTurn { poll(portB) }
