@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "PlexusRCLAN", targets: ["PlexusRCLAN"]),
         .library(name: "PlexusCluster", targets: ["PlexusCluster"]),
         .library(name: "PlexusLAN", targets: ["PlexusLAN"]),
+        .library(name: "PlexusNamespaces", targets: ["PlexusNamespaces"]),
+        .library(name: "PlexusNode", targets: ["PlexusNode"]),
         .library(name: "PlexusPlatform", targets: ["PlexusPlatform"]),
         .executable(name: "plexus", targets: ["plexus"]),
         .executable(name: "plexus-example", targets: ["PlexusExample"]),
@@ -54,7 +56,10 @@ let package = Package(
                 "PlexusCore",
                 "PlexusRCLAN",
                 "PlexusLAN",
+                "PlexusNamespaces",
+                "PlexusNode",
                 "PlexusPlatform",
+                "PlexusTestSupport",
                 "PlexusAPI",
                 "CPlexus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -70,31 +75,48 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - Virtual LANs (issue 4, started): virtual MACs, the virtual LAN server's table.
+        // MARK: - The virtual LAN data plane: the virtual Ethernet driver and the virtual LAN
+        // server (switching, ARP, membership, registration, failure detection, TAP devices).
         .target(
             name: "PlexusLAN",
             dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - The platform (issue 5): PANs, personalities, the free pool, persistent state.
+        // MARK: - Network namespaces as hosts: the two fabrics as bridges, veths, processes in
+        // namespaces. Used by the embedded platform, tests, benchmarks and the demo.
+        .target(
+            name: "PlexusNamespaces",
+            dependencies: ["PlexusCore"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
+        // MARK: - Nodes: control and processing nodes hosting their services over one engine and
+        // RCLAN, and the platform runtime (definition file, workloads, consoles, LANPlatform).
+        .target(
+            name: "PlexusNode",
+            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusCluster", "PlexusLAN", "PlexusNamespaces"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
+        // MARK: - The platform model: PANs, personalities, the free pool, persistent state.
         .target(
             name: "PlexusPlatform",
-            dependencies: ["PlexusCore", "PlexusLAN", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["PlexusCore", "PlexusLAN", "PlexusNode", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
         // MARK: - The management API a control node serves (hummingbird).
         .target(
             name: "PlexusAPI",
-            dependencies: ["PlexusPlatform", "PlexusLAN", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["PlexusPlatform", "PlexusLAN", "PlexusNode", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
         // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
         .target(
             name: "PlexusTestSupport",
-            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN"],
+            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces", "PlexusNode"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -111,13 +133,18 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusLANTests",
-            dependencies: ["PlexusLAN", "PlexusCore", "PlexusTestSupport"],
+            dependencies: ["PlexusLAN", "PlexusCore", "PlexusRCLAN", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
             name: "PlexusPlatformTests",
-            dependencies: ["PlexusPlatform", "PlexusAPI", "PlexusLAN", "PlexusCore", "PlexusTestSupport",
+            dependencies: ["PlexusPlatform", "PlexusAPI", "PlexusLAN", "PlexusNode", "PlexusNamespaces", "PlexusCore", "PlexusTestSupport",
                            .product(name: "HummingbirdTesting", package: "hummingbird")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "PlexusNodeTests",
+            dependencies: ["PlexusNode", "PlexusLAN", "PlexusCluster", "PlexusRCLAN", "PlexusCore", "PlexusNamespaces", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import PlexusLAN
+import PlexusNode
 import PlexusPlatform
 
 /// The management API a control node serves ("Management logic": the interface through which an

@@ -151,7 +151,7 @@ public final class VirtualLANServer: RVIDelegate {
     var processFailures: [UInt32: (since: UInt64, status: Int32)] = [:]
     /// Where this control node keeps every processing node's console ("Console routing"):
     /// each piece a node sends is appended once. Nil: pieces are counted and dropped.
-    public var console: ConsoleArchive?
+    public var console: (any ConsoleSink)?
     /// Which control node this is (0 or 1), once its management RVIs are open.
     public internal(set) var controlIndex = 0
     /// Console pieces received, and those written (the rest were already written: the other
@@ -184,7 +184,7 @@ public final class VirtualLANServer: RVIDelegate {
                                peerA: n.fabricA, peerB: n.fabricB,
                                remoteA: VINumbering.managementAtNode(control: k),
                                remoteB: VINumbering.managementAtNode(control: k))
-            attachNode(n.node, rvi: try layer.open(path))
+            attachNode(n.node, rvi: try layer.open(path, service: self))
         }
     }
 
@@ -409,7 +409,7 @@ public final class VirtualEthernet: RVIDelegate {
             let vi = VINumbering.managementAtNode(control: k)
             let remote = VINumbering.managementAtControl(node: node)
             addServer(try layer.open(RVIPath(localA: vi, localB: vi, peerA: c.fabricA, peerB: c.fabricB,
-                                             remoteA: remote, remoteB: remote)))
+                                             remoteA: remote, remoteB: remote), service: self))
         }
         registration = .pending
         sendRegistrations(layer)
@@ -518,7 +518,7 @@ public final class VirtualEthernet: RVIDelegate {
     public func attachTAP(named name: String, to mac: MACAddress, layer: RCLAN) throws -> String {
         guard nics[mac] != nil else { throw LANRefusal.notMember }
         let (fd, actual) = try TAP.open(name)
-        let handle = try layer.engine.attachDevice(fd: fd)
+        let handle = try layer.attachDevice(fd: fd, for: self)
         taps[mac] = handle
         nicOfTap[handle] = mac
         return actual
@@ -805,6 +805,10 @@ public final class VirtualEthernet: RVIDelegate {
 /// than the interface's MTU; with MTU ``maximumMTU`` TCP segments of almost 16 KiB cross the
 /// fabric whole.
 public enum TAP {
+    /// The name of a node's TAP device for its NIC on `vlan`: `pvl<VLAN>` (one per VLAN in the
+    /// node's network namespace).
+    public static func interface(vlan: VLANID) -> String { "pvl\(vlan.rawValue)" }
+
     public static let virtioHeaderSize = 10
     /// The largest MTU a TAP NIC can have, 16872: a packet as read (virtio-net header, Ethernet
     /// header, MTU bytes) must fit one 16896-byte frame, and so then does the LAN message.

@@ -1,4 +1,5 @@
 import PlexusLAN
+import PlexusNode
 
 /// The platform's data ("Cluster Management Logic": the data structures that record the PANs'
 /// network topologies, MAC assignments, each processor's storage correspondence, and the free

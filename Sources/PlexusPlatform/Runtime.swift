@@ -1,6 +1,8 @@
 import Foundation
 import GRDB
 import PlexusCore
+import PlexusNode
+import PlexusNamespaces
 import PlexusLAN
 
 // The platform store driving a running platform: the store is the administrator's truth (PANs,

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PlexusLAN
+import PlexusNode
 
 /// The platform's state on a control node's disk: one SQLite database (GRDB), changed only by
 /// the commands below, each in one transaction. A command that is refused changes nothing: it

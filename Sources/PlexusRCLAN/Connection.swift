@@ -145,6 +145,8 @@ final class Connection {
     @exclusivity(unchecked) var peerEpoch: UInt32 = 0
     @exclusivity(unchecked) var closing = false
     @exclusivity(unchecked) var dirty = false
+    /// The service that opened the RVI: it gets the RVI's messages and events.
+    let service: any RVIDelegate
 
     // Sending.
     let sendMask: Int
@@ -187,8 +189,9 @@ final class Connection {
     @exclusivity(unchecked) var stats: RVIStatistics
 
     init(id: UInt32, generation: UInt32, path: RVIPath, policy: LoadBalancing, configuration: RCLANConfiguration,
-         now: UInt64) {
+         now: UInt64, service: any RVIDelegate) {
         self.id = id
+        self.service = service
         self.generation = generation
         self.path = path
         viA = VI(.a, path.localA)

@@ -22,7 +22,15 @@ import Glibc
 /// and nothing is allocated or locked per frame.
 public final class RCLAN: EngineDriver {
     public let configuration: RCLANConfiguration
+    /// The first service: it owns RVIs opened without a service and devices attached without
+    /// one. More services share the layer through ``host(_:)``.
     public let delegate: any RVIDelegate
+    /// Every service the layer hosts, ``delegate`` first (RCLAN+Services.swift).
+    public internal(set) var services: [any RVIDelegate]
+    /// Device id → the service that attached it (nil: ``delegate``).
+    @exclusivity(unchecked) var deviceOwners: [(device: DeviceHandle, service: any RVIDelegate)?] = []
+    /// Whether the engine has started (services hosted later are started at once).
+    @exclusivity(unchecked) var started = false
     /// The engine the layer runs on (set when the engine starts).
     public private(set) unowned(unsafe) var engine: Engine! = nil
 
@@ -60,6 +68,7 @@ public final class RCLAN: EngineDriver {
         try configuration.validate()
         self.configuration = configuration
         self.delegate = delegate
+        services = [delegate]
         tick = configuration.heartbeatInterval
         tickNanos = Self.nanos(configuration.heartbeatInterval)
         deadAfter = tickNanos * UInt64(configuration.missedHeartbeats)
@@ -93,7 +102,15 @@ public final class RCLAN: EngineDriver {
     /// Opens an RVI: establishes its two VIs and starts probing both legs. The peer opens the
     /// mirror image (its local VIs are this side's remote ones).
     /// - Throws: ``PlexusError`` when a VI number is out of range or in use, or the engine stops.
-    public func open(_ path: RVIPath, policy: LoadBalancing = .alternate) throws(PlexusError) -> RVI {
+    ///
+    /// - Parameter service: the service that owns the RVI and gets its messages and events; one
+    ///   of ``services`` (the layer's ``delegate`` when nil).
+    public func open(_ path: RVIPath, policy: LoadBalancing = .alternate,
+                     service: (any RVIDelegate)? = nil) throws(PlexusError) -> RVI {
+        let owner = service ?? delegate
+        guard services.contains(where: { $0 === owner }) else {
+            throw PlexusError(.configuration, "open: \(type(of: owner)) is not a service of this layer (host it first)")
+        }
         guard let engine, !engine.isStopping else { throw PlexusError(.engineStopped, "the engine is stopping") }
         let a = VI(.a, path.localA)
         let b = VI(.b, path.localB)
@@ -120,7 +137,7 @@ public final class RCLAN: EngineDriver {
         }
         generations[Int(id)] &+= 1
         let c = Connection(id: id, generation: generations[Int(id)] << 16, path: path, policy: policy,
-                           configuration: configuration, now: monotonicNanos())
+                           configuration: configuration, now: monotonicNanos(), service: owner)
         connections[Int(id)] = c
         viMapA![Int(path.localA)] = id + 1
         viMapB![Int(path.localB)] = id + 1
@@ -298,7 +315,8 @@ public final class RCLAN: EngineDriver {
         // A sleeping engine needs a ring timer to wake it; a busy-polling one reads the clock
         // every turn instead (a ring timer there costs an io_uring_enter per tick).
         if !busyPoll { _ = engine.schedule(after: tick, token: Self.tickToken) }
-        delegate.layerDidStart(self)
+        started = true
+        for s in services { s.layerDidStart(self) }
     }
 
     public func engineTurn(_ engine: Engine) {
@@ -315,7 +333,7 @@ public final class RCLAN: EngineDriver {
             tickDue = false
             onTick()
         }
-        delegate.layerTurn(self)
+        for s in services { s.layerTurn(self) }
         flush()
     }
 
@@ -330,7 +348,9 @@ public final class RCLAN: EngineDriver {
     }
 
     public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, engine: Engine) {
-        delegate.deviceRead(frame, from: device, layer: self)
+        let i = Int(device.id)
+        let owner = i < deviceOwners.count ? deviceOwners[i]?.service ?? delegate : delegate
+        owner.deviceRead(frame, from: device, layer: self)
     }
 
     public func engineWillStop(_ engine: Engine) {
@@ -339,7 +359,7 @@ public final class RCLAN: EngineDriver {
             c.closing = true
             c.releaseFrames()
         }
-        delegate.layerWillStop(self)
+        for s in services { s.layerWillStop(self) }
         connections.removeAll()
     }
 
@@ -457,7 +477,7 @@ public final class RCLAN: EngineDriver {
             let wellFormed = Self.forEachMessage(in: buf, coalesced: coalesced) { m in
                 c.stats.messagesIn &+= 1
                 c.stats.messageBytesIn &+= UInt64(m.count)
-                delegate.received(m.bytes, on: c.rvi, layer: self)
+                c.service.received(m.bytes, on: c.rvi, layer: self)
                 return !c.closing
             }
             if !wellFormed { c.stats.malformedDropped &+= 1 }
@@ -500,7 +520,7 @@ public final class RCLAN: EngineDriver {
             } else {
                 // The only path there is: no balancing to damp, so use it at once.
                 c.setLeg(l, .up, now: now)
-                delegate.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
+                c.service.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
             }
         }
     }
@@ -829,10 +849,10 @@ public final class RCLAN: EngineDriver {
         }
         c.sendBase = ack
         detectLosses(c)
-        delegate.acknowledged(on: c.rvi, through: c.ackedMessage, layer: self)
+        c.service.acknowledged(on: c.rvi, through: c.ackedMessage, layer: self)
         if c.wantsWritable && !c.closing && c.hasRoom() {
             c.wantsWritable = false
-            delegate.writable(c.rvi, layer: self)
+            c.service.writable(c.rvi, layer: self)
         }
     }
 
@@ -901,7 +921,7 @@ public final class RCLAN: EngineDriver {
     }
 
     func tick(_ c: Connection) {
-        let events = delegate
+        let events = c.service
         let grace = max(deadAfter, 250_000_000)
         for l in 0..<2 {
             let silence = now &- c.legs[l].lastHeard
@@ -1018,7 +1038,7 @@ public final class RCLAN: EngineDriver {
         c.setLeg(l, .down, now: now)
         c.legs[l].noteDown(at: now)
         legFailed(c, l)
-        delegate.event(.legDown(l == 0 ? .a : .b), on: c.rvi, layer: self)
+        c.service.event(.legDown(l == 0 ? .a : .b), on: c.rvi, layer: self)
         // Demotion ranks a leg below the other; with the other gone, the demoted leg is the RVI's
         // only one and is up again (CI saw leg B demoted for flapping under load at the moment
         // leg A was killed for good, and stay demoted while it carried everything).
@@ -1028,7 +1048,7 @@ public final class RCLAN: EngineDriver {
             c.legs[other].windowLost = 0
             c.legs[other].demotedUntil = 0
             c.setLeg(other, .up, now: now)
-            delegate.event(.legUp(other == 0 ? .a : .b), on: c.rvi, layer: self)
+            c.service.event(.legUp(other == 0 ? .a : .b), on: c.rvi, layer: self)
         }
     }
 
@@ -1054,7 +1074,7 @@ public final class RCLAN: EngineDriver {
         guard first < c.nextMessage else { return }
         c.stats.messagesFailed &+= c.nextMessage - first
         c.ackedMessage = c.nextMessage - 1
-        delegate.sendFailed(on: c.rvi, messages: first..<c.nextMessage, reason: reason, layer: self)
+        c.service.sendFailed(on: c.rvi, messages: first..<c.nextMessage, reason: reason, layer: self)
     }
 
     func peerRestarted(_ c: Connection, epoch: UInt32) {
@@ -1062,7 +1082,7 @@ public final class RCLAN: EngineDriver {
         c.restartSequences(receiveWindow: configuration.receiveWindow)
         c.peerEpoch = epoch
         c.stats.peerRestarts &+= 1
-        delegate.event(.peerRestarted(epoch: epoch), on: c.rvi, layer: self)
+        c.service.event(.peerRestarted(epoch: epoch), on: c.rvi, layer: self)
     }
 
     /// Takes back every message not yet acknowledged on `rvi`, oldest first, so that the caller
@@ -1111,6 +1131,6 @@ public final class RCLAN: EngineDriver {
         c.epoch = nextEpoch()
         c.unusableSince = 0
         c.stats.resets &+= 1
-        delegate.event(.reset(epoch: c.epoch), on: c.rvi, layer: self)
+        c.service.event(.reset(epoch: c.epoch), on: c.rvi, layer: self)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
-@_exported import PlexusLAN  // NamespaceFabric, waitUntil
+import PlexusCore
+@_exported import PlexusNamespaces  // NamespaceFabric, BackgroundProcess
 
 /// Whether this machine lets us create an io_uring (it may be disabled by sysctl).
 public let ioUringAvailable: Bool = {

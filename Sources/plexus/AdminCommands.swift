@@ -6,6 +6,7 @@ import FoundationNetworking
 import Hummingbird
 import PlexusAPI
 import PlexusLAN
+import PlexusNode
 import PlexusPlatform
 import Synchronization
 

@@ -1,5 +1,8 @@
 import Foundation
 import PlexusCore
+import PlexusNode
+import PlexusTestSupport
+import PlexusNamespaces
 import PlexusLAN
 import PlexusPlatform
 

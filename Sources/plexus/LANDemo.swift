@@ -1,5 +1,7 @@
 import Foundation
 import PlexusCore
+import PlexusNode
+import PlexusNamespaces
 import PlexusLAN
 import PlexusRCLAN
 import Synchronization

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import PlexusCore
+import PlexusNode
+import PlexusNamespaces
 import PlexusLAN
 import PlexusPlatform
 import PlexusRCLAN

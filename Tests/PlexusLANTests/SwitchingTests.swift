@@ -6,23 +6,6 @@ import PlexusTestSupport
 import Synchronization
 import Testing
 
-/// Frames a node's NICs received: (NIC, destination MAC, source MAC, payload).
-final class Inbox: Sendable {
-    let frames = Mutex<[(nic: MACAddress, dst: MACAddress, src: MACAddress, payload: [UInt8])]>([])
-    func record(_ nic: MACAddress, _ f: RawSpan) {
-        f.withUnsafeBytes { b in
-            let dst = MACAddress(at: b.baseAddress!), src = MACAddress(at: b.baseAddress! + 6)
-            let payload = Array(b[14...])
-            frames.withLock { $0.append((nic, dst, src, payload)) }
-        }
-    }
-    var count: Int { frames.withLock { $0.count } }
-}
-
-func ethernet(_ dst: MACAddress, _ src: MACAddress, _ payload: [UInt8]) -> [UInt8] {
-    dst.bytes + src.bytes + [0x88, 0xB5] + payload  // local experimental ethertype
-}
-
 @Suite("Virtual LAN switching over RVIs (in-process NIC backend)", .serialized)
 struct SwitchingTests {
     @Test("broadcast via the server to the VLAN only; unicast direct; relay of last resort; forged frames refused")

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import PlexusAPI
 import PlexusLAN
+import PlexusNode
 import Testing
 
 @testable import PlexusPlatform

@@ -1,5 +1,7 @@
 import Foundation
+import PlexusCore
 import PlexusLAN
+import PlexusNode
 import PlexusTestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusLAN
+import PlexusNode
 import Testing
 
 @testable import PlexusPlatform

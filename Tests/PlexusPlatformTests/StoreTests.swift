@@ -1,5 +1,6 @@
 import Foundation
 import PlexusLAN
+import PlexusNode
 import Testing
 
 @testable import PlexusPlatform

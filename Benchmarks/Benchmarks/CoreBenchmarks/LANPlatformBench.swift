@@ -10,6 +10,8 @@
 import Benchmark
 import Foundation
 import PlexusCore
+import PlexusNode
+import PlexusNamespaces
 import PlexusLAN
 import PlexusRCLAN
 import Synchronization

@@ -4,6 +4,7 @@ import Foundation
 import Histogram
 import PlexusCore
 import PlexusLAN
+import PlexusNode
 import PlexusRCLAN
 import Synchronization
 

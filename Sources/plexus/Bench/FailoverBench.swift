@@ -1,5 +1,8 @@
 import Foundation
 import PlexusCore
+import PlexusNode
+import PlexusTestSupport
+import PlexusNamespaces
 import PlexusLAN
 
 /// `plexus bench failover`: the processor failover of issue 5, measured from `kill -9` of a web

@@ -1,6 +1,8 @@
 import CPlexus
 import Foundation
 import PlexusCore
+import PlexusNode
+import PlexusNamespaces
 import PlexusLAN
 
 /// The virtual LAN scenarios: real `iperf3` and `ping` between two processing nodes' network

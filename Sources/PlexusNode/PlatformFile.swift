@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import PlexusLAN
 
 // MARK: - The definition file
 //

@@ -1,5 +1,7 @@
 import Foundation
 import PlexusCore
+import PlexusLAN
+import PlexusNamespaces
 import PlexusRCLAN
 import Synchronization
 

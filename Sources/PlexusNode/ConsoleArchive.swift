@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import PlexusLAN
 import PlexusRCLAN
 import Synchronization
 
@@ -19,7 +20,7 @@ import Synchronization
 /// processes share the directory or a control node restarts. The log is opened with
 /// `O_APPEND`, so lines the control nodes add themselves (``note(node:_:)``) interleave
 /// without overwriting.
-public final class ConsoleArchive: Sendable {
+public final class ConsoleArchive: ConsoleSink, Sendable {
     public let directory: String
     struct NodeState {
         var fd: Int32
@@ -124,52 +125,5 @@ public final class ConsoleArchive: Sendable {
             done += n
         }
         return true
-    }
-}
-
-extension VirtualEthernet {
-    /// The most console bytes a node holds while its control nodes cannot take them.
-    public static let consoleBacklog = 1 << 20
-
-    /// Adds bytes to this node's console (its workload's output): they go to both control
-    /// nodes on the next turn, in pieces of at most ``ControlMessage/maximumConsolePiece``.
-    /// The node's own log (``events``) goes to the console by itself.
-    public func console(_ bytes: [UInt8]) {
-        guard pendingConsole.count + bytes.count <= Self.consoleBacklog else {
-            consoleDropped += UInt64(bytes.count)
-            return
-        }
-        pendingConsole += bytes
-    }
-
-    /// Reports that this node's workload process ended by itself (exit status, or 128 +
-    /// signal): the control nodes resume the personality on a virtual node of a failover
-    /// server (seed 002). Sent on the next turn, after the console written before it.
-    public func reportProcessFailure(status: Int32) {
-        processExit = status
-    }
-
-    func sendConsole(_ layer: RCLAN) {
-        if eventsOnConsole < events.count {
-            for e in events[eventsOnConsole...] { pendingConsole += Array("plexus node \(node): \(e)\n".utf8) }
-            eventsOnConsole = events.count
-        }
-        var start = 0
-        while start < pendingConsole.count {
-            let end = min(pendingConsole.count, start + ControlMessage.maximumConsolePiece)
-            consoleSequence &+= 1
-            let m = ControlMessage.console(node: node, incarnation: consoleIncarnation, sequence: consoleSequence,
-                                           text: Array(pendingConsole[start..<end])).encoded()
-            var taken = false
-            for s in servers where (try? layer.send(m, on: s)) != nil { taken = true }
-            if !taken { consoleDropped += UInt64(end - start) }
-            start = end
-        }
-        pendingConsole.removeAll(keepingCapacity: true)
-        if let status = processExit {
-            processExit = nil
-            let m = ControlMessage.processFailed(node: node, status: status).encoded()
-            for s in servers { _ = try? layer.send(m, on: s) }
-        }
     }
 }

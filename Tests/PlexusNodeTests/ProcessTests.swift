@@ -1,6 +1,8 @@
 import Foundation
 import PlexusCore
 import PlexusLAN
+import PlexusNamespaces
+import PlexusNode
 import PlexusTestSupport
 import Testing
 

@@ -1,5 +1,9 @@
 import Foundation
 import PlexusCore
+import PlexusLAN
+import PlexusNamespaces
+import PlexusNode
+import PlexusRCLAN
 
 /// The failover drill of the main job, its test and `plexus bench failover`: a web service
 /// runs as the workload of one processor, a client on another processor requests a page from it
