@@ -27,6 +27,8 @@ let package = Package(
                 .product(name: "PlexusCore", package: "Plexus"),
                 .product(name: "PlexusRCLAN", package: "Plexus"),
                 .product(name: "PlexusLAN", package: "Plexus"),
+                .product(name: "PlexusNamespaces", package: "Plexus"),
+                .product(name: "PlexusNode", package: "Plexus"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
             path: "Benchmarks/CoreBenchmarks",

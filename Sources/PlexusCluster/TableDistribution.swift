@@ -525,7 +525,7 @@ public struct DistributionStatistics: Sendable, Hashable {
 ///
 /// Like ``PlexusRCLAN/RCLAN`` it lives on the engine thread and is not `Sendable`: build it in the
 /// driver closure of ``PlexusCore/EngineThread/start(_:driver:)`` and reach it with
-/// `RCLAN.on(engine)!.delegate as! TableDistributor` inside ``PlexusCore/EngineThread/run(_:)``.
+/// `RCLAN.on(engine)!.service(TableDistributor.self)!` inside ``PlexusCore/EngineThread/run(_:)``.
 public final class TableDistributor: RVIDelegate {
     /// Timing and limits.
     public struct Configuration: Sendable, Hashable {

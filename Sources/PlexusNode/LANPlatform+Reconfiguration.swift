@@ -58,7 +58,7 @@ extension LANPlatform {
         for case let t? in controls {
             let offered = next
             results.append(try t.runAndWait { e -> PlanAdoption in
-                guard let layer = RCLAN.on(e), let server = layer.delegate as? VirtualLANServer else { return .refused("no server") }
+                guard let layer = RCLAN.on(e), let server = layer.service(VirtualLANServer.self) else { return .refused("no server") }
                 return server.adopt(offered, layer: layer)
             })
         }

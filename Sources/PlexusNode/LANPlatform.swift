@@ -18,8 +18,14 @@ public final class LANPlatform {
     public let definition: PlatformDefinition
     public let fabric: NamespaceFabric?
     public internal(set) var plan = LANPlan(controls: [], nodes: [], nics: [])
-    public private(set) var controls: [EngineThread?] = []
-    public private(set) var nodes: [Int: EngineThread] = [:]
+    /// The control nodes, by index (nil: stopped).
+    public private(set) var controlNodes: [ControlNode?] = []
+    /// The processing nodes, by number.
+    public private(set) var processingNodes: [Int: ProcessingNode] = [:]
+    /// The control nodes' engine threads, by index (nil: stopped).
+    public var controls: [EngineThread?] { controlNodes.map { $0?.thread } }
+    /// The processing nodes' engine threads, by number.
+    public var nodes: [Int: EngineThread] { processingNodes.mapValues(\.thread) }
     var controlConfigurations: [EngineConfiguration] = []
     /// Brings personalities up on the nodes that get them (Personalities.swift).
     public let personalities: PersonalityManager
@@ -69,7 +75,6 @@ public final class LANPlatform {
         let tap = fabric != nil
         // The processing nodes first, so that their addresses are known.
         var addresses: [Int: NodeAddress] = [:]
-        var started: [EngineThread] = []
         do {
             let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             for (i, n) in definition.processingNodes.enumerated() {
@@ -80,17 +85,10 @@ public final class LANPlatform {
                 // slice, milliseconds) while another CPU runs only sleepers. With more spinners
                 // than CPUs, pinning would force two onto one CPU, so the scheduler decides.
                 if nodePollMode == .busyPoll && c.cpu == nil && definition.processingNodes.count <= cpus { c.cpu = i }
-                let t = try EngineThread.start(c) { () -> any EngineDriver in
-                    let eth = VirtualEthernet(node: UInt32(n))
-                    eth.tapBackend = tap
-                    eth.onConfigured = { c in personalities.arrived(n, c) }
-                    eth.onFenced = { personalities.fenced(n) }
-                    eth.onReconfigured = { old, new in personalities.reconfigured(n, from: old, to: new) }
-                    return (try? RCLAN(configuration: layerConfiguration, delegate: eth)) ?? IdleDriver()
-                }
-                started.append(t)
-                nodes[n] = t
-                personalities.attach(n, t)
+                let node = try ProcessingNode.start(node: n, engine: c, layer: layerConfiguration, tap: tap,
+                                                    personalities: personalities)
+                let t = node.thread
+                processingNodes[n] = node
                 addresses[n] = NodeAddress(node: UInt32(n), info: t.info)
             }
             // MACs from the first control node's serial and persistent counter, in a stable order.
@@ -114,20 +112,15 @@ public final class LANPlatform {
             plan = LANPlan(controls: controlAddresses, nodes: definition.processingNodes.map { addresses[$0]! },
                            nics: nics, mtu: definition.mtu)
             definition.apply(to: &plan)
-            controls = Array(repeating: nil, count: definition.controlNodes.count)
+            controlNodes = Array(repeating: nil, count: definition.controlNodes.count)
             personalities.start()
-            for k in controls.indices { try startControl(k, layerConfiguration: layerConfiguration, failover: failover) }
+            for k in controlNodes.indices { try startControl(k, layerConfiguration: layerConfiguration, failover: failover) }
             for n in definition.processingNodes { personalities.console(n, "node \(n) started") }
-            for n in definition.processingNodes {
-                let controlsPlan = plan.controls
-                try nodes[n]!.runAndWait { e in
-                    guard let layer = RCLAN.on(e), let eth = layer.delegate as? VirtualEthernet else { return }
-                    try eth.register(controls: controlsPlan, layer: layer)
-                }
-            }
+            for n in definition.processingNodes { try processingNodes[n]!.register(controls: plan.controls) }
         } catch {
-            for t in started { t.stopAndWait() }
-            for case let c? in controls { c.stopAndWait() }
+            for (_, node) in processingNodes { node.stop() }
+            processingNodes = [:]
+            for case let c? in controlNodes { c.stop() }
             personalities.stop()
             throw error
         }
@@ -141,7 +134,7 @@ public final class LANPlatform {
         if !ready {
             let states = (members.sorted() + spares).map { n in "node \(n): \((try? self.ethernet(n) { "\($0.registration)" }) ?? "?")" }
             // What the control nodes last did (a failover at start-up, a refusal) says why.
-            let said = controls.indices.compactMap { k -> String? in
+            let said = controlNodes.indices.compactMap { k -> String? in
                 guard let lines = try? self.server(k, { Array($0.log.suffix(4)) }), !lines.isEmpty else { return nil }
                 return "control node \(definition.controlNodes[k]) last logged: " + lines.joined(separator: "; ")
             }
@@ -152,49 +145,31 @@ public final class LANPlatform {
     }
 
     /// Starts (or restarts) control node `k` (0 or 1) with the plan.
+    /// - Throws: ``NodeStartError`` naming what failed.
     public func startControl(_ k: Int, layerConfiguration: RCLANConfiguration = RCLANConfiguration(),
                              failover: FailoverSettings? = FailoverSettings()) throws {
-        guard controls[k] == nil else { return }
-        let plan = self.plan
-        let archive = self.archive
-        let t = try EngineThread.start(controlConfigurations[k]) { () -> any EngineDriver in
-            guard let server = try? VirtualLANServer(plan: plan),
-                  let layer = try? RCLAN(configuration: layerConfiguration, delegate: server) else { return IdleDriver() }
-            server.failoverSettings = failover
-            server.console = archive
-            return layer
-        }
-        controls[k] = t
-        try t.runAndWait { e in
-            guard let layer = RCLAN.on(e), let server = layer.delegate as? VirtualLANServer else {
-                throw PlexusError(.configuration, "control node \(k) did not start its server")
-            }
-            try server.openManagementRVIs(control: k, layer: layer)
-        }
+        guard controlNodes[k] == nil else { return }
+        controlNodes[k] = try ControlNode.start(node: definition.controlNodes[k], index: k, plan: plan,
+                                                engine: controlConfigurations[k], layer: layerConfiguration,
+                                                failover: failover, console: archive)
     }
 
     /// Stops control node `k` as if it died: its engine stops and sends nothing more.
     public func stopControl(_ k: Int) {
-        controls[k]?.stopAndWait()
-        controls[k] = nil
+        controlNodes[k]?.stop()
+        controlNodes[k] = nil
     }
 
     /// Runs `body` with node `n`'s driver on its engine thread.
     public func ethernet<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (VirtualEthernet) throws -> T) throws -> T {
-        guard let t = nodes[n] else { throw PlexusError(.configuration, "no processing node \(n)") }
-        return try t.runAndWait { e in
-            guard let eth = RCLAN.on(e)?.delegate as? VirtualEthernet else { throw PlexusError(.engineStopped, "node \(n) has no driver") }
-            return try body(eth)
-        }
+        guard let node = processingNodes[n] else { throw PlexusError(.configuration, "no processing node \(n)") }
+        return try node.ethernet { eth, _ in try body(eth) }
     }
 
     /// Runs `body` with control node `k`'s server on its engine thread.
     public func server<T: Sendable>(_ k: Int, _ body: @escaping @Sendable (VirtualLANServer) throws -> T) throws -> T {
-        guard let t = controls[k] else { throw PlexusError(.engineStopped, "control node \(k) is stopped") }
-        return try t.runAndWait { e in
-            guard let s = RCLAN.on(e)?.delegate as? VirtualLANServer else { throw PlexusError(.engineStopped, "no server") }
-            return try body(s)
-        }
+        guard let c = controlNodes[k] else { throw PlexusError(.engineStopped, "control node \(k) is stopped") }
+        return try c.server { s, _ in try body(s) }
     }
 
     /// Node `n`'s NIC on `vlan`.
@@ -214,9 +189,9 @@ public final class LANPlatform {
 
     public func stop() {
         personalities.stop()
-        for k in controls.indices { stopControl(k) }
-        for (_, t) in nodes { t.stopAndWait() }
-        nodes = [:]
+        for k in controlNodes.indices { stopControl(k) }
+        for (_, node) in processingNodes { node.stop() }
+        processingNodes = [:]
         personalities.killAll()
     }
 

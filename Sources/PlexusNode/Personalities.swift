@@ -123,7 +123,7 @@ public final class PersonalityManager: Sendable {
     func forward(_ n: Int, _ bytes: [UInt8]) -> Bool {
         guard let t = threads.withLock({ $0[n] }) else { return false }
         return (try? t.runAndWait { e -> Bool in
-            guard let eth = RCLAN.on(e)?.delegate as? VirtualEthernet else { return false }
+            guard let eth = RCLAN.on(e)?.service(VirtualEthernet.self) else { return false }
             eth.console(bytes)
             return true
         }) ?? false
@@ -141,7 +141,7 @@ public final class PersonalityManager: Sendable {
         up.withLock { $0[n] = c }
         if let t = threads.withLock({ $0[n] }) {
             _ = try? t.runAndWait { e in
-                (RCLAN.on(e)?.delegate as? VirtualEthernet)?.report(.workloadStarted)
+                (RCLAN.on(e)?.service(VirtualEthernet.self))?.report(.workloadStarted)
             }
         }
     }
@@ -246,7 +246,7 @@ public final class PersonalityManager: Sendable {
         console(n, "workload ended by itself: " + FailoverCause.processFailed(status: status).description.replacingOccurrences(of: "its workload process ", with: ""))
         if let t = threads.withLock({ $0[n] }) {
             _ = try? t.runAndWait { e in
-                (RCLAN.on(e)?.delegate as? VirtualEthernet)?.reportProcessFailure(status: status)
+                (RCLAN.on(e)?.service(VirtualEthernet.self))?.reportProcessFailure(status: status)
             }
         }
     }

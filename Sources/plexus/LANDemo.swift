@@ -61,7 +61,7 @@ func lanShowcase() throws -> Bool {
             let frame = destination.bytes + source.bytes + [0x88, 0xB5] + Array("hello from node \(n)".utf8)
             try p.nodes[n]!.runAndWait { e in
                 let layer = RCLAN.on(e)!
-                try frame.withUnsafeBytes { try (layer.delegate as! VirtualEthernet).transmit($0, from: source, layer: layer) }
+                try frame.withUnsafeBytes { try layer.service(VirtualEthernet.self)!.transmit($0, from: source, layer: layer) }
             }
         }
         try send(from: 3, vlan: v10, to: .broadcast)

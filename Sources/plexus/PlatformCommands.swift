@@ -39,7 +39,7 @@ func loadDefinition(_ path: String) throws -> PlatformDefinition {
     }
 }
 
-struct ControlNode: ParsableCommand {
+struct ControlCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "control",
         abstract: "Run a control node: the virtual LAN server for every VLAN of the platform.",
@@ -117,20 +117,10 @@ struct ControlNode: ParsableCommand {
         let config = try d.engineConfiguration(node: me)
         let layerConfiguration = RCLANConfiguration()
         let console = try ConsoleArchive(directory: state + "/console")
-        let t = try EngineThread.start(config) { () -> any EngineDriver in
-            guard let server = try? VirtualLANServer(plan: plan),
-                  let layer = try? RCLAN(configuration: layerConfiguration, delegate: server) else { return IdleDriver() }
-            server.console = console
-            return layer
-        }
-        defer { t.stopAndWait() }
-        let k = index
-        try t.runAndWait { e in
-            guard let layer = RCLAN.on(e), let server = layer.delegate as? VirtualLANServer else {
-                throw PlexusError(.configuration, "the virtual LAN server did not start")
-            }
-            try server.openManagementRVIs(control: k, layer: layer)
-        }
+        let control = try ControlNode.start(node: me, index: index, plan: plan, engine: config, layer: layerConfiguration,
+                                            console: console)
+        let t = control.thread
+        defer { control.stop() }
         print("plexus control: control node \(me) (index \(index) of \(d.controlNodes.count)) on fabric A \(config.fabricA), fabric B \(config.fabricB)")
         print("  state \(state): \(plan.nics.count) NICs" + (platformStore != nil ? " from the platform store (revision \(plan.revision)), followed" : ""))
         for v in Set(plan.nics.map(\.vlan)).sorted() {
@@ -144,7 +134,7 @@ struct ControlNode: ParsableCommand {
         func showLog() {
             let from = shown
             let lines = (try? t.runAndWait { e -> [String] in
-                guard let s = RCLAN.on(e)?.delegate as? VirtualLANServer else { return [] }
+                guard let s = RCLAN.on(e)?.service(VirtualLANServer.self) else { return [] }
                 return Array(s.log.dropFirst(from))
             }) ?? []
             for l in lines { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] \(l)") }
@@ -162,7 +152,7 @@ struct ControlNode: ParsableCommand {
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
         }
         let summary = try t.runAndWait { e -> String in
-            guard let s = RCLAN.on(e)?.delegate as? VirtualLANServer else { return "" }
+            guard let s = RCLAN.on(e)?.service(VirtualLANServer.self) else { return "" }
             return "\(s.registrations) registrations, \(s.refusedRegistrations) refused; \(s.switched) frames switched, "
                 + "\(s.copiesSent) copies sent, \(s.copiesDropped) dropped; ARP \(s.arpSwitched) switched, "
                 + "\(s.arpRefused) refused; \(s.malformed) malformed; \(s.table.refusals.values.reduce(0, +)) refused by the table"
@@ -190,7 +180,7 @@ final class RunningControl: FollowingPlatform {
         next.controls = plan.controls
         let offered = next
         let result = try thread.runAndWait { e -> PlanAdoption in
-            guard let layer = RCLAN.on(e), let server = layer.delegate as? VirtualLANServer else { return .refused("no server") }
+            guard let layer = RCLAN.on(e), let server = layer.service(VirtualLANServer.self) else { return .refused("no server") }
             return server.adopt(offered, layer: layer)
         }
         if case .adopted = result { plan = next }
@@ -198,11 +188,11 @@ final class RunningControl: FollowingPlatform {
     }
 
     func failoverRecords() -> [FailoverRecord] {
-        (try? thread.runAndWait { e -> [FailoverRecord] in (RCLAN.on(e)?.delegate as? VirtualLANServer)?.failovers ?? [] }) ?? []
+        (try? thread.runAndWait { e -> [FailoverRecord] in (RCLAN.on(e)?.service(VirtualLANServer.self))?.failovers ?? [] }) ?? []
     }
 }
 
-struct ProcessingNode: ParsableCommand {
+struct NodeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node",
         abstract: "Run a processing node: its virtual NICs on the platform's virtual LANs.",
@@ -289,34 +279,19 @@ struct ProcessingNode: ParsableCommand {
         // goes to the control nodes' console archive; a workload that ends by itself is
         // reported as a failed process.
         let personalities = PersonalityManager(namespacePrefix: nil, archive: nil, here: tap)
-        let t = try EngineThread.start(config) { () -> any EngineDriver in
-            let eth = VirtualEthernet(node: UInt32(n))
-            eth.tapBackend = tap
-            eth.onConfigured = { c in personalities.arrived(n, c) }
-            eth.onFenced = { personalities.fenced(n) }
-            eth.onReconfigured = { old, new in personalities.reconfigured(n, from: old, to: new) }
-            return (try? RCLAN(configuration: RCLANConfiguration(), delegate: eth)) ?? IdleDriver()
+        let processing = try ProcessingNode.start(node: n, engine: config, tap: tap, personalities: personalities) { eth in
+            if !tap { eth.onFrame = { _, _ in } }
         }
-        personalities.attach(n, t)
         personalities.start()
         defer {
             personalities.stop()
             personalities.killAll()
-            t.stopAndWait()
+            processing.stop()
         }
         func ethernet<T: Sendable>(_ body: @escaping @Sendable (VirtualEthernet) throws -> T) throws -> T {
-            try t.runAndWait { e in
-                guard let eth = RCLAN.on(e)?.delegate as? VirtualEthernet else { throw PlexusError(.engineStopped, "no driver") }
-                return try body(eth)
-            }
+            try processing.ethernet { eth, _ in try body(eth) }
         }
-        try t.runAndWait { e in
-            guard let layer = RCLAN.on(e), let eth = layer.delegate as? VirtualEthernet else {
-                throw PlexusError(.configuration, "the virtual Ethernet driver did not start")
-            }
-            if !tap { eth.onFrame = { _, _ in } }
-            try eth.register(controls: controls, layer: layer)
-        }
+        try processing.register(controls: controls)
         print("plexus node: node \(node) on fabric A \(config.fabricA), fabric B \(config.fabricB); registering with "
               + controls.map { "control node \($0.node) (\($0.fabricA), \($0.fabricB))" }.joined(separator: " and "))
         fflush(nil)

@@ -19,6 +19,6 @@ struct Plexus: ParsableCommand {
             `plexus rvi --fault a:drop=5 --kill-leg b` shows a redundant VI at work under faults.
             `plexus bench --help` lists the measurements and the baselines each is compared to.
             """,
-        subcommands: [Demo.self, ControlNode.self, ProcessingNode.self, API.self, Pool.self, PANCommand.self, PersonalityCommand.self,
+        subcommands: [Demo.self, ControlCommand.self, NodeCommand.self, API.self, Pool.self, PANCommand.self, PersonalityCommand.self,
                       Events.self, ConsoleCommand.self, AgentCommand.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self])
 }

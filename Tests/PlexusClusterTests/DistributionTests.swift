@@ -111,7 +111,7 @@ private func join(_ n: UInt32, _ t: EngineThread, peers: [(UInt32, EngineThread)
     let paths = peers.map { ($0.0, path(n, to: $0.0, $0.1)) }
     return try t.runAndWait { e in
         let layer = RCLAN.on(e)!
-        let d = layer.delegate as! TableDistributor
+        let d = layer.service(TableDistributor.self)!
         var rvis: [UInt32: RVI] = [:]
         for (peer, p) in paths {
             let rvi = try layer.open(p)
@@ -125,7 +125,7 @@ private func join(_ n: UInt32, _ t: EngineThread, peers: [(UInt32, EngineThread)
 
 private func view(_ t: EngineThread) throws -> NodeView {
     try t.runAndWait { e in
-        let d = RCLAN.on(e)!.delegate as! TableDistributor
+        let d = RCLAN.on(e)!.service(TableDistributor.self)!
         return NodeView(table: d.table, stats: d.statistics)
     }
 }
@@ -336,7 +336,7 @@ struct DistributionTests {
         let changedAt = nanosNow()
         let down = ownEntry(3, threads[3]!, aUp: false)
         let stored = try threads[3]!.runAndWait { e in
-            try (RCLAN.on(e)!.delegate as! TableDistributor).setLocalEntry(down)
+            try RCLAN.on(e)!.service(TableDistributor.self)!.setLocalEntry(down)
         }
         #expect(stored.version == 2)
         var spread = 0.0
@@ -421,7 +421,7 @@ struct DistributionTests {
         // messages for node 10, through a window of 4 frames.
         let feed = TableMessage.entryMessages((100...2099).map { wideEntry(UInt32($0)) })
         try threads[9]!.runAndWait { e in
-            let d = RCLAN.on(e)!.delegate as! TableDistributor
+            let d = RCLAN.on(e)!.service(TableDistributor.self)!
             for m in feed { d.receive(m, from: RVI(id: 999)) }
         }
         let started = nanosNow()

@@ -38,16 +38,16 @@ struct SwitchingTests {
             let toNode = path(UInt32(n), to: nodes[n - 1], remote: 1)
             try control.runAndWait { e in
                 let layer = RCLAN.on(e)!
-                (layer.delegate as! VirtualLANServer).attachNode(UInt32(n), rvi: try layer.open(toNode))
+                layer.service(VirtualLANServer.self)!.attachNode(UInt32(n), rvi: try layer.open(toNode))
             }
             let toControl = path(1, to: control, remote: UInt32(n))
             try nodes[n - 1].runAndWait { e in
                 let layer = RCLAN.on(e)!
-                (layer.delegate as! VirtualEthernet).addServer(try layer.open(toControl))
+                layer.service(VirtualEthernet.self)!.addServer(try layer.open(toControl))
             }
         }
         try control.runAndWait { e in
-            let server = RCLAN.on(e)!.delegate as! VirtualLANServer
+            let server = RCLAN.on(e)!.service(VirtualLANServer.self)!
             try server.table.attach(VirtualNICBinding(node: 1, mac: m1, vlan: v10))
             try server.table.attach(VirtualNICBinding(node: 2, mac: m2a, vlan: v10))
             try server.table.attach(VirtualNICBinding(node: 2, mac: m2b, vlan: v20))
@@ -55,22 +55,22 @@ struct SwitchingTests {
         }
         let direct12 = path(10, to: nodes[1], remote: 10), direct21 = path(10, to: nodes[0], remote: 10)
         try nodes[0].runAndWait { e in
-            let layer = RCLAN.on(e)!, eth = layer.delegate as! VirtualEthernet
+            let layer = RCLAN.on(e)!, eth = layer.service(VirtualEthernet.self)!
             eth.addNIC(m1, vlan: v10)
             eth.addDirectPath(to: m2a, rvi: try layer.open(direct12))
         }
         try nodes[1].runAndWait { e in
-            let layer = RCLAN.on(e)!, eth = layer.delegate as! VirtualEthernet
+            let layer = RCLAN.on(e)!, eth = layer.service(VirtualEthernet.self)!
             eth.addNIC(m2a, vlan: v10)
             eth.addNIC(m2b, vlan: v20)
             eth.addDirectPath(to: m1, rvi: try layer.open(direct21))
         }
-        try nodes[2].runAndWait { e in (RCLAN.on(e)!.delegate as! VirtualEthernet).addNIC(m3, vlan: v20) }
+        try nodes[2].runAndWait { e in RCLAN.on(e)!.service(VirtualEthernet.self)!.addNIC(m3, vlan: v20) }
 
         func send(_ n: Int, _ frame: [UInt8], from nic: MACAddress) throws {
             try nodes[n - 1].runAndWait { e in
                 let layer = RCLAN.on(e)!
-                try frame.withUnsafeBytes { try (layer.delegate as! VirtualEthernet).transmit($0, from: nic, layer: layer) }
+                try frame.withUnsafeBytes { try layer.service(VirtualEthernet.self)!.transmit($0, from: nic, layer: layer) }
             }
         }
 
@@ -87,7 +87,7 @@ struct SwitchingTests {
         #expect(got.map(\.nic) == [m2a, m2a, m2b])
         #expect(got.map { String(decoding: $0.payload, as: UTF8.self) } == ["who has", "direct", "relayed"])
         let (direct, viaServer) = try nodes[0].runAndWait { e in
-            let eth = RCLAN.on(e)!.delegate as! VirtualEthernet
+            let eth = RCLAN.on(e)!.service(VirtualEthernet.self)!
             return (eth.sentDirect, eth.sentToServers)
         }
         #expect(direct == 1 && viaServer == 1)
@@ -96,7 +96,7 @@ struct SwitchingTests {
         try nodes[0].runAndWait { e in RCLAN.on(e)!.close(RVI(id: 1)) }
         try send(1, ethernet(m2a, m1, Array("fallback".utf8)), from: m1)
         #expect(waitUntil { inboxes[1].count == 4 })
-        let fallbacks = try nodes[0].runAndWait { e in (RCLAN.on(e)!.delegate as! VirtualEthernet).relayedFallbacks }
+        let fallbacks = try nodes[0].runAndWait { e in RCLAN.on(e)!.service(VirtualEthernet.self)!.relayedFallbacks }
         #expect(fallbacks == 1)
 
         // 5. Isolation: node 3 (VLAN 20 only) forges frames into VLAN 10: the server refuses them.
@@ -108,13 +108,13 @@ struct SwitchingTests {
                 defer { out.deallocate() }
                 let n = frame.withUnsafeBytes { LANMessage.encode(vlan: vlan, relayed: false, frame: $0, into: out) }
                 _ = try layer.send(UnsafeRawBufferPointer(rebasing: out[0..<n]).bytes,
-                                   on: (layer.delegate as! VirtualEthernet).servers[0])
+                                   on: layer.service(VirtualEthernet.self)!.servers[0])
             }
         }
         try forge(vlan: v10, src: m3, dst: .broadcast)   // not a member of VLAN 10
         try forge(vlan: v10, src: m1, dst: m2a)          // node 1's MAC, sent by node 3
         try forge(vlan: v20, src: m1, dst: m2b)          // a VLAN-10 MAC claimed on VLAN 20
-        let refusals = { try control.runAndWait { e in (RCLAN.on(e)!.delegate as! VirtualLANServer).table.refusals } }
+        let refusals = { try control.runAndWait { e in RCLAN.on(e)!.service(VirtualLANServer.self)!.table.refusals } }
         #expect(waitUntil { ((try? refusals()) ?? [:]).values.reduce(0, +) == 3 })
         let r = try refusals()
         print("virtual LAN switching: refusals \(r.map { "\($0.key.rawValue) \($0.value)" }.sorted())")

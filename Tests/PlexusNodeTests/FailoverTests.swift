@@ -11,7 +11,7 @@ import Testing
 func transmit(_ p: LANPlatform, from n: Int, _ frame: [UInt8], nic: MACAddress) throws {
     try p.nodes[n]!.runAndWait { e in
         let layer = RCLAN.on(e)!
-        try frame.withUnsafeBytes { try (layer.delegate as! VirtualEthernet).transmit($0, from: nic, layer: layer) }
+        try frame.withUnsafeBytes { try layer.service(VirtualEthernet.self)!.transmit($0, from: nic, layer: layer) }
     }
 }
 

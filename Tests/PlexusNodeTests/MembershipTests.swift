@@ -80,7 +80,7 @@ struct MembershipTests {
         func node(_ n: Int, _ body: @escaping @Sendable (VirtualEthernet, RCLAN) throws -> Void) throws {
             try p.nodes[n]!.runAndWait { e in
                 let layer = RCLAN.on(e)!
-                try body(layer.delegate as! VirtualEthernet, layer)
+                try body(layer.service(VirtualEthernet.self)!, layer)
             }
         }
         func members(_ k: Int) throws -> [MACAddress: Int] { try p.server(k) { $0.table.groups[v10]?[group] ?? [:] } }

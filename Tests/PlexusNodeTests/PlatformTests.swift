@@ -46,7 +46,7 @@ struct PlatformTests {
         func send(from n: Int, _ frame: [UInt8], nic: MACAddress) throws {
             try p.nodes[n]!.runAndWait { e in
                 let layer = RCLAN.on(e)!
-                try frame.withUnsafeBytes { try (layer.delegate as! VirtualEthernet).transmit($0, from: nic, layer: layer) }
+                try frame.withUnsafeBytes { try layer.service(VirtualEthernet.self)!.transmit($0, from: nic, layer: layer) }
             }
         }
         // Unicast goes direct; a broadcast reaches 44 and 45's VLAN-10 NIC only.

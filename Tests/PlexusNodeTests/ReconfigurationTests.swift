@@ -96,7 +96,7 @@ struct ReconfigurationTests {
         // Refused at first: not allowed.
         try p.nodes[94]!.runAndWait { e in
             let layer = RCLAN.on(e)!
-            try (layer.delegate as! VirtualEthernet).setPromiscuous(true, nic: m94, layer: layer)
+            try layer.service(VirtualEthernet.self)!.setPromiscuous(true, nic: m94, layer: layer)
         }
         #expect(waitUntil { (try? p.server(0) { $0.log.contains { $0.contains("refused") && $0.contains("\(m94)") } }) ?? false })
         #expect(try p.server(0) { $0.table.promiscuous[v10]?.contains(m94) != true })

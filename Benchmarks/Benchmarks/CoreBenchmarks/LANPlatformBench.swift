@@ -92,7 +92,7 @@ final class LANBed: Sendable, StreamBed {
             let nic = p.mac(node: n, vlan: Self.vlan)!
             try p.nodes[n]!.runAndWait { e in
                 let layer = RCLAN.on(e)!
-                let eth = layer.delegate as! VirtualEthernet
+                let eth = layer.service(VirtualEthernet.self)!
                 eth.onFrame = { _, frame in
                     if frame.byteCount != length { state.badFrames.add(1, ordering: .relaxed) }
                     state.delivered.add(1, ordering: .releasing)

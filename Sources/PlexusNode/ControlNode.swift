@@ -1,0 +1,85 @@
+import PlexusCore
+import PlexusLAN
+import PlexusRCLAN
+
+/// A control node ("Network Architecture"): it creates every path of the platform and hosts the
+/// platform's control services over one engine, its two fabric ports and one RCLAN layer: the
+/// virtual LAN server (switching, ARP, membership, registration, failure detection and
+/// failover, console routing) and any further services it is given.
+///
+/// The embedded platform (``LANPlatform``) and `plexus control` start control nodes through
+/// this type, so both go through the same steps:
+///
+/// ```swift
+/// let control = try ControlNode.start(node: 1, index: 0, plan: plan, engine: config)
+/// defer { control.stop() }
+/// let switched = try control.server { server, _ in server.switched }
+/// ```
+public final class ControlNode: Sendable {
+    /// The node's number.
+    public let node: Int
+    /// Which control node it is: 0 (the first) or 1. It decides the management VI numbers
+    /// (``VINumbering``).
+    public let index: Int
+    /// The engine thread everything of this node runs on.
+    public let thread: EngineThread
+
+    init(node: Int, index: Int, thread: EngineThread) {
+        self.node = node
+        self.index = index
+        self.thread = thread
+    }
+
+    /// Starts a control node: its engine, its RCLAN layer, its virtual LAN server for `plan`
+    /// and the other `services`, then opens a management RVI to every processing node of the
+    /// plan.
+    /// - Parameters:
+    ///   - failover: how the node detects failed processing nodes and moves their
+    ///     personalities; nil: it does not.
+    ///   - console: where the processing nodes' consoles go (``ConsoleArchive``); nil: nowhere.
+    /// - Throws: ``NodeStartError`` naming the step that failed; nothing is left running.
+    public static func start(node: Int, index: Int, plan: LANPlan, engine: EngineConfiguration,
+                             layer: RCLANConfiguration = RCLANConfiguration(),
+                             failover: FailoverSettings? = FailoverSettings(), console: (any ConsoleSink)? = nil,
+                             services: [NodeServiceFactory] = []) throws(NodeStartError) -> ControlNode {
+        let role = NodeRole.control(index: index)
+        guard (0...1).contains(index) else {
+            throw NodeStartError(node: node, role: role, step: .configuration,
+                                 PlexusError(.configuration, "a control node's index is 0 or 1, not \(index)"))
+        }
+        do { try failover?.validate() } catch { throw NodeStartError(node: node, role: role, step: .configuration, error) }
+        let server = NodeServiceFactory("virtual LAN server") {
+            let s = try VirtualLANServer(plan: plan)
+            s.failoverSettings = failover
+            s.console = console
+            return s
+        }
+        let thread = try NodeEngine.start(node: node, role: role, engine: engine, layer: layer, main: server, services: services)
+        do {
+            try thread.runAndWait { e in
+                guard let layer = RCLAN.on(e), let s = layer.service(VirtualLANServer.self) else {
+                    throw PlexusError(.engineStopped, "the virtual LAN server is not running")
+                }
+                try s.openManagementRVIs(control: index, layer: layer)
+            }
+        } catch {
+            thread.stopAndWait()
+            throw NodeStartError(node: node, role: role, step: .managementRVIs, error)
+        }
+        return ControlNode(node: node, index: index, thread: thread)
+    }
+
+    /// Runs `body` with the node's virtual LAN server and its layer on the engine thread.
+    /// - Throws: ``PlexusError`` when the node has stopped, or what `body` throws.
+    public func server<T: Sendable>(_ body: @escaping @Sendable (VirtualLANServer, RCLAN) throws -> T) throws -> T {
+        try NodeEngine.with(thread, VirtualLANServer.self, what: "control node \(node)'s virtual LAN server", body)
+    }
+
+    /// Runs `body` with the node's first service of type `S` and its layer on the engine thread.
+    public func service<S: RVIDelegate, T: Sendable>(_ type: S.Type, _ body: @escaping @Sendable (S, RCLAN) throws -> T) throws -> T {
+        try NodeEngine.with(thread, S.self, what: "control node \(node)'s \(S.self)", body)
+    }
+
+    /// Stops the node: its engine stops (pending messages fail), and it sends nothing more.
+    public func stop() { thread.stopAndWait() }
+}

@@ -1,0 +1,81 @@
+import PlexusCore
+import PlexusLAN
+import PlexusRCLAN
+
+/// A processing node ("Network Architecture"): it never opens a path of its own. It hosts the
+/// virtual Ethernet driver (its virtual NICs, as TAP devices or in-process) and any further
+/// services it is given over one engine, its two fabric ports and one RCLAN layer; its
+/// personality (addresses, workload, console) is brought up by a ``PersonalityManager``.
+///
+/// The embedded platform (``LANPlatform``) and `plexus node` start processing nodes through
+/// this type.
+public final class ProcessingNode: Sendable {
+    /// The node's number.
+    public let node: Int
+    /// The engine thread everything of this node runs on.
+    public let thread: EngineThread
+
+    init(node: Int, thread: EngineThread) {
+        self.node = node
+        self.thread = thread
+    }
+
+    /// Starts a processing node: its engine, its RCLAN layer, its virtual Ethernet driver and the
+    /// other `services`. It registers when ``register(controls:)`` is called.
+    /// - Parameters:
+    ///   - tap: whether its NICs are TAP devices (in this process's network namespace, or the
+    ///     namespace the engine configuration names) or in-process frame NICs.
+    ///   - personalities: brings the personality it is sent up and down (addresses, workload);
+    ///     the node is attached to it.
+    ///   - configure: called on the engine thread with the driver before anything runs (e.g. to
+    ///     set ``VirtualEthernet/onFrame`` for in-process NICs).
+    /// - Throws: ``NodeStartError`` naming the step that failed; nothing is left running.
+    public static func start(node: Int, engine: EngineConfiguration, layer: RCLANConfiguration = RCLANConfiguration(),
+                             tap: Bool, personalities: PersonalityManager? = nil,
+                             configure: (@Sendable (VirtualEthernet) -> Void)? = nil,
+                             services: [NodeServiceFactory] = []) throws(NodeStartError) -> ProcessingNode {
+        guard (1...Int(VINumbering.maximumNode)).contains(node) else {
+            throw NodeStartError(node: node, role: .processing, step: .configuration,
+                                 PlexusError(.configuration, "node numbers are 1...\(VINumbering.maximumNode)"))
+        }
+        let driver = NodeServiceFactory("virtual Ethernet driver") {
+            let eth = VirtualEthernet(node: UInt32(node))
+            eth.tapBackend = tap
+            if let personalities {
+                eth.onConfigured = { c in personalities.arrived(node, c) }
+                eth.onFenced = { personalities.fenced(node) }
+                eth.onReconfigured = { old, new in personalities.reconfigured(node, from: old, to: new) }
+            }
+            configure?(eth)
+            return eth
+        }
+        let thread = try NodeEngine.start(node: node, role: .processing, engine: engine, layer: layer, main: driver,
+                                          services: services)
+        personalities?.attach(node, thread)
+        return ProcessingNode(node: node, thread: thread)
+    }
+
+    /// Opens the management RVI to each control node (``VINumbering``) and registers with both;
+    /// registration is repeated until a control node answers.
+    public func register(controls: [NodeAddress]) throws(NodeStartError) {
+        do {
+            try ethernet { eth, layer in try eth.register(controls: controls, layer: layer) }
+        } catch {
+            throw NodeStartError(node: node, role: .processing, step: .registration, error)
+        }
+    }
+
+    /// Runs `body` with the node's virtual Ethernet driver and its layer on the engine thread.
+    /// - Throws: ``PlexusError`` when the node has stopped, or what `body` throws.
+    public func ethernet<T: Sendable>(_ body: @escaping @Sendable (VirtualEthernet, RCLAN) throws -> T) throws -> T {
+        try NodeEngine.with(thread, VirtualEthernet.self, what: "processing node \(node)'s virtual Ethernet driver", body)
+    }
+
+    /// Runs `body` with the node's first service of type `S` and its layer on the engine thread.
+    public func service<S: RVIDelegate, T: Sendable>(_ type: S.Type, _ body: @escaping @Sendable (S, RCLAN) throws -> T) throws -> T {
+        try NodeEngine.with(thread, S.self, what: "processing node \(node)'s \(S.self)", body)
+    }
+
+    /// Stops the node's engine (it sends nothing more; its TAP devices close).
+    public func stop() { thread.stopAndWait() }
+}

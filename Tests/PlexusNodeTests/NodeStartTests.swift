@@ -1,0 +1,101 @@
+import Foundation
+import PlexusCore
+import PlexusLAN
+import PlexusNode
+import PlexusRCLAN
+import PlexusTestSupport
+import Testing
+
+/// A service whose construction fails (a storage target whose SAN is missing, say).
+private struct BrokenService: Error, CustomStringConvertible {
+    var description: String { "its backing store is missing" }
+}
+
+@Suite("Starting control and processing nodes: one path, typed errors, nothing left behind", .serialized)
+struct NodeStartTests {
+    /// A control node's plan with two processing nodes at the given addresses.
+    private func plan(control: NodeAddress, nodes: [NodeAddress]) -> LANPlan {
+        let v = VLANID(10)!
+        let nics = nodes.enumerated().map { i, n in
+            VirtualNICBinding(node: n.node, mac: MACAddress("02:00:01:00:00:\(String(format: "%02x", 0x20 + i))")!, vlan: v)
+        }
+        return LANPlan(controls: [control], nodes: nodes, nics: nics)
+    }
+
+    private func address(_ t: EngineThread, node: Int) -> NodeAddress {
+        NodeAddress(node: UInt32(node), fabricA: FabricAddress(t.info.ports[0].address)!, fabricB: FabricAddress(t.info.ports[1].address)!)
+    }
+
+    @Test("a control node and two processing nodes start through the node types, register, and a frame crosses the LAN")
+    func startAndRegister() throws {
+        let inbox = Inbox()
+        var processing: [ProcessingNode] = []
+        defer { for p in processing { p.stop() } }
+        for n in [52, 53] {
+            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n)), tap: false) { eth in
+                if n == 53 { eth.onFrame = { nic, f in inbox.record(nic, f) } } else { eth.onFrame = { _, _ in } }
+            })
+        }
+        // The control node binds fixed ports so that the nodes can be told where it is.
+        let probe = try EngineThread.start(.loopback(node: 51))
+        var config = EngineConfiguration.loopback(node: 51)
+        config.fabricA = FabricAddress(probe.info.ports[0].address)!
+        config.fabricB = FabricAddress(probe.info.ports[1].address)!
+        let controlAddress = address(probe, node: 51)
+        probe.stopAndWait()
+        let p = plan(control: controlAddress, nodes: processing.map { address($0.thread, node: $0.node) })
+        let control = try ControlNode.start(node: 51, index: 0, plan: p, engine: config)
+        defer { control.stop() }
+        for node in processing { try node.register(controls: [controlAddress]) }
+        let configured = try waitUntil(seconds: 10) {
+            try processing.allSatisfy { node in try node.ethernet { eth, _ in eth.registration == .configured } }
+        }
+        #expect(configured)
+        let m52 = p.nics[0].mac
+        let frame = ethernet(.broadcast, m52, Array("through the node types".utf8))
+        try processing[0].ethernet { eth, layer in try frame.withUnsafeBytes { try eth.transmit($0, from: m52, layer: layer) } }
+        #expect(waitUntil { inbox.count == 1 })
+        #expect(try control.server { s, _ in s.registrations } >= 2)
+    }
+
+    @Test("each failed step is named: a bad layer configuration, a bad index, a port in use, a service that fails to build")
+    func typedErrors() throws {
+        var bad = RCLANConfiguration()
+        bad.missedHeartbeats = 1
+        #expect {
+            try ProcessingNode.start(node: 54, engine: .loopback(node: 54), layer: bad, tap: false)
+        } throws: { e in
+            let e = e as! NodeStartError
+            return e.step == .configuration && e.node == 54 && e.role == .processing && "\(e)".contains("missedHeartbeats")
+        }
+        let control = NodeAddress(node: 55, fabricA: FabricAddress("127.0.1.55:1")!, fabricB: FabricAddress("127.0.2.55:1")!)
+        #expect {
+            try ControlNode.start(node: 55, index: 2, plan: plan(control: control, nodes: []), engine: .loopback(node: 55))
+        } throws: { e in (e as! NodeStartError).step == .configuration && "\(e)".contains("index") }
+
+        // A port another engine holds: the engine cannot start.
+        let holder = try EngineThread.start(.loopback(node: 56))
+        defer { holder.stopAndWait() }
+        var taken = EngineConfiguration.loopback(node: 57)
+        taken.fabricA = FabricAddress(holder.info.ports[0].address)!
+        #expect {
+            try ProcessingNode.start(node: 57, engine: taken, tap: false)
+        } throws: { e in (e as! NodeStartError).step == .engine }
+
+        // A service that fails to build: the error names it, and the node's ports are free again.
+        let broken = NodeServiceFactory("storage target") { throw BrokenService() }
+        let probe = try EngineThread.start(.loopback(node: 58))
+        var fixed = EngineConfiguration.loopback(node: 58)
+        fixed.fabricA = FabricAddress(probe.info.ports[0].address)!
+        fixed.fabricB = FabricAddress(probe.info.ports[1].address)!
+        probe.stopAndWait()
+        #expect {
+            try ProcessingNode.start(node: 58, engine: fixed, tap: false, services: [broken])
+        } throws: { e in
+            let e = e as! NodeStartError
+            return e.step == .service && e.service == "storage target" && "\(e)".contains("backing store is missing")
+        }
+        let again = try ProcessingNode.start(node: 58, engine: fixed, tap: false)
+        again.stop()
+    }
+}
