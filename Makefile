@@ -4,7 +4,7 @@
 SWIFT ?= swift
 FUZZ_SECONDS ?= 60
 
-.PHONY: setup demo test unit-tests fuzz alloc-gate bench-results stress clean
+.PHONY: setup demo test unit-tests fuzz fuzz-long alloc-gate bench-results stress clean
 
 setup:
 	@scripts/setup.sh
@@ -19,8 +19,14 @@ test: setup fuzz alloc-gate unit-tests
 unit-tests:
 	SWIFT=$(SWIFT) scripts/test.sh
 
+# Every decoder of bytes from a fabric or a network, fuzzed for FUZZ_SECONDS in all (CI: 60).
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+# The same, each target for FUZZ_LONG_SECONDS (default 600).
+FUZZ_LONG_SECONDS ?= 600
+fuzz-long: setup
+	FUZZ_SECONDS_EACH=$(FUZZ_LONG_SECONDS) scripts/fuzz.sh
 
 alloc-gate:
 	scripts/bench-thresholds.sh
@@ -39,4 +45,4 @@ stress: setup
 		$(SWIFT) test --no-parallel --filter "RVIFaultTests"
 
 clean:
-	rm -rf .build Benchmarks/.build fuzz-artifacts
+	rm -rf .build Benchmarks/.build Fuzz/.build fuzz-artifacts

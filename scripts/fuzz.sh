@@ -1,19 +1,40 @@
 #!/usr/bin/env bash
-# Builds the frame-decoder fuzz target with libFuzzer + AddressSanitizer and runs it for a
-# bounded time (default 60 s; FUZZ_SECONDS overrides). Seeds come from Fuzz/corpus; crashes land
-# in fuzz-artifacts/ and fail the script.
+# Builds every fuzz target (Fuzz/, a package of its own) with libFuzzer + AddressSanitizer and
+# runs each for a bounded time: FUZZ_SECONDS in all, shared between the targets (default 60;
+# `make fuzz-long` gives each target FUZZ_SECONDS_EACH instead). Seeds come from
+# Fuzz/corpus/<target>/ and the corpus a target grows is kept under .build/fuzz/; a crash lands
+# in fuzz-artifacts/ and fails the script.
+#
+# The targets are instrumented with -sanitize-coverage (what -sanitize=fuzzer adds) and linked
+# with libFuzzer's no-main library: SwiftPM sets an executable's entry point itself, so each
+# target calls libFuzzer's driver from its own main.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-seconds="${FUZZ_SECONDS:-60}"
+targets=(FrameDecoderFuzz LANMessageFuzz ControlMessageFuzz MembershipFuzz TableMessageFuzz)
+total="${FUZZ_SECONDS:-60}"
+each="${FUZZ_SECONDS_EACH:-$(( total / ${#targets[@]} > 1 ? total / ${#targets[@]} : 1 ))}"
+resource_dir="$(dirname "$(dirname "$(readlink -f "$(command -v swiftc)")")")/lib/clang"
+fuzzer_lib="$(ls "$resource_dir"/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a 2>/dev/null | head -n 1)"
+[ -n "$fuzzer_lib" ] || { echo "fuzz: libclang_rt.fuzzer_no_main not found under $resource_dir" >&2; exit 1; }
 out=.build/fuzz
-mkdir -p "$out" fuzz-artifacts "$out/corpus"
-cp Fuzz/corpus/* "$out/corpus/" 2>/dev/null || true
-if ! swiftc -parse-as-library -sanitize=fuzzer,address -O -g \
-    Fuzz/FrameDecoderFuzz.swift Sources/PlexusCore/WireFormat.swift -o "$out/frame-decoder-fuzz" \
-    >"$out/build.log" 2>&1; then
-    grep -v 'Cannot export local symbol' "$out/build.log" >&2
+mkdir -p "$out" fuzz-artifacts
+if ! (cd Fuzz && swift build -c release \
+        -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp \
+        -Xlinker --whole-archive -Xlinker "$fuzzer_lib" -Xlinker --no-whole-archive -Xlinker -lstdc++) \
+        >"$out/build.log" 2>&1; then
+    grep -v 'Cannot export local symbol' "$out/build.log" | tail -n 40 >&2
+    echo "fuzz: building the fuzz targets failed" >&2
     exit 1
 fi
-"$out/frame-decoder-fuzz" -max_total_time="$seconds" -max_len=17000 -seed=1 \
-    -artifact_prefix=fuzz-artifacts/ "$out/corpus" 2>&1 | tail -n 5
-echo "fuzz: frame decoder ran ${seconds} s with no crash"
+bin="$(cd Fuzz && swift build -c release --show-bin-path)"
+for t in "${targets[@]}"; do
+    name="$(echo "$t" | sed -E 's/Fuzz$//; s/([a-z])([A-Z])/\1-\2/g' | tr 'A-Z' 'a-z')"
+    mkdir -p "$out/corpus/$name" "Fuzz/corpus/$name"
+    if ! "$bin/$t" -max_total_time="$each" -max_len=17000 -seed=1 -artifact_prefix=fuzz-artifacts/ \
+            "$out/corpus/$name" "Fuzz/corpus/$name" >"$out/$name.log" 2>&1; then
+        tail -n 40 "$out/$name.log" >&2
+        echo "fuzz: $name crashed; the input is in fuzz-artifacts/" >&2
+        exit 1
+    fi
+    echo "fuzz: $name ran ${each} s with no crash ($(grep -oE 'Done [0-9]+ runs' "$out/$name.log" | head -n 1))"
+done

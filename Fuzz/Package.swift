@@ -1,0 +1,28 @@
+// swift-tools-version: 6.1
+// Plexus fuzz targets: a separate package (like Benchmarks/) so that the library never links
+// libFuzzer. Every decoder of bytes that arrive from a fabric or a network has a target here.
+// Built by scripts/fuzz.sh with
+//   swift build -c release -Xswiftc -sanitize=fuzzer,address
+// (each target runs libFuzzer's driver; the sanitizer's coverage reaches the Plexus modules too).
+import PackageDescription
+
+let targets: [(name: String, products: [String])] = [
+    ("FrameDecoderFuzz", ["PlexusCore"]),
+    ("LANMessageFuzz", ["PlexusLAN"]),
+    ("ControlMessageFuzz", ["PlexusLAN"]),
+    ("MembershipFuzz", ["PlexusLAN"]),
+    ("TableMessageFuzz", ["PlexusCluster"]),
+]
+
+let package = Package(
+    name: "PlexusFuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(name: "Plexus", path: "..")],
+    targets: targets.map { t in
+        .executableTarget(
+            name: t.name,
+            dependencies: t.products.map { .product(name: $0, package: "Plexus") },
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        )
+    }
+)

@@ -1,0 +1,36 @@
+// libFuzzer target for what a virtual LAN server or driver reads off an RVI: a LAN message
+// (header, then an Ethernet frame), and the ARP packet inside it. Every input is parsed or
+// refused, never crashes; what is accepted has its checksum field inside the frame, and an
+// ARP packet is only ever read from a frame long enough to hold it.
+import Foundation
+import PlexusLAN
+
+func fuzzLANMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let m = UnsafeRawBufferPointer(start: data, count: size)
+    guard let parsed = LANMessage.parse(m) else { return 0 }
+    precondition(size >= LANMessage.headerSize + LANMessage.ethernetHeader)
+    if let c = parsed.checksum {
+        precondition(Int(c.start) >= LANMessage.ethernetHeader)
+        precondition(Int(c.start) + Int(c.offset) + 2 <= size - LANMessage.headerSize)
+    }
+    let frame = UnsafeRawBufferPointer(rebasing: m[LANMessage.headerSize...])
+    if ARPPacket.isARP(frame), let arp = ARPPacket(frame: frame) {
+        precondition(frame.count >= 42)
+        _ = arp.senderIP.description
+    }
+    _ = MembershipReport.parse(frame)
+    return 0
+}
+
+// libFuzzer's own driver (SwiftPM links an executable's entry point itself, so the target
+// calls the driver rather than relying on libFuzzer's main).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
+                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+var argc = CommandLine.argc
+var argv = CommandLine.unsafeArgv
+exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
+    fuzzLANMessage(data ?? UnsafePointer(bitPattern: 1)!, size)
+})
