@@ -94,7 +94,7 @@ let package = Package(
         // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
         .target(
             name: "PlexusTestSupport",
-            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN"],
+            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN", "CPlexus"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

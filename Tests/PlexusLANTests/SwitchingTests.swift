@@ -23,7 +23,7 @@ func ethernet(_ dst: MACAddress, _ src: MACAddress, _ payload: [UInt8]) -> [UInt
     dst.bytes + src.bytes + [0x88, 0xB5] + payload  // local experimental ethertype
 }
 
-@Suite("Virtual LAN switching over RVIs (in-process NIC backend)", .serialized)
+@Suite("Virtual LAN switching over RVIs (in-process NIC backend)", .serialized, .requiresIOUring)
 struct SwitchingTests {
     @Test("broadcast via the server to the VLAN only; unicast direct; relay of last resort; forged frames refused")
     func switching() throws {
