@@ -116,7 +116,7 @@ let package = Package(
         // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
         .target(
             name: "PlexusTestSupport",
-            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces", "PlexusNode"],
+            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces", "PlexusNode"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

@@ -47,26 +47,14 @@ done
 [ "$missing" -eq 0 ] || fail "benchmarks without thresholds (run the update command in this script's header)"
 echo "bench-thresholds: checking ${#names[@]} benchmarks: ${names[*]}"
 
-# 2. The check itself. One exception is retried (up to 3 runs in all), and said so: a single
-#    iteration that allocated once in 1000 messages. RVIFrames_16896B does that now and then on
-#    a loaded 2-CPU machine (seen since before issue 5's changes, not yet found: the
-#    allocation-stack mode never shows it); a per-frame allocation shows in every run and every
-#    iteration, and any other crash, or a p90 above its threshold, fails at once.
-for attempt in 1 2 3; do
-    set +e
-    swift package benchmark thresholds check --metric mallocCountTotal --no-progress 2>&1 | tee "$log"
-    status=${PIPESTATUS[0]}
-    set -e
-    if grep -q "failed during runtime\|benchmarkCrashed\|Likely your benchmark crashed" "$log"; then
-        if [ "$attempt" -lt 3 ] && grep -q "allocated 1 times for 1000" "$log" \
-            && [ "$(grep -c "allocated [0-9]* times for" "$log")" -eq 1 ]; then
-            echo "bench-thresholds: NOTICE: run $attempt: one iteration allocated once in 1000 messages (the rare allocation named in this script); running the check again" >&2
-            continue
-        fi
-        fail "a benchmark crashed (its reason is printed above, before the backtrace)"
-    fi
-    break
-done
+# 2. The check itself.
+set +e
+swift package benchmark thresholds check --metric mallocCountTotal --no-progress 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+if grep -q "failed during runtime\|benchmarkCrashed\|Likely your benchmark crashed" "$log"; then
+    fail "a benchmark crashed (its reason is printed above, before the backtrace)"
+fi
 if grep -q "is WORSE than the defined thresholds" "$log"; then
     fail "allocation count regression (see the table above)"
 fi

@@ -130,7 +130,7 @@ private func view(_ t: EngineThread) throws -> NodeView {
     }
 }
 
-@Suite("Address table distribution over the fabric (seed 003)", .serialized)
+@Suite("Address table distribution over the fabric (seed 003)", .serialized, .requiresIOUring)
 struct DistributionTests {
     @Test("a table too large for one message is split into digests and entries of at most 16896 bytes each")
     func splitting() throws {

@@ -3,7 +3,7 @@ import PlexusCore
 import PlexusTestSupport
 import Testing
 
-@Suite("Engine: VIs across two processes", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
+@Suite("Engine: VIs across two processes", .requiresIOUring)
 struct CrossProcessTests {
     @Test("frames sent from this process on fabrics A and B are echoed back by a second process, intact")
     func echoAcrossProcesses() throws {

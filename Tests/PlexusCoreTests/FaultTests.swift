@@ -3,7 +3,7 @@ import PlexusCore
 import PlexusTestSupport
 import Testing
 
-@Suite("Fault layer under the fabrics", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
+@Suite("Fault layer under the fabrics", .requiresIOUring)
 struct FaultTests {
     /// Sends `n` numbered frames from node 1 to node 2 on `vi`, 64 at a time, letting each
     /// window settle (arrive, or be counted as dropped by the fault layer) before the next: the

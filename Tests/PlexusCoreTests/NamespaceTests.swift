@@ -5,8 +5,7 @@ import Testing
 
 @Suite("Real fabrics: nodes in network namespaces, two bridges, links failed with ip link",
        .serialized,
-       .enabled(if: ioUringAvailable && FabricHarness.unavailableReason == nil,
-                Comment(rawValue: FabricHarness.unavailableReason ?? "io_uring is disabled on this kernel")))
+       .requiresIOUring, .requiresRoot, .requiresTool("ip"))
 struct NamespaceTests {
     @Test("frames cross both bridges; pulling node 1's fabric-A cable stops A only; plugging it back restores it")
     func cablePulledAndRestored() throws {

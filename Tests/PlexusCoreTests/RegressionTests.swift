@@ -9,7 +9,7 @@ final class StopOnFirstFrame: EngineDriver {
 }
 
 @Suite("Engine: shutdown, reassembly, ordering and rights (review findings)",
-       .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
+       .requiresIOUring)
 struct RegressionTests {
     @Test("a driver that calls Engine.stop() ends its engine without anyone's help", arguments: PollMode.allCases)
     func driverStops(mode: PollMode) throws {
@@ -146,7 +146,7 @@ final class Resender: EngineDriver {
     }
 }
 
-@Suite("Engine: frames handed back for retransmission", .enabled(if: ioUringAvailable, "io_uring is disabled on this kernel"))
+@Suite("Engine: frames handed back for retransmission", .requiresIOUring)
 struct RetransmissionTests {
     @Test("a frame sent with returnOnCompletion comes back intact and can be sent again; header fields travel",
           arguments: PollMode.allCases)

@@ -6,7 +6,7 @@ import PlexusTestSupport
 import Synchronization
 import Testing
 
-@Suite("Virtual LAN switching over RVIs (in-process NIC backend)", .serialized)
+@Suite("Virtual LAN switching over RVIs (in-process NIC backend)", .serialized, .requiresIOUring)
 struct SwitchingTests {
     @Test("broadcast via the server to the VLAN only; unicast direct; relay of last resort; forged frames refused")
     func switching() throws {

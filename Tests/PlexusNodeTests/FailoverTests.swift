@@ -16,7 +16,7 @@ func transmit(_ p: LANPlatform, from n: Int, _ frame: [UInt8], nic: MACAddress) 
 }
 
 @Suite("Processor failover: a spare inherits the whole personality", .serialized,
-       .enabled(if: ioUringAvailable, "needs io_uring"))
+       .requiresIOUring)
 struct FailoverTests {
     @Test("a killed node on two VLANs: both control nodes move its personality to the first spare (same MACs), peers reach it there, the timeline is complete")
     func twoVLANPersonality() throws {
@@ -118,8 +118,7 @@ struct FailoverTests {
 }
 
 @Suite("Failover with real clients across network namespaces (root)", .serialized,
-       .enabled(if: ioUringAvailable && NamespaceFabric.unavailableReason == nil
-                && FileManager.default.fileExists(atPath: "/dev/net/tun"), "needs root, iproute2, /dev/net/tun and io_uring"))
+       .requiresIOUring, .requiresRoot, .requiresTool("ip"), .requiresTUN, .requiresTool("ping"), .requiresTool("python3"))
 struct NamespaceFailoverTests {
     static let v10 = VLANID(10)!, v20 = VLANID(20)!
 
@@ -196,8 +195,7 @@ struct NamespaceFailoverTests {
 }
 
 @Suite("Process failover onto virtual nodes (namespaces, real HTTP client)", .serialized,
-       .enabled(if: ioUringAvailable && NamespaceFabric.unavailableReason == nil
-                && FileManager.default.fileExists(atPath: "/dev/net/tun"), "needs root, iproute2, /dev/net/tun, curl and io_uring"))
+       .requiresIOUring, .requiresRoot, .requiresTool("ip"), .requiresTUN, .requiresTool("curl"), .requiresTool("python3"))
 struct ProcessFailoverTests {
     @Test("a crashed workload resumes on a virtual node of the failover server, then, when that server dies, on the backup server's; its state travels through its storage; the console keeps it all")
     func failoverServerThenBackup() throws {

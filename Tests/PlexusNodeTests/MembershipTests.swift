@@ -26,7 +26,7 @@ func mldFrame(_ icmp: [UInt8]) -> [UInt8] {
     return eth + ip + hbh + icmp
 }
 
-@Suite("Multicast membership and promiscuous mode")
+@Suite("Multicast membership and promiscuous mode", .requiresIOUring)
 struct MembershipTests {
     @Test("IGMPv2 and v3, MLDv1 and v2 reports are read; group MACs follow RFC 1112 and RFC 2464; cut-short packets yield nothing")
     func parsing() {
@@ -140,9 +140,7 @@ struct MembershipTests {
 }
 
 @Suite("Multicast and promiscuous mode from the Linux kernel (TAP)", .serialized,
-       .enabled(if: ioUringAvailable && NamespaceFabric.unavailableReason == nil
-                    && FileManager.default.fileExists(atPath: "/dev/net/tun"),
-                "needs root, iproute2, io_uring and /dev/net/tun (CI runs as root)"))
+       .requiresIOUring, .requiresRoot, .requiresTool("ip"), .requiresTUN, .requiresTool("ping"), .requiresTool("python3"))
 struct KernelMembershipTests {
     @Test("a socket joining 239.1.2.3 makes the kernel's IGMP join the group at both servers; the group's datagrams arrive; closing it leaves; `ip link set promisc` asks for promiscuous mode, granted or refused")
     func kernelMembership() throws {

@@ -11,7 +11,7 @@ private struct BrokenService: Error, CustomStringConvertible {
     var description: String { "its backing store is missing" }
 }
 
-@Suite("Starting control and processing nodes: one path, typed errors, nothing left behind", .serialized)
+@Suite("Starting control and processing nodes: one path, typed errors, nothing left behind", .serialized, .requiresIOUring)
 struct NodeStartTests {
     /// A control node's plan with two processing nodes at the given addresses.
     private func plan(control: NodeAddress, nodes: [NodeAddress]) -> LANPlan {

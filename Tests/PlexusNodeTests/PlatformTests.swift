@@ -13,7 +13,7 @@ func macStateFile() -> String {
 }
 
 @Suite("The platform in one process: registration, two control nodes, the in-process backend", .serialized,
-       .enabled(if: ioUringAvailable, "needs io_uring"))
+       .requiresIOUring)
 struct PlatformTests {
     @Test("nodes register with both control nodes and get their NICs; a node on no VLAN is refused; a dead control node's traffic goes through the other")
     func registrationAndControlFailover() throws {
@@ -87,9 +87,8 @@ struct PlatformTests {
 }
 
 @Suite("Virtual LANs with TAP devices: real Linux traffic between network namespaces", .serialized,
-       .enabled(if: ioUringAvailable && FabricHarness.unavailableReason == nil
-                    && FileManager.default.fileExists(atPath: "/dev/net/tun"),
-                Comment(rawValue: FabricHarness.unavailableReason ?? "needs io_uring and /dev/net/tun")))
+       .requiresIOUring, .requiresRoot, .requiresTool("ip"), .requiresTUN,
+       .requiresTool("ping"), .requiresTool("curl"), .requiresTool("iperf3"), .requiresTool("python3"))
 struct TAPTests {
     /// Control nodes 1 and 2; processing nodes 3, 4, 5 on VLAN 10 and 5, 6 on VLAN 20.
     static let v10 = VLANID(10)!, v20 = VLANID(20)!

@@ -24,7 +24,7 @@ func plexus(_ args: [String]) throws -> (status: Int32, output: String) {
 }
 
 @Suite("plexus control and plexus node as processes of their own", .serialized,
-       .enabled(if: ioUringAvailable, "needs io_uring"))
+       .requiresIOUring)
 struct ProcessTests {
     @Test("two control processes hand out the same MACs from one state directory; nodes register, a node on no VLAN is refused (exit 3), MACs survive a control node's restart")
     func registrationAcrossProcesses() throws {
@@ -129,8 +129,7 @@ struct ProcessTests {
     }
 
     @Test("control and processing nodes as processes in their own namespaces: ping across TAP NICs, and on after a control node is killed",
-          .enabled(if: NamespaceFabric.unavailableReason == nil && FileManager.default.fileExists(atPath: "/dev/net/tun"),
-                   "needs root, iproute2 and /dev/net/tun (CI runs as root)"))
+          .requiresRoot, .requiresTool("ip"), .requiresTUN, .requiresTool("ping"))
     func tapAcrossProcesses() throws {
         let exe = try #require(plexusExecutable)
         let fabric = try NamespaceFabric(nodes: 5, linkMTU: 65535)
@@ -172,8 +171,8 @@ struct ProcessTests {
     }
 
     @Test("processes: the definition's personality comes up on its node (addresses, workload, console at the control node); when that node's process is killed, the spare process takes it over and serves",
-          .enabled(if: NamespaceFabric.unavailableReason == nil && FileManager.default.fileExists(atPath: "/dev/net/tun"),
-                   "needs root, iproute2 and /dev/net/tun (CI runs as root)"))
+          .requiresRoot, .requiresTool("ip"), .requiresTUN, .requiresTool("curl"), .requiresTool("python3"),
+          .requiresTool("pkill"))
     func failoverAcrossProcesses() throws {
         let exe = try #require(plexusExecutable)
         let fabric = try NamespaceFabric(nodes: 5, linkMTU: 65535)

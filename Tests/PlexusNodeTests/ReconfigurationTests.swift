@@ -8,7 +8,7 @@ import PlexusTestSupport
 import Testing
 
 @Suite("Changing a running platform: control nodes adopt a new plan revision", .serialized,
-       .enabled(if: ioUringAvailable, "needs io_uring"))
+       .requiresIOUring)
 struct ReconfigurationTests {
     @Test("NICs attached and detached, a personality given to a spare, one migrated by hand and its old node released, stale and unswitchable plans turned away, a plan older than a failover deferred")
     func adoptRevisions() throws {

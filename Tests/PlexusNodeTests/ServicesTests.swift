@@ -61,7 +61,7 @@ private struct Counts: Sendable {
     var unbound: UInt64 = 0
 }
 
-@Suite("Services sharing one node's engine and RCLAN", .serialized)
+@Suite("Services sharing one node's engine and RCLAN", .serialized, .requiresIOUring)
 struct ServicesTests {
     @Test("the virtual LAN, the address-table distributor and a third service run side by side on the same nodes, each getting only its own RVIs' messages")
     func threeServices() throws {

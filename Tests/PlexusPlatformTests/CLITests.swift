@@ -134,8 +134,8 @@ struct CLITests {
     }
 
     @Test("processes following the store: two `plexus control --store` and three `plexus node` processes; `plexus` commands change the running platform (an alias, a migration by hand); a kill -9 failover is written to the store and shown by `plexus personality show` and `plexus events`",
-          .enabled(if: NamespaceFabric.unavailableReason == nil && FileManager.default.fileExists(atPath: "/dev/net/tun"),
-                   "needs root, iproute2 and /dev/net/tun (CI runs as root)"))
+          .requiresIOUring, .requiresRoot, .requiresTool("ip"), .requiresTUN, .requiresTool("ping"), .requiresTool("curl"),
+          .requiresTool("python3"), .requiresTool("pkill"))
     func controlProcessesFollowTheStore() throws {
         let exe = try #require(plexusExecutable, "the plexus executable was not built next to the tests (run swift build first)")
         let fabric = try NamespaceFabric(nodes: 5, linkMTU: 65535)

@@ -18,8 +18,8 @@ func settle(_ follower: PlatformFollower, seconds: Double = 10, _ condition: () 
 }
 
 @Suite("Administrative changes reach a running platform, and its failovers reach the store (root)", .serialized,
-       .enabled(if: ioUringAvailable && NamespaceFabric.unavailableReason == nil
-                && FileManager.default.fileExists(atPath: "/dev/net/tun"), "needs root, iproute2, /dev/net/tun and io_uring"))
+       .requiresIOUring, .requiresRoot, .requiresTool("ip"), .requiresTUN, .requiresTool("ping"), .requiresTool("curl"),
+       .requiresTool("python3"))
 struct LiveChangeTests {
     @Test("on a running platform: an alias bound, a workload set, a processor added from the pool, a personality migrated by hand, a failover written back to the store, a node returned, a personality removed, a crashed workload moved and its still-running node returned and reused — checked with ping and curl across namespaces")
     func storeDrivesRunningPlatform() throws {

@@ -7,8 +7,7 @@ import Testing
 
 @Suite("RVIs over real fabrics: namespaces, two bridges, a fabric failed with ip link",
        .serialized,
-       .enabled(if: ioUringAvailable && FabricHarness.unavailableReason == nil,
-                Comment(rawValue: FabricHarness.unavailableReason ?? "io_uring is disabled on this kernel")))
+       .requiresIOUring, .requiresRoot, .requiresTool("ip"))
 struct RVINamespaceTests {
     @Test("fabric A's bridge goes down in mid-stream: the RVI moves to B with nothing lost; A rejoins when it returns")
     func bridgeDown() throws {

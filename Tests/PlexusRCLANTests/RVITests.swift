@@ -4,7 +4,7 @@ import PlexusTestSupport
 import PlexusRCLAN
 import Testing
 
-@Suite("Redundant VIs", .serialized)
+@Suite("Redundant VIs", .serialized, .requiresIOUring)
 struct RVITests {
     @Test("messages of 1 to 16896 bytes arrive exactly once and in order, both ways, over both legs")
     func bothWays() throws {
@@ -50,7 +50,7 @@ func expectClean(_ r: StreamReport, _ count: UInt64, _ label: String) {
     #expect(r.failed.isEmpty, "\(label): failed \(r.failed)")
 }
 
-@Suite("Redundant VIs under faults", .serialized)
+@Suite("Redundant VIs under faults", .serialized, .requiresIOUring)
 struct RVIFaultTests {
     @Test("stress: leg A loses 5 %, leg B 1 %, both reorder and duplicate, legs flap; nothing lost or doubled")
     func stress() throws {
@@ -197,7 +197,7 @@ struct RVIFaultTests {
     }
 }
 
-@Suite("RVI legs, epochs and bad input", .serialized)
+@Suite("RVI legs, epochs and bad input", .serialized, .requiresIOUring)
 struct RVILegTests {
     func firstEvent(_ r: StreamReport, after ms: Double, _ match: (RVIEvent) -> Bool) -> Double? {
         r.events.first { $0.ms >= ms && match($0.event) }?.ms

@@ -260,10 +260,18 @@ final class LoopbackPair: Sendable {
 
 /// Waits for `condition` without allocating: yields for a while, then sleeps 20 µs at a time;
 /// calls `timedOut` (which must not return) once `timeout` has passed.
+///
+/// The clock is read as plain nanoseconds (`nowNanos()`), not as `ContinuousClock.Instant`: the
+/// first comparison of two instants in a process instantiates the runtime's witness table for
+/// `ContinuousClock.Instant`'s conformance, and the metadata allocator may take a new 16 KB page
+/// for it (one `malloc(16400)` from `swift_getWitnessTable`). The deadline is only checked every
+/// 256 spins, so that first comparison came in whichever measured iteration was the first to
+/// wait that long, on a loaded machine often inside `RVIFrames_16896B`'s measurement, where it
+/// failed the gate as one allocation in 1000 messages.
 @inline(__always)
 func spinWait(timeout: Duration, until condition: () -> Bool, timedOut: () -> Never) {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
+    let (seconds, attoseconds) = timeout.components
+    let deadline = nowNanos() + UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
     var spins = 0
     while !condition() {
         spins &+= 1
@@ -273,7 +281,7 @@ func spinWait(timeout: Duration, until condition: () -> Bool, timedOut: () -> Ne
         }
         var pause = timespec(tv_sec: 0, tv_nsec: 20_000)
         nanosleep(&pause, nil)
-        if spins & 255 == 0 && clock.now > deadline { timedOut() }
+        if spins & 255 == 0 && nowNanos() > deadline { timedOut() }
     }
 }
 
