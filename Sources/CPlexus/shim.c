@@ -12,6 +12,8 @@
 #include <net/if.h>
 #include <linux/if_tun.h>
 #include <net/if_arp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 _Static_assert(sizeof(struct io_uring_recvmsg_out) == 16, "recvmsg_out layout");
 _Static_assert(sizeof(struct sockaddr_in) == 16, "sockaddr_in layout");
@@ -164,4 +166,47 @@ int plx_tap_echo_probe(int fd, const unsigned char *tap_mac, uint32_t tap_ip, ui
         usleep(1000);
     }
     return taken;
+}
+
+int plx_spawn(const char *path, char *const argv[], int in_fd, int out_fd, int err_fd) {
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0) return -errno;
+    int fds[3] = { in_fd >= 0 ? in_fd : null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd };
+    /* Nothing is delivered to the child between fork and exec (no handler of ours runs there). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls from here to exec. */
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);  /* the parent died before prctl */
+        /* Move the three descriptors above 2 first, so that dup2 cannot overwrite one another. */
+        int high[3];
+        for (int i = 0; i < 3; i++) {
+            high[i] = fcntl(fds[i], F_DUPFD, 3);
+            if (high[i] < 0) _exit(127);
+        }
+        for (int i = 0; i < 3; i++) {
+            if (dup2(high[i], i) < 0) _exit(127);
+        }
+        syscall(SYS_close_range, 3U, ~0U, 0U);
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int s = 1; s < _NSIG; s++) {
+            if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(path, argv);
+        _exit(127);
+    }
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(null_fd);
+    return pid < 0 ? -e : pid;
 }

@@ -50,7 +50,8 @@ struct API: ParsableCommand {
             let done = DispatchSemaphore(value: 0)
             let failure = Handoff<String?>(nil)
             Task {
-                do { try await app.runService() } catch { failure.set("\(error)") }
+                // No signal handling of its own: ShutdownSignals (Plexus.main) stops the process.
+                do { try await app.runService(gracefulShutdownSignals: []) } catch { failure.set("\(error)") }
                 done.signal()
             }
             done.wait()

@@ -1,0 +1,262 @@
+import Foundation
+import Synchronization
+
+/// What this process created on the machine and must remove when it ends: network namespaces,
+/// links in the host namespace (bridges, veths) and the process groups of its children.
+///
+/// Each item is listed before it is created and forgotten once it is removed. The list is kept
+/// in memory, for a stop on a signal or at exit (``removeAll()``), and in a state file,
+/// `<run directory>/<pid>-<start time>.json` (the run directory is /run/plexus, or
+/// `$PLEXUS_RUN_DIR`), so that what a SIGKILLed process leaves behind is known to be its own:
+/// ``removeDeadOwners(dryRun:)`` (`plexus cleanup`, and every run before it creates anything)
+/// removes what the files of dead owners list, and nothing else. An owner is alive while a
+/// process with its pid *and* its start time exists, so a reused pid is not mistaken for it.
+/// TAP devices need no listing: they vanish with the process that holds them, or with the
+/// namespace they are in.
+public final class Leftovers: Sendable {
+    public static let shared = Leftovers()
+
+    public enum Item: Hashable, Sendable {
+        case namespace(String)
+        case link(String)
+        /// A child's process group: its leader's pid, and the leader's start time.
+        case processGroup(Int32, start: UInt64)
+    }
+
+    struct State {
+        var items: [Item] = []
+        /// The thread removing everything (a signal's, or the exiting one); new items are
+        /// held back meanwhile.
+        var removingThread: pthread_t?
+        var creating = 0
+        var checkedEarlierRuns = false
+        var exitHookInstalled = false
+    }
+    private let state = Mutex(State())
+    private let removal = Mutex(false)
+    let owner = getpid()
+    let ownerStart = processStartTime(getpid()) ?? 0
+
+    /// Where the state files are: `$PLEXUS_RUN_DIR`, else /run/plexus.
+    public static var directory: String {
+        ProcessInfo.processInfo.environment["PLEXUS_RUN_DIR"] ?? "/run/plexus"
+    }
+    var file: String { "\(Self.directory)/\(owner)-\(ownerStart).json" }
+
+    /// Whether the calling thread is the one removing everything.
+    public var isRemovingThread: Bool {
+        state.withLock { s in s.removingThread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    }
+
+    /// Holds the calling thread back for good once everything is being removed (the process
+    /// is about to end): nothing new is created behind the removal's back.
+    func admit() {
+        while state.withLock({ s in s.removingThread.map { pthread_equal($0, pthread_self()) == 0 } ?? false }) {
+            sleep(1000)
+        }
+    }
+
+    /// Marks the start of a creation (a removal waits for it to finish).
+    func beginCreating() {
+        admit()
+        state.withLock { $0.creating += 1 }
+    }
+
+    func endCreating() { state.withLock { $0.creating -= 1 } }
+
+    /// Lists `item`, runs `body` (which creates it) and keeps it listed, or forgets it when
+    /// `body` throws.
+    @discardableResult
+    public func creating<T>(_ item: Item, _ body: () throws -> T) throws -> T {
+        beginCreating()
+        defer { endCreating() }
+        add(item)
+        do {
+            return try body()
+        } catch {
+            forget([item])
+            throw error
+        }
+    }
+
+    /// Lists `item` (created, or about to be).
+    public func add(_ item: Item) {
+        let first = state.withLock { s -> Bool in
+            defer { s.checkedEarlierRuns = true }
+            return !s.checkedEarlierRuns
+        }
+        if first {
+            // Before this process creates anything: what dead runs left behind goes.
+            for r in Self.removeDeadOwners(dryRun: false) where !r.removed.isEmpty {
+                FileHandle.standardError.write(Data("plexus: removed what an earlier run (pid \(r.owner), \(r.command)) left behind: \(r.removed.joined(separator: ", "))\n".utf8))
+            }
+        }
+        state.withLock { s in
+            if !s.exitHookInstalled {
+                s.exitHookInstalled = true
+                atexit { Leftovers.shared.removeAll() }
+            }
+            s.items.append(item)
+            persist(s.items)
+        }
+    }
+
+    /// Forgets items that were removed (or ended by themselves).
+    public func forget(_ items: [Item]) {
+        state.withLock { s in
+            let gone = Set(items)
+            s.items.removeAll { gone.contains($0) }
+            persist(s.items)
+        }
+    }
+
+    public var items: [Item] { state.withLock { $0.items } }
+
+    /// Removes everything listed: kills the children's process groups, deletes the links and
+    /// the namespaces; then the state file. Later creations are held back for good (call it
+    /// only when the process is ending). A second caller waits for the first to finish.
+    public func removeAll() {
+        let first = removal.withLock { busy -> Bool in
+            defer { busy = true }
+            return !busy
+        }
+        guard first else {
+            // Another thread is removing; wait (bounded) for it rather than exit under it.
+            _ = waitUntil(seconds: 5) { state.withLock { $0.items.isEmpty } }
+            return
+        }
+        state.withLock { $0.removingThread = pthread_self() }
+        // Let a creation under way finish, so that what it creates is listed and removed.
+        _ = waitUntil(seconds: 0.5) { state.withLock { $0.creating == 0 } }
+        let items = state.withLock { $0.items }
+        _ = Self.remove(items, dryRun: false)
+        state.withLock { s in
+            let gone = Set(items)
+            s.items.removeAll { gone.contains($0) }
+            persist(s.items)
+        }
+    }
+
+    private func persist(_ items: [Item]) {
+        guard !items.isEmpty else {
+            unlink(file)
+            return
+        }
+        var record = Record(owner: owner, ownerStart: ownerStart,
+                            command: CommandLine.arguments.joined(separator: " "))
+        for i in items {
+            switch i {
+            case .namespace(let n): record.namespaces.append(n)
+            case .link(let l): record.links.append(l)
+            case .processGroup(let p, let start): record.processes.append(.init(pid: p, start: start))
+            }
+        }
+        guard let data = try? JSONEncoder().encode(record) else { return }
+        try? FileManager.default.createDirectory(atPath: Self.directory, withIntermediateDirectories: true)
+        let tmp = file + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: data) else { return }
+        rename(tmp, file)
+    }
+
+    /// A state file: what one process created.
+    struct Record: Codable {
+        struct Child: Codable { var pid: Int32; var start: UInt64 }
+        var owner: Int32
+        var ownerStart: UInt64
+        var command: String
+        var namespaces: [String] = []
+        var links: [String] = []
+        var processes: [Child] = []
+    }
+
+    /// What was (or, in a dry run, would be) removed of one dead owner's leftovers.
+    public struct Removal: Sendable {
+        public var owner: Int32
+        public var command: String
+        public var removed: [String]
+    }
+
+    /// Removes what the state files of owners that are no longer alive list (or, with
+    /// `dryRun`, only says what it would remove). Anything listed that no longer exists is
+    /// skipped; a process is killed only if it is still in the child's process group, and a
+    /// namespace's processes only if the namespace is one the owner created.
+    public static func removeDeadOwners(dryRun: Bool) -> [Removal] {
+        let dir = directory
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        var result: [Removal] = []
+        for name in names.sorted() where name.hasSuffix(".json") {
+            let path = dir + "/" + name
+            guard let data = FileManager.default.contents(atPath: path),
+                  let r = try? JSONDecoder().decode(Record.self, from: data) else { continue }
+            if processStartTime(r.owner) == r.ownerStart { continue }  // alive
+            var claimed = path
+            if !dryRun {
+                // Claim it, so that two cleanups at once do not both work on it.
+                claimed = path + ".removing-\(getpid())"
+                guard rename(path, claimed) == 0 else { continue }
+            }
+            let items = r.processes.map { Item.processGroup($0.pid, start: $0.start) }
+                + r.links.map(Item.link) + r.namespaces.map(Item.namespace)
+            let removed = remove(items, dryRun: dryRun)
+            if !dryRun { unlink(claimed) }
+            result.append(Removal(owner: r.owner, command: r.command, removed: removed))
+        }
+        return result
+    }
+
+    /// Kills the process groups, deletes the links, then the namespaces (killing what still
+    /// runs in them); returns what it removed, one phrase each.
+    static func remove(_ items: [Item], dryRun: Bool) -> [String] {
+        var said: [String] = []
+        // Children first: nothing keeps a namespace busy, nothing re-creates anything.
+        for case .processGroup(let group, let start) in items {
+            for p in members(of: group, start: start) {
+                said.append("process \(p) (\(command(of: p)))")
+                if !dryRun { kill(p, SIGKILL) }
+            }
+        }
+        for case .link(let l) in items {
+            if dryRun {
+                if run(["ip", "link", "show", "dev", l]) == 0 { said.append("link \(l)") }
+            } else if run(["ip", "link", "del", "dev", l]) == 0 {
+                said.append("link \(l)")
+            }
+        }
+        for case .namespace(let ns) in items where FileManager.default.fileExists(atPath: "/run/netns/" + ns) {
+            for p in pids(inNamespace: ns) {
+                said.append("process \(p) (\(command(of: p))) in namespace \(ns)")
+                if !dryRun { kill(p, SIGKILL) }
+            }
+            if dryRun || run(["ip", "netns", "del", ns]) == 0 { said.append("namespace \(ns)") }
+        }
+        return said
+    }
+
+    /// The processes still in process group `group` whose leader started at `start`: none if
+    /// the group's number now belongs to a later process (its leader's pid was reused).
+    static func members(of group: Int32, start: UInt64) -> [Int32] {
+        if let leaderStart = processStartTime(group), leaderStart != start { return [] }
+        let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return all.compactMap { Int32($0) }.filter { p in
+            processGroup(p) == group && (processStartTime(p) ?? 0) >= start
+        }.sorted()
+    }
+
+    static func pids(inNamespace ns: String) -> [Int32] {
+        let out = Pipe()
+        guard let p = try? ChildProcess(["ip", "netns", "pids", ns], output: out.fileHandleForWriting.fileDescriptor) else { return [] }
+        try? out.fileHandleForWriting.close()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.wait()
+        return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace).compactMap { Int32($0) }
+            .filter { $0 != getpid() }
+    }
+
+    static func command(of pid: Int32) -> String {
+        ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func run(_ args: [String]) -> Int32 {
+        (try? ChildProcess(args))?.wait() ?? -1
+    }
+}
