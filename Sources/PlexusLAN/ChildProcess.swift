@@ -29,13 +29,19 @@ public final class ChildProcess: Sendable {
     /// Starts `path` with `arguments` (`arguments[0]` is the program's name), its standard
     /// input, output and error on the given descriptors (nil: /dev/null). `onExit` is called, on
     /// the child's own thread, with the process id and its status once it has ended.
-    public init(path: String, arguments: [String], input: Int32? = nil, output: Int32? = nil, error: Int32? = nil,
-                onExit: (@Sendable (Int32, Int32) -> Void)? = nil) throws {
+    public convenience init(path: String, arguments: [String], input: Int32? = nil, output: Int32? = nil, error: Int32? = nil,
+                            onExit: (@Sendable (Int32, Int32) -> Void)? = nil) throws {
+        try self.init(path: path, arguments: arguments, input: input, output: output, error: error, listed: true, onExit: onExit)
+    }
+
+    /// `listed`: whether ``Leftovers`` lists it (the removal's own `ip` and `kill` are not).
+    init(path: String, arguments: [String], input: Int32?, output: Int32?, error: Int32?, listed: Bool,
+         onExit: (@Sendable (Int32, Int32) -> Void)?) throws {
         let shared = Shared()
         let fds = (input ?? -1, output ?? -1, error ?? -1)
         // The thread that removes the leftovers (on a signal, at exit) starts `ip` and `kill`
         // while new children are held back: its own are let through, and not listed.
-        let tracked = !Leftovers.shared.isRemovingThread
+        let tracked = listed && !Leftovers.shared.isRemovingThread
         let thread = Thread {
             if tracked { Leftovers.shared.beginCreating() }
             let pid = Self.spawn(path, arguments, fds)
@@ -76,8 +82,9 @@ public final class ChildProcess: Sendable {
 
     /// Starts `args` looked up in `PATH` (through `/usr/bin/env`).
     public convenience init(_ args: [String], input: Int32? = nil, output: Int32? = nil, error: Int32? = nil,
-                            onExit: (@Sendable (Int32, Int32) -> Void)? = nil) throws {
-        try self.init(path: "/usr/bin/env", arguments: ["env"] + args, input: input, output: output, error: error, onExit: onExit)
+                            listed: Bool = true, onExit: (@Sendable (Int32, Int32) -> Void)? = nil) throws {
+        try self.init(path: "/usr/bin/env", arguments: ["env"] + args, input: input, output: output, error: error, listed: listed,
+                      onExit: onExit)
     }
 
     private static func spawn(_ path: String, _ arguments: [String], _ fds: (Int32, Int32, Int32)) -> Int32 {
@@ -129,11 +136,12 @@ public func processStartTime(_ pid: Int32) -> UInt64? {
     return UInt64(fields[19])
 }
 
-/// The process group of process `pid` (field 5 of /proc/PID/stat), nil when there is none.
+/// The process group of process `pid` (field 5 of /proc/PID/stat), nil when there is none or
+/// it is a zombie (it has ended; only its parent's wait is missing).
 func processGroup(_ pid: Int32) -> Int32? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let close = stat.lastIndex(of: ")") else { return nil }
     let fields = stat[stat.index(after: close)...].split(separator: " ")
-    guard fields.count > 2 else { return nil }
+    guard fields.count > 2, fields[0] != "Z" else { return nil }
     return Int32(fields[2])
 }

@@ -244,12 +244,13 @@ public final class Leftovers: Sendable {
 
     static func pids(inNamespace ns: String) -> [Int32] {
         let out = Pipe()
-        guard let p = try? ChildProcess(["ip", "netns", "pids", ns], output: out.fileHandleForWriting.fileDescriptor) else { return [] }
+        guard let p = try? ChildProcess(["ip", "netns", "pids", ns], output: out.fileHandleForWriting.fileDescriptor, listed: false)
+        else { return [] }
         try? out.fileHandleForWriting.close()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.wait()
         return String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace).compactMap { Int32($0) }
-            .filter { $0 != getpid() }
+            .filter { $0 != getpid() && processGroup($0) != nil }
     }
 
     static func command(of pid: Int32) -> String {
@@ -257,6 +258,6 @@ public final class Leftovers: Sendable {
     }
 
     static func run(_ args: [String]) -> Int32 {
-        (try? ChildProcess(args))?.wait() ?? -1
+        (try? ChildProcess(args, listed: false))?.wait() ?? -1
     }
 }
