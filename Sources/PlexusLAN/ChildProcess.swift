@@ -135,13 +135,3 @@ public func processStartTime(_ pid: Int32) -> UInt64? {
     guard fields.count > 19 else { return nil }
     return UInt64(fields[19])
 }
-
-/// The process group of process `pid` (field 5 of /proc/PID/stat), nil when there is none or
-/// it is a zombie (it has ended; only its parent's wait is missing).
-func processGroup(_ pid: Int32) -> Int32? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    guard fields.count > 2, fields[0] != "Z" else { return nil }
-    return Int32(fields[2])
-}
