@@ -9,7 +9,7 @@ struct Cleanup: ParsableCommand {
         abstract: "Remove the namespaces, links and processes that killed plexus runs left behind.",
         discussion: """
             A plexus command that creates network namespaces, bridges, veths or child processes \
-            (the vlan-* and failover benches, rvi-failover --link, `plexus demo lan`, the \
+            (the vlan-* and failover benches, rvi-failover --link, `plexus demo` as root, the \
             workloads of `plexus node`) lists each one, before creating it, in a state file of \
             its own: \(Leftovers.directory)/<pid>-<start time>.json ($PLEXUS_RUN_DIR overrides \
             the directory). Its names carry its pid too: namespaces px<pid><letter>n<N>, bridges \
