@@ -5,7 +5,7 @@ import Synchronization
 
 /// A program started by Plexus that cannot outlive it.
 ///
-/// It is started (`plx_spawn`: fork and exec) by a thread of its own, which then waits for it
+/// It is started (`plx_spawn`: a vfork-style clone, then exec) by a thread of its own, which then waits for it
 /// and reaps it. The child leads a process group of its own, starts with no signal blocked and
 /// every signal at its default action (whatever this process blocks), and has SIGKILL as its
 /// parent-death signal. Linux sends that signal when the *thread* that started the child ends,
