@@ -22,7 +22,8 @@ struct Plexus: ParsableCommand {
 
             Every command stops within a second on SIGINT (Ctrl-C), SIGTERM or SIGHUP, and \
             removes the network namespaces, bridges, veths and child processes it created \
-            (exit status 128 + the signal). What a SIGKILLed run leaves behind, `plexus cleanup` \
+            (exit status 128 + the signal; `plexus control` and `plexus node` stop cleanly, print \
+            their counters and exit 0). What a SIGKILLed run leaves behind, `plexus cleanup` \
             removes (and so does the next run that creates anything).
             """,
         subcommands: [Demo.self, ControlNode.self, ProcessingNode.self, API.self, Pool.self, PANCommand.self, PersonalityCommand.self,
