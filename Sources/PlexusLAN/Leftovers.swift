@@ -188,7 +188,7 @@ public final class Leftovers: Sendable {
             let path = dir + "/" + name
             guard let data = FileManager.default.contents(atPath: path),
                   let r = try? JSONDecoder().decode(Record.self, from: data) else { continue }
-            if processStartTime(r.owner) == r.ownerStart { continue }  // alive
+            if isAlive(r.owner, start: r.ownerStart) { continue }
             var claimed = path
             if !dryRun {
                 // Claim it, so that two cleanups at once do not both work on it.
@@ -260,6 +260,13 @@ public final class Leftovers: Sendable {
 
     static let netnsDirectory = "/run/netns/"
 
+    /// Whether the process that had pid `pid` and started at `start` still runs: a later
+    /// process with its pid is not it, and a zombie (killed, its parent's wait missing, as
+    /// when the parent died too) holds nothing.
+    static func isAlive(_ pid: Int32, start: UInt64) -> Bool {
+        processTable(only: pid).first?.start == start
+    }
+
     /// The inode of what `path` leads to (a namespace's file, /proc/PID/ns/net).
     static func inode(_ path: String) -> UInt64? {
         let statFile: (UnsafePointer<CChar>, UnsafeMutablePointer<stat>) -> Int32 = stat
@@ -283,9 +290,9 @@ public final class Leftovers: Sendable {
 
     /// Every live process (zombies left out: they hold nothing), with its group, its start
     /// time and its network namespace.
-    static func processTable() -> [SeenProcess] {
-        let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return all.compactMap { Int32($0) }.compactMap { pid -> SeenProcess? in
+    static func processTable(only: Int32? = nil) -> [SeenProcess] {
+        let all = only.map { [$0] } ?? ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+        return all.compactMap { pid -> SeenProcess? in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                   let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
             let f = stat[stat.index(after: close)...].split(separator: " ")
