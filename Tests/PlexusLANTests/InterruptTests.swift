@@ -96,7 +96,7 @@ struct InterruptTests {
     static let commands: [(args: [String], signal: Int32, namespaces: Int, child: String?)] = [
         (["bench", "vlan-ping", "--count", "1000000"], SIGINT, 4, "ping"),
         (["bench", "vlan-tcp", "--seconds", "60", "--rounds", "1"], SIGTERM, 4, "iperf3"),
-        (["bench", "failover", "--rounds", "3"], SIGINT, 6, nil),
+        (["bench", "failover", "--rounds", "3"], SIGINT, 6, "python3"),
         (["bench", "rvi-failover", "--link", "--seconds", "60", "--rounds", "1"], SIGTERM, 1, nil),
         (["demo", "--frames", "1000", "--rvi-messages", "1000"], SIGINT, 7, nil),
     ]
