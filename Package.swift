@@ -87,7 +87,7 @@ let package = Package(
         // namespaces. Used by the embedded platform, tests, benchmarks and the demo.
         .target(
             name: "PlexusNamespaces",
-            dependencies: ["PlexusCore"],
+            dependencies: ["CPlexus", "PlexusCore"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -109,7 +109,7 @@ let package = Package(
         // MARK: - The management API a control node serves (hummingbird).
         .target(
             name: "PlexusAPI",
-            dependencies: ["PlexusPlatform", "PlexusLAN", "PlexusNode", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["PlexusPlatform", "PlexusLAN", "PlexusNode", "PlexusNamespaces", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

@@ -12,6 +12,10 @@
 #include <net/if.h>
 #include <linux/if_tun.h>
 #include <net/if_arp.h>
+#include <sys/prctl.h>
+#include <sys/mman.h>
+#include <signal.h>
+#include <sys/syscall.h>
 
 _Static_assert(sizeof(struct io_uring_recvmsg_out) == 16, "recvmsg_out layout");
 _Static_assert(sizeof(struct sockaddr_in) == 16, "sockaddr_in layout");
@@ -164,4 +168,72 @@ int plx_tap_echo_probe(int fd, const unsigned char *tap_mac, uint32_t tap_ip, ui
         usleep(1000);
     }
     return taken;
+}
+
+struct plx_spawn_args {
+    const char *path;
+    char *const *argv;
+    int fds[3];
+    pid_t parent;
+};
+
+extern char **environ;
+
+/* The child of plx_spawn, on its own small stack, sharing the parent's memory until it execs
+   (CLONE_VM | CLONE_VFORK, as posix_spawn does): only async-signal-safe calls. */
+static int plx_spawn_child(void *arg) {
+    struct plx_spawn_args *a = arg;
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != a->parent) _exit(127);  /* the parent died before prctl */
+    /* Move the three descriptors above 2 first, so that dup2 cannot overwrite one another. */
+    int high[3];
+    for (int i = 0; i < 3; i++) {
+        high[i] = fcntl(a->fds[i], F_DUPFD, 3);
+        if (high[i] < 0) _exit(127);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dup2(high[i], i) < 0) _exit(127);
+    }
+    syscall(SYS_close_range, 3U, ~0U, 0U);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < _NSIG; s++) {
+        if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(a->path, a->argv, environ);
+    _exit(127);
+}
+
+int plx_spawn(const char *path, char *const argv[], int in_fd, int out_fd, int err_fd) {
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0) return -errno;
+    struct plx_spawn_args a = {
+        .path = path, .argv = argv,
+        .fds = { in_fd >= 0 ? in_fd : null_fd, out_fd >= 0 ? out_fd : null_fd, err_fd >= 0 ? err_fd : null_fd },
+        .parent = getpid(),
+    };
+    /* Not fork: a fork copies the page tables, and eagerly every page pinned for io_uring
+       (registered buffers), stalling the engine threads; a vfork-style clone copies nothing. */
+    size_t size = 64 * 1024;
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int e = errno;
+        close(null_fd);
+        return -e;
+    }
+    /* Nothing is delivered to the child before it has reset the signal actions. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = clone(plx_spawn_child, (char *)stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, size);
+    close(null_fd);
+    return pid < 0 ? -e : pid;
 }

@@ -1,7 +1,9 @@
 import Foundation
+import PlexusNamespaces
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import PlexusLAN
 import PlexusPlatform
 
 // The agent hook ("Management logic" of seed 004: the platform's structures "may be accessed by
@@ -250,27 +252,25 @@ public enum LoadSource: Sendable, Hashable, CustomStringConvertible {
     }
 
     static func run(_ command: String) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", command]
+        // A ChildProcess: the command dies with this process (a stop on a signal, a SIGKILL).
         let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
-        do { try p.run() } catch { throw LoadError("cannot start \(command): \(error)") }
-        let pid = p.processIdentifier
+        let p: ChildProcess
+        do {
+            p = try ChildProcess(path: "/bin/sh", arguments: ["sh", "-c", command], output: out.fileHandleForWriting.fileDescriptor)
+        } catch { throw LoadError("cannot start \(command): \(error)") }
+        try? out.fileHandleForWriting.close()
         let timedOut = TimeoutFlag()
         let timer = DispatchWorkItem {
             timedOut.set()
-            kill(pid, SIGKILL)
+            p.signal(SIGKILL)
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + 10, execute: timer)
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let status = p.wait()
         timer.cancel()
         if timedOut.isSet { throw LoadError("`\(command)` took more than 10 s and was killed") }
-        guard p.terminationReason == .exit, p.terminationStatus == 0 else {
-            throw LoadError("`\(command)` failed (exit status \(p.terminationStatus))")
+        guard status == 0 else {
+            throw LoadError("`\(command)` failed (exit status \(status))")
         }
         return String(decoding: data, as: UTF8.self)
     }

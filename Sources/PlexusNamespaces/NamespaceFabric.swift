@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import Synchronization
 
 /// Real fabrics on one machine, for the platform's main job, its tests and its benchmarks: each
 /// node in its own network namespace, fabric A and fabric B as two Linux bridges, each node joined to each bridge by a veth pair. A fabric (or one node's cable
@@ -16,6 +17,7 @@ public final class NamespaceFabric {
     public let linkMTU: Int
     private var namespaces: [String] = []
     private var bridges: [String] = []
+    private var hostVeths: [String] = []
 
     /// Why the harness cannot run here, or nil when it can.
     public static let unavailableReason: String? = {
@@ -24,26 +26,55 @@ public final class NamespaceFabric {
         return nil
     }()
 
+    /// Fabrics this process made so far (each gets a letter in its prefix).
+    private static let made = Mutex(0)
+
+    /// The prefix of a new fabric's names: `px`, this process's pid, and a letter or two that
+    /// tell this process's fabrics apart (`px4711a`): whose leftovers a name is shows in
+    /// `ip netns list` and `ip link`, and ``Leftovers`` lists each name for `plexus cleanup`.
+    static func newPrefix() -> String {
+        var k = made.withLock { m in
+            defer { m += 1 }
+            return m
+        }
+        var letters = ""
+        repeat {
+            letters = String(UnicodeScalar(UInt8(97 + k % 26))) + letters
+            k = k / 26 - 1
+        } while k >= 0
+        return "px\(getpid())\(letters)"
+    }
+
     public init(nodes: Int, linkMTU: Int = 1500) throws {
-        prefix = "px" + String(UInt32.random(in: 0..<0xFFFF), radix: 16)
+        prefix = Self.newPrefix()
         self.nodes = nodes
         self.linkMTU = linkMTU
+        // Interface names hold at most 15 bytes (IFNAMSIZ - 1).
+        let longest = "\(prefix)\(nodes)an"
+        guard longest.utf8.count <= 15 else {
+            throw PlexusError(.configuration, "interface name \(longest) would be longer than 15 bytes (fewer nodes, or fewer fabrics in this process)")
+        }
         do {
             for f in Fabric.allCases {
                 let br = bridge(f)
-                try Self.run(["ip", "link", "add", br, "mtu", "\(linkMTU)", "type", "bridge"])
+                try Leftovers.shared.creating(.link(br)) {
+                    try Self.run(["ip", "link", "add", br, "mtu", "\(linkMTU)", "type", "bridge"])
+                }
                 bridges.append(br)
                 try Self.run(["ip", "link", "set", br, "up"])
             }
             for n in 1...nodes {
                 let ns = namespace(n)
-                try Self.run(["ip", "netns", "add", ns])
+                try Leftovers.shared.creating(.namespace(ns)) { try Self.run(["ip", "netns", "add", ns]) }
                 namespaces.append(ns)
                 try Self.run(["ip", "-n", ns, "link", "set", "lo", "up"])
                 for f in Fabric.allCases {
                     let host = hostVeth(n, f), inside = "\(prefix)\(n)\(f)n".lowercased()
-                    try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
-                                  "mtu", "\(linkMTU)"])
+                    try Leftovers.shared.creating(.link(host)) {
+                        try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
+                                      "mtu", "\(linkMTU)"])
+                    }
+                    hostVeths.append(host)
                     try Self.run(["ip", "link", "set", inside, "netns", ns])
                     try Self.run(["ip", "link", "set", host, "master", bridge(f)])
                     try Self.run(["ip", "link", "set", host, "up"])
@@ -84,11 +115,14 @@ public final class NamespaceFabric {
         try Self.run(["ip", "link", "set", bridge(f), up ? "up" : "down"])
     }
 
+    /// Deletes the namespaces (their veths go with them) and the bridges.
     public func teardown() {
         for ns in namespaces { _ = try? Self.run(["ip", "netns", "del", ns]) }
         for br in bridges { _ = try? Self.run(["ip", "link", "del", br]) }
+        Leftovers.shared.forget(namespaces.map(Leftovers.Item.namespace) + (bridges + hostVeths).map(Leftovers.Item.link))
         namespaces = []
         bridges = []
+        hostVeths = []
     }
 
     deinit { teardown() }
@@ -104,17 +138,16 @@ public final class NamespaceFabric {
         Self.execute(["ip", "netns", "exec", namespace(n)] + args)
     }
 
+    /// Runs `args` (a ``ChildProcess``: it dies with this process) and returns its exit status
+    /// (or 128 + the signal that ended it) and its output (stdout and stderr).
     public static func execute(_ args: [String]) -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
         let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        guard (try? p.run()) != nil else { return (-1, "cannot start \(args.first ?? "")") }
+        let w = out.fileHandleForWriting.fileDescriptor
+        let child = try? ChildProcess(args, output: w, error: w)
+        try? out.fileHandleForWriting.close()
+        guard let child else { return (-1, "cannot start \(args.first ?? "")") }
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        return (child.wait(), String(decoding: data, as: UTF8.self))
     }
 
     /// Runs `args` and returns its output; throws, with the output, if it fails.
@@ -128,54 +161,39 @@ public final class NamespaceFabric {
     }
 }
 
-/// A program running in the background. ``kill()`` uses SIGKILL: a child of an engine's process
-/// inherits a signal mask with SIGTERM blocked (Foundation's `terminate()` would not stop it).
+/// A program running in the background: a ``ChildProcess`` (it dies with this process, and
+/// leads a process group of its own, which ``signal(_:)`` and ``kill()`` reach).
 public final class BackgroundProcess: Sendable {
-    let process = Process()
+    let child: ChildProcess
     /// Starts `args` (looked up in `PATH`), its stdout and stderr on `output` (nil: discarded).
-    /// `onExit` is called, on a thread of Foundation's, with the process id and its status
+    /// `onExit` is called, on a thread of its own, with the process id and its status
     /// (the exit status, or 128 + the signal that killed it) when it ends.
     public init(_ args: [String], output: FileHandle? = nil, onExit: (@Sendable (Int32, Int32) -> Void)? = nil) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = args
-        process.standardOutput = output ?? FileHandle.nullDevice
-        process.standardError = output ?? FileHandle.nullDevice
-        if let onExit {
-            process.terminationHandler = { p in
-                onExit(p.processIdentifier, p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus)
-            }
-        }
-        try process.run()
+        let fd = output?.fileDescriptor
+        child = try ChildProcess(args, output: fd, error: fd, onExit: onExit)
     }
-    /// Sends `signal` to the process's group when it leads one (Foundation starts each
-    /// process in a group of its own: a shell's children go too), else to the process.
-    public func signal(_ signal: Int32) {
-        guard process.isRunning else { return }
-        let pid = process.processIdentifier
-        _ = getpgid(pid) == pid ? Glibc.kill(-pid, signal) : Glibc.kill(pid, signal)
-    }
-    public var isRunning: Bool { process.isRunning }
-    public var processIdentifier: Int32 { process.processIdentifier }
-    /// Waits for it to end by itself (a client given a duration); returns its exit status.
-    public func wait() -> Int32 {
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
-    /// Sends SIGTERM (a clean stop) and waits; returns the exit status, or nil when it did not
-    /// end within `seconds` (it is then killed).
+    /// Sends `signal` to the process's group (a shell's children go too).
+    public func signal(_ signal: Int32) { child.signal(signal) }
+    public var isRunning: Bool { child.isRunning }
+    public var processIdentifier: Int32 { child.pid }
+    /// Waits for it to end by itself (a client given a duration); returns its exit status
+    /// (or 128 + the signal that ended it).
+    public func wait() -> Int32 { child.wait() }
+    /// Sends SIGTERM (a clean stop) to the process and waits; returns the exit status, or nil
+    /// when it did not end within `seconds` (it is then killed).
     public func terminate(seconds: Double = 10) -> Int32? {
-        guard process.isRunning else { return process.terminationStatus }
-        _ = Glibc.kill(process.processIdentifier, SIGTERM)
-        guard waitUntil(seconds: seconds, { !process.isRunning }) else {
+        guard child.isRunning else { return child.status }
+        _ = Glibc.kill(child.pid, SIGTERM)
+        guard child.wait(seconds: seconds) else {
             kill()
             return nil
         }
-        process.waitUntilExit()
-        return process.terminationStatus
+        return child.status
     }
+    /// SIGKILL to its process group; waits for it to end.
     public func kill() {
-        signal(SIGKILL)
-        process.waitUntilExit()
+        child.signal(SIGKILL)
+        child.wait()
     }
     deinit { kill() }
 }

@@ -38,6 +38,9 @@ public final class WatchedProcess {
     }
 
     deinit {
+        // SIGTERM first: a `plexus` under test then removes what it created (its namespaces,
+        // links, children) itself; SIGKILL only if it has not ended within two seconds.
+        if process.isRunning && process.terminate(seconds: 2) == nil { process.kill() }
         process.kill()
         try? handle.close()
         try? FileManager.default.removeItem(atPath: outputPath)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PlexusNamespaces
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -51,7 +52,8 @@ struct API: ParsableCommand {
             let done = DispatchSemaphore(value: 0)
             let failure = Handoff<String?>(nil)
             Task {
-                do { try await app.runService() } catch { failure.set("\(error)") }
+                // No signal handling of its own: ShutdownSignals (Plexus.main) stops the process.
+                do { try await app.runService(gracefulShutdownSignals: []) } catch { failure.set("\(error)") }
                 done.signal()
             }
             done.wait()

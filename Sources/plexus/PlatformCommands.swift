@@ -12,24 +12,12 @@ import PlexusRCLAN
 // definition file (PlatformFile.swift); each finds its fabric addresses, and the other nodes',
 // from its node number.
 
-/// Blocks the signals that stop a node, so that the main thread can wait for them (the engine
-/// threads started afterwards inherit the mask, so the signal is not delivered to them).
-func blockStopSignals() -> sigset_t {
-    var set = sigset_t()
-    sigemptyset(&set)
-    for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
-    pthread_sigmask(SIG_BLOCK, &set, nil)
-    return set
-}
+/// A node stops cleanly on SIGINT, SIGTERM or SIGHUP: the signal only asks its main loop to
+/// stop (ShutdownSignals), which then prints the counters; the engine threads never see it.
+func stopOnSignals() { ShutdownSignals.stopGracefully() }
 
-/// Waits up to `milliseconds` for one of `set`; returns the signal, or nil on timeout.
-func waitForSignal(_ set: sigset_t, milliseconds: Int) -> Int32? {
-    var s = set
-    var ts = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
-    let r = sigtimedwait(&s, nil, &ts)
-    return r > 0 ? r : nil
-}
-
+/// Waits up to `milliseconds` for a stop signal; returns the signal, or nil on timeout.
+func waitForSignal(milliseconds: Int) -> Int32? { ShutdownSignals.waitForStop(milliseconds: milliseconds) }
 
 func loadDefinition(_ path: String) throws -> PlatformDefinition {
     do {
@@ -113,7 +101,7 @@ struct ControlCommand: ParsableCommand {
         } else {
             plan = try PlanStore.resolve(d, stateDirectory: state)
         }
-        let signals = blockStopSignals()
+        stopOnSignals()
         let config = try d.engineConfiguration(node: me)
         let layerConfiguration = RCLANConfiguration()
         let console = try ConsoleArchive(directory: state + "/console")
@@ -144,7 +132,7 @@ struct ControlCommand: ParsableCommand {
         let follower = platformStore.map { PlatformFollower(store: $0, base: d, platform: RunningControl(thread: t, base: d, plan: plan, macState: state + "/mac-counter"), revision: plan.revision) }
         var stopSignal: Int32?
         while stopSignal == nil {
-            stopSignal = waitForSignal(signals, milliseconds: follower == nil ? 200 : 25)
+            stopSignal = waitForSignal(milliseconds: follower == nil ? 200 : 25)
             if let follower {
                 for line in follower.poll() { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] store: \(line)") }
             }
@@ -271,7 +259,7 @@ struct NodeCommand: ParsableCommand {
         let d = try loadDefinition(platform)
         let addresses = try parsedAddresses()
         let controls = try d.controlAddresses()
-        let signals = blockStopSignals()
+        stopOnSignals()
         let config = try d.engineConfiguration(node: node)
         let n = node, tap = backend == .tap
         // The personality this node is sent (now, or when it takes one over as a spare): its
@@ -331,7 +319,7 @@ struct NodeCommand: ParsableCommand {
         var stopSignal: Int32?
         var shownErrors = 0, shownFailures = 0
         while stopSignal == nil {
-            stopSignal = waitForSignal(signals, milliseconds: 200)
+            stopSignal = waitForSignal(milliseconds: 200)
             let errors = (try? ethernet { $0.registrationErrors + $0.events }) ?? []
             for e in errors.dropFirst(shownErrors) { print(e) }
             shownErrors = errors.count

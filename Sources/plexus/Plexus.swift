@@ -1,5 +1,7 @@
 import ArgumentParser
 import PlexusCore
+import PlexusNamespaces
+import PlexusLAN
 
 @main
 struct Plexus: ParsableCommand {
@@ -18,7 +20,20 @@ struct Plexus: ParsableCommand {
             Start with `plexus demo`, which runs two nodes on loopback and shows what they did; \
             `plexus rvi --fault a:drop=5 --kill-leg b` shows a redundant VI at work under faults.
             `plexus bench --help` lists the measurements and the baselines each is compared to.
+
+            Every command stops within a second on SIGINT (Ctrl-C), SIGTERM or SIGHUP, and \
+            removes the network namespaces, bridges, veths and child processes it created \
+            (exit status 128 + the signal; `plexus control` and `plexus node` stop cleanly, print \
+            their counters and exit 0). What a SIGKILLed run leaves behind, `plexus cleanup` \
+            removes (and so does the next run that creates anything).
             """,
         subcommands: [Demo.self, ControlCommand.self, NodeCommand.self, API.self, Pool.self, PANCommand.self, PersonalityCommand.self,
-                      Events.self, ConsoleCommand.self, AgentCommand.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self])
+                      Events.self, ConsoleCommand.self, AgentCommand.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self, Cleanup.self])
+
+    /// Every command: the stop signals are waited for on a thread of their own (ShutdownSignals)
+    /// before anything else starts.
+    static func main() {
+        ShutdownSignals.install()
+        main(nil)
+    }
 }

@@ -84,4 +84,11 @@ int plx_current_cpu(void);
 /// Gives the calling thread a name visible in `top -H` (at most 15 characters).
 void plx_name_current_thread(const char *name);
 
+/// Starts `path` with `argv` (NULL-terminated) in a process group of its own, its standard
+/// input, output and error on the given descriptors (-1: /dev/null), every other descriptor
+/// closed, every signal at its default action and none blocked, and SIGKILL as its parent-death
+/// signal: it dies when the calling thread (or the whole process) does. Returns the process id,
+/// or -errno.
+int plx_spawn(const char *path, char *const argv[], int in_fd, int out_fd, int err_fd);
+
 #endif

@@ -2,6 +2,8 @@ import ArgumentParser
 import CPlexus
 import Foundation
 import PlexusCore
+import PlexusNamespaces
+import PlexusLAN
 import PlexusRCLAN
 import Synchronization
 
@@ -193,26 +195,29 @@ struct BenchPeer: ParsableCommand {
     }
 }
 
-/// The parent's handle on a `plexus bench-peer` child process.
+/// The parent's handle on a `plexus bench-peer` child process (a ``ChildProcess``: it dies
+/// with this one).
 final class PeerProcess {
-    let process = Process()
+    let process: ChildProcess
     let toChild = Pipe()
     let fromChild = Pipe()
     let reader: LineReader
 
     init(_ arguments: [String]) throws {
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["bench-peer"] + arguments
-        process.standardInput = toChild
-        process.standardOutput = fromChild
-        try process.run()
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        process = try ChildProcess(path: exe, arguments: ["plexus", "bench-peer"] + arguments,
+                                   input: toChild.fileHandleForReading.fileDescriptor,
+                                   output: fromChild.fileHandleForWriting.fileDescriptor,
+                                   error: FileHandle.standardError.fileDescriptor)
+        try? toChild.fileHandleForReading.close()
+        try? fromChild.fileHandleForWriting.close()
         reader = LineReader(fd: fromChild.fileHandleForReading.fileDescriptor)
     }
 
     func expect(_ word: String) throws -> [String: Any] {
         guard let line = reader.readLine() else {
-            process.waitUntilExit()
-            throw CLIError("benchmark peer exited (status \(process.terminationStatus)) before \(word)")
+            let status = process.wait()
+            throw CLIError("benchmark peer exited (status \(status)) before \(word)")
         }
         guard line.hasPrefix(word + " ") else { throw CLIError("benchmark peer said '\(line)', expected \(word)") }
         return parseJSON(line.dropFirst(word.count + 1))
@@ -223,11 +228,14 @@ final class PeerProcess {
     func finish() throws -> [String: Any] {
         say("STOP")
         let r = try expect("RESULT")
-        process.waitUntilExit()
+        process.wait()
         return r
     }
 
     deinit {
-        if process.isRunning { process.terminate() }
+        if process.isRunning {
+            _ = kill(process.pid, SIGTERM)
+            if !process.wait(seconds: 5) { process.signal(SIGKILL) }
+        }
     }
 }

@@ -1,36 +1,34 @@
 import CPlexus
 import Foundation
 import PlexusCore
+import PlexusNamespaces
+import PlexusLAN
 import PlexusRCLAN
 
 /// The network namespace and veth pairs of `rvi-failover --link`: the peer process runs in
-/// namespace `plx-bench` joined to this one by one veth pair per fabric, so a fabric can be
-/// failed for real with `ip link set … down`.
+/// namespace `plx-bench-<pid>` joined to this one by one veth pair per fabric, so a fabric can be
+/// failed for real with `ip link set … down`. The names carry this process's pid, and each is
+/// listed in ``Leftovers`` before it is created (`plexus cleanup` knows them as this run's).
 enum BenchNamespace {
-    static let name = "plx-bench"
-    static let hostA = "plxbA0", peerA = "plxbA1", hostB = "plxbB0", peerB = "plxbB1"
+    static let name = "plx-bench-\(getpid())"
+    static let hostA = "pxb\(getpid())a0", peerA = "pxb\(getpid())a1", hostB = "pxb\(getpid())b0", peerB = "pxb\(getpid())b1"
 
     static func hostAddress(_ f: Fabric) -> String { f == .a ? "10.211.1.1:0" : "10.211.2.1:0" }
     static func peerAddress(_ f: Fabric) -> String { f == .a ? "10.211.1.2:0" : "10.211.2.2:0" }
 
     @discardableResult
     static func ip(_ args: String...) throws -> Int32 {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        if !FileManager.default.fileExists(atPath: "/usr/sbin/ip") { p.executableURL = URL(fileURLWithPath: "/sbin/ip") }
-        p.arguments = args
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        return p.terminationStatus
+        try ChildProcess(["ip"] + args).wait()
     }
 
     static func setUp() throws {
         guard getuid() == 0 else { throw CLIError("--link needs root (it creates a network namespace and veth pairs)") }
         tearDown()
-        guard try ip("netns", "add", name) == 0 else { throw CLIError("ip netns add \(name) failed") }
+        guard try Leftovers.shared.creating(.namespace(name), { try ip("netns", "add", name) }) == 0 else {
+            throw CLIError("ip netns add \(name) failed")
+        }
         for (h, p, net) in [(hostA, peerA, "10.211.1"), (hostB, peerB, "10.211.2")] {
-            guard try ip("link", "add", h, "type", "veth", "peer", "name", p) == 0,
+            guard try Leftovers.shared.creating(.link(h), { try ip("link", "add", h, "type", "veth", "peer", "name", p) }) == 0,
                   try ip("link", "set", p, "netns", name) == 0,
                   try ip("addr", "add", "\(net).1/24", "dev", h) == 0,
                   try ip("link", "set", h, "mtu", "65535") == 0,
@@ -47,6 +45,7 @@ enum BenchNamespace {
         _ = try? ip("link", "del", hostA)
         _ = try? ip("link", "del", hostB)
         _ = try? ip("netns", "del", name)
+        Leftovers.shared.forget([.link(hostA), .link(hostB), .namespace(name)])
     }
 }
 
