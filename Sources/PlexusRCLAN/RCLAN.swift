@@ -119,8 +119,13 @@ public final class RCLAN: EngineDriver {
             generations.append(0)
         }
         generations[Int(id)] &+= 1
+        // Credit: the receive window, but no more frames than either socket can queue (one leg
+        // may carry them all), so that a sender within its credit never overruns this end.
+        let credit = min(configuration.receiveWindow, engine.receiveQueueFrames(.a), engine.receiveQueueFrames(.b))
         let c = Connection(id: id, generation: generations[Int(id)] << 16, path: path, policy: policy,
-                           configuration: configuration, now: monotonicNanos())
+                           configuration: configuration, credit: credit, now: monotonicNanos())
+        c.legs[0].receiveOverrunsAtOpen = engine.receiveOverruns(.a)
+        c.legs[1].receiveOverrunsAtOpen = engine.receiveOverruns(.b)
         connections[Int(id)] = c
         viMapA![Int(path.localA)] = id + 1
         viMapB![Int(path.localB)] = id + 1
@@ -147,7 +152,14 @@ public final class RCLAN: EngineDriver {
     public var openRVIs: [RVI] { connections.compactMap { $0?.rvi } }
 
     /// Counters and leg states of one RVI.
-    public func statistics(_ rvi: RVI) -> RVIStatistics? { live(rvi)?.snapshot() }
+    public func statistics(_ rvi: RVI) -> RVIStatistics? {
+        guard let c = live(rvi) else { return nil }
+        var s = c.snapshot()
+        for (l, f) in [(0, Fabric.a), (1, Fabric.b)] {
+            s.legs[l].receiveOverruns = engine.receiveOverruns(f) &- c.legs[l].receiveOverrunsAtOpen
+        }
+        return s
+    }
 
     /// Changes an RVI's load-balancing policy.
     public func setPolicy(_ policy: LoadBalancing, on rvi: RVI) { live(rvi)?.policy = policy }
@@ -548,7 +560,7 @@ public final class RCLAN: EngineDriver {
         var flags: FrameFlags = .sequenced
         if c.records[i].coalesced { flags.insert(.coalesced) }
         let fields = ReliabilityFields(
-            sequence: seq, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.receiveMask + 1),
+            sequence: seq, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.credit),
             peerEpoch: c.peerEpoch, flags: flags)
         do {
             try engine.send(frame, on: vi, fields: fields, returnOnCompletion: true)
@@ -650,11 +662,11 @@ public final class RCLAN: EngineDriver {
     //
     // Payload: u8 kinds (1 probe, 2 echo) · u8 SACK block count · u8 legs the sender hears (bit 0
     // A, bit 1 B: a leg it declared down is clear) · u8 reserved · u32 duplicate data frames it
-    // has received (wrapping) · u64 probe stamp ·
-    // u64 echoed stamp · blocks of (u64 first, u64 end) sequence ranges held above the
-    // cumulative ack. The header carries the ack, the credit and both epochs.
+    // has received (wrapping) · u64 probe stamp · u64 echoed stamp · u32 receive overruns of its
+    // socket on fabric A, u32 on fabric B (wrapping) · blocks of (u64 first, u64 end) sequence
+    // ranges held above the cumulative ack. The header carries the ack, the credit and both epochs.
 
-    static let controlHeader = 24
+    static let controlHeader = 32
     static let maxSackBlocks = 16
 
     func sendControl(_ c: Connection, leg l: Int, probe: UInt64 = 0, echo: UInt64 = 0) {
@@ -674,6 +686,8 @@ public final class RCLAN: EngineDriver {
             p.storeBytes(of: hears, toByteOffset: 2, as: UInt8.self)
             p.storeBytes(of: probe.bigEndian, toByteOffset: 8, as: UInt64.self)
             p.storeBytes(of: echo.bigEndian, toByteOffset: 16, as: UInt64.self)
+            p.storeBytes(of: UInt32(truncatingIfNeeded: engine.receiveOverruns(.a)).bigEndian, toByteOffset: 24, as: UInt32.self)
+            p.storeBytes(of: UInt32(truncatingIfNeeded: engine.receiveOverruns(.b)).bigEndian, toByteOffset: 28, as: UInt32.self)
             var blocks = 0
             if c.heldCount > 0 {
                 var s = c.cumAck + 1
@@ -696,7 +710,7 @@ public final class RCLAN: EngineDriver {
         }
         f.length = length
         let fields = ReliabilityFields(
-            sequence: c.nextToTransmit, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.receiveMask + 1),
+            sequence: c.nextToTransmit, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.credit),
             peerEpoch: c.peerEpoch, flags: [.sequenced, .control])
         do {
             try engine.send(f, on: c.vi(l), fields: fields, returnOnCompletion: false)
@@ -749,6 +763,11 @@ public final class RCLAN: EngineDriver {
                 refund -= take
             }
         }
+        // The peer's receive overruns, taken into account once this frame's SACK blocks have
+        // judged what they judge.
+        let overrunsA = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
+        let overrunsB = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+        defer { peerOverruns(c, a: overrunsA, b: overrunsB) }
         if kinds & 1 != 0 {
             c.legs[l].echoOwed = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
             markDirty(c)
@@ -778,6 +797,45 @@ public final class RCLAN: EngineDriver {
             }
         }
         if advanced { detectLosses(c) }
+    }
+
+    /// The peer's socket on a leg dropped datagrams for want of room (receive overruns): the
+    /// frames this end lost there were congestion at the receiver, not loss on the fabric. They
+    /// are taken back from the leg's current loss window, then from the window before (whose
+    /// verdict is judged again), and what is left excuses the next losses judged on the leg.
+    func peerOverruns(_ c: Connection, a: UInt32, b: UInt32) {
+        guard c.peerOverrunsKnown else {
+            c.legs[0].peerOverrunsReported = a
+            c.legs[1].peerOverrunsReported = b
+            c.peerOverrunsKnown = true
+            return
+        }
+        for k in 0..<2 {
+            let reported = k == 0 ? a : b
+            let new = Int(reported &- c.legs[k].peerOverrunsReported)
+            // A step back is an older report overtaken by a newer one (control frames go on both
+            // legs); it and an absurd jump tell nothing. (A peer that restarts starts a new epoch,
+            // which makes its next report the base again.)
+            guard new > 0 && new < 1 << 20 else { continue }
+            c.legs[k].peerOverrunsReported = reported
+            c.legs[k].stats.peerReceiveOverruns &+= UInt64(new)
+            var left = new
+            let current = min(left, c.legs[k].windowLost)
+            c.legs[k].windowLost -= current
+            left -= current
+            let previous = min(left, c.legs[k].lastWindowLost)
+            if previous > 0 {
+                c.legs[k].lastWindowLost -= previous
+                left -= previous
+                let pct = Double(c.legs[k].lastWindowLost) * 100 / Double(max(1, c.legs[k].lastWindowSent))
+                c.legs[k].stats.lossPercent = pct
+                c.legs[k].lastWindowOver = pct > configuration.demotionLossPercent
+            }
+            c.legs[k].stats.lost &-= UInt64(current + previous)
+            c.legs[k].stats.overruns &+= UInt64(current + previous)
+            c.legs[k].overrunCredit = min(c.legs[k].overrunCredit + left, c.credit)
+            c.legs[k].overrunCreditCarried = false
+        }
     }
 
     // MARK: - Acknowledgements, losses, timers
@@ -870,6 +928,12 @@ public final class RCLAN: EngineDriver {
         markDirty(c)
         guard countAgainstLeg else { return }
         let l = Int(c.records[i].leg)
+        if c.legs[l].overrunCredit > 0 {
+            // The peer already said its socket on this leg dropped frames for want of room.
+            c.legs[l].overrunCredit -= 1
+            c.legs[l].stats.overruns &+= 1
+            return
+        }
         c.legs[l].stats.lost &+= 1
         c.legs[l].windowLost += 1
     }
@@ -949,8 +1013,13 @@ public final class RCLAN: EngineDriver {
             if c.legs[l].windowSent >= 256 {
                 let pct = Double(c.legs[l].windowLost) * 100 / Double(c.legs[l].windowSent)
                 c.legs[l].stats.lossPercent = pct
+                c.legs[l].lastWindowSent = c.legs[l].windowSent
+                c.legs[l].lastWindowLost = c.legs[l].windowLost
                 c.legs[l].windowSent = 0
                 c.legs[l].windowLost = 0
+                // Overrun credit lives through one whole window after the one it came in.
+                if c.legs[l].overrunCreditCarried { c.legs[l].overrunCredit = 0 }
+                c.legs[l].overrunCreditCarried = true
                 // Two windows in a row over the threshold: a burst (spurious losses after a stall,
                 // refunded later by the peer's duplicate count) is not a bad leg.
                 let over = pct > configuration.demotionLossPercent
@@ -1059,7 +1128,7 @@ public final class RCLAN: EngineDriver {
 
     func peerRestarted(_ c: Connection, epoch: UInt32) {
         failPending(c, reason: .peerRestarted)
-        c.restartSequences(receiveWindow: configuration.receiveWindow)
+        c.restartSequences()
         c.peerEpoch = epoch
         c.stats.peerRestarts &+= 1
         delegate.event(.peerRestarted(epoch: epoch), on: c.rvi, layer: self)
@@ -1107,7 +1176,7 @@ public final class RCLAN: EngineDriver {
     /// pending and start a new epoch, which tells the peer to start over too.
     func giveUp(_ c: Connection) {
         failPending(c, reason: .unreachable)
-        c.restartSequences(receiveWindow: configuration.receiveWindow)
+        c.restartSequences()
         c.epoch = nextEpoch()
         c.unusableSince = 0
         c.stats.resets &+= 1

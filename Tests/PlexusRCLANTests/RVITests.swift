@@ -345,7 +345,8 @@ struct RVILegTests {
         let cases: [(flags: FrameFlags, seq: UInt64, ack: UInt64, payload: [UInt8])] = [
             ([], 1, 1, [1, 2, 3]),                                            // not sequenced
             ([.sequenced, .control], 0, 1, [0, 0]),                           // control shorter than its header
-            ([.sequenced, .control], 0, 1, [0, 17] + [UInt8](repeating: 0, count: 22)),  // too many SACK blocks
+            ([.sequenced, .control], 0, 1, [0, 17] + [UInt8](repeating: 0, count: 30)),  // too many SACK blocks
+            ([.sequenced, .control], 0, 1, [0, 0] + [UInt8](repeating: 0, count: 22)),   // a 24-byte header (no overrun counts)
             ([.sequenced], 3, 99, [1]),                                       // acknowledges what was never sent
             ([.sequenced, .coalesced], 1, 1, [0, 200, 1, 2]),                 // a record running past the frame
         ]
@@ -358,7 +359,7 @@ struct RVILegTests {
                            returnOnCompletion: false)
             }
         }
-        let ok = waitUntil { ((try? pair.one.runAndWait { e in RCLAN.on(e)!.statistics(RVI(id: bad))!.malformedDropped }) ?? 0) >= 5 }
+        let ok = waitUntil { ((try? pair.one.runAndWait { e in RCLAN.on(e)!.statistics(RVI(id: bad))!.malformedDropped }) ?? 0) >= 6 }
         try pair.send(1_000, from: pair.one)
         try pair.send(1_000, from: pair.two)
         #expect(waitUntil { pair.streamTwo.read().delivered == 1_000 && pair.streamOne.read().delivered == 1_000 })
