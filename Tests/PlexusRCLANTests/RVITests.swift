@@ -254,6 +254,89 @@ struct RVILegTests {
                 "node 1's events: \(r1.events)")
     }
 
+    @Test("a receiver that stops reading is overrun: the overruns are counted as overruns, no leg is demoted, nothing is lost")
+    func overruns() throws {
+        // A 256 KiB socket buffer (512 KiB granted): the receiver grants only what its sockets can
+        // queue. Silence is judged over 20 heartbeats, as in `demotion`, so that the stalls below
+        // (shorter than that) do not take legs down: this test is about what loss is charged.
+        var layer = RCLANConfiguration()
+        layer.missedHeartbeats = 20
+        let pair = try RVIPair(seed: 6, layer: layer) { $0.socketBufferBytes = 256 << 10 }
+        let queue = try pair.two.runAndWait { min($0.receiveQueueFrames(.a), $0.receiveQueueFrames(.b)) }
+        // Another VI of node 1 that sends to node 2's fabric-A port (node 2 has no such VI and
+        // drops what it reads): traffic that shares the port's socket with the RVI, as other VIs
+        // and RVIs do.
+        try pair.one.control.establishAndWait(VI(.a, 7), peer: RVIPair.address(pair.two, .a), remoteVI: 7)
+        let count: UInt64 = 30_000
+        try pair.send(count, from: pair.one)
+        // Again and again, each time after node 2 has caught up a little: stall node 2's engine
+        // thread for 30 ms (it reads nothing meanwhile) and, once it is stalled, fill its fabric-A
+        // socket from VI 7. The RVI's frames that arrive on leg A during the rest of the stall
+        // find no room: the kernel drops them, and node 1 judges them lost on leg A.
+        let two = pair.two
+        var stalls = 0
+        var done = false
+        let deadline = nowNanos() + 90_000_000_000
+        while !done && nowNanos() < deadline {
+            let stalled = DispatchSemaphore(value: 0), resumed = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                _ = try? two.runAndWait { _ in
+                    stalled.signal()
+                    usleep(30_000)
+                }
+                resumed.signal()
+            }
+            stalled.wait()
+            try pair.one.runAndWait { e in
+                for _ in 0..<2 * queue {
+                    guard var f = e.takeFrame() else { break }
+                    f.length = FrameLayout.maxPayload
+                    try e.send(f, on: VI(.a, 7))
+                }
+            }
+            resumed.wait()
+            stalls += 1
+            let before = pair.streamTwo.read().delivered
+            _ = waitUntil(seconds: 10) {
+                let now = pair.streamTwo.read().delivered
+                return now >= before + 300 || now == count
+            }
+            done = pair.streamTwo.read().delivered == count
+        }
+        // Node 2's last overrun count reaches node 1 in the next control frame (a probe at the latest).
+        let received = try two.runAndWait { $0.receiveOverruns(.a) + $0.receiveOverruns(.b) }
+        let reported = waitUntil {
+            ((try? pair.statistics(pair.one).legs.reduce(0) { $0 + $1.peerReceiveOverruns }) ?? 0) == received
+        }
+        #expect(waitUntil { pair.streamOne.read().ackedThrough == count })
+        let s1 = try pair.statistics(pair.one), s2 = try pair.statistics(pair.two)
+        let r1 = pair.streamOne.read(), r2 = pair.streamTwo.read()
+        _ = pair.stop()
+        print("RVI overruns: \(stalls) stalls of node 2; its sockets dropped \(received) datagrams "
+              + "(A \(s2.legs[0].receiveOverruns), B \(s2.legs[1].receiveOverruns)); node 1 heard of "
+              + "\(s1.legs.map(\.peerReceiveOverruns)), took back \(s1.legs.map(\.overruns)) losses as overruns, "
+              + "charged \(s1.legs.map(\.lost)) as lost (spurious \(s1.legs.map(\.spuriousRetransmissions))), "
+              + "last loss \(s1.legs.map(\.lossPercent)) %; credit \(s2.credit) (socket queue \(queue) frames), "
+              + "credit stalls \(s1.creditStalls); leg histories "
+              + "\(s1.legs.map { "\($0.fabric): \($0.history.map { "\($0.state)@\(Int($0.atMilliseconds))" })" })")
+        #expect(done, "delivered \(r2.delivered) of \(count)")
+        // Credits are sized to what the socket holds.
+        #expect(s2.credit == min(layer.receiveWindow, queue) && s2.credit < layer.receiveWindow)
+        // (a) The overruns are counted, at the receiver and at the sender, as overruns: the RVI's
+        // frames dropped on leg A are taken back from leg A's loss.
+        #expect(received > 0)
+        #expect(s2.legs[0].receiveOverruns + s2.legs[1].receiveOverruns == received)
+        #expect(reported, "node 1 heard of \(s1.legs.map(\.peerReceiveOverruns)), node 2 counted \(received)")
+        #expect(s1.legs[0].overruns > 0)
+        // (b) Neither leg was demoted, at either end.
+        for (name, r, s) in [("node 1", r1, s1), ("node 2", r2, s2)] {
+            #expect(!r.events.contains { if case .legDemoted = $0.event { true } else { false } }, "\(name): \(r.events)")
+            #expect(s.legs.allSatisfy { !$0.history.contains { $0.state == .demoted } }, "\(name)")
+        }
+        // (c) Nothing lost: every message exactly once, in order.
+        expectClean(r2, count, "node 2 received")
+    }
+
     @Test("a leg that goes down three times within the demotion period comes back demoted, and serves it out")
     func flapping() throws {
         let pair = try RVIPair(seed: 4)
@@ -367,6 +450,6 @@ struct RVILegTests {
         _ = pair.stop()
         print("RVI malformed: \(s.malformedDropped) malformed frames dropped and counted")
         #expect(ok)
-        #expect(s.malformedDropped >= 5)
+        #expect(s.malformedDropped >= 6)
     }
 }
