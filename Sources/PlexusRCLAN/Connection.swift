@@ -86,6 +86,9 @@ struct LegRecord {
     /// losses judged on the leg are these (the report often comes before the timeout that
     /// judges them). Dropped after one whole loss window, so an old report excuses nothing new.
     var overrunCredit = 0
+    /// Whether the leg is demoted by the verdict of its last loss window (which losses taken
+    /// back later can overturn).
+    var demotedByLastWindow = false
     var overrunCreditCarried = false
     /// The peer's cumulative overrun count on this fabric, as last reported (wrapping).
     var peerOverrunsReported: UInt32 = 0

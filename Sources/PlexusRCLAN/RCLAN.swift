@@ -755,10 +755,8 @@ public final class RCLAN: EngineDriver {
         c.peerDuplicatesSeen = duplicates
         if refund > 0 && refund < 1 << 20 {
             for _ in 0..<2 where refund > 0 {
-                let k = c.legs[0].windowLost >= c.legs[1].windowLost ? 0 : 1
-                let take = min(refund, c.legs[k].windowLost)
-                c.legs[k].windowLost -= take
-                c.legs[k].stats.lost &-= UInt64(take)
+                let k = c.legs[0].windowLost + c.legs[0].lastWindowLost >= c.legs[1].windowLost + c.legs[1].lastWindowLost ? 0 : 1
+                let take = takeBack(c, leg: k, refund)
                 c.legs[k].stats.spuriousRetransmissions &+= UInt64(take)
                 refund -= take
             }
@@ -819,23 +817,35 @@ public final class RCLAN: EngineDriver {
             guard new > 0 && new < 1 << 20 else { continue }
             c.legs[k].peerOverrunsReported = reported
             c.legs[k].stats.peerReceiveOverruns &+= UInt64(new)
-            var left = new
-            let current = min(left, c.legs[k].windowLost)
-            c.legs[k].windowLost -= current
-            left -= current
-            let previous = min(left, c.legs[k].lastWindowLost)
-            if previous > 0 {
-                c.legs[k].lastWindowLost -= previous
-                left -= previous
-                let pct = Double(c.legs[k].lastWindowLost) * 100 / Double(max(1, c.legs[k].lastWindowSent))
-                c.legs[k].stats.lossPercent = pct
-                c.legs[k].lastWindowOver = pct > configuration.demotionLossPercent
-            }
-            c.legs[k].stats.lost &-= UInt64(current + previous)
-            c.legs[k].stats.overruns &+= UInt64(current + previous)
-            c.legs[k].overrunCredit = min(c.legs[k].overrunCredit + left, c.credit)
+            let taken = takeBack(c, leg: k, new)
+            c.legs[k].stats.overruns &+= UInt64(taken)
+            c.legs[k].overrunCredit = min(c.legs[k].overrunCredit + new - taken, c.credit)
             c.legs[k].overrunCreditCarried = false
         }
+    }
+
+    /// Takes up to `n` judged losses back from leg `k` (they were late, or overruns at the peer):
+    /// from its current loss window, then from the window before, whose verdict is judged again
+    /// (the word often comes after that window closed). A leg that verdict demoted is up again
+    /// if the verdict no longer stands. Returns how many were taken back.
+    func takeBack(_ c: Connection, leg k: Int, _ n: Int) -> Int {
+        let current = min(n, c.legs[k].windowLost)
+        c.legs[k].windowLost -= current
+        let previous = min(n - current, c.legs[k].lastWindowLost)
+        if previous > 0 {
+            c.legs[k].lastWindowLost -= previous
+            let pct = Double(c.legs[k].lastWindowLost) * 100 / Double(max(1, c.legs[k].lastWindowSent))
+            c.legs[k].stats.lossPercent = pct
+            c.legs[k].lastWindowOver = pct > configuration.demotionLossPercent
+            if !c.legs[k].lastWindowOver && c.legs[k].demotedByLastWindow && c.legs[k].state == .demoted {
+                c.legs[k].demotedByLastWindow = false
+                c.legs[k].demotedUntil = 0
+                c.setLeg(k, .up, now: now)
+                delegate.event(.legUp(k == 0 ? .a : .b), on: c.rvi, layer: self)
+            }
+        }
+        c.legs[k].stats.lost &-= UInt64(current + previous)
+        return current + previous
     }
 
     // MARK: - Acknowledgements, losses, timers
@@ -975,6 +985,7 @@ public final class RCLAN: EngineDriver {
                     legWentDown(c, l)
                     if c.closing { return }
                 } else if c.legs[l].state == .demoted && now >= c.legs[l].demotedUntil {
+                    c.legs[l].demotedByLastWindow = false
                     c.legs[l].windowSent = 0
                     c.legs[l].windowLost = 0
                     c.setLeg(l, .up, now: now)
@@ -1025,7 +1036,9 @@ public final class RCLAN: EngineDriver {
                 let over = pct > configuration.demotionLossPercent
                 let sustained = over && c.legs[l].lastWindowOver
                 c.legs[l].lastWindowOver = over
+                c.legs[l].demotedByLastWindow = false
                 if sustained && c.legs[l].state == .up && c.legs[1 - l].state == .up {
+                    c.legs[l].demotedByLastWindow = true
                     c.setLeg(l, .demoted, now: now)
                     c.legs[l].demotedUntil = now + Self.nanos(configuration.demotionPeriod)
                     events.event(.legDemoted(l == 0 ? .a : .b, lossPercent: pct), on: c.rvi, layer: self)

@@ -267,6 +267,10 @@ struct RVILegTests {
         // drops what it reads): traffic that shares the port's socket with the RVI, as other VIs
         // and RVIs do.
         try pair.one.control.establishAndWait(VI(.a, 7), peer: RVIPair.address(pair.two, .a), remoteVI: 7)
+        // Both ends hear each other first: node 1 counts node 2's overruns from its first report.
+        for t in [pair.one, pair.two] {
+            #expect(waitUntil { (try? pair.statistics(t).legs.allSatisfy { $0.framesIn > 3 }) ?? false })
+        }
         let count: UInt64 = 30_000
         try pair.send(count, from: pair.one)
         // Again and again, each time after node 2 has caught up a little: stall node 2's engine
