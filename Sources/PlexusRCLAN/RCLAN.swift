@@ -755,8 +755,10 @@ public final class RCLAN: EngineDriver {
         c.peerDuplicatesSeen = duplicates
         if refund > 0 && refund < 1 << 20 {
             for _ in 0..<2 where refund > 0 {
-                let k = c.legs[0].windowLost + c.legs[0].lastWindowLost >= c.legs[1].windowLost + c.legs[1].lastWindowLost ? 0 : 1
-                let take = takeBack(c, leg: k, refund)
+                let k = c.legs[0].windowLost >= c.legs[1].windowLost ? 0 : 1
+                let take = min(refund, c.legs[k].windowLost)
+                c.legs[k].windowLost -= take
+                c.legs[k].stats.lost &-= UInt64(take)
                 c.legs[k].stats.spuriousRetransmissions &+= UInt64(take)
                 refund -= take
             }
@@ -824,7 +826,7 @@ public final class RCLAN: EngineDriver {
         }
     }
 
-    /// Takes up to `n` judged losses back from leg `k` (they were late, or overruns at the peer):
+    /// Takes up to `n` judged losses back from leg `k` (overruns at the peer, which names the leg):
     /// from its current loss window, then from the window before, whose verdict is judged again
     /// (the word often comes after that window closed). A leg that verdict demoted is up again
     /// if the verdict no longer stands. Returns how many were taken back.
