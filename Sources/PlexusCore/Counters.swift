@@ -52,6 +52,10 @@ public struct PortCounters: Sendable, Hashable, Codable {
     /// Times the kernel found the provided-buffer ring empty (`ENOBUFS`): receiving stalled
     /// until a buffer came back (the datagrams wait in the socket; not a drop by itself).
     public var bufferRingEmpty: UInt64 = 0
+    /// Datagrams the kernel dropped at this port's socket because its receive queue was full
+    /// (receive-buffer overruns: this end read too slowly; not loss on the fabric). Counted
+    /// from the kernel's own drop count, which arrives with the next datagram read (SO_RXQ_OVFL).
+    public var receiveOverruns: UInt64 = 0
     /// Datagrams larger than a receive buffer (cut by the kernel) and dropped.
     public var truncatedDatagrams: UInt64 = 0
     /// Failed sends (kernel errors).
@@ -83,7 +87,8 @@ public struct PortCounters: Sendable, Hashable, Codable {
             + malformedBadRemoteOffset
     }
 
-    /// Every datagram or frame the port dropped, whatever the reason.
+    /// Every datagram or frame Plexus dropped at the port, whatever the reason (receive overruns,
+    /// which the kernel dropped before Plexus saw them, are counted apart).
     public var dropped: UInt64 {
         malformed + unknownVI + wrongPeer + receiveQueueEmpty + truncatedDatagrams
             + rdmaRejected + reassemblyDropped

@@ -46,6 +46,11 @@ extension Engine {
             ring.returnBuffer(bid)
             return
         }
+        if out.pointee.controllen > 0 {
+            // Control bytes follow the name: the socket's drop count, once it has dropped.
+            port.noteControl(UnsafeRawPointer(out) + MemoryLayout<io_uring_recvmsg_out>.size + Int(port.msg.pointee.msg_namelen),
+                             length: Int(out.pointee.controllen))
+        }
         let size = Int(io_uring_recvmsg_payload_length(out, Int32(length), port.msg))
         let data = UnsafeRawPointer(io_uring_recvmsg_payload(out, port.msg)!)
         let from = UnsafeRawPointer(io_uring_recvmsg_name(out)!).assumingMemoryBound(to: sockaddr_in.self)
@@ -59,13 +64,14 @@ extension Engine {
     @inline(__always)
     func poll(_ port: Port) {
         let ring = port.ring
-        let offset = 32  // same place in the buffer as a ring completion's payload
+        let offset = 64  // same place in the buffer as a ring completion's payload (after out, name, control)
         while port.pollArmed < Port.pollBatch && ring.freeCount > 0 {
             let i = port.pollArmed
             let id = ring.takeFree()
             port.pollIDs[i] = id
             port.pollIov[i] = iovec(iov_base: ring.buffer(id) + offset, iov_len: ReceiveRing.stride - offset)
             port.pollMsgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            port.pollMsgs[i].msg_hdr.msg_controllen = Int(plx_RECEIVE_CONTROL_SPACE)
             port.pollArmed += 1
         }
         let n = port.pollArmed
@@ -84,6 +90,11 @@ extension Engine {
         guard got > 0 else { return }
         for i in 0..<got {
             let id = port.pollIDs[i]
+            let control = port.pollMsgs[i].msg_hdr.msg_controllen
+            if control > 0 {
+                port.noteControl(port.pollMsgs[i].msg_hdr.msg_control, length: control)
+                port.pollMsgs[i].msg_hdr.msg_controllen = Int(plx_RECEIVE_CONTROL_SPACE)
+            }
             if port.pollMsgs[i].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
                 port.counters.datagramsIn &+= 1
                 port.counters.truncatedDatagrams &+= 1
@@ -101,6 +112,7 @@ extension Engine {
         port.pollArmed = n - got
         for i in 0..<port.pollArmed {
             port.pollMsgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            port.pollMsgs[i].msg_hdr.msg_controllen = Int(plx_RECEIVE_CONTROL_SPACE)
         }
     }
 

@@ -484,6 +484,16 @@ public final class Engine {
     /// Counters of a port.
     public func counters(_ fabric: Fabric) -> PortCounters { port(fabric).counters }
 
+    /// Datagrams the kernel dropped at a port's socket because its receive queue was full
+    /// (``PortCounters/receiveOverruns``), without copying the other counters.
+    @inline(__always)
+    public func receiveOverruns(_ fabric: Fabric) -> UInt64 { port(fabric).counters.receiveOverruns }
+
+    /// How many frames of the largest size a port's socket can queue before the kernel drops
+    /// what arrives (from the receive buffer it granted): a receiver that grants a sender no more
+    /// credit than this is not overrun by that sender.
+    public func receiveQueueFrames(_ fabric: Fabric) -> Int { port(fabric).receiveQueueFrames }
+
     /// Counters of a VI, or nil when it is not established.
     public func counters(_ vi: VI) -> VICounters? {
         guard let e = port(vi.fabric).entry(vi.number), e.pointee.established else { return nil }

@@ -32,6 +32,9 @@ final class Port {
     let table: UnsafeMutablePointer<VIEntry>
     let tableCapacity: Int
     var counters = PortCounters()
+    /// The socket's cumulative drop count as the kernel last reported it (SO_RXQ_OVFL, 32 bits,
+    /// wrapping); `counters.receiveOverruns` adds up its increases.
+    var dropsReported: UInt32 = 0
     var receiveArmed = false
     /// VIs established on this port.
     var established = 0
@@ -45,6 +48,8 @@ final class Port {
     let pollIov: UnsafeMutablePointer<iovec>
     let pollNames: UnsafeMutablePointer<sockaddr_in>
     let pollIDs: UnsafeMutablePointer<UInt16>
+    /// Room for each polled datagram's control messages (the SO_RXQ_OVFL drop count).
+    let pollControl: UnsafeMutableRawPointer
     var pollArmed = 0
     /// Whether the last read found more than the one datagram it asked for (use recvmmsg).
     var pollBacklog = false
@@ -88,6 +93,13 @@ final class Port {
         }
         setBuffer(SO_RCVBUFFORCE, SO_RCVBUF)
         setBuffer(SO_SNDBUFFORCE, SO_SNDBUF)
+        // Overruns: when the socket's receive queue is full the kernel drops datagrams and counts
+        // them. With SO_RXQ_OVFL it attaches that count to each later datagram, in the control
+        // bytes the receive already returns: nothing at all while the socket has never dropped,
+        // then one cmsg per datagram read in the same call, and no syscall. (SO_MEMINFO or
+        // /proc/net/udp would cost a syscall, or a file read, per look.)
+        var on: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, plx_SO_RXQ_OVFL, &on, socklen_t(MemoryLayout<Int32>.size))
         var sa = want.sockaddr
         let rc = withUnsafePointer(to: &sa) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
@@ -115,6 +127,7 @@ final class Port {
         pollNames = .allocate(capacity: Self.pollBatch)
         pollNames.initialize(repeating: sockaddr_in(), count: Self.pollBatch)
         pollIDs = .allocate(capacity: Self.pollBatch)
+        pollControl = .allocate(byteCount: Self.pollBatch * Int(plx_RECEIVE_CONTROL_SPACE), alignment: 8)
         batchSlot = .allocate(capacity: c.poolFrames)
         batchBytes = .allocate(capacity: c.poolFrames)
         batchPeer = .allocate(capacity: c.poolFrames)
@@ -141,11 +154,13 @@ final class Port {
             pollMsgs[i].msg_hdr.msg_iov = pollIov + i
             pollMsgs[i].msg_hdr.msg_iovlen = 1
             pollMsgs[i].msg_hdr.msg_name = UnsafeMutableRawPointer(pollNames + i)
+            pollMsgs[i].msg_hdr.msg_control = pollControl + i * Int(plx_RECEIVE_CONTROL_SPACE)
+            pollMsgs[i].msg_hdr.msg_controllen = Int(plx_RECEIVE_CONTROL_SPACE)
         }
         msg = .allocate(capacity: 1)
         msg.initialize(to: msghdr())
         msg.pointee.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-        msg.pointee.msg_controllen = 0
+        msg.pointee.msg_controllen = Int(plx_RECEIVE_CONTROL_SPACE)
         tableCapacity = c.maxVIs
         table = .allocate(capacity: c.maxVIs)
         table.initialize(repeating: VIEntry(), count: c.maxVIs)
@@ -164,6 +179,7 @@ final class Port {
         pollIov.deallocate()
         pollNames.deallocate()
         pollIDs.deallocate()
+        pollControl.deallocate()
         batchSlot.deallocate()
         batchBytes.deallocate()
         batchPeer.deallocate()
@@ -172,6 +188,36 @@ final class Port {
         sendSlots.deallocate()
         doneSlots.deallocate()
         doneErrors.deallocate()
+    }
+
+    /// Reads the socket's drop count from the control bytes that came with one datagram and
+    /// counts the datagrams dropped since the last report as receive overruns.
+    @inline(__always)
+    func noteControl(_ control: UnsafeRawPointer, length: Int) {
+        let reported = plx_drop_count(control, length)
+        guard reported >= 0 else { return }
+        let now = UInt32(truncatingIfNeeded: reported)
+        let new = now &- dropsReported
+        // The kernel's count only grows (it wraps at 32 bits); a step back is a datagram queued
+        // before one already read, and tells nothing new.
+        guard new != 0, new < 1 << 31 else { return }
+        dropsReported = now
+        counters.receiveOverruns &+= UInt64(new)
+    }
+
+    /// Frames of the largest size (16896-byte payload) that the socket's receive queue holds
+    /// before the kernel drops what arrives (an overrun). The kernel charges each queued
+    /// datagram its whole buffer (`truesize`), measured here at the datagram's size plus about
+    /// 832 bytes; 1024 is allowed. `SO_RCVBUF` as read back is the charge limit (the kernel
+    /// doubles the value set). A frame above the port's largest datagram travels as segments,
+    /// each charged. At least 1: an empty socket always takes one datagram.
+    var receiveQueueFrames: Int {
+        let frame = FrameLayout.headerSize + FrameLayout.maxPayload
+        let chunk = maxDatagram - FrameLayout.headerSize
+        let datagrams = frame <= maxDatagram ? 1 : (FrameLayout.maxPayload + chunk - 1) / chunk
+        let datagramBytes = frame <= maxDatagram ? frame : maxDatagram
+        let charge = datagrams * (datagramBytes + 1024)
+        return max(1, info.receiveBufferBytes / charge - 1)
     }
 
     @inline(__always)

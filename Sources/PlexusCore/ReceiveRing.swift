@@ -11,8 +11,9 @@ import Glibc
 /// is released. This is the VI receive queue of the seed's "Giganet Driver": buffers the NIC
 /// knows about, filled without a copy by the application.
 final class ReceiveRing {
-    /// io_uring_recvmsg_out (16) + sockaddr_in (16) + frame header (64) + max payload.
-    static let bufferSize = 16 + 16 + FrameLayout.headerSize + FrameLayout.maxPayload
+    /// io_uring_recvmsg_out (16) + sockaddr_in (16) + control messages (32: the SO_RXQ_OVFL drop
+    /// count) + frame header (64) + max payload: 17024 bytes, so the frame starts 64-byte aligned.
+    static let bufferSize = 16 + 16 + Int(plx_RECEIVE_CONTROL_SPACE) + FrameLayout.headerSize + FrameLayout.maxPayload
     static let stride = (bufferSize + 63) / 64 * 64
 
     let memory: RegisteredMemory

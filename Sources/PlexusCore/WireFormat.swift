@@ -12,8 +12,9 @@ public enum FrameLayout {
     /// The size of the fixed frame header, in bytes.
     public static let headerSize = 64
     /// The wire protocol version this build speaks. Version 2 added the RVI flags
-    /// (`sequenced`, `coalesced`, `control`) of the reliability layer.
-    public static let version: UInt8 = 2
+    /// (`sequenced`, `coalesced`, `control`) of the reliability layer; version 3 the receive
+    /// overrun counts in the reliability layer's control payload.
+    public static let version: UInt8 = 3
     /// The magic number that opens every frame ("PL").
     public static let magic: UInt16 = 0x504C
     /// The largest UDP payload IPv4 carries.

@@ -77,8 +77,23 @@ struct LegRecord {
     var bytesOutstanding = 0
     var windowSent = 0
     var windowLost = 0
-    /// Whether the last measured window lost more than the demotion threshold.
+    /// Whether the last measured window lost more than the demotion threshold, and its counts
+    /// (a late overrun report can still take losses back from it).
     var lastWindowOver = false
+    var lastWindowSent = 0
+    var lastWindowLost = 0
+    /// Overruns the peer reported on this leg that no judged loss has absorbed yet: the next
+    /// losses judged on the leg are these (the report often comes before the timeout that
+    /// judges them). Dropped after one whole loss window, so an old report excuses nothing new.
+    var overrunCredit = 0
+    /// Whether the leg is demoted by the verdict of its last loss window (which losses taken
+    /// back later can overturn).
+    var demotedByLastWindow = false
+    var overrunCreditCarried = false
+    /// The peer's cumulative overrun count on this fabric, as last reported (wrapping).
+    var peerOverrunsReported: UInt32 = 0
+    /// This end's port overruns on this fabric when the RVI was opened.
+    var receiveOverrunsAtOpen: UInt64 = 0
     var demotedUntil: UInt64 = 0
     /// When this leg last went down from up or demoted, the three latest (a fixed ring, so the
     /// data path does not allocate). Three downs within one `demotionPeriod` is flapping.
@@ -186,10 +201,16 @@ final class Connection {
     @exclusivity(unchecked) var unusableSince: UInt64 = 0
     /// The peer's count of duplicate data frames, as of its last control frame.
     @exclusivity(unchecked) var peerDuplicatesSeen: UInt32 = 0
+    /// Whether a control frame of the peer has given its overrun counts (the first one is the
+    /// base: overruns before then were not this RVI's).
+    @exclusivity(unchecked) var peerOverrunsKnown = false
+    /// The credit this end grants: its receive window, or less when its sockets cannot queue
+    /// that many frames of the largest size.
+    let credit: Int
     @exclusivity(unchecked) var stats: RVIStatistics
 
     init(id: UInt32, generation: UInt32, path: RVIPath, policy: LoadBalancing, configuration: RCLANConfiguration,
-         now: UInt64, service: any RVIDelegate) {
+         credit: Int, now: UInt64, service: any RVIDelegate) {
         self.id = id
         self.service = service
         self.generation = generation
@@ -201,7 +222,9 @@ final class Connection {
         epoch = nextEpoch()
         sendMask = configuration.sendWindow - 1
         receiveMask = configuration.receiveWindow - 1
-        peerRightEdge = 1 + UInt64(configuration.receiveWindow)
+        self.credit = credit
+        // Before the peer's first acknowledgement: it grants what this end would.
+        peerRightEdge = 1 + UInt64(credit)
         frames = .allocate(capacity: configuration.sendWindow)
         records = .allocate(capacity: configuration.sendWindow)
         for i in 0..<configuration.sendWindow {
@@ -264,12 +287,13 @@ final class Connection {
 
     /// Starts both directions over at sequence 1 (after a peer restart or a give-up). Message
     /// numbers keep counting, so ranges reported to the delegate never repeat.
-    func restartSequences(receiveWindow: Int) {
+    func restartSequences() {
         releaseFrames()
         nextSeq = 1
         sendBase = 1
         nextToTransmit = 1
-        peerRightEdge = 1 + UInt64(receiveWindow)
+        peerRightEdge = 1 + UInt64(credit)
+        peerOverrunsKnown = false
         ackedMessage = nextMessage - 1
         lostPending = 0
         rackSentAt = 0
@@ -282,6 +306,7 @@ final class Connection {
             legs[l].bytesOutstanding = 0
             legs[l].windowSent = 0
             legs[l].windowLost = 0
+            legs[l].overrunCredit = 0
         }
     }
 
@@ -304,6 +329,7 @@ final class Connection {
         s.policy = policy.description
         s.unacknowledgedFrames = Int(nextSeq &- sendBase)
         s.heldOutOfOrder = heldCount
+        s.credit = credit
         s.legs = legs.map { l in
             var st = l.stats
             st.rttMicroseconds = l.hasRTT ? l.srtt / 1000 : nil

@@ -136,8 +136,13 @@ public final class RCLAN: EngineDriver {
             generations.append(0)
         }
         generations[Int(id)] &+= 1
+        // Credit: the receive window, but no more frames than either socket can queue (one leg
+        // may carry them all), so that a sender within its credit never overruns this end.
+        let credit = min(configuration.receiveWindow, engine.receiveQueueFrames(.a), engine.receiveQueueFrames(.b))
         let c = Connection(id: id, generation: generations[Int(id)] << 16, path: path, policy: policy,
-                           configuration: configuration, now: monotonicNanos(), service: owner)
+                           configuration: configuration, credit: credit, now: monotonicNanos(), service: owner)
+        c.legs[0].receiveOverrunsAtOpen = engine.receiveOverruns(.a)
+        c.legs[1].receiveOverrunsAtOpen = engine.receiveOverruns(.b)
         connections[Int(id)] = c
         viMapA![Int(path.localA)] = id + 1
         viMapB![Int(path.localB)] = id + 1
@@ -164,7 +169,14 @@ public final class RCLAN: EngineDriver {
     public var openRVIs: [RVI] { connections.compactMap { $0?.rvi } }
 
     /// Counters and leg states of one RVI.
-    public func statistics(_ rvi: RVI) -> RVIStatistics? { live(rvi)?.snapshot() }
+    public func statistics(_ rvi: RVI) -> RVIStatistics? {
+        guard let c = live(rvi) else { return nil }
+        var s = c.snapshot()
+        for (l, f) in [(0, Fabric.a), (1, Fabric.b)] {
+            s.legs[l].receiveOverruns = engine.receiveOverruns(f) &- c.legs[l].receiveOverrunsAtOpen
+        }
+        return s
+    }
 
     /// Changes an RVI's load-balancing policy.
     public func setPolicy(_ policy: LoadBalancing, on rvi: RVI) { live(rvi)?.policy = policy }
@@ -568,7 +580,7 @@ public final class RCLAN: EngineDriver {
         var flags: FrameFlags = .sequenced
         if c.records[i].coalesced { flags.insert(.coalesced) }
         let fields = ReliabilityFields(
-            sequence: seq, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.receiveMask + 1),
+            sequence: seq, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.credit),
             peerEpoch: c.peerEpoch, flags: flags)
         do {
             try engine.send(frame, on: vi, fields: fields, returnOnCompletion: true)
@@ -670,11 +682,11 @@ public final class RCLAN: EngineDriver {
     //
     // Payload: u8 kinds (1 probe, 2 echo) · u8 SACK block count · u8 legs the sender hears (bit 0
     // A, bit 1 B: a leg it declared down is clear) · u8 reserved · u32 duplicate data frames it
-    // has received (wrapping) · u64 probe stamp ·
-    // u64 echoed stamp · blocks of (u64 first, u64 end) sequence ranges held above the
-    // cumulative ack. The header carries the ack, the credit and both epochs.
+    // has received (wrapping) · u64 probe stamp · u64 echoed stamp · u32 receive overruns of its
+    // socket on fabric A, u32 on fabric B (wrapping) · blocks of (u64 first, u64 end) sequence
+    // ranges held above the cumulative ack. The header carries the ack, the credit and both epochs.
 
-    static let controlHeader = 24
+    static let controlHeader = 32
     static let maxSackBlocks = 16
 
     func sendControl(_ c: Connection, leg l: Int, probe: UInt64 = 0, echo: UInt64 = 0) {
@@ -694,6 +706,8 @@ public final class RCLAN: EngineDriver {
             p.storeBytes(of: hears, toByteOffset: 2, as: UInt8.self)
             p.storeBytes(of: probe.bigEndian, toByteOffset: 8, as: UInt64.self)
             p.storeBytes(of: echo.bigEndian, toByteOffset: 16, as: UInt64.self)
+            p.storeBytes(of: UInt32(truncatingIfNeeded: engine.receiveOverruns(.a)).bigEndian, toByteOffset: 24, as: UInt32.self)
+            p.storeBytes(of: UInt32(truncatingIfNeeded: engine.receiveOverruns(.b)).bigEndian, toByteOffset: 28, as: UInt32.self)
             var blocks = 0
             if c.heldCount > 0 {
                 var s = c.cumAck + 1
@@ -716,7 +730,7 @@ public final class RCLAN: EngineDriver {
         }
         f.length = length
         let fields = ReliabilityFields(
-            sequence: c.nextToTransmit, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.receiveMask + 1),
+            sequence: c.nextToTransmit, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.credit),
             peerEpoch: c.peerEpoch, flags: [.sequenced, .control])
         do {
             try engine.send(f, on: c.vi(l), fields: fields, returnOnCompletion: false)
@@ -769,6 +783,11 @@ public final class RCLAN: EngineDriver {
                 refund -= take
             }
         }
+        // The peer's receive overruns, taken into account once this frame's SACK blocks have
+        // judged what they judge.
+        let overrunsA = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
+        let overrunsB = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+        defer { peerOverruns(c, a: overrunsA, b: overrunsB) }
         if kinds & 1 != 0 {
             c.legs[l].echoOwed = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
             markDirty(c)
@@ -798,6 +817,57 @@ public final class RCLAN: EngineDriver {
             }
         }
         if advanced { detectLosses(c) }
+    }
+
+    /// The peer's socket on a leg dropped datagrams for want of room (receive overruns): the
+    /// frames this end lost there were congestion at the receiver, not loss on the fabric. They
+    /// are taken back from the leg's current loss window, then from the window before (whose
+    /// verdict is judged again), and what is left excuses the next losses judged on the leg.
+    func peerOverruns(_ c: Connection, a: UInt32, b: UInt32) {
+        guard c.peerOverrunsKnown else {
+            c.legs[0].peerOverrunsReported = a
+            c.legs[1].peerOverrunsReported = b
+            c.peerOverrunsKnown = true
+            return
+        }
+        for k in 0..<2 {
+            let reported = k == 0 ? a : b
+            let new = Int(reported &- c.legs[k].peerOverrunsReported)
+            // A step back is an older report overtaken by a newer one (control frames go on both
+            // legs); it and an absurd jump tell nothing. (A peer that restarts starts a new epoch,
+            // which makes its next report the base again.)
+            guard new > 0 && new < 1 << 20 else { continue }
+            c.legs[k].peerOverrunsReported = reported
+            c.legs[k].stats.peerReceiveOverruns &+= UInt64(new)
+            let taken = takeBack(c, leg: k, new)
+            c.legs[k].stats.overruns &+= UInt64(taken)
+            c.legs[k].overrunCredit = min(c.legs[k].overrunCredit + new - taken, c.credit)
+            c.legs[k].overrunCreditCarried = false
+        }
+    }
+
+    /// Takes up to `n` judged losses back from leg `k` (overruns at the peer, which names the leg):
+    /// from its current loss window, then from the window before, whose verdict is judged again
+    /// (the word often comes after that window closed). A leg that verdict demoted is up again
+    /// if the verdict no longer stands. Returns how many were taken back.
+    func takeBack(_ c: Connection, leg k: Int, _ n: Int) -> Int {
+        let current = min(n, c.legs[k].windowLost)
+        c.legs[k].windowLost -= current
+        let previous = min(n - current, c.legs[k].lastWindowLost)
+        if previous > 0 {
+            c.legs[k].lastWindowLost -= previous
+            let pct = Double(c.legs[k].lastWindowLost) * 100 / Double(max(1, c.legs[k].lastWindowSent))
+            c.legs[k].stats.lossPercent = pct
+            c.legs[k].lastWindowOver = pct > configuration.demotionLossPercent
+            if !c.legs[k].lastWindowOver && c.legs[k].demotedByLastWindow && c.legs[k].state == .demoted {
+                c.legs[k].demotedByLastWindow = false
+                c.legs[k].demotedUntil = 0
+                c.setLeg(k, .up, now: now)
+                c.service.event(.legUp(k == 0 ? .a : .b), on: c.rvi, layer: self)
+            }
+        }
+        c.legs[k].stats.lost &-= UInt64(current + previous)
+        return current + previous
     }
 
     // MARK: - Acknowledgements, losses, timers
@@ -890,6 +960,12 @@ public final class RCLAN: EngineDriver {
         markDirty(c)
         guard countAgainstLeg else { return }
         let l = Int(c.records[i].leg)
+        if c.legs[l].overrunCredit > 0 {
+            // The peer already said its socket on this leg dropped frames for want of room.
+            c.legs[l].overrunCredit -= 1
+            c.legs[l].stats.overruns &+= 1
+            return
+        }
         c.legs[l].stats.lost &+= 1
         c.legs[l].windowLost += 1
     }
@@ -931,6 +1007,7 @@ public final class RCLAN: EngineDriver {
                     legWentDown(c, l)
                     if c.closing { return }
                 } else if c.legs[l].state == .demoted && now >= c.legs[l].demotedUntil {
+                    c.legs[l].demotedByLastWindow = false
                     c.legs[l].windowSent = 0
                     c.legs[l].windowLost = 0
                     c.setLeg(l, .up, now: now)
@@ -969,14 +1046,21 @@ public final class RCLAN: EngineDriver {
             if c.legs[l].windowSent >= 256 {
                 let pct = Double(c.legs[l].windowLost) * 100 / Double(c.legs[l].windowSent)
                 c.legs[l].stats.lossPercent = pct
+                c.legs[l].lastWindowSent = c.legs[l].windowSent
+                c.legs[l].lastWindowLost = c.legs[l].windowLost
                 c.legs[l].windowSent = 0
                 c.legs[l].windowLost = 0
+                // Overrun credit lives through one whole window after the one it came in.
+                if c.legs[l].overrunCreditCarried { c.legs[l].overrunCredit = 0 }
+                c.legs[l].overrunCreditCarried = true
                 // Two windows in a row over the threshold: a burst (spurious losses after a stall,
                 // refunded later by the peer's duplicate count) is not a bad leg.
                 let over = pct > configuration.demotionLossPercent
                 let sustained = over && c.legs[l].lastWindowOver
                 c.legs[l].lastWindowOver = over
+                c.legs[l].demotedByLastWindow = false
                 if sustained && c.legs[l].state == .up && c.legs[1 - l].state == .up {
+                    c.legs[l].demotedByLastWindow = true
                     c.setLeg(l, .demoted, now: now)
                     c.legs[l].demotedUntil = now + Self.nanos(configuration.demotionPeriod)
                     events.event(.legDemoted(l == 0 ? .a : .b, lossPercent: pct), on: c.rvi, layer: self)
@@ -1079,7 +1163,7 @@ public final class RCLAN: EngineDriver {
 
     func peerRestarted(_ c: Connection, epoch: UInt32) {
         failPending(c, reason: .peerRestarted)
-        c.restartSequences(receiveWindow: configuration.receiveWindow)
+        c.restartSequences()
         c.peerEpoch = epoch
         c.stats.peerRestarts &+= 1
         c.service.event(.peerRestarted(epoch: epoch), on: c.rvi, layer: self)
@@ -1127,7 +1211,7 @@ public final class RCLAN: EngineDriver {
     /// pending and start a new epoch, which tells the peer to start over too.
     func giveUp(_ c: Connection) {
         failPending(c, reason: .unreachable)
-        c.restartSequences(receiveWindow: configuration.receiveWindow)
+        c.restartSequences()
         c.epoch = nextEpoch()
         c.unusableSince = 0
         c.stats.resets &+= 1

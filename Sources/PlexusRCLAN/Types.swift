@@ -78,7 +78,9 @@ public struct RCLANConfiguration: Sendable, Hashable {
     /// Frames sent and not yet acknowledged, per RVI (a power of two). Each holds a pool frame.
     public var sendWindow: Int = 256
     /// Frames the receiver accepts beyond the next in-order one, per RVI (a power of two): its
-    /// posted receive buffers, advertised to the sender as credit.
+    /// posted receive buffers, advertised to the sender as credit. The credit is smaller when
+    /// the port's socket cannot queue that many frames of the largest size
+    /// (``Engine/receiveQueueFrames(_:)``), so that a sender within its credit never overruns it.
     public var receiveWindow: Int = 256
     /// The floor and ceiling of the retransmission timeout.
     public var minimumRTO: Duration = .milliseconds(2)
@@ -235,8 +237,20 @@ public struct RVIStatistics: Sendable, Hashable, Codable {
         public var bytesIn: UInt64 = 0
         public var retransmissions: UInt64 = 0
         /// Frames judged lost after being sent on this leg (by acknowledgement or timeout), less
-        /// those the peer then reported as duplicates (they were late, not lost).
+        /// those the peer then reported as duplicates (they were late, not lost) and those its
+        /// socket dropped for want of room (``overruns``).
         public var lost: UInt64 = 0
+        /// Frames judged lost on this leg that were receive overruns at the peer (its socket on
+        /// this fabric dropped them because its receive queue was full, as the peer reported):
+        /// congestion at the receiver, not loss on the fabric. Resent like any lost frame, but
+        /// not counted in ``lost`` or the loss rate, so they never demote the leg.
+        public var overruns: UInt64 = 0
+        /// Datagrams the peer's socket on this fabric reported dropped for want of room since
+        /// this end first heard it (all its traffic on that port, this RVI's and any other's).
+        public var peerReceiveOverruns: UInt64 = 0
+        /// Datagrams this end's socket on this fabric dropped for want of room since the RVI was
+        /// opened (the port's ``PortCounters/receiveOverruns``: every VI on the port).
+        public var receiveOverruns: UInt64 = 0
         /// Retransmissions the peer reported as duplicates: charged to a leg, then taken back.
         public var spuriousRetransmissions: UInt64 = 0
         /// Loss over the last measured window of frames, percent.
@@ -269,6 +283,9 @@ public struct RVIStatistics: Sendable, Hashable, Codable {
     public var malformedDropped: UInt64 = 0
     /// Times the sender had frames to send and no credit from the receiver.
     public var creditStalls: UInt64 = 0
+    /// Frames this end lets its peer send beyond its acknowledgement: the receive window, or
+    /// what its sockets can queue if that is less.
+    public var credit: Int = 0
     /// Sends refused with ``RVISendError/windowFull``.
     public var windowFullRefusals: UInt64 = 0
     public var acksOut: UInt64 = 0

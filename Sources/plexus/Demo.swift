@@ -243,7 +243,8 @@ struct Demo: ParsableCommand {
             for (f, p) in [("A", pa), ("B", pb)] {
                 print("  \(name) fabric \(f): out \(p.framesOut) frames / \(p.datagramsOut) datagrams, in \(p.framesIn) frames / \(p.datagramsIn) datagrams; "
                       + "dropped \(p.dropped) (unknown VI \(p.unknownVI), wrong peer \(p.wrongPeer), malformed \(p.malformed), "
-                      + "receive queue empty \(p.receiveQueueEmpty), rdma refused \(p.rdmaRejected))")
+                      + "receive queue empty \(p.receiveQueueEmpty), rdma refused \(p.rdmaRejected)); "
+                      + "receive overruns \(p.receiveOverruns)")
             }
         }
         let r1 = node1.stopAndWait(), r2 = node2.stopAndWait()

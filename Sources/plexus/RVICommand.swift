@@ -118,13 +118,16 @@ struct RVIShow: ParsableCommand {
             print("  messages out \(st.messagesOut) (\(st.messageBytesOut) B), in \(st.messagesIn) (\(st.messageBytesIn) B); "
                   + "frames out \(st.framesOut), in \(st.framesIn)")
             print("  retransmissions \(st.retransmissions), duplicates dropped \(st.duplicatesDropped), stale \(st.staleDropped), "
-                  + "credit stalls \(st.creditStalls), window-full refusals \(st.windowFullRefusals), acks out \(st.acksOut), "
+                  + "credit \(st.credit), credit stalls \(st.creditStalls), window-full refusals \(st.windowFullRefusals), acks out \(st.acksOut), "
                   + "malformed \(st.malformedDropped)")
-            print("  leg  state       since ms   frames out/in     bytes out/in            retx    lost  spurious  loss %   RTT µs  heartbeats")
+            // overrun: frames lost on the leg that the peer's socket dropped for want of room (taken
+            // back, not loss); peer ovf / rx ovf: overruns of the peer's and this end's socket.
+            print("  leg  state       since ms   frames out/in     bytes out/in            retx    lost  spurious  overrun  peer ovf    rx ovf  loss %   RTT µs  heartbeats")
             for l in st.legs {
-                print(String(format: "  %-3@  %-10@ %9.1f  %8llu/%-8llu %10llu/%-10llu %7llu %7llu %9llu %6.2f %8@  %llu",
+                print(String(format: "  %-3@  %-10@ %9.1f  %8llu/%-8llu %10llu/%-10llu %7llu %7llu %9llu %8llu %9llu %9llu %6.2f %8@  %llu",
                              l.fabric as NSString, l.state.rawValue as NSString, l.stateSinceMilliseconds, l.framesOut, l.framesIn,
-                             l.bytesOut, l.bytesIn, l.retransmissions, l.lost, l.spuriousRetransmissions, l.lossPercent,
+                             l.bytesOut, l.bytesIn, l.retransmissions, l.lost, l.spuriousRetransmissions, l.overruns,
+                             l.peerReceiveOverruns, l.receiveOverruns, l.lossPercent,
                              (l.rttMicroseconds.map { String(format: "%.1f", $0) } ?? "-") as NSString, l.heartbeatsOut))
                 if !l.history.isEmpty {
                     print("       changes: " + l.history.map { String(format: "%@ at %.1f ms", $0.state.rawValue, $0.atMilliseconds) }

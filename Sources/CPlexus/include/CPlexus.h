@@ -25,6 +25,7 @@
 #include <liburing.h>
 #include <numa.h>
 #include <stdint.h>
+#include <string.h>
 
 // SQE flags are macros over enum bits, which Swift does not import.
 static const uint8_t plx_IOSQE_BUFFER_SELECT = IOSQE_BUFFER_SELECT;
@@ -43,6 +44,32 @@ static const uint32_t plx_IORING_SETUP_COOP_TASKRUN = IORING_SETUP_COOP_TASKRUN;
 static const uint32_t plx_IORING_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
 static const uint32_t plx_IORING_ASYNC_CANCEL_ANY = IORING_ASYNC_CANCEL_ANY;
 static const uint32_t plx_IORING_TIMEOUT_MULTISHOT = (1U << 6);
+
+/// Asks the kernel to attach to each datagram received on the socket the socket's cumulative
+/// count of dropped datagrams (SO_RXQ_OVFL). The cmsg appears only once that count is non-zero.
+static const int plx_SO_RXQ_OVFL = SO_RXQ_OVFL;
+/// Room for the control messages of one received datagram: one SO_RXQ_OVFL cmsg (CMSG_SPACE(4)
+/// is 24), rounded up to 32 so that a frame in a receive buffer stays 64-byte aligned.
+static const unsigned plx_RECEIVE_CONTROL_SPACE = 32;
+_Static_assert(CMSG_SPACE(sizeof(uint32_t)) <= 32, "SO_RXQ_OVFL cmsg room");
+
+/// The socket's cumulative drop count (SO_RXQ_OVFL) from the `length` bytes of control messages
+/// at `control` that came with one datagram, or -1 when they carry none. Walks the cmsgs with
+/// the libc macros, which Swift does not import.
+static inline int64_t plx_drop_count(const void *control, size_t length) {
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_control = (void *)control;
+    m.msg_controllen = length;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL && c->cmsg_len >= CMSG_LEN(sizeof(uint32_t))) {
+            uint32_t v;
+            memcpy(&v, CMSG_DATA(c), sizeof v);
+            return v;
+        }
+    }
+    return -1;
+}
 
 /// `struct mmsghdr` (a _GNU_SOURCE type Swift's Glibc module does not import), same layout.
 struct plx_mmsghdr {

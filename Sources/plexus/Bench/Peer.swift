@@ -92,6 +92,7 @@ struct BenchPeer: ParsableCommand {
                 writeLine(1, "RESULT " + jsonLine([
                     "frames": frames, "bytes": bytes, "rdma_bytes": landed, "dropped": dropped,
                     "datagrams_in": a.datagramsIn + b.datagramsIn, "buffer_ring_empty": a.bufferRingEmpty + b.bufferRingEmpty,
+                    "receive_overruns": a.receiveOverruns + b.receiveOverruns,
                 ]))
                 break
             }
@@ -135,7 +136,8 @@ struct BenchPeer: ParsableCommand {
                 let st = layer.statistics(RVI(id: 0))
                 return ["frames": s.messages, "bytes": s.bytes, "lost": s.lost, "duplicated": s.duplicated,
                         "longest_gap_ns": s.longestGap, "echo_failures": s.echoFailures,
-                        "duplicates_dropped": st?.duplicatesDropped ?? 0, "rdma_bytes": 0, "dropped": 0]
+                        "duplicates_dropped": st?.duplicatesDropped ?? 0, "rdma_bytes": 0, "dropped": 0,
+                        "overruns_a": e.receiveOverruns(.a), "overruns_b": e.receiveOverruns(.b)]
             }
             if r["frames"] == last {
                 writeLine(1, "RESULT " + jsonLine(r))

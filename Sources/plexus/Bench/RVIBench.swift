@@ -105,6 +105,10 @@ extension Bench {
         var retransmissions: UInt64
         var events: [String]
         var failed: UInt64
+        /// The sender's legs (as its RVI statistics count them) and the receiving process's
+        /// socket overruns per fabric.
+        var legs: [RVIStatistics.Leg] = []
+        var receiverOverruns: [UInt64] = [0, 0]
         var json: [String: Any] {
             var o = stream.json
             o["lost"] = lost
@@ -113,7 +117,23 @@ extension Bench {
             o["retransmissions"] = retransmissions
             o["failed"] = failed
             if !events.isEmpty { o["events"] = events }
+            o["legs"] = legs.enumerated().map { k, l -> [String: Any] in
+                ["fabric": l.fabric, "state": l.state.rawValue, "demoted": l.history.contains { $0.state == .demoted },
+                 "retransmissions": l.retransmissions, "lost": l.lost, "loss_percent": l.lossPercent,
+                 "spurious_retransmissions": l.spuriousRetransmissions,
+                 "overruns": l.overruns, "peer_receive_overruns": l.peerReceiveOverruns,
+                 "receiver_socket_overruns": k < receiverOverruns.count ? receiverOverruns[k] : 0]
+            }
             return o
+        }
+
+        /// One line on the legs: demotions and overruns.
+        var legSummary: String {
+            legs.enumerated().map { k, l in
+                "leg \(l.fabric) \(l.history.contains { $0.state == .demoted } ? "demoted" : "never demoted"), "
+                    + "lost \(l.lost), overruns \(l.overruns) taken back of \(k < receiverOverruns.count ? receiverOverruns[k] : 0) "
+                    + "at the receiver's socket"
+            }.joined(separator: "; ")
         }
     }
 
@@ -147,9 +167,12 @@ extension Bench {
         let r = try peer.finish()
         let messages = r["frames"] as! UInt64
         let stream = Stream(sent: posted, received: messages, bytes: r["bytes"] as! UInt64, nanos: elapsed, dropped: 0)
-        return RVIRun(stream: stream, lost: (r["lost"] as! UInt64) + (posted > messages + failed ? posted - messages - failed : 0),
-                      duplicated: r["duplicated"] as! UInt64, longestGapMs: Double(r["longest_gap_ns"] as! UInt64) / 1e6,
-                      retransmissions: stats.retransmissions, events: events, failed: failed)
+        let run = RVIRun(stream: stream, lost: (r["lost"] as! UInt64) + (posted > messages + failed ? posted - messages - failed : 0),
+                         duplicated: r["duplicated"] as! UInt64, longestGapMs: Double(r["longest_gap_ns"] as! UInt64) / 1e6,
+                         retransmissions: stats.retransmissions, events: events, failed: failed, legs: stats.legs,
+                         receiverOverruns: [r["overruns_a"] as? UInt64 ?? 0, r["overruns_b"] as? UInt64 ?? 0])
+        note("  " + run.legSummary)
+        return run
     }
 
     /// Medians over interleaved rounds of RVI runs and raw baselines.
