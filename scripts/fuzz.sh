@@ -10,7 +10,9 @@
 # target calls libFuzzer's driver from its own main.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-targets=(FrameDecoderFuzz LANMessageFuzz ControlMessageFuzz MembershipFuzz TableMessageFuzz)
+# target:corpus folder
+targets=(FrameDecoderFuzz:frame-decoder LANMessageFuzz:lan-message ControlMessageFuzz:control-message
+         MembershipFuzz:membership TableMessageFuzz:table-message)
 total="${FUZZ_SECONDS:-60}"
 each="${FUZZ_SECONDS_EACH:-$(( total / ${#targets[@]} > 1 ? total / ${#targets[@]} : 1 ))}"
 resource_dir="$(dirname "$(dirname "$(readlink -f "$(command -v swiftc)")")")/lib/clang"
@@ -27,8 +29,8 @@ if ! (cd Fuzz && swift build -c release \
     exit 1
 fi
 bin="$(cd Fuzz && swift build -c release --show-bin-path)"
-for t in "${targets[@]}"; do
-    name="$(echo "$t" | sed -E 's/Fuzz$//; s/([a-z])([A-Z])/\1-\2/g' | tr 'A-Z' 'a-z')"
+for entry in "${targets[@]}"; do
+    t="${entry%%:*}" name="${entry#*:}"
     mkdir -p "$out/corpus/$name" "Fuzz/corpus/$name"
     if ! "$bin/$t" -max_total_time="$each" -max_len=17000 -seed=1 -artifact_prefix=fuzz-artifacts/ \
             "$out/corpus/$name" "Fuzz/corpus/$name" >"$out/$name.log" 2>&1; then

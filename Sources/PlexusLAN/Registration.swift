@@ -189,6 +189,17 @@ public enum ControlMessage: Sendable, Hashable {
     case console(node: UInt32, incarnation: UInt64, sequence: UInt32, text: [UInt8])
 
     public static let kind: UInt8 = 2
+    /// The UTF-8 of `text`, cut to at most `limit` bytes at a character boundary (a cut inside
+    /// a character would make the message invalid UTF-8, which the parser refuses).
+    static func utf8Prefix(_ text: String, _ limit: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for c in text {
+            guard out.count + c.utf8.count <= limit else { break }
+            out += c.utf8
+        }
+        return out
+    }
+
     /// The most console bytes one message carries.
     public static let maximumConsolePiece = 8192
 
@@ -229,11 +240,11 @@ public enum ControlMessage: Sendable, Hashable {
             u16(c.addresses.count)
             for a in c.addresses {
                 u16(Int(a.vlan.rawValue))
-                let t = Array(a.cidr.utf8.prefix(255))
+                let t = Self.utf8Prefix(a.cidr, 255)
                 w.append(UInt8(t.count))
                 w += t
             }
-            let workload = Array((c.workload ?? "").utf8.prefix(4096))
+            let workload = Self.utf8Prefix(c.workload ?? "", 4096)
             u16(workload.count)
             w += workload
             u32(UInt32(truncatingIfNeeded: c.revision >> 32))
@@ -241,7 +252,7 @@ public enum ControlMessage: Sendable, Hashable {
         case .refused(let node, let reason):
             w.append(3)
             u32(node)
-            let r = Array(reason.utf8.prefix(255))
+            let r = Self.utf8Prefix(reason, 255)
             w.append(UInt8(r.count))
             w += r
         case .join(let node, let nic, let group), .leave(let node, let nic, let group):
@@ -353,7 +364,10 @@ public enum ControlMessage: Sendable, Hashable {
                                                     revision: UInt64(high) << 32 | UInt64(low)))
         case 3:
             guard let n = u8(), need(Int(n)), i + Int(n) == m.count else { return nil }
-            self = .refused(node: node, reason: String(decoding: UnsafeRawBufferPointer(rebasing: m[i..<(i + Int(n))]), as: UTF8.self))
+            // A reason that is not UTF-8 is refused like any malformed message (never repaired:
+            // what a node shows is what the control node said).
+            guard let reason = text(Int(n)) else { return nil }
+            self = .refused(node: node, reason: reason)
         case 4, 5:
             guard let nic = mac(), let group = mac(), i == m.count else { return nil }
             self = op == 4 ? .join(node: node, nic: nic, group: group) : .leave(node: node, nic: nic, group: group)
