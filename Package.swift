@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // MARK: - C glue: liburing, libnuma and the few _GNU_SOURCE calls Swift cannot reach.
@@ -63,6 +64,7 @@ let package = Package(
                 "PlexusAPI",
                 "CPlexus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
@@ -79,7 +81,7 @@ let package = Package(
         // server (switching, ARP, membership, registration, failure detection, TAP devices).
         .target(
             name: "PlexusLAN",
-            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN"],
+            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -95,7 +97,8 @@ let package = Package(
         // RCLAN, and the platform runtime (definition file, workloads, consoles, LANPlatform).
         .target(
             name: "PlexusNode",
-            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusCluster", "PlexusLAN", "PlexusNamespaces"],
+            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusCluster", "PlexusLAN", "PlexusNamespaces",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

@@ -38,9 +38,11 @@ extension VirtualEthernet {
     }
 
     func sendConsole(_ layer: RCLAN) {
-        if eventsOnConsole < events.count {
-            for e in events[eventsOnConsole...] { pendingConsole += Array("plexus node \(node): \(e)\n".utf8) }
-            eventsOnConsole = events.count
+        if eventsOnConsole < events.total {
+            let (lines, missed) = events.since(eventsOnConsole)
+            if missed > 0 { pendingConsole += Array("plexus node \(node): (\(missed) log lines dropped)\n".utf8) }
+            for e in lines { pendingConsole += Array("plexus node \(node): \(e)\n".utf8) }
+            eventsOnConsole = events.total
         }
         var start = 0
         while start < pendingConsole.count {

@@ -130,8 +130,9 @@ public final class VirtualLANServer: RVIDelegate {
     public internal(set) var refusedRegistrations: UInt64 = 0
     /// Nodes that registered (each is logged once).
     public private(set) var registered: Set<UInt32> = []
-    /// What the server did that an operator wants to read: refusals, registrations, failovers.
-    public internal(set) var log: [String] = []
+    /// What the server did that an operator wants to read: refusals, registrations, failovers
+    /// (the last 1000 lines; every line also goes to swift-log as `plexus.lan-server`).
+    public internal(set) var log = BoundedLog(label: "plexus.lan-server")
 
     // Failover ("Cluster Management Logic"; Failover.swift).
     /// How failures are detected and handled; nil turns failover off.
@@ -334,7 +335,11 @@ public final class VirtualEthernet: RVIDelegate {
     /// or the RVI was full); TCP retransmits them.
     public private(set) var dropped: UInt64 = 0
 
-    public init(node: UInt32) { self.node = node }
+    public init(node: UInt32) {
+        self.node = node
+        registrationErrors.logger[metadataKey: "node"] = "\(node)"
+        events.logger[metadataKey: "node"] = "\(node)"
+    }
     deinit { scratch.deallocate() }
 
     // MARK: Registration
@@ -383,10 +388,11 @@ public final class VirtualEthernet: RVIDelegate {
     public internal(set) var interfaces: [MACAddress: String] = [:]
     /// Configurations that did not match the first one (the control nodes disagreed).
     public private(set) var conflictingConfigurations: UInt64 = 0
-    public internal(set) var registrationErrors: [String] = []
+    /// Registration answers that could not be used (the last 1000).
+    public internal(set) var registrationErrors = BoundedLog(label: "plexus.ethernet")
     /// What happened that an operator wants to read: refusals from the control nodes,
-    /// promiscuous-mode requests.
-    public internal(set) var events: [String] = []
+    /// promiscuous-mode requests (the last 1000; also to swift-log as `plexus.ethernet`).
+    public internal(set) var events = BoundedLog(label: "plexus.ethernet")
     /// Each NIC's multicast groups (by group MAC) and why it is in each: the IP groups the
     /// kernel reported (IGMP, MLD), or [] for ``join(_:nic:layer:)``.
     public internal(set) var memberships: [MACAddress: [MACAddress: Set<[UInt8]>]] = [:]
@@ -443,7 +449,7 @@ public final class VirtualEthernet: RVIDelegate {
     public func layerTurn(_ layer: RCLAN) {
         defer { onTurn?(self, layer) }
         if !pendingReports.isEmpty { sendReports(layer) }
-        if !servers.isEmpty && (!pendingConsole.isEmpty || events.count > eventsOnConsole || processExit != nil) {
+        if !servers.isEmpty && (!pendingConsole.isEmpty || events.total > eventsOnConsole || processExit != nil) {
             sendConsole(layer)
         }
         if registration == .pending, let last = lastRegister, last.duration(to: .now) > .milliseconds(100) {

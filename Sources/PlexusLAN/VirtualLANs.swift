@@ -110,7 +110,7 @@ public struct VirtualLANTable: Sendable {
     /// Refusals by reason.
     public private(set) var refusals: [LANRefusal: UInt64] = [:]
     /// A line per refused promiscuous request (the seed: "the refusal is logged").
-    public private(set) var log: [String] = []
+    public private(set) var log = BoundedLog(label: "plexus.lan-table")
 
     public init() {}
 

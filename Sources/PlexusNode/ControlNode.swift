@@ -1,3 +1,4 @@
+import Logging
 import PlexusCore
 import PlexusLAN
 import PlexusRCLAN
@@ -37,10 +38,13 @@ public final class ControlNode: Sendable {
     ///   - failover: how the node detects failed processing nodes and moves their
     ///     personalities; nil: it does not.
     ///   - console: where the processing nodes' consoles go (``ConsoleArchive``); nil: nowhere.
+    ///   - logLevel: the least level of the server's log lines that reach swift-log (label
+    ///     `plexus.lan-server`, metadata `node`); every line is kept in memory regardless.
     /// - Throws: ``NodeStartError`` naming the step that failed; nothing is left running.
     public static func start(node: Int, index: Int, plan: LANPlan, engine: EngineConfiguration,
                              layer: RCLANConfiguration = RCLANConfiguration(),
                              failover: FailoverSettings? = FailoverSettings(), console: (any ConsoleSink)? = nil,
+                             logLevel: Logger.Level = .notice,
                              services: [NodeServiceFactory] = []) throws(NodeStartError) -> ControlNode {
         let role = NodeRole.control(index: index)
         guard (0...1).contains(index) else {
@@ -52,6 +56,7 @@ public final class ControlNode: Sendable {
             let s = try VirtualLANServer(plan: plan)
             s.failoverSettings = failover
             s.console = console
+            s.setLogging(level: logLevel, node: node)
             return s
         }
         let thread = try NodeEngine.start(node: node, role: role, engine: engine, layer: layer, main: server, services: services)

@@ -1,3 +1,4 @@
+import Logging
 import PlexusCore
 import PlexusLAN
 import PlexusRCLAN
@@ -27,11 +28,13 @@ public final class ProcessingNode: Sendable {
     ///     namespace the engine configuration names) or in-process frame NICs.
     ///   - personalities: brings the personality it is sent up and down (addresses, workload);
     ///     the node is attached to it.
+    ///   - logLevel: the least level of the driver's log lines that reach swift-log (label
+    ///     `plexus.ethernet`, metadata `node`); every line is kept in memory regardless.
     ///   - configure: called on the engine thread with the driver before anything runs (e.g. to
     ///     set ``VirtualEthernet/onFrame`` for in-process NICs).
     /// - Throws: ``NodeStartError`` naming the step that failed; nothing is left running.
     public static func start(node: Int, engine: EngineConfiguration, layer: RCLANConfiguration = RCLANConfiguration(),
-                             tap: Bool, personalities: PersonalityManager? = nil,
+                             tap: Bool, personalities: PersonalityManager? = nil, logLevel: Logger.Level = .notice,
                              configure: (@Sendable (VirtualEthernet) -> Void)? = nil,
                              services: [NodeServiceFactory] = []) throws(NodeStartError) -> ProcessingNode {
         guard (1...Int(VINumbering.maximumNode)).contains(node) else {
@@ -41,6 +44,7 @@ public final class ProcessingNode: Sendable {
         let driver = NodeServiceFactory("virtual Ethernet driver") {
             let eth = VirtualEthernet(node: UInt32(node))
             eth.tapBackend = tap
+            eth.setLogging(level: logLevel)
             if let personalities {
                 eth.onConfigured = { c in personalities.arrived(node, c) }
                 eth.onFenced = { personalities.fenced(node) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import PlexusCore
 import PlexusNode
 import PlexusNamespaces
@@ -78,6 +79,9 @@ struct ControlCommand: ParsableCommand {
     @Flag(help: "Take PANs and personalities from the platform store in --state, follow its changes, and write failovers to it.")
     var store = false
 
+    @Option(help: "The least level of log lines written to standard error (trace, debug, info, notice, warning, error, critical); each line carries the time, the level, the service's label and the node.")
+    var logLevel: Logger.Level = .info
+
     @Option(help: "Stop by itself after this many seconds (0: run until SIGINT or SIGTERM).")
     var seconds: Double = 0
 
@@ -106,7 +110,7 @@ struct ControlCommand: ParsableCommand {
         let layerConfiguration = RCLANConfiguration()
         let console = try ConsoleArchive(directory: state + "/console")
         let control = try ControlNode.start(node: me, index: index, plan: plan, engine: config, layer: layerConfiguration,
-                                            console: console)
+                                            console: console, logLevel: logLevel)
         let t = control.thread
         defer { control.stop() }
         print("plexus control: control node \(me) (index \(index) of \(d.controlNodes.count)) on fabric A \(config.fabricA), fabric B \(config.fabricB)")
@@ -118,17 +122,6 @@ struct ControlCommand: ParsableCommand {
         print("ready")
         fflush(nil)
         let started = nowNanos()
-        var shown = 0
-        func showLog() {
-            let from = shown
-            let lines = (try? t.runAndWait { e -> [String] in
-                guard let s = RCLAN.on(e)?.service(VirtualLANServer.self) else { return [] }
-                return Array(s.log.dropFirst(from))
-            }) ?? []
-            for l in lines { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] \(l)") }
-            shown += lines.count
-            fflush(nil)
-        }
         let follower = platformStore.map { PlatformFollower(store: $0, base: d, platform: RunningControl(thread: t, base: d, plan: plan, macState: state + "/mac-counter"), revision: plan.revision) }
         var stopSignal: Int32?
         while stopSignal == nil {
@@ -136,7 +129,6 @@ struct ControlCommand: ParsableCommand {
             if let follower {
                 for line in follower.poll() { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] store: \(line)") }
             }
-            showLog()
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
         }
         let summary = try t.runAndWait { e -> String in
@@ -224,6 +216,9 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "How long to wait for a control node to answer before giving up.")
     var wait: Double = 30
 
+    @Option(help: "The least level of log lines written to standard error (trace, debug, info, notice, warning, error, critical); each line carries the time, the level, the service's label and the node.")
+    var logLevel: Logger.Level = .info
+
     @Option(help: "Stop by itself after this many seconds (0: run until SIGINT or SIGTERM).")
     var seconds: Double = 0
 
@@ -267,7 +262,8 @@ struct NodeCommand: ParsableCommand {
         // goes to the control nodes' console archive; a workload that ends by itself is
         // reported as a failed process.
         let personalities = PersonalityManager(namespacePrefix: nil, archive: nil, here: tap)
-        let processing = try ProcessingNode.start(node: n, engine: config, tap: tap, personalities: personalities) { eth in
+        let processing = try ProcessingNode.start(node: n, engine: config, tap: tap, personalities: personalities,
+                                                  logLevel: logLevel) { eth in
             if !tap { eth.onFrame = { _, _ in } }
         }
         personalities.start()
@@ -317,12 +313,9 @@ struct NodeCommand: ParsableCommand {
         fflush(nil)
         let started = nowNanos()
         var stopSignal: Int32?
-        var shownErrors = 0, shownFailures = 0
+        var shownFailures = 0
         while stopSignal == nil {
             stopSignal = waitForSignal(milliseconds: 200)
-            let errors = (try? ethernet { $0.registrationErrors + $0.events }) ?? []
-            for e in errors.dropFirst(shownErrors) { print(e) }
-            shownErrors = errors.count
             let failures = personalities.errors
             for e in failures.dropFirst(shownFailures) { print(e) }
             shownFailures = failures.count
@@ -337,3 +330,5 @@ struct NodeCommand: ParsableCommand {
         print("node \(node) stopping\(stopSignal.map { " on signal \($0)" } ?? ""): \(summary)")
     }
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import PlexusCore
 import PlexusNamespaces
 import PlexusLAN
@@ -34,6 +35,14 @@ struct Plexus: ParsableCommand {
     /// before anything else starts.
     static func main() {
         ShutdownSignals.install()
+        // Log lines go to standard error with the time, the level, the label and metadata; each
+        // logger's own level decides what is written (quiet unless a command asks, e.g.
+        // `--log-level` of plexus control and plexus node).
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .trace
+            return handler
+        }
         main(nil)
     }
 }
