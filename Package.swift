@@ -43,14 +43,16 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
 
-        // MARK: - Cluster data above the core: the destination address table (seed 003).
+        // MARK: - Cluster data above the core: the destination address table (seed 003) and its
+        // distributor, a service on the RCLAN layer.
         .target(
             name: "PlexusCluster",
             dependencies: ["PlexusCore", "PlexusRCLAN"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - The command-line platform.
+        // MARK: - The command-line platform: demo, rvi, info, bench, control, node, console, cleanup,
+        // api serve, agent and the admin commands.
         .executableTarget(
             name: "plexus",
             dependencies: [
@@ -70,15 +72,16 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - Examples.
+        // MARK: - The engine embedding example (`swift run plexus-example`).
         .executableTarget(
             name: "PlexusExample",
             dependencies: ["PlexusCore"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - The virtual LAN data plane: the virtual Ethernet driver and the virtual LAN
-        // server (switching, ARP, membership, registration, failure detection, TAP devices).
+        // MARK: - The virtual LAN data plane: the virtual Ethernet driver (TAP devices or
+        // in-process NICs) and the virtual LAN server (switching, ARP, membership, registration,
+        // failure detection and failover, console routing to a ConsoleSink).
         .target(
             name: "PlexusLAN",
             dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", .product(name: "Logging", package: "swift-log")],
@@ -86,15 +89,17 @@ let package = Package(
         ),
 
         // MARK: - Network namespaces as hosts: the two fabrics as bridges, veths, processes in
-        // namespaces. Used by the embedded platform, tests, benchmarks and the demo.
+        // namespaces; child processes, what a process created (for plexus cleanup) and the
+        // signals that stop it. Used by the embedded platform, the commands, tests and benchmarks.
         .target(
             name: "PlexusNamespaces",
             dependencies: ["CPlexus", "PlexusCore"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - Nodes: control and processing nodes hosting their services over one engine and
-        // RCLAN, and the platform runtime (definition file, workloads, consoles, LANPlatform).
+        // MARK: - Nodes: ControlNode and ProcessingNode, each hosting its services over one engine
+        // and one RCLAN layer (NodeServiceFactory, NodeStartError), and the platform runtime
+        // (definition and plan files, workloads, the console archive, LANPlatform).
         .target(
             name: "PlexusNode",
             dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusCluster", "PlexusLAN", "PlexusNamespaces",
@@ -102,7 +107,8 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - The platform model: PANs, personalities, the free pool, persistent state.
+        // MARK: - The platform model: PANs, personalities, the free pool, its SQLite store, and
+        // running control nodes following the store.
         .target(
             name: "PlexusPlatform",
             dependencies: ["PlexusCore", "PlexusLAN", "PlexusNode", .product(name: "GRDB", package: "GRDB.swift")],
@@ -116,7 +122,8 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - Test support: real fabrics in namespaces, seeded message streams over RVIs.
+        // MARK: - Test support: the conditions a suite declares (io_uring, root, tools, TUN), real
+        // fabrics in namespaces, seeded message streams over RVIs, the failover drill.
         .target(
             name: "PlexusTestSupport",
             dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces", "PlexusNode"],

@@ -1,9 +1,10 @@
 // swift-tools-version: 6.1
 // Plexus fuzz targets: a separate package (like Benchmarks/) so that the library never links
 // libFuzzer. Every decoder of bytes that arrive from a fabric or a network has a target here.
-// Built by scripts/fuzz.sh with
-//   swift build -c release -Xswiftc -sanitize=fuzzer,address
-// (each target runs libFuzzer's driver; the sanitizer's coverage reaches the Plexus modules too).
+// Built and run by scripts/fuzz.sh (make fuzz, make fuzz-long) with
+//   swift build -c release -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,...
+// and linked with clang's libclang_rt.fuzzer_no_main: each target calls libFuzzer's driver
+// (LLVMFuzzerRunDriver) from its own main, and the coverage reaches the Plexus modules too.
 import PackageDescription
 
 let targets: [(name: String, products: [String])] = [
