@@ -102,7 +102,7 @@ let package = Package(
         // (definition and plan files, workloads, the console archive, LANPlatform).
         .target(
             name: "PlexusNode",
-            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusCluster", "PlexusLAN", "PlexusNamespaces",
+            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
@@ -111,7 +111,7 @@ let package = Package(
         // running control nodes following the store.
         .target(
             name: "PlexusPlatform",
-            dependencies: ["PlexusCore", "PlexusLAN", "PlexusNode", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["PlexusCore", "PlexusLAN", "PlexusNamespaces", "PlexusNode", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

@@ -1,4 +1,6 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Polls `condition` until it holds or `seconds` pass (a deadline, never a bare sleep).
 /// Returns whether it held.

@@ -15,8 +15,10 @@ public enum NodeRole: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A node that did not start, and what failed: its configuration, its engine, its RCLAN
-/// layer, one of its services (named), its management RVIs, or its registration. Nothing of the
-/// node is left running when this is thrown.
+/// layer, one of its services (named), its management RVIs, or its registration. When a
+/// node's `start` throws it, nothing of the node is left running; when
+/// ``ProcessingNode/register(controls:)`` throws it, the node still runs and the caller decides
+/// (retry, or ``ProcessingNode/stop()``).
 public struct NodeStartError: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Step: String, Sendable, Hashable {
         case configuration = "checking its configuration"

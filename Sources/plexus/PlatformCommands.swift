@@ -59,9 +59,12 @@ struct ControlCommand: ParsableCommand {
             carries out is written to the store (the personality moves, the failed node is \
             fenced, the timeline goes to the event log).
 
-            The node runs until SIGINT or SIGTERM, printing registrations and refusals as they \
-            happen, then prints its counters. Run it inside a network namespace with `ip netns \
-            exec NS plexus control ...` when the fabric addresses live there.
+            The node runs until SIGINT or SIGTERM, logging registrations, refusals and failovers \
+            to standard error as they happen (--log-level), then prints its counters. Run it \
+            inside a network namespace with `ip netns exec NS plexus control ...` when the fabric \
+            addresses live there: each namespace needs its own address on both fabrics (the \
+            definition's fabricA and fabricB, e.g. a Linux bridge per fabric with a veth into each \
+            namespace); the default loopback addresses do not leave a namespace.
 
             Example: plexus control --platform platform.json --index 0 --state /var/lib/plexus
                      plexus control --platform platform.json --index 1 --state /var/lib/plexus --store
@@ -196,9 +199,12 @@ struct NodeCommand: ParsableCommand {
             node of `failoverServers`) waits in standby until the control nodes give it a failed \
             node's personality.
 
-            The node runs until SIGINT or SIGTERM, printing what happens, then prints its counters. \
-            Run one per network namespace, e.g. `ip netns exec pn3 plexus node --platform \
-            platform.json --node 3 --address 10=10.10.0.3/24`.
+            The node runs until SIGINT or SIGTERM, printing what happens (its log lines on standard \
+            error, --log-level), then prints its counters. Run one per network namespace, e.g. \
+            `ip netns exec pn3 plexus node --platform platform.json --node 3 --address \
+            10=10.10.0.3/24`, where each namespace has its own address on both fabrics (the \
+            definition's fabricA and fabricB templates); the default loopback addresses do not \
+            leave a namespace.
             """)
 
     @Option(help: "The platform definition (JSON; see docs/virtual-lan.md).")
