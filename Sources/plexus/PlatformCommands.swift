@@ -315,11 +315,17 @@ struct NodeCommand: ParsableCommand {
             try NamespaceFabric.run(["ip", "addr", "add", cidr, "dev", LANPlatform.interface(vlan: v)])
             print("  address \(cidr) on \(LANPlatform.interface(vlan: v))")
         }
+        // "ready" means usable: a configured node's personality (its addresses, its workload
+        // started) is up, not just its NICs.
+        if state == .configured && !waitUntil(seconds: wait, { personalities.isUp(n) || !personalities.errors.isEmpty }) {
+            throw CLIError("node \(n)'s personality did not come up within \(wait) s")
+        }
+        for e in personalities.errors { print(e) }
         print("ready")
         fflush(nil)
         let started = nowNanos()
         var stopSignal: Int32?
-        var shownFailures = 0
+        var shownFailures = personalities.errors.count
         while stopSignal == nil {
             stopSignal = waitForSignal(milliseconds: 200)
             let failures = personalities.errors
