@@ -28,6 +28,7 @@ struct Plexus: ParsableCommand {
             their counters and exit 0). What a SIGKILLed run leaves behind, `plexus cleanup` \
             removes (and so does the next run that creates anything).
             """,
+        version: PlexusVersion.description,
         subcommands: [Demo.self, ControlCommand.self, NodeCommand.self, API.self, Pool.self, PANCommand.self, PersonalityCommand.self,
                       Events.self, ConsoleCommand.self, AgentCommand.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self, Cleanup.self])
 

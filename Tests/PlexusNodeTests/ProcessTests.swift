@@ -126,6 +126,11 @@ struct ProcessTests {
         }
         let r = try plexus(["control", "--platform", platform, "--index", "1"])
         #expect(r.status == 64 && r.output.contains("--index: 1, but the platform has 1 control node(s)"), "\(r.output)")
+        let level = try plexus(["node", "--platform", platform, "--node", "2", "--log-level", "loud"])
+        #expect(level.status == 64 && level.output.contains("--log-level"), "\(level.output)")
+        let version = try plexus(["--version"])
+        #expect(version.status == 0 && version.output.contains("plexus \(PlexusVersion.package) (frame format \(FrameLayout.version))"),
+                "\(version.output)")
     }
 
     @Test("control and processing nodes as processes in their own namespaces: ping across TAP NICs, and on after a control node is killed",
