@@ -102,10 +102,76 @@ struct VLANBed {
         return samples
     }
 
-    func stop() {
+    /// Stops the platform and the iperf3 server, keeping the namespaces and the veth pair (the
+    /// bare overlay then runs on the same fabric with nothing else spinning).
+    func stopPlatform() {
         server.kill()
         platform.stop()
+    }
+
+    func stop() {
+        stopPlatform()
         fabric.teardown()
+    }
+}
+
+/// The floor of any userspace overlay for what `vlan-ping` measures
+/// (Benchmarks/calibration/tap-overlay.c; docs/virtual-lan.md, "The floor of any overlay here"):
+/// in nodes 3 and 4's namespaces, one process each, pinned to CPU 0 and CPU 1 as the busy-polling
+/// engines are, busy-polls a TAP device `pxt` and a UDP socket on fabric A and carries each
+/// packet across in one datagram: no header, no reliability, no second fabric, no control
+/// nodes. Its ping p50 is what Plexus's is compared with (`floor_ratio`).
+struct BareOverlay {
+    let processes: [BackgroundProcess]
+    let binary: String
+    /// Node 4 over the overlay.
+    let address = "10.77.0.4"
+
+    /// The calibration source, found from this file's place in the source tree.
+    static var source: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Benchmarks/calibration/tap-overlay.c").path
+    }
+
+    /// Why the overlay cannot run here, or nil.
+    static var unavailableReason: String? {
+        if !FileManager.default.fileExists(atPath: source) { return "\(source) is not here (the bench runs from a source tree)" }
+        if NamespaceFabric.execute(["which", "cc"]).status != 0 { return "no C compiler (cc)" }
+        return nil
+    }
+
+    init(on fabric: NamespaceFabric) throws {
+        binary = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-tap-overlay-\(getpid())").path
+        let built = NamespaceFabric.execute(["cc", "-O2", "-o", binary, Self.source])
+        guard built.status == 0 else { throw CLIError("building the bare overlay failed: \(built.output.suffix(300))") }
+        var started: [BackgroundProcess] = []
+        do {
+            for n in [3, 4] {
+                let peer = 7 - n
+                started.append(try fabric.spawn(in: n, [binary, "pxt", fabric.ip(n, .a), fabric.ip(peer, .a), "7100", "\(n - 3)"]))
+            }
+            for n in [3, 4] {
+                guard waitUntil(seconds: 5, { fabric.execute(in: n, ["ip", "link", "show", "pxt"]).status == 0 }) else {
+                    throw CLIError("the bare overlay's TAP device did not appear in node \(n)'s namespace")
+                }
+                try NamespaceFabric.run(["ip", "-n", fabric.namespace(n), "link", "set", "pxt", "address", "02:77:00:00:00:0\(n)", "up"])
+                try NamespaceFabric.run(["ip", "-n", fabric.namespace(n), "addr", "add", "10.77.0.\(n)/24", "dev", "pxt"])
+            }
+            guard waitUntil(seconds: 10, { fabric.execute(in: 3, ["ping", "-c", "1", "-W", "1", "10.77.0.4"]).status == 0 }) else {
+                throw CLIError("the bare overlay does not answer ping")
+            }
+        } catch {
+            for p in started { p.kill() }
+            try? FileManager.default.removeItem(atPath: binary)
+            throw error
+        }
+        processes = started
+    }
+
+    func stop() {
+        for p in processes { p.kill() }
+        try? FileManager.default.removeItem(atPath: binary)
     }
 }
 
@@ -157,11 +223,40 @@ extension Bench {
                      p.p50, p.p99, b.p50, b.p99, ratio))
         print(String(format: "  the kernel's own echo turnaround through a TAP device: p50 %.1f µs; twice that (both ends' kernels) is %.2f × veth before any fabric crossing",
                      tap.p50, 2 * tap.p50 / b.p50))
-        return ["plexus": p.json, "baseline": ["veth": b.json, "tap_turnaround": tap.json],
-                "tap_floor_ratio": 2 * tap.p50 / b.p50, "ratio": ratio, "target": 3.0,
-                "note": "ping (ICMP echo, 2 ms apart) from node 3 to node 4; ratio is p50 over the virtual LAN ÷ p50 over the veth pair; "
-                    + (busyPoll ? "the processing nodes' engines busy-poll" : "the engines sleep between packets (each RTT wakes four engine threads)")
-                    + "; tap_turnaround: the kernel answering an echo written into a TAP device in node 4's namespace (write to reply read), which a virtual-LAN ping pays about twice; tap_floor_ratio = 2 × its p50 ÷ the veth p50"]
+        var result: [String: Any] = [
+            "plexus": p.json, "tap_floor_ratio": 2 * tap.p50 / b.p50, "ratio": ratio, "target": 3.0,
+            "note": "ping (ICMP echo, 2 ms apart) from node 3 to node 4; ratio is p50 over the virtual LAN ÷ p50 over the veth pair; "
+                + (busyPoll ? "the processing nodes' engines busy-poll" : "the engines sleep between packets (each RTT wakes four engine threads)")
+                + "; tap_turnaround: the kernel answering an echo written into a TAP device in node 4's namespace (write to reply read), which a virtual-LAN ping pays about twice; tap_floor_ratio = 2 × its p50 ÷ the veth p50; "
+                + "bare_overlay: then, with the platform stopped, Benchmarks/calibration/tap-overlay.c (TAP ⇄ UDP, busy-polling, pinned to CPU 0 and 1) on the same namespaces and fabric, interleaved with the veth pair again (veth_with_overlay); floor_ratio = Plexus p50 ÷ bare overlay p50 (target ≤ 1.1 with --busy-poll)"]
+        var baseline: [String: Any] = ["veth": b.json, "tap_turnaround": tap.json]
+        // The floor: the platform stops (nothing else spins), the bare overlay runs on the same
+        // fabric, interleaved with the veth pair.
+        bed.stopPlatform()
+        if let why = BareOverlay.unavailableReason {
+            print("  bare overlay not measured: \(why)")
+            result["floor_ratio"] = NSNull()
+        } else {
+            let overlay = try BareOverlay(on: bed.fabric)
+            defer { overlay.stop() }
+            var floor: [UInt64] = [], veth2: [UInt64] = []
+            for round in 0..<rounds {
+                for k in 0..<2 {
+                    let viaOverlay = (k + round) % 2 == 0
+                    let s = try bed.ping(viaOverlay ? overlay.address : bed.overVeth, count: count)
+                    if viaOverlay { floor += s } else { veth2 += s }
+                }
+            }
+            let f = summarize(floor), b2 = summarize(veth2)
+            print(String(format: "  the bare TAP ⇄ UDP overlay on the same fabric (platform stopped): p50 %.1f µs p99 %.1f µs; veth p50 %.1f µs then; floor_ratio (Plexus ÷ overlay p50) %.2f%@",
+                         f.p50, f.p99, b2.p50, p.p50 / f.p50, (busyPoll ? " (target ≤ 1.1)" : "") as NSString))
+            baseline["bare_overlay"] = f.json
+            baseline["veth_with_overlay"] = b2.json
+            result["floor_ratio"] = p.p50 / f.p50
+            if busyPoll { result["floor_target"] = 1.1 }
+        }
+        result["baseline"] = baseline
+        return result
     }
 
     /// An iperf3 stream with control node 1 stopped a third of the way in and fabric A failed at
