@@ -12,6 +12,7 @@ let targets: [(name: String, products: [String])] = [
     ("LANMessageFuzz", ["PlexusLAN"]),
     ("ControlMessageFuzz", ["PlexusLAN"]),
     ("MembershipFuzz", ["PlexusLAN"]),
+    ("RVIControlFuzz", ["PlexusRCLAN"]),
     ("TableMessageFuzz", ["PlexusCluster"]),
 ]
 
@@ -19,10 +20,10 @@ let package = Package(
     name: "PlexusFuzz",
     platforms: [.macOS(.v15)],
     dependencies: [.package(name: "Plexus", path: "..")],
-    targets: targets.map { t in
+    targets: [.target(name: "FuzzDriver", swiftSettings: [.swiftLanguageMode(.v6)])] + targets.map { t in
         .executableTarget(
             name: t.name,
-            dependencies: t.products.map { .product(name: $0, package: "Plexus") },
+            dependencies: ["FuzzDriver"] + t.products.map { .product(name: $0, package: "Plexus") },
             swiftSettings: [.swiftLanguageMode(.v6)]
         )
     }

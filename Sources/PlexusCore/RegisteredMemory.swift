@@ -28,7 +28,9 @@ public final class RegisteredMemory {
         case pages
     }
 
-    public let base: UnsafeMutableRawPointer
+    /// The mapping's first byte. Not public: pointers into registered memory reach code only
+    /// inside a frame's or a region's closure (`withUnsafeBytes`, `withRegion`), never to keep.
+    let base: UnsafeMutableRawPointer
     public let size: Int
     public let backing: Backing
     /// The NUMA node the memory was bound to, or nil when libnuma reports no NUMA.

@@ -1,5 +1,5 @@
 import Foundation
-import PlexusCore
+@testable import PlexusCore
 import PlexusTestSupport
 import Testing
 

@@ -1,4 +1,4 @@
-import PlexusCore
+@testable import PlexusCore
 import PlexusTestSupport
 import Testing
 

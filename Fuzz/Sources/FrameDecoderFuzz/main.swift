@@ -1,7 +1,7 @@
 // libFuzzer target for the frame decoder (PlexusCore's FrameHeader). Every input must decode or be
 // rejected with a reason, never crash; what is accepted must re-encode to the same 64 header
 // bytes and its declared lengths must fit the datagram.
-import Foundation
+import FuzzDriver
 import PlexusCore
 
 
@@ -21,15 +21,4 @@ func fuzzFrameDecoder(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-// libFuzzer's own driver (SwiftPM links an executable's entry point itself, so the target
-// calls the driver rather than relying on libFuzzer's main).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-    fuzzFrameDecoder(data ?? UnsafePointer(bitPattern: 1)!, size)
-})
+runFuzzer { data, size in fuzzFrameDecoder(data ?? UnsafePointer(bitPattern: 1)!, size) }

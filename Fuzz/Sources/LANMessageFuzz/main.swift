@@ -2,7 +2,7 @@
 // (header, then an Ethernet frame), and the ARP packet inside it. Every input is parsed or
 // refused, never crashes; what is accepted has its checksum field inside the frame, and an
 // ARP packet is only ever read from a frame long enough to hold it.
-import Foundation
+import FuzzDriver
 import PlexusLAN
 
 func fuzzLANMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -22,15 +22,4 @@ func fuzzLANMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-// libFuzzer's own driver (SwiftPM links an executable's entry point itself, so the target
-// calls the driver rather than relying on libFuzzer's main).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-    fuzzLANMessage(data ?? UnsafePointer(bitPattern: 1)!, size)
-})
+runFuzzer { data, size in fuzzLANMessage(data ?? UnsafePointer(bitPattern: 1)!, size) }

@@ -1,7 +1,7 @@
 // libFuzzer target for the multicast membership reports a node's driver reads from its TAP
 // device (IGMPv1/v2/v3 and MLDv1/v2 in Ethernet frames): every input yields reports or none,
 // never a crash, and never more group records than the frame can hold.
-import Foundation
+import FuzzDriver
 import PlexusLAN
 
 func fuzzMembership(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -11,15 +11,4 @@ func fuzzMembership(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-// libFuzzer's own driver (SwiftPM links an executable's entry point itself, so the target
-// calls the driver rather than relying on libFuzzer's main).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-    fuzzMembership(data ?? UnsafePointer(bitPattern: 1)!, size)
-})
+runFuzzer { data, size in fuzzMembership(data ?? UnsafePointer(bitPattern: 1)!, size) }

@@ -1,7 +1,7 @@
 // libFuzzer target for the address-table distribution (seed 003): the table's own encoding and
 // the digest/entries messages. Every input decodes or is refused with a reason, never crashes;
 // what decodes encodes back to bytes that decode to the same value.
-import Foundation
+import FuzzDriver
 import PlexusCluster
 
 func fuzzTableMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -17,15 +17,4 @@ func fuzzTableMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-// libFuzzer's own driver (SwiftPM links an executable's entry point itself, so the target
-// calls the driver rather than relying on libFuzzer's main).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
-    fuzzTableMessage(data ?? UnsafePointer(bitPattern: 1)!, size)
-})
+runFuzzer { data, size in fuzzTableMessage(data ?? UnsafePointer(bitPattern: 1)!, size) }
