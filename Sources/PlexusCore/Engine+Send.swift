@@ -182,9 +182,8 @@ extension Engine {
         var count: UInt16 = 0
         while off < total {
             let len = min(chunk, total - off)
-            precondition(segFreeCount > 0, "segment records exhausted")  // sized so this cannot happen
-            segFreeCount -= 1
-            let i = Int(segFree[segFreeCount])
+            // Sized so that this cannot run out.
+            guard let i = segFree.pop() else { preconditionFailure("segment records exhausted") }
             var h = header
             h.payloadLength = UInt32(len)
             if header.type == .data {
@@ -267,13 +266,12 @@ extension Engine {
                 total += size
                 j += 1
             }
-            if j - i == 1 || gsoFreeCount == 0 {
+            if j - i == 1 || gsoFree.isEmpty {
                 for k in i..<j { plainSend(port, slot: port.batchSlot[k], bytes: port.batchBytes[k], peer: port.batchPeer[k]) }
                 i = j
                 continue
             }
-            gsoFreeCount -= 1
-            let r = Int(gsoFree[gsoFreeCount])
+            let r = gsoFree.pop()!
             let iov = gsoIov + r * Self.gsoMaxSegments
             for k in i..<j {
                 iov[k - i] = iovec(iov_base: pool.slotPointer(port.batchSlot[k]), iov_len: size)
@@ -322,8 +320,7 @@ extension Engine {
     func onBatchDone(_ r: UInt32, res: Int32) {
         let r = Int(r)
         let count = gsoCount[r]
-        gsoFree[gsoFreeCount] = UInt32(r)
-        gsoFreeCount += 1
+        gsoFree.push(r)
         if res == -EIO || res == -EINVAL || res == -EOPNOTSUPP {
             // The path refuses GSO (e.g. a device without checksum offload): stop batching on
             // this port and send the group's datagrams one by one instead of failing them.
@@ -410,8 +407,7 @@ extension Engine {
     @inline(__always)
     func onSegmentDone(_ i: UInt32, res: Int32) {
         let slot = segSlot[Int(i)]
-        segFree[segFreeCount] = i
-        segFreeCount += 1
+        segFree.push(Int(i))
         completeOp(slot: slot, res: res)
     }
 

@@ -45,8 +45,7 @@ public final class Engine {
     let segIov: UnsafeMutablePointer<iovec>
     let segMsg: UnsafeMutablePointer<msghdr>
     let segSlot: UnsafeMutablePointer<UInt32>
-    let segFree: UnsafeMutablePointer<UInt32>
-    var segFreeCount: Int
+    var segFree: IndexStack
 
     // UDP GSO sends: one sendmsg record per group of same-size datagrams to one peer.
     static let gsoMaxSegments = 64
@@ -57,8 +56,7 @@ public final class Engine {
     let gsoSlots: UnsafeMutablePointer<UInt32>
     let gsoCount: UnsafeMutablePointer<Int>
     let gsoFabric: UnsafeMutablePointer<UInt8>
-    let gsoFree: UnsafeMutablePointer<UInt32>
-    var gsoFreeCount: Int
+    var gsoFree: IndexStack
 
     // Reassembly of segmented messages.
     struct Reassembly {
@@ -81,8 +79,7 @@ public final class Engine {
     // Timers.
     let timerSpecs: UnsafeMutablePointer<__kernel_timespec>
     let timerTokens: UnsafeMutablePointer<UInt32>
-    let timerFree: UnsafeMutablePointer<UInt32>
-    var timerFreeCount: Int
+    var timerFree: IndexStack
 
     var regions: RegionTable
     var faultTimerArmed = false
@@ -178,9 +175,7 @@ public final class Engine {
         segMsg = .allocate(capacity: segmentCapacity)
         segMsg.initialize(repeating: msghdr(), count: segmentCapacity)
         segSlot = .allocate(capacity: segmentCapacity)
-        segFree = .allocate(capacity: segmentCapacity)
-        for i in 0..<segmentCapacity { segFree[i] = UInt32(segmentCapacity - 1 - i) }
-        segFreeCount = segmentCapacity
+        segFree = IndexStack(capacity: segmentCapacity)
         gsoCapacity = c.poolFrames / 2 + 1
         gsoMsg = .allocate(capacity: gsoCapacity)
         gsoMsg.initialize(repeating: msghdr(), count: gsoCapacity)
@@ -189,17 +184,13 @@ public final class Engine {
         gsoSlots = .allocate(capacity: gsoCapacity * Self.gsoMaxSegments)
         gsoCount = .allocate(capacity: gsoCapacity)
         gsoFabric = .allocate(capacity: gsoCapacity)
-        gsoFree = .allocate(capacity: gsoCapacity)
-        for i in 0..<gsoCapacity { gsoFree[i] = UInt32(gsoCapacity - 1 - i) }
-        gsoFreeCount = gsoCapacity
+        gsoFree = IndexStack(capacity: gsoCapacity)
         reassembly = .allocate(capacity: c.reassemblyContexts)
         reassembly.initialize(repeating: Reassembly(), count: c.reassemblyContexts)
         reassemblyOffsets = .allocate(capacity: c.reassemblyContexts * Self.maxSegmentsPerMessage)
         timerSpecs = .allocate(capacity: c.maxTimers)
         timerTokens = .allocate(capacity: c.maxTimers)
-        timerFree = .allocate(capacity: c.maxTimers)
-        for i in 0..<c.maxTimers { timerFree[i] = UInt32(c.maxTimers - 1 - i) }
-        timerFreeCount = c.maxTimers
+        timerFree = IndexStack(capacity: c.maxTimers)
         regions = RegionTable(capacity: c.maxRegions)
         faultTimerSpec = .allocate(capacity: 1)
         info = EngineInfo(
@@ -231,7 +222,6 @@ public final class Engine {
         segIov.deallocate()
         segMsg.deallocate()
         segSlot.deallocate()
-        segFree.deallocate()
         reassembly.deallocate()
         reassemblyOffsets.deallocate()
         gsoMsg.deallocate()
@@ -240,11 +230,9 @@ public final class Engine {
         gsoSlots.deallocate()
         gsoCount.deallocate()
         gsoFabric.deallocate()
-        gsoFree.deallocate()
         timerSpecs.deallocate()
         faultTimerSpec.deallocate()
         timerTokens.deallocate()
-        timerFree.deallocate()
     }
 
     @inline(__always)
@@ -406,8 +394,7 @@ public final class Engine {
         case .timer:
             inflight -= 1
             let i = Int(low)
-            timerFree[timerFreeCount] = UInt32(i)
-            timerFreeCount += 1
+            timerFree.push(i)
             if res == -ETIME && !stopping { driver?.timerFired(token: timerTokens[i], engine: self) }
         case .wake:
             inflight -= 1
@@ -443,9 +430,7 @@ public final class Engine {
     /// fires. Returns false when every timer slot is in use.
     @discardableResult
     public func schedule(after delay: Duration, token: UInt32) -> Bool {
-        guard timerFreeCount > 0, !stopping else { return false }
-        timerFreeCount -= 1
-        let i = Int(timerFree[timerFreeCount])
+        guard !stopping, let i = timerFree.pop() else { return false }
         let (s, atto) = delay.components
         timerSpecs[i] = __kernel_timespec(tv_sec: max(0, s), tv_nsec: max(0, atto / 1_000_000_000))
         timerTokens[i] = token
