@@ -121,6 +121,10 @@ struct LegRecord {
     var peerHears = true
     /// The latest send time of a frame on this leg that has been acknowledged (RACK).
     var rackSentAt: UInt64 = 0
+    /// When a frame sent on this leg was last newly acknowledged: the leg's own evidence that
+    /// it delivers and that the peer works through what it carried. Its frames time out one
+    /// RTO after this, or after they were sent, whichever is later.
+    var progressAt: UInt64 = 0
     var stats: RVIStatistics.Leg
 
     init(fabric: Fabric, now: UInt64) {
@@ -175,6 +179,14 @@ final class Connection {
     @exclusivity(unchecked) var ackedMessage: UInt64 = 0
     @exclusivity(unchecked) var lostPending = 0
     @exclusivity(unchecked) var rackSentAt: UInt64 = 0
+    /// How far the peer's latest SACK report speaks for: `.max` when it listed every frame it
+    /// holds, else (its blocks were cut short at the maximum count) the end of its last block.
+    /// Frames at or above it may be held at the peer, unreported: no evidence of loss.
+    @exclusivity(unchecked) var reportedThrough: UInt64 = .max
+    /// When the peer's acknowledgements last made progress (the cumulative ack or a SACK
+    /// report's reach moved on): frames beyond `reportedThrough` time out from then, not from
+    /// when they were sent.
+    @exclusivity(unchecked) var ackProgressAt: UInt64 = 0
     @exclusivity(unchecked) var wantsWritable = false
     @exclusivity(unchecked) var creditStalled = false
     @exclusivity(unchecked) var alternate = 0
@@ -297,8 +309,12 @@ final class Connection {
         ackedMessage = nextMessage - 1
         lostPending = 0
         rackSentAt = 0
+        reportedThrough = .max
+        ackProgressAt = 0
         legs[0].rackSentAt = 0
         legs[1].rackSentAt = 0
+        legs[0].progressAt = 0
+        legs[1].progressAt = 0
         creditStalled = false
         cumAck = 1
         ackOwed = false

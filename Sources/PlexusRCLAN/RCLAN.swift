@@ -796,6 +796,15 @@ public final class RCLAN: EngineDriver {
             let stamp = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
             if stamp <= now && now - stamp < 10_000_000_000 { c.legs[l].sampleRTT(Double(now - stamp)) }
         }
+        // How far this report speaks for. A report with the maximum count of blocks may have
+        // been cut short: frames above its last block may be held at the peer, unreported (with
+        // one leg losing a third of its frames, the peer holds far more gaps than 16 blocks can
+        // describe). Those are not evidence of loss, for RACK or for the timeout.
+        let reach: UInt64 = blocks == Self.maxSackBlocks
+            ? UInt64(bigEndian: p.loadUnaligned(fromByteOffset: Self.controlHeader + (blocks - 1) * 16 + 8, as: UInt64.self))
+            : .max
+        if reach > c.reportedThrough { c.ackProgressAt = now }
+        c.reportedThrough = reach
         guard blocks > 0 else { return }
         var advanced = false
         for b in 0..<blocks {
@@ -816,7 +825,10 @@ public final class RCLAN: EngineDriver {
                 s += 1
             }
         }
-        if advanced { detectLosses(c) }
+        if advanced {
+            c.ackProgressAt = now
+            detectLosses(c)
+        }
     }
 
     /// The peer's socket on a leg dropped datagrams for want of room (receive overruns): the
@@ -882,6 +894,7 @@ public final class RCLAN: EngineDriver {
             c.legs[l].sampleRTT(Double(now - c.records[i].sentAt))
         }
         c.legs[l].bytesOutstanding -= Int(c.records[i].bytes)
+        c.legs[l].progressAt = now
         if c.records[i].sentAt > c.rackSentAt { c.rackSentAt = c.records[i].sentAt }
         if c.records[i].sentAt > c.legs[l].rackSentAt { c.legs[l].rackSentAt = c.records[i].sentAt }
         if c.records[i].lost {
@@ -901,6 +914,7 @@ public final class RCLAN: EngineDriver {
             if c.nextToTransmit < c.nextSeq { markDirty(c) }
         }
         guard ack > c.sendBase else { return }
+        c.ackProgressAt = now
         var s = c.sendBase
         while s < ack {
             let i = Int(truncatingIfNeeded: s) & c.sendMask
@@ -931,7 +945,8 @@ public final class RCLAN: EngineDriver {
     /// acknowledged is lost. Across legs the two paths skew, so a frame is also lost when a frame
     /// on either leg sent a cross-leg window before it has been acknowledged; that window is at
     /// least 250 µs and half the slower leg's smoothed RTT, so that queueing on a busy receiver
-    /// is not taken for loss.
+    /// is not taken for loss. Only frames the peer's acknowledgements speak for are judged (below
+    /// `reportedThrough`): a frame above a SACK report cut short may be held there, unreported.
     func detectLosses(_ c: Connection) {
         let slower = max(c.legs[0].hasRTT ? c.legs[0].srtt : 0, c.legs[1].hasRTT ? c.legs[1].srtt : 0)
         let window = max(reorderWindow, UInt64(slower / 2))
@@ -940,7 +955,8 @@ public final class RCLAN: EngineDriver {
         let sameB = c.legs[1].rackSentAt > Self.sameLegWindow ? c.legs[1].rackSentAt - Self.sameLegWindow : 0
         guard cross > 0 || sameA > 0 || sameB > 0 else { return }
         var s = c.sendBase
-        while s < c.nextToTransmit {
+        let end = min(c.nextToTransmit, c.reportedThrough)
+        while s < end {
             let i = Int(truncatingIfNeeded: s) & c.sendMask
             let r = c.records[i]
             if !r.acked && !r.lost && (r.state == .held || r.state == .inKernel)
@@ -1073,13 +1089,26 @@ public final class RCLAN: EngineDriver {
         if c.closing { return }
         // Retransmission timeouts, with exponential back-off per frame. Not right after a stall of
         // this engine: the acknowledgements may be waiting in the sockets, unread.
+        // A frame times out one RTO after it was sent and after its leg last delivered (a frame
+        // on that leg newly acknowledged), whichever is later: while a slow peer works through a
+        // burst, the frames at its end wait longer than a round trip, yet the leg is evidently
+        // delivering (the timer restarts on progress, as TCP's does, RFC 6298 5.3), and a frame it
+        // lost meanwhile is RACK's to find. A frame beyond the reach of a SACK report cut short
+        // may be held at the peer already: it is not timed out while a gap below that reach is
+        // still open (filling the gaps moves the reach on, and RACK judges what it then shows),
+        // and then one RTO after the acknowledgements' last progress on either leg.
         var s = tickAfterStall ? c.nextToTransmit : c.sendBase
+        var gapBelowReach = false
         while s < c.nextToTransmit {
             let i = Int(truncatingIfNeeded: s) & c.sendMask
             let r = c.records[i]
+            let beyond = s >= c.reportedThrough
+            if beyond && gapBelowReach { break }
+            if !r.acked && !beyond && r.state != .empty { gapBelowReach = true }
             if !r.acked && !r.lost && (r.state == .held || r.state == .inKernel) {
                 let backoff = UInt64(1) << UInt64(min(Int(r.transmissions) - 1, 6))
-                if now &- r.sentAt > rto(c, leg: Int(r.leg)) &* backoff {
+                let since = max(r.sentAt, c.legs[Int(r.leg)].progressAt, beyond ? c.ackProgressAt : 0)
+                if now &- since > rto(c, leg: Int(r.leg)) &* backoff {
                     markLost(c, i, countAgainstLeg: true)
                 }
             }

@@ -247,10 +247,15 @@ struct RVILegTests {
         let s1 = try pair.statistics(pair.one)
         _ = pair.stop()
         print("RVI demotion: leg A lost \(s1.legs[0].lossPercent) % of its last window; "
+              + "per leg frames out, retransmissions, lost, spurious: "
+              + "\(s1.legs.map { "\($0.fabric) \($0.framesOut) \($0.retransmissions) \($0.lost) \($0.spuriousRetransmissions)" }); "
               + "leg histories \(s1.legs.map { "\($0.fabric): \($0.history.map { "\($0.state)@\(Int($0.atMilliseconds))" })" })")
         #expect(done)
         expectClean(r2, 20_000, "node 2 received")
         #expect(r1.events.contains { if case .legDemoted(.a, _) = $0.event { true } else { false } },
+                "node 1's events: \(r1.events)")
+        // The healthy leg pays nothing for the lossy one.
+        #expect(!r1.events.contains { if case .legDemoted(.b, _) = $0.event { true } else { false } },
                 "node 1's events: \(r1.events)")
     }
 
