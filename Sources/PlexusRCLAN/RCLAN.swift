@@ -680,14 +680,14 @@ public final class RCLAN: EngineDriver {
 
     // MARK: - Control frames
     //
-    // Payload: u8 kinds (1 probe, 2 echo) · u8 SACK block count · u8 legs the sender hears (bit 0
+    // Written here, parsed by RVIControlPayload (its layout table is the reference). Payload: u8 kinds (1 probe, 2 echo) · u8 SACK block count · u8 legs the sender hears (bit 0
     // A, bit 1 B: a leg it declared down is clear) · u8 reserved · u32 duplicate data frames it
     // has received (wrapping) · u64 probe stamp · u64 echoed stamp · u32 receive overruns of its
     // socket on fabric A, u32 on fabric B (wrapping) · blocks of (u64 first, u64 end) sequence
     // ranges held above the cumulative ack. The header carries the ack, the credit and both epochs.
 
-    static let controlHeader = 32
-    static let maxSackBlocks = 16
+    static let controlHeader = RVIControlPayload.headerSize
+    static let maxSackBlocks = RVIControlPayload.maxSackBlocks
 
     func sendControl(_ c: Connection, leg l: Int, probe: UInt64 = 0, echo: UInt64 = 0) {
         guard var f = engine.takeFrame() else {
@@ -744,23 +744,17 @@ public final class RCLAN: EngineDriver {
     }
 
     func processControl(_ c: Connection, leg l: Int, payload p: UnsafeRawBufferPointer) {
-        guard p.count >= Self.controlHeader else {
+        guard let control = RVIControlPayload(parsing: p) else {
             c.stats.malformedDropped &+= 1
             return
         }
-        let kinds = p.load(fromByteOffset: 0, as: UInt8.self)
-        let blocks = Int(p.load(fromByteOffset: 1, as: UInt8.self))
-        guard blocks <= Self.maxSackBlocks, p.count == Self.controlHeader + blocks * 16 else {
-            c.stats.malformedDropped &+= 1
-            return
-        }
+        let blocks = control.sackBlocks
         // The peer's view of the legs: a leg it no longer hears is down here too, even though
         // this end still hears the peer on it (a failure in one direction only). Not while the
         // other leg is itself only recovering: the peer's word lags by a round trip, and taking
         // the last working leg down on it would make the two ends flip the leg each frame.
-        let hears = p.load(fromByteOffset: 2, as: UInt8.self)
         for k in 0..<2 {
-            let heard = hears & (1 << k) != 0
+            let heard = control.hears(leg: k)
             c.legs[k].peerHears = heard
             let otherUsable = c.legs[1 - k].state == .up || c.legs[1 - k].state == .demoted
             if !heard && (c.legs[k].state == .up || c.legs[k].state == .demoted) && otherUsable {
@@ -770,7 +764,7 @@ public final class RCLAN: EngineDriver {
         }
         // Duplicates the peer received are retransmissions that were not needed: losses this end
         // charged to a leg that only delayed the frame. Take them back, from the leg charged most.
-        let duplicates = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        let duplicates = control.duplicates
         var refund = Int(duplicates &- c.peerDuplicatesSeen)
         c.peerDuplicatesSeen = duplicates
         if refund > 0 && refund < 1 << 20 {
@@ -785,15 +779,15 @@ public final class RCLAN: EngineDriver {
         }
         // The peer's receive overruns, taken into account once this frame's SACK blocks have
         // judged what they judge.
-        let overrunsA = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
-        let overrunsB = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+        let overrunsA = control.overrunsA
+        let overrunsB = control.overrunsB
         defer { peerOverruns(c, a: overrunsA, b: overrunsB) }
-        if kinds & 1 != 0 {
-            c.legs[l].echoOwed = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        if control.isProbe {
+            c.legs[l].echoOwed = control.probeStamp
             markDirty(c)
         }
-        if kinds & 2 != 0 {
-            let stamp = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        if control.isEcho {
+            let stamp = control.echoStamp
             if stamp <= now && now - stamp < 10_000_000_000 { c.legs[l].sampleRTT(Double(now - stamp)) }
         }
         // How far this report speaks for. A report with the maximum count of blocks may have
@@ -801,16 +795,16 @@ public final class RCLAN: EngineDriver {
         // one leg losing a third of its frames, the peer holds far more gaps than 16 blocks can
         // describe). Those are not evidence of loss, for RACK or for the timeout.
         let reach: UInt64 = blocks == Self.maxSackBlocks
-            ? UInt64(bigEndian: p.loadUnaligned(fromByteOffset: Self.controlHeader + (blocks - 1) * 16 + 8, as: UInt64.self))
+            ? control.sackBlock(blocks - 1, in: p).end
             : .max
         if reach > c.reportedThrough { c.ackProgressAt = now }
         c.reportedThrough = reach
         guard blocks > 0 else { return }
         var advanced = false
         for b in 0..<blocks {
-            let o = Self.controlHeader + b * 16
-            let first = max(UInt64(bigEndian: p.loadUnaligned(fromByteOffset: o, as: UInt64.self)), c.sendBase)
-            let end = min(UInt64(bigEndian: p.loadUnaligned(fromByteOffset: o + 8, as: UInt64.self)), c.nextToTransmit)
+            let block = control.sackBlock(b, in: p)
+            let first = max(block.first, c.sendBase)
+            let end = min(block.end, c.nextToTransmit)
             var s = first
             while s < end {
                 let i = Int(truncatingIfNeeded: s) & c.sendMask
