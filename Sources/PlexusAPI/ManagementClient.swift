@@ -65,9 +65,7 @@ public final class ManagementClient: Sendable {
     /// As ``call(_:_:as:)``, with `body` as the request's JSON.
     public func call<T: Decodable, B: Encodable & Sendable>(_ method: String, _ path: String, _ body: B,
                                                             as: T.Type = T.self) async throws(APIRefusal) -> T {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(body) else {
+        guard let data = try? APIBody.encode(body) else {
             throw APIRefusal(status: 0, kind: "invalid", field: nil, message: "cannot encode the body of \(method) \(path)")
         }
         let answer = try await send(method, path, json: data)
@@ -82,6 +80,111 @@ public final class ManagementClient: Sendable {
             throw APIRefusal(status: answer.status, kind: "unexpected", field: nil,
                              message: "cannot read the answer to \(method) \(path): \(String(decoding: answer.body.prefix(200), as: UTF8.self))")
         }
+    }
+
+    // MARK: - The routes (docs/openapi.yaml), one call each
+
+    public func health() async throws(APIRefusal) -> HealthAnswer { try await call("GET", "/v1/health") }
+
+    public func processors() async throws(APIRefusal) -> [Processor] { try await call("GET", "/v1/processors") }
+
+    public func addProcessors(_ nodes: [Int]) async throws(APIRefusal) -> [Processor] {
+        try await call("POST", "/v1/processors", AddProcessorsBody(nodes: nodes))
+    }
+
+    public func removeProcessor(_ node: Int) async throws(APIRefusal) -> EmptyAnswer {
+        try await call("DELETE", "/v1/processors/\(node)")
+    }
+
+    public func returnProcessor(_ node: Int) async throws(APIRefusal) -> Processor {
+        try await call("POST", "/v1/processors/\(node)/return")
+    }
+
+    public func personality(node: Int) async throws(APIRefusal) -> Personality {
+        try await call("GET", "/v1/processors/\(node)/personality")
+    }
+
+    /// Bytes of node `node`'s console from `from` (at most `limit`, the API's default when nil).
+    public func console(node: Int, from: Int = 0, limit: Int? = nil) async throws(APIRefusal) -> ConsoleText {
+        try await call("GET", "/v1/processors/\(node)/console?from=\(from)" + (limit.map { "&limit=\($0)" } ?? ""))
+    }
+
+    public func pans() async throws(APIRefusal) -> [PAN] { try await call("GET", "/v1/pans") }
+
+    public func createPAN(_ name: String) async throws(APIRefusal) -> PAN {
+        try await call("POST", "/v1/pans", CreatePANBody(name: name))
+    }
+
+    public func pan(_ name: String) async throws(APIRefusal) -> PAN { try await call("GET", "/v1/pans/\(Self.escape(name))") }
+
+    public func deletePAN(_ name: String) async throws(APIRefusal) -> EmptyAnswer {
+        try await call("DELETE", "/v1/pans/\(Self.escape(name))")
+    }
+
+    public func addVLAN(_ vlan: Int, to pan: String) async throws(APIRefusal) -> PAN {
+        try await call("POST", "/v1/pans/\(Self.escape(pan))/vlans", AddVLANBody(vlan: vlan))
+    }
+
+    public func removeVLAN(_ vlan: Int, from pan: String) async throws(APIRefusal) -> PAN {
+        try await call("DELETE", "/v1/pans/\(Self.escape(pan))/vlans/\(vlan)")
+    }
+
+    /// A processor from the free pool (`node`, else the lowest free one) into `pan`, with a new
+    /// personality (`name`, else `<pan>-<node>`).
+    public func addProcessor(to pan: String, name: String? = nil, node: Int? = nil) async throws(APIRefusal) -> Personality {
+        try await call("POST", "/v1/pans/\(Self.escape(pan))/processors", AddPANProcessorBody(name: name, node: node))
+    }
+
+    public func personalities() async throws(APIRefusal) -> [Personality] { try await call("GET", "/v1/personalities") }
+
+    public func personality(_ name: String) async throws(APIRefusal) -> Personality {
+        try await call("GET", "/v1/personalities/\(Self.escape(name))")
+    }
+
+    public func removePersonality(_ name: String) async throws(APIRefusal) -> EmptyAnswer {
+        try await call("DELETE", "/v1/personalities/\(Self.escape(name))")
+    }
+
+    public func attachNIC(_ name: String, vlan: Int, promiscuousAllowed: Bool? = nil) async throws(APIRefusal) -> Personality {
+        try await call("POST", "/v1/personalities/\(Self.escape(name))/nics", AttachNICBody(vlan: vlan, promiscuousAllowed: promiscuousAllowed))
+    }
+
+    public func detachNIC(_ name: String, vlan: Int) async throws(APIRefusal) -> Personality {
+        try await call("DELETE", "/v1/personalities/\(Self.escape(name))/nics/\(vlan)")
+    }
+
+    public func bindIP(_ name: String, vlan: Int, address: String) async throws(APIRefusal) -> Personality {
+        try await call("POST", "/v1/personalities/\(Self.escape(name))/ips", BindIPBody(vlan: vlan, address: address))
+    }
+
+    /// Unbinds `host` (a.b.c.d, no length) from the NIC on `vlan`.
+    public func unbindIP(_ name: String, vlan: Int, host: String) async throws(APIRefusal) -> Personality {
+        try await call("DELETE", "/v1/personalities/\(Self.escape(name))/ips/\(vlan)/\(Self.escape(host))")
+    }
+
+    public func mapStorage(_ name: String, target: Int, lun: Int, storage: String,
+                           access: StorageMapping.Access? = nil) async throws(APIRefusal) -> Personality {
+        try await call("POST", "/v1/personalities/\(Self.escape(name))/storage",
+                       MapStorageBody(target: target, lun: lun, storage: storage, access: access))
+    }
+
+    public func unmapStorage(_ name: String, target: Int, lun: Int) async throws(APIRefusal) -> Personality {
+        try await call("DELETE", "/v1/personalities/\(Self.escape(name))/storage/\(target)/\(lun)")
+    }
+
+    /// Sets the workload command, or clears it (nil).
+    public func setWorkload(_ name: String, command: String?) async throws(APIRefusal) -> Personality {
+        try await call("PUT", "/v1/personalities/\(Self.escape(name))/workload", SetWorkloadBody(command: command))
+    }
+
+    /// Moves a personality by hand to `to`, else to the lowest free node.
+    public func migrate(_ name: String, to: Int? = nil) async throws(APIRefusal) -> PlatformStore.Migration {
+        try await call("POST", "/v1/personalities/\(Self.escape(name))/migrate", MigrateBody(to: to))
+    }
+
+    /// Events after `since`, oldest first, at most `limit` (the API's default when nil).
+    public func events(since: Int64 = 0, limit: Int? = nil) async throws(APIRefusal) -> [PlatformEvent] {
+        try await call("GET", "/v1/events?since=\(since)" + (limit.map { "&limit=\($0)" } ?? ""))
     }
 
     /// A path component, percent-escaped.
@@ -107,15 +210,16 @@ public struct APIRefusal: Error, Sendable, Hashable, Codable, CustomStringConver
 
     /// From the API's `{"error": {"kind", "field", "message"}}`.
     public init(status: Int, body: Data) {
-        struct Wrapper: Decodable { var error: Detail }
-        struct Detail: Decodable { var kind: String; var field: String?; var message: String }
-        if let e = try? JSONDecoder().decode(Wrapper.self, from: body).error {
+        if let e = try? JSONDecoder().decode(RefusalAnswer.self, from: body).error {
             self.init(status: status, kind: e.kind, field: e.field, message: e.message)
         } else {
             let text = String(decoding: body.prefix(200), as: UTF8.self)
             self.init(status: status, kind: "http-\(status)", field: nil, message: text.isEmpty ? "(no error body)" : text)
         }
     }
+
+    /// As the API writes it: `{"error": {"kind", "field", "message"}}`.
+    public var answer: RefusalAnswer { RefusalAnswer(kind: kind, field: field, message: message) }
 
     public var description: String {
         status == 0 ? message : "\(status) \(kind): \(field.map { "\($0): " } ?? "")\(message)"

@@ -165,10 +165,9 @@ public actor ReconfigurationAgent {
     }
 
     func reconcile(_ rule: PANRule, now: Date, actions: inout [AgentAction]) async -> AgentDecision? {
-        let panPath = "/v1/pans/\(ManagementClient.escape(rule.pan))"
         var members: [String]
         do throws(APIRefusal) {
-            members = try await client.call("GET", panPath, as: PAN.self).personalities
+            members = try await client.pan(rule.pan).personalities
         } catch {
             actions.append(AgentAction(.refused, pan: rule.pan, refusal: error, "cannot read the PAN (\(error)); trying again next step"))
             return nil
@@ -249,15 +248,10 @@ public actor ReconfigurationAgent {
 
     /// Adds one processor named `name` with the template; true if it was added whole.
     func add(_ rule: PANRule, name: String, actions: inout [AgentAction]) async -> Bool {
-        struct AddBody: Encodable, Sendable { var name: String }
-        struct NICBody: Encodable, Sendable { var vlan: Int }
-        struct WorkloadBody: Encodable, Sendable { var command: String }
-        struct IPBody: Encodable, Sendable { var vlan: Int; var address: String }
         var bound: [String] = []
         let added: Personality
         do throws(APIRefusal) {
-            added = try await client.call("POST", "/v1/pans/\(ManagementClient.escape(rule.pan))/processors",
-                                          AddBody(name: name), as: Personality.self)
+            added = try await client.addProcessor(to: rule.pan, name: name)
             highestIndex[rule.pan] = Swift.max(highestIndex[rule.pan] ?? 0, rule.agentIndex(name) ?? 0)
         } catch {
             if error.field == "name" {
@@ -268,27 +262,26 @@ public actor ReconfigurationAgent {
                                        "cannot add a processor (\(error)); trying again next step"))
             return false
         }
-        let path = "/v1/personalities/\(ManagementClient.escape(name))"
         var step = ""
         do throws(APIRefusal) {
             for vlan in rule.template.vlans {
                 step = "attaching a NIC on VLAN \(vlan)"
-                _ = try await client.call("POST", path + "/nics", NICBody(vlan: vlan), as: Personality.self)
+                _ = try await client.attachNIC(name, vlan: vlan)
             }
             for (vlan, range) in rule.template.addresses.sorted(by: { $0.key < $1.key }) {
                 step = "binding an address of \(range) on VLAN \(vlan)"
-                let everyone = try await client.call("GET", "/v1/personalities", as: [Personality].self)
+                let everyone = try await client.personalities()
                 let taken = Set(everyone.flatMap { $0.ips.filter { $0.vlan == vlan }.map { String($0.address.prefix { $0 != "/" }) } })
                 guard let address = range.firstFree(excluding: taken) else {
                     throw APIRefusal(status: 409, kind: "conflict", field: "addresses",
                                      message: "every address of \(range) on VLAN \(vlan) is taken")
                 }
-                _ = try await client.call("POST", path + "/ips", IPBody(vlan: vlan, address: address), as: Personality.self)
+                _ = try await client.bindIP(name, vlan: vlan, address: address)
                 bound.append("\(address) on VLAN \(vlan)")
             }
             if let command = rule.template.workload {
                 step = "setting the workload"
-                _ = try await client.call("PUT", path + "/workload", WorkloadBody(command: command), as: Personality.self)
+                _ = try await client.setWorkload(name, command: command)
             }
         } catch {
             let failure = error
@@ -318,7 +311,6 @@ public actor ReconfigurationAgent {
     }
 
     func remove(_ name: String) async throws(APIRefusal) {
-        struct Empty: Decodable {}
-        _ = try await client.call("DELETE", "/v1/personalities/\(ManagementClient.escape(name))", as: Empty.self)
+        _ = try await client.removePersonality(name)
     }
 }

@@ -30,29 +30,19 @@ public enum ManagementAPI {
         ("GET", "/v1/events"),
     ]
 
-    /// A piece of a node's console: bytes `from..<next` of its log at this control node.
-    public struct ConsoleText: Codable, Sendable {
-        public var node: Int
-        public var from: Int
-        /// Where the next read starts (`from` when there was nothing new).
-        public var next: Int
-        /// The bytes, as UTF-8 (an invalid sequence becomes U+FFFD).
-        public var text: String
-    }
-
     /// Builds the router for `store`, requiring `token` on every route but health. `console`
     /// is the control node's console archive (``ConsoleArchive``), nil if it keeps none.
     public static func router(store: PlatformStore, token: String, console: ConsoleArchive? = nil) -> Router<BasicRequestContext> {
         let router = Router()
-        router.get("/v1/health") { _, _ in json(["status": "ok"]) }
+        router.get("/v1/health") { _, _ in json(HealthAnswer(status: "ok")) }
         let v1 = router.group("/v1").add(middleware: BearerToken(token: token))
 
         v1.get("/processors") { _, _ in try run { try store.processors() } }
         v1.post("/processors") { req, ctx in
-            try await run(req, ctx, allowed: ["nodes"]) { b in try store.addProcessors(try b.intArray("nodes")) }
+            try await run(req, AddProcessorsBody.self) { b in try store.addProcessors(b.nodes) }
         }
         v1.delete("/processors/{node}") { _, ctx in
-            try run { try store.removeProcessor(try ctx.int("node")); return Empty() }
+            try run { try store.removeProcessor(try ctx.int("node")); return EmptyAnswer() }
         }
         v1.post("/processors/{node}/return") { _, ctx in try run { try store.returnProcessor(try ctx.int("node")) } }
         v1.get("/processors/{node}/personality") { _, ctx in try run { try store.personality(node: try ctx.int("node")) } }
@@ -76,33 +66,31 @@ public enum ManagementAPI {
 
         v1.get("/pans") { _, _ in try run { try store.pans() } }
         v1.post("/pans") { req, ctx in
-            try await run(req, ctx, allowed: ["name"]) { b in try store.createPAN(try b.string("name")) }
+            try await run(req, CreatePANBody.self) { b in try store.createPAN(b.name) }
         }
         v1.get("/pans/{pan}") { _, ctx in try run { try store.pan(try ctx.string("pan")) } }
-        v1.delete("/pans/{pan}") { _, ctx in try run { try store.deletePAN(try ctx.string("pan")); return Empty() } }
+        v1.delete("/pans/{pan}") { _, ctx in try run { try store.deletePAN(try ctx.string("pan")); return EmptyAnswer() } }
         v1.post("/pans/{pan}/vlans") { req, ctx in
             let pan = try ctx.string("pan")
-            return try await run(req, ctx, allowed: ["vlan"]) { b in try store.addVLAN(try b.int("vlan"), to: pan) }
+            return try await run(req, AddVLANBody.self) { b in try store.addVLAN(b.vlan, to: pan) }
         }
         v1.delete("/pans/{pan}/vlans/{vlan}") { _, ctx in
             try run { try store.removeVLAN(try ctx.int("vlan"), from: try ctx.string("pan")) }
         }
         v1.post("/pans/{pan}/processors") { req, ctx in
             let pan = try ctx.string("pan")
-            return try await run(req, ctx, allowed: ["name", "node"]) { b in
-                try store.addProcessor(to: pan, name: try b.optionalString("name"), node: try b.optionalInt("node"))
-            }
+            return try await run(req, AddPANProcessorBody.self) { b in try store.addProcessor(to: pan, name: b.name, node: b.node) }
         }
 
         v1.get("/personalities") { _, _ in try run { try store.personalities() } }
         v1.get("/personalities/{name}") { _, ctx in try run { try store.personality(try ctx.string("name")) } }
         v1.delete("/personalities/{name}") { _, ctx in
-            try run { try store.removePersonality(try ctx.string("name")); return Empty() }
+            try run { try store.removePersonality(try ctx.string("name")); return EmptyAnswer() }
         }
         v1.post("/personalities/{name}/nics") { req, ctx in
             let name = try ctx.string("name")
-            return try await run(req, ctx, allowed: ["vlan", "promiscuousAllowed"]) { b in
-                try store.attachNIC(name, vlan: try b.int("vlan"), promiscuousAllowed: try b.optionalBool("promiscuousAllowed") ?? false)
+            return try await run(req, AttachNICBody.self) { b in
+                try store.attachNIC(name, vlan: b.vlan, promiscuousAllowed: b.promiscuousAllowed ?? false)
             }
         }
         v1.delete("/personalities/{name}/nics/{vlan}") { _, ctx in
@@ -110,24 +98,15 @@ public enum ManagementAPI {
         }
         v1.post("/personalities/{name}/ips") { req, ctx in
             let name = try ctx.string("name")
-            return try await run(req, ctx, allowed: ["vlan", "address"]) { b in
-                try store.bindIP(name, vlan: try b.int("vlan"), address: try b.string("address"))
-            }
+            return try await run(req, BindIPBody.self) { b in try store.bindIP(name, vlan: b.vlan, address: b.address) }
         }
         v1.delete("/personalities/{name}/ips/{vlan}/{host}") { _, ctx in
             try run { try store.unbindIP(try ctx.string("name"), vlan: try ctx.int("vlan"), address: try ctx.string("host") + "/32") }
         }
         v1.post("/personalities/{name}/storage") { req, ctx in
             let name = try ctx.string("name")
-            return try await run(req, ctx, allowed: ["target", "lun", "storage", "access"]) { b in
-                let access = try b.optionalString("access").map { a throws(PlatformError) -> StorageMapping.Access in
-                    guard let v = StorageMapping.Access(rawValue: a) else {
-                        throw PlatformError(.invalid, field: "access", "'\(a)' is not read-write or read-only")
-                    }
-                    return v
-                }
-                return try store.mapStorage(name, target: try b.int("target"), lun: try b.int("lun"),
-                                            storage: try b.string("storage"), access: access ?? .readWrite)
+            return try await run(req, MapStorageBody.self) { b in
+                try store.mapStorage(name, target: b.target, lun: b.lun, storage: b.storage, access: b.access ?? .readWrite)
             }
         }
         v1.delete("/personalities/{name}/storage/{target}/{lun}") { _, ctx in
@@ -135,14 +114,12 @@ public enum ManagementAPI {
         }
         v1.put("/personalities/{name}/workload") { req, ctx in
             let name = try ctx.string("name")
-            return try await run(req, ctx, allowed: ["command"]) { b in
-                try store.setWorkload(name, command: try b.optionalString("command"))
-            }
+            return try await run(req, SetWorkloadBody.self) { b in try store.setWorkload(name, command: b.command) }
         }
         v1.post("/personalities/{name}/migrate") { req, ctx in
             let name = try ctx.string("name")
-            return try await run(req, ctx, allowed: ["to"]) { b in
-                try store.migrate(name, to: try b.optionalInt("to"), fence: false, reason: "migrated by the administrator")
+            return try await run(req, MigrateBody.self) { b in
+                try store.migrate(name, to: b.to, fence: false, reason: "migrated by the administrator")
             }
         }
         v1.get("/events") { req, _ in
@@ -163,26 +140,15 @@ public enum ManagementAPI {
 
     // MARK: - Responses
 
-    struct Empty: Encodable {}
-
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }()
-
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        let data = (try? APIBody.encode(value)) ?? Data("{}".utf8)
         var buffer = ByteBuffer()
         buffer.writeBytes(data)
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: buffer))
     }
 
     static func refusal(_ e: PlatformError) -> Response {
-        struct Body: Encodable { var error: Detail }
-        struct Detail: Encodable { var kind: String; var field: String?; var message: String }
-        return json(Body(error: Detail(kind: e.kind.rawValue, field: e.field, message: e.message)),
-                    status: HTTPResponse.Status(code: e.httpStatus))
+        json(RefusalAnswer(kind: e.kind.rawValue, field: e.field, message: e.message), status: HTTPResponse.Status(code: e.httpStatus))
     }
 
     /// Runs a command; its result as JSON, or its refusal.
@@ -194,95 +160,17 @@ public enum ManagementAPI {
         }
     }
 
-    /// Reads the request's JSON object (refusing unknown fields), then runs a command.
-    static func run<T: Encodable>(_ req: Request, _ ctx: BasicRequestContext, allowed: Set<String>,
-                                  _ body: (RequestBody) throws -> T) async throws -> Response {
+    /// Reads the request's body as `B` (``APIBody/decode(_:from:)``: an unknown field, or one
+    /// missing or of the wrong type, is refused naming it), then runs a command with it.
+    static func run<B: APIRequestBody, T: Encodable>(_ req: Request, _: B.Type,
+                                                     _ command: (B) throws -> T) async throws -> Response {
         do {
             let buffer = try await req.body.collect(upTo: 1 << 20)
-            let b = try RequestBody(Data(buffer.readableBytesView), allowed: allowed)
-            return json(try body(b))
+            let body = try APIBody.decode(B.self, from: Data(buffer.readableBytesView))
+            return json(try command(body))
         } catch let e as PlatformError {
             return refusal(e)
         }
-    }
-}
-
-/// A JSON value, as JSONDecoder reads it strictly (a number is never a boolean, nor the reverse).
-enum JSONValue: Decodable {
-    case null, bool(Bool), int(Int), double(Double), string(String), array([JSONValue]), object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let v = try? c.decode(Bool.self) { self = .bool(v) }
-        else if let v = try? c.decode(Int.self) { self = .int(v) }
-        else if let v = try? c.decode(Double.self) { self = .double(v) }
-        else if let v = try? c.decode(String.self) { self = .string(v) }
-        else if let v = try? c.decode([JSONValue].self) { self = .array(v) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
-    }
-}
-
-/// A request's JSON object, read field by field so that every error names its field.
-struct RequestBody {
-    let fields: [String: JSONValue]
-
-    init(_ data: Data, allowed: Set<String>) throws(PlatformError) {
-        if data.isEmpty {
-            fields = [:]
-            return
-        }
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: data), case .object(let dict) = value else {
-            throw PlatformError(.invalid, field: "body", "the body is not a JSON object")
-        }
-        if let unknown = dict.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw PlatformError(.invalid, field: unknown, "unknown field (this request takes \(allowed.sorted().joined(separator: ", ")))")
-        }
-        fields = dict
-    }
-
-    func string(_ k: String) throws(PlatformError) -> String {
-        guard let v = try optionalString(k) else { throw PlatformError(.invalid, field: k, "missing") }
-        return v
-    }
-
-    func optionalString(_ k: String) throws(PlatformError) -> String? {
-        switch fields[k] {
-        case nil, .null?: return nil
-        case .string(let s)?: return s
-        default: throw PlatformError(.invalid, field: k, "must be a string")
-        }
-    }
-
-    func int(_ k: String) throws(PlatformError) -> Int {
-        guard let v = try optionalInt(k) else { throw PlatformError(.invalid, field: k, "missing") }
-        return v
-    }
-
-    func optionalInt(_ k: String) throws(PlatformError) -> Int? {
-        switch fields[k] {
-        case nil, .null?: return nil
-        case .int(let i)?: return i
-        default: throw PlatformError(.invalid, field: k, "must be an integer")
-        }
-    }
-
-    func optionalBool(_ k: String) throws(PlatformError) -> Bool? {
-        switch fields[k] {
-        case nil, .null?: return nil
-        case .bool(let b)?: return b
-        default: throw PlatformError(.invalid, field: k, "must be true or false")
-        }
-    }
-
-    func intArray(_ k: String) throws(PlatformError) -> [Int] {
-        guard case .array(let a)? = fields[k] else { throw PlatformError(.invalid, field: k, "must be an array of integers") }
-        var out: [Int] = []
-        for e in a {
-            guard case .int(let i) = e else { throw PlatformError(.invalid, field: k, "must be an array of integers") }
-            out.append(i)
-        }
-        return out
     }
 }
 

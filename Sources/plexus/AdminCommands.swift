@@ -9,7 +9,6 @@ import PlexusAPI
 import PlexusLAN
 import PlexusNode
 import PlexusPlatform
-import Synchronization
 
 // The management surface: `plexus api serve` runs the REST API on a control node's state, and
 // the other commands here are its clients, one command per route (docs/openapi.yaml).
@@ -20,7 +19,7 @@ struct API: ParsableCommand {
         abstract: "Serve the management API of a control node.",
         subcommands: [Serve.self])
 
-    struct Serve: ParsableCommand {
+    struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Serve the management API (REST, docs/openapi.yaml) on the platform state in --state.",
             discussion: """
@@ -35,7 +34,7 @@ struct API: ParsableCommand {
         @Option(help: "Port to listen on (0: any free port, printed).") var port: Int = 7070
         @Option(help: "The control node serial new MACs carry (kept in the database at creation).") var serial: UInt16 = 1
 
-        func run() throws {
+        func run() async throws {
             guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
             let store = try PlatformStore(path: state + "/platform.sqlite", serial: serial)
@@ -49,25 +48,14 @@ struct API: ParsableCommand {
                           + "(state \(store.path); token in \(state)/api-token)")
                     fflush(nil)
                 })
-            let done = DispatchSemaphore(value: 0)
-            let failure = Handoff<String?>(nil)
-            Task {
-                // No signal handling of its own: ShutdownSignals (Plexus.main) stops the process.
-                do { try await app.runService(gracefulShutdownSignals: []) } catch { failure.set("\(error)") }
-                done.signal()
+            // No signal handling of its own: ShutdownSignals (Plexus.main) stops the process.
+            do {
+                try await app.runService(gracefulShutdownSignals: [])
+            } catch {
+                throw CLIError("the management API stopped: \(error)")
             }
-            done.wait()
-            if let e = failure.get() { throw CLIError("the management API stopped: \(e)") }
         }
     }
-}
-
-/// A value handed from a callback or task to the thread waiting for it.
-final class Handoff<T: Sendable>: Sendable {
-    let value: Mutex<T>
-    init(_ v: T) { value = Mutex(v) }
-    func set(_ v: T) { value.withLock { $0 = v } }
-    func get() -> T { value.withLock { $0 } }
 }
 
 /// Where the API is, how to authenticate, and how to print.
@@ -78,72 +66,75 @@ struct ClientOptions: ParsableArguments {
     var tokenFile: String?
     @Flag(help: "Print the API's JSON answer as is (for programs).") var json = false
 
-    /// Calls the API; prints the answer; throws (exit 1) on a refusal, naming the field.
-    func call(_ method: String, _ path: String, _ body: [String: Any?]? = nil) throws {
-        let (status, data) = try request(method, path, body)
-        try show(status, data)
-    }
-
-    /// Sends one request; the answer's status and body (a refusal is not thrown here).
-    func request(_ method: String, _ path: String, _ body: [String: Any?]? = nil) throws -> (status: Int, data: Data) {
+    /// The API's base URL and the token (from --api/$PLEXUS_API and --token-file/$PLEXUS_TOKEN_FILE).
+    func endpoint() throws -> (base: String, token: String) {
         let base = api ?? ProcessInfo.processInfo.environment["PLEXUS_API"] ?? "http://127.0.0.1:7070"
         let file = tokenFile ?? ProcessInfo.processInfo.environment["PLEXUS_TOKEN_FILE"] ?? "plexus-state/api-token"
-        guard let token = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) else {
+        guard let token = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+              !token.isEmpty
+        else {
             throw CLIError("cannot read the API token from \(file) (--token-file; `plexus api serve` writes it in its state directory)")
         }
-        guard let url = URL(string: base + path) else { throw CLIError("bad --api URL: \(base)") }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        if let body {
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = try JSONSerialization.data(withJSONObject: body.mapValues { $0 ?? NSNull() }, options: [.sortedKeys])
-        }
-        let result = Handoff<(status: Int, data: Data)?>(nil)
-        let failure = Handoff<String>("no answer")
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: request) { d, r, e in
-            if let http = r as? HTTPURLResponse, let d { result.set((http.statusCode, d)) }
-            if let e { failure.set(e.localizedDescription) }
-            done.signal()
-        }.resume()
-        done.wait()
-        guard let (status, data) = result.get() else {
-            throw CLIError("cannot reach the management API at \(base): \(failure.get())")
-        }
-        return (status, data)
+        guard URL(string: base) != nil else { throw CLIError("bad --api URL: \(base)") }
+        return (base, token)
     }
 
-    /// Prints an answer (as is with --json, else readably); throws on a refusal, naming the field.
-    func show(_ status: Int, _ data: Data) throws {
-        let text = String(decoding: data, as: UTF8.self)
-        let object = try? JSONSerialization.jsonObject(with: data)
-        if status >= 400 {
-            if json { print(text) }
-            let e = (object as? [String: Any])?["error"] as? [String: Any]
-            let field = (e?["field"] as? String).map { "\($0): " } ?? ""
-            throw CLIError("refused (\(status) \(e?["kind"] as? String ?? "")): \(field)\(e?["message"] as? String ?? text)")
+    /// The typed client of the API these options point at.
+    func client() throws -> ManagementClient {
+        let (base, token) = try endpoint()
+        return ManagementClient(base: base, token: token)
+    }
+
+    /// Calls the API; prints the answer; throws (exit 1) on a refusal, naming the field.
+    func call<T: Encodable>(_ request: (ManagementClient) async throws -> T) async throws {
+        try show(try await answer(request))
+    }
+
+    /// Calls the API; its answer. A refusal is printed with --json and thrown as a CLIError
+    /// naming the field; no answer at all is thrown as such.
+    func answer<T>(_ request: (ManagementClient) async throws -> T) async throws -> T {
+        let client = try client()
+        do {
+            return try await request(client)
+        } catch let e as APIRefusal {
+            throw refused(e)
         }
+    }
+
+    /// A refusal as the error the command exits with (printed as the API wrote it with --json).
+    func refused(_ e: APIRefusal) -> CLIError {
+        switch (e.status, e.kind) {
+        case (0, _): return CLIError("cannot reach the management API at \((try? endpoint().base) ?? "?"): \(e.message)")
+        case (_, "unexpected"): return CLIError(e.message)
+        default:
+            if json, let data = try? APIBody.encode(e.answer) { print(String(decoding: data, as: UTF8.self)) }
+            return CLIError("refused (\(e.status) \(e.kind)): \(e.field.map { "\($0): " } ?? "")\(e.message)")
+        }
+    }
+
+    /// Prints an answer: its JSON (as the API writes it) with --json, else readably.
+    func show<T: Encodable>(_ value: T) throws {
+        let data = try APIBody.encode(value)
         if json {
-            print(text)
-        } else if let object {
-            print(Self.render(object), terminator: "")
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(Self.render(try JSONDecoder().decode(JSONValue.self, from: data)), terminator: "")
         }
     }
 
     /// A readable rendering of a JSON answer: one `key: value` per line, nested by indentation.
-    static func render(_ v: Any, indent: String = "") -> String {
+    static func render(_ v: JSONValue, indent: String = "") -> String {
         switch v {
-        case let d as [String: Any]:
+        case .object(let d):
             if d.isEmpty { return indent + "ok\n" }
             return d.keys.sorted().map { k in
                 let value = d[k]!
-                if value is [String: Any] || (value as? [Any])?.contains(where: { $0 is [String: Any] }) == true {
+                if value.isObject || value.elements?.contains(where: \.isObject) == true {
                     return "\(indent)\(k):\n" + render(value, indent: indent + "  ")
                 }
                 return "\(indent)\(k): \(scalar(value))\n"
             }.joined()
-        case let a as [Any]:
+        case .array(let a):
             if a.isEmpty { return indent + "(none)\n" }
             return a.map { e in
                 let body = render(e, indent: indent + "  ")
@@ -154,11 +145,15 @@ struct ClientOptions: ParsableArguments {
         }
     }
 
-    static func scalar(_ v: Any) -> String {
+    static func scalar(_ v: JSONValue) -> String {
         switch v {
-        case is NSNull: "-"
-        case let a as [Any]: a.isEmpty ? "(none)" : a.map { scalar($0) }.joined(separator: ", ")
-        default: "\(v)"
+        case .null: "-"
+        case .bool(let b): b ? "1" : "0"  // as this output has always shown them
+        case .int(let i): "\(i)"
+        case .double(let d): "\(d)"
+        case .string(let s): s
+        case .array(let a): a.isEmpty ? "(none)" : a.map { scalar($0) }.joined(separator: ", ")
+        case .object: "{...}"
         }
     }
 }
@@ -167,28 +162,28 @@ struct Pool: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The free pool of processing nodes, shared by every PAN.",
         subcommands: [List.self, Add.self, Remove.self, Return.self])
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every processor: free, assigned (and to which personality) or fenced.")
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("GET", "/v1/processors") }
+        func run() async throws { try await client.call { try await $0.processors() } }
     }
-    struct Add: ParsableCommand {
+    struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add processing nodes to the free pool.")
         @Argument(help: "Node numbers.") var nodes: [Int]
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("POST", "/v1/processors", ["nodes": nodes]) }
+        func run() async throws { try await client.call { try await $0.addProcessors(nodes) } }
     }
-    struct Remove: ParsableCommand {
+    struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Take a free processor off the platform.")
         @Argument var node: Int
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("DELETE", "/v1/processors/\(node)") }
+        func run() async throws { try await client.call { try await $0.removeProcessor(node) } }
     }
-    struct Return: ParsableCommand {
+    struct Return: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Return a fenced (repaired) processor to the free pool.")
         @Argument var node: Int
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("POST", "/v1/processors/\(node)/return") }
+        func run() async throws { try await client.call { try await $0.returnProcessor(node) } }
     }
 }
 
@@ -197,51 +192,51 @@ struct PANCommand: ParsableCommand {
         commandName: "pan",
         abstract: "Processing area networks: create, list, delete, their VLANs and processors.",
         subcommands: [List.self, Create.self, Show.self, Delete.self, AddVLAN.self, RemoveVLAN.self, AddProcessor.self])
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every PAN with its VLANs and personalities.")
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("GET", "/v1/pans") }
+        func run() async throws { try await client.call { try await $0.pans() } }
     }
-    struct Create: ParsableCommand {
+    struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a PAN.")
         @Argument(help: "1-63 of a-z, 0-9 and '-', starting with a letter.") var name: String
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("POST", "/v1/pans", ["name": name]) }
+        func run() async throws { try await client.call { try await $0.createPAN(name) } }
     }
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One PAN.")
         @Argument var name: String
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("GET", "/v1/pans/\(name.pathEscaped)") }
+        func run() async throws { try await client.call { try await $0.pan(name) } }
     }
-    struct Delete: ParsableCommand {
+    struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a PAN: its processors return to the pool, its MACs are retired.")
         @Argument var name: String
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("DELETE", "/v1/pans/\(name.pathEscaped)") }
+        func run() async throws { try await client.call { try await $0.deletePAN(name) } }
     }
-    struct AddVLAN: ParsableCommand {
+    struct AddVLAN: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add-vlan", abstract: "Give a PAN a VLAN (1...4094, platform-wide).")
         @Argument var pan: String
         @Argument var vlan: Int
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("POST", "/v1/pans/\(pan.pathEscaped)/vlans", ["vlan": vlan]) }
+        func run() async throws { try await client.call { try await $0.addVLAN(vlan, to: pan) } }
     }
-    struct RemoveVLAN: ParsableCommand {
+    struct RemoveVLAN: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "remove-vlan", abstract: "Remove a VLAN no NIC is on.")
         @Argument var pan: String
         @Argument var vlan: Int
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("DELETE", "/v1/pans/\(pan.pathEscaped)/vlans/\(vlan)") }
+        func run() async throws { try await client.call { try await $0.removeVLAN(vlan, from: pan) } }
     }
-    struct AddProcessor: ParsableCommand {
+    struct AddProcessor: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "add-processor", abstract: "Add a processor from the free pool to a PAN, with a new personality.")
         @Argument var pan: String
         @Option(help: "The personality's name (default <pan>-<node>).") var name: String?
         @Option(help: "A particular free node (default: the lowest free one).") var node: Int?
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("POST", "/v1/pans/\(pan.pathEscaped)/processors", ["name": name, "node": node]) }
+        func run() async throws { try await client.call { try await $0.addProcessor(to: pan, name: name, node: node) } }
     }
 }
 
@@ -251,12 +246,12 @@ struct PersonalityCommand: ParsableCommand {
         abstract: "Personalities: a processor's MACs, VLANs, IPs, storage map and workload, as one thing.",
         subcommands: [List.self, Show.self, Remove.self, AttachNIC.self, DetachNIC.self, BindIP.self, UnbindIP.self,
                       MapStorage.self, UnmapStorage.self, SetWorkload.self, Migrate.self])
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every personality.")
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("GET", "/v1/personalities") }
+        func run() async throws { try await client.call { try await $0.personalities() } }
     }
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One personality, by name or by the node holding it.")
         @Argument(help: "A personality's name.") var name: String?
         @Option(help: "The node holding it, instead of a name.") var node: Int?
@@ -264,51 +259,51 @@ struct PersonalityCommand: ParsableCommand {
         func validate() throws {
             if (name == nil) == (node == nil) { throw ValidationError("give a personality's name or --node, not both") }
         }
-        func run() throws {
-            if let node { try client.call("GET", "/v1/processors/\(node)/personality") }
-            else { try client.call("GET", "/v1/personalities/\(name!.pathEscaped)") }
+        func run() async throws {
+            if let node { try await client.call { try await $0.personality(node: node) } }
+            else if let name { try await client.call { try await $0.personality(name) } }
         }
     }
-    struct Remove: ParsableCommand {
+    struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a personality; its processor returns to the pool.")
         @Argument var name: String
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("DELETE", "/v1/personalities/\(name.pathEscaped)") }
+        func run() async throws { try await client.call { try await $0.removePersonality(name) } }
     }
-    struct AttachNIC: ParsableCommand {
+    struct AttachNIC: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "attach-nic", abstract: "Attach a NIC (new MAC) on a VLAN of the PAN.")
         @Argument var name: String
         @Argument var vlan: Int
         @Flag(help: "Let this NIC listen promiscuously.") var promiscuousAllowed = false
         @OptionGroup var client: ClientOptions
-        func run() throws {
-            try client.call("POST", "/v1/personalities/\(name.pathEscaped)/nics", ["vlan": vlan, "promiscuousAllowed": promiscuousAllowed])
+        func run() async throws {
+            try await client.call { try await $0.attachNIC(name, vlan: vlan, promiscuousAllowed: promiscuousAllowed) }
         }
     }
-    struct DetachNIC: ParsableCommand {
+    struct DetachNIC: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "detach-nic", abstract: "Detach the NIC on a VLAN (its MAC is retired).")
         @Argument var name: String
         @Argument var vlan: Int
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("DELETE", "/v1/personalities/\(name.pathEscaped)/nics/\(vlan)") }
+        func run() async throws { try await client.call { try await $0.detachNIC(name, vlan: vlan) } }
     }
-    struct BindIP: ParsableCommand {
+    struct BindIP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "bind-ip", abstract: "Bind an IPv4 address (a.b.c.d/len) to the NIC on a VLAN.")
         @Argument var name: String
         @Argument var vlan: Int
         @Argument var address: String
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("POST", "/v1/personalities/\(name.pathEscaped)/ips", ["vlan": vlan, "address": address]) }
+        func run() async throws { try await client.call { try await $0.bindIP(name, vlan: vlan, address: address) } }
     }
-    struct UnbindIP: ParsableCommand {
+    struct UnbindIP: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "unbind-ip", abstract: "Unbind an address (a.b.c.d).")
         @Argument var name: String
         @Argument var vlan: Int
         @Argument var host: String
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("DELETE", "/v1/personalities/\(name.pathEscaped)/ips/\(vlan)/\(host.pathEscaped)") }
+        func run() async throws { try await client.call { try await $0.unbindIP(name, vlan: vlan, host: host) } }
     }
-    struct MapStorage: ParsableCommand {
+    struct MapStorage: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "map-storage", abstract: "Map a virtual (target, LUN) onto a storage address.")
         @Argument var name: String
         @Argument var target: Int
@@ -316,20 +311,21 @@ struct PersonalityCommand: ParsableCommand {
         @Argument(help: "A path, block device or SAN address.") var storage: String
         @Flag(help: "Read-only (storage can be shared read-only; read-write by one personality).") var readOnly = false
         @OptionGroup var client: ClientOptions
-        func run() throws {
-            try client.call("POST", "/v1/personalities/\(name.pathEscaped)/storage",
-                            ["target": target, "lun": lun, "storage": storage, "access": readOnly ? "read-only" : "read-write"])
+        func run() async throws {
+            try await client.call {
+                try await $0.mapStorage(name, target: target, lun: lun, storage: storage, access: readOnly ? .readOnly : .readWrite)
+            }
         }
     }
-    struct UnmapStorage: ParsableCommand {
+    struct UnmapStorage: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "unmap-storage", abstract: "Unmap a (target, LUN).")
         @Argument var name: String
         @Argument var target: Int
         @Argument var lun: Int
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("DELETE", "/v1/personalities/\(name.pathEscaped)/storage/\(target)/\(lun)") }
+        func run() async throws { try await client.call { try await $0.unmapStorage(name, target: target, lun: lun) } }
     }
-    struct SetWorkload: ParsableCommand {
+    struct SetWorkload: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-workload", abstract: "Set the workload command (or --clear it).")
         @Argument var name: String
         @Argument(help: "The command line, started in the processor's network namespace.") var command: String?
@@ -338,19 +334,19 @@ struct PersonalityCommand: ParsableCommand {
         func validate() throws {
             if (command == nil) != clear { throw ValidationError("give a command, or --clear") }
         }
-        func run() throws { try client.call("PUT", "/v1/personalities/\(name.pathEscaped)/workload", ["command": command]) }
+        func run() async throws { try await client.call { try await $0.setWorkload(name, command: command) } }
     }
-    struct Migrate: ParsableCommand {
+    struct Migrate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Move a personality to another processor by hand (the old one returns to the pool).")
         @Argument var name: String
         @Option(help: "A particular free node (default: the lowest free one).") var to: Int?
         @OptionGroup var client: ClientOptions
-        func run() throws { try client.call("POST", "/v1/personalities/\(name.pathEscaped)/migrate", ["to": to]) }
+        func run() async throws { try await client.call { try await $0.migrate(name, to: to) } }
     }
 }
 
-struct Events: ParsableCommand {
+struct Events: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "What happened to the platform, oldest first; --follow watches for more.",
         discussion: """
@@ -371,28 +367,23 @@ struct Events: ParsableCommand {
         guard (10...60000).contains(interval) else { throw ValidationError("--interval: 10...60000 ms") }
     }
 
-    func run() throws {
-        guard follow else { return try client.call("GET", "/v1/events?since=\(since)&limit=\(limit)") }
-        var last = since
+    func run() async throws {
+        guard follow else { return try await client.call { try await $0.events(since: Int64(since), limit: limit) } }
+        var last = Int64(since)
         while true {
-            let (status, data) = try client.request("GET", "/v1/events?since=\(last)&limit=\(limit)")
-            guard status < 400 else { return try client.show(status, data) }
-            guard let events = (try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]] else {
-                throw CLIError("the API's answer is not a list of events: \(String(decoding: data.prefix(200), as: UTF8.self))")
-            }
+            let events = try await client.answer { try await $0.events(since: last, limit: limit) }
             for e in events {
                 if client.json {
-                    let line = (try? JSONSerialization.data(withJSONObject: e, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) }
-                    print(line ?? "{}")
+                    print(String(decoding: try APIBody.encode(e), as: UTF8.self))
                 } else {
-                    let time = (e["timeMs"] as? Int).map { Date(timeIntervalSince1970: Double($0) / 1000) } ?? Date()
-                    let detail = (e["detail"] as? String).map { $0.isEmpty ? "" : "  \($0)" } ?? ""
-                    print("\(e["id"] ?? "?")  \(ISO8601DateFormatter().string(from: time))  \(e["kind"] ?? "")  \(e["subject"] ?? "")\(detail)")
+                    let time = Date(timeIntervalSince1970: Double(e.timeMs) / 1000)
+                    let detail = e.detail.isEmpty ? "" : "  \(e.detail)"
+                    print("\(e.id)  \(ISO8601DateFormatter().string(from: time))  \(e.kind)  \(e.subject)\(detail)")
                 }
-                if let id = e["id"] as? Int { last = max(last, id) }
+                last = max(last, e.id)
             }
             fflush(nil)
-            if events.count < limit { usleep(useconds_t(interval * 1000)) }  // the poll interval of --follow
+            if events.count < limit { try await Task.sleep(for: .milliseconds(interval)) }  // the poll interval of --follow
         }
     }
 }

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
 import PlexusAPI
+import Synchronization
 
 // `plexus agent`: the agent hook ("Management logic" of seed 004), a client of the management
 // API that adds and removes a PAN's processors by time of day and by load.
 
-struct AgentCommand: ParsableCommand {
+struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
         abstract: "Add and remove a PAN's processors by time of day and by load, through the management API.",
@@ -68,7 +69,7 @@ struct AgentCommand: ParsableCommand {
         guard interval > 0, interval.isFinite else { throw ValidationError("--interval must be a positive number of seconds") }
     }
 
-    func run() throws {
+    func run() async throws {
         let parsed: AgentRules
         do {
             parsed = try AgentRules.load(file: rules)
@@ -77,46 +78,32 @@ struct AgentCommand: ParsableCommand {
         }
         let (base, token) = try client.endpoint()
         let agent = ReconfigurationAgent(rules: parsed, client: ManagementClient(base: base, token: token))
-        let json = client.json
-        let printer = StepPrinter(json: json)
+        let printer = StepPrinter(json: client.json)
         if once {
-            let outcome = Handoff<[AgentAction]>([])
-            let done = DispatchSemaphore(value: 0)
-            Task {
-                let actions = await agent.reconcile(now: Date())
-                printer.print(actions, await agent.lastDecisions, always: true)
-                outcome.set(actions)
-                done.signal()
-            }
-            done.wait()
-            let failed = outcome.get().filter { [.refused, .rolledBack, .rollbackPending, .loadUnavailable].contains($0.kind) }
+            let actions = await agent.reconcile(now: Date())
+            printer.print(actions, await agent.lastDecisions, always: true)
+            let failed = actions.filter { [.refused, .rolledBack, .rollbackPending, .loadUnavailable].contains($0.kind) }
             if !failed.isEmpty { throw ExitCode(1) }
             return
         }
-        if !json {
+        if !client.json {
             print("plexus agent: \(parsed.pans.count) PAN rule(s) from \(rules), a step every \(interval) s, API \(base)")
             fflush(nil)
         }
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            await agent.run(every: .milliseconds(Int64(interval * 1000))) { actions, decisions in
-                printer.print(actions, decisions, always: false)
-            }
-            done.signal()
+        await agent.run(every: .milliseconds(Int64(interval * 1000))) { actions, decisions in
+            printer.print(actions, decisions, always: false)
         }
-        done.wait()
     }
 }
 
 /// Prints a step: each PAN's decision and each action, readable or as one JSON line.
 final class StepPrinter: Sendable {
     let json: Bool
-    let first = Handoff(true)
+    let first = Mutex(true)
     init(json: Bool) { self.json = json }
 
     func print(_ actions: [AgentAction], _ decisions: [AgentDecision], always: Bool) {
-        let isFirst = first.get()
-        first.set(false)
+        let isFirst = first.withLock { f in defer { f = false }; return f }
         // A quiet step (nothing done) prints nothing, except the first and with --once.
         guard always || isFirst || !actions.isEmpty else { return }
         let stamp = ISO8601DateFormatter().string(from: Date())
@@ -134,20 +121,5 @@ final class StepPrinter: Sendable {
             if actions.isEmpty { Swift.print("  nothing to do") }
         }
         fflush(nil)
-    }
-}
-
-extension ClientOptions {
-    /// The API's base URL and the token, found as `call` finds them.
-    func endpoint() throws -> (base: String, token: String) {
-        let base = api ?? ProcessInfo.processInfo.environment["PLEXUS_API"] ?? "http://127.0.0.1:7070"
-        let file = tokenFile ?? ProcessInfo.processInfo.environment["PLEXUS_TOKEN_FILE"] ?? "plexus-state/api-token"
-        guard let token = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
-              !token.isEmpty
-        else {
-            throw CLIError("cannot read the API token from \(file) (--token-file; `plexus api serve` writes it in its state directory)")
-        }
-        guard URL(string: base) != nil else { throw CLIError("bad --api URL: \(base)") }
-        return (base, token)
     }
 }

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
+import PlexusAPI
 
 // `plexus console NODE [--follow]`: a processing node's console as its control node keeps it
 // ("Management logic": console routing). The node sends its workload's output and its own log
 // over its management RVI; the control node appends them to <state>/console/node<N>.log (with
 // its own lines about the node: failures, failovers); this command reads that through the API.
 
-struct ConsoleCommand: ParsableCommand {
+struct ConsoleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "console",
         abstract: "Show a processing node's console: its workload's output and its log, as the control node keeps them.",
@@ -34,32 +35,21 @@ struct ConsoleCommand: ParsableCommand {
         guard (10...60000).contains(interval) else { throw ValidationError("--interval: 10...60000 ms") }
     }
 
-    func run() throws {
+    func run() async throws {
         var offset = from
         while true {
-            let (status, data) = try client.request("GET", "/v1/processors/\(node)/console?from=\(offset)")
-            guard status < 400 else { return try client.show(status, data) }
-            guard let answer = try? JSONDecoder().decode(Answer.self, from: data) else {
-                throw CLIError("the API's answer is not a console piece: \(String(decoding: data.prefix(200), as: UTF8.self))")
-            }
+            let piece = try await client.answer { try await $0.console(node: node, from: offset) }
             if client.json {
-                print(String(decoding: data, as: UTF8.self))
+                print(String(decoding: try APIBody.encode(piece), as: UTF8.self))
             } else {
-                print(answer.text, terminator: "")
+                print(piece.text, terminator: "")
             }
             fflush(nil)
-            if answer.next == offset {
+            if piece.next == offset {
                 guard follow else { return }
-                usleep(useconds_t(interval * 1000))  // the poll interval of --follow
+                try await Task.sleep(for: .milliseconds(interval))  // the poll interval of --follow
             }
-            offset = answer.next
+            offset = piece.next
         }
-    }
-
-    struct Answer: Decodable {
-        var node: Int
-        var from: Int
-        var next: Int
-        var text: String
     }
 }

@@ -5,7 +5,7 @@ import PlexusNamespaces
 import PlexusLAN
 
 @main
-struct Plexus: ParsableCommand {
+struct Plexus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plexus",
         abstract: "Processing area networks over io_uring: virtual interfaces on two fabrics, RDMA WRITE, and the tools to measure them.",
@@ -33,8 +33,10 @@ struct Plexus: ParsableCommand {
                       Events.self, ConsoleCommand.self, AgentCommand.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self, Cleanup.self])
 
     /// Every command: the stop signals are waited for on a thread of their own (ShutdownSignals)
-    /// before anything else starts.
-    static func main() {
+    /// before anything else starts; then the command parsed from the arguments runs, awaited if
+    /// it is asynchronous (the API's clients, `api serve`, `agent`), else on this thread (the
+    /// long-running node commands).
+    static func main() async {
         ShutdownSignals.install()
         // Log lines go to standard error with the time, the level, the label and metadata; each
         // logger's own level decides what is written (quiet unless a command asks, e.g.
@@ -44,6 +46,15 @@ struct Plexus: ParsableCommand {
             handler.logLevel = .trace
             return handler
         }
-        main(nil)
+        do {
+            var command = try parseAsRoot(nil)
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
     }
 }

@@ -113,6 +113,92 @@ struct APITests {
         }
     }
 
+    @Test("an unknown field in any request body is refused naming it, on every route that takes a body, and nothing is applied")
+    func unknownFields() async throws {
+        try await withAPI { c in
+            try await call(c, .post, "/v1/processors", #"{"nodes": [3, 4]}"#)
+            try await call(c, .post, "/v1/pans", #"{"name": "a"}"#)
+            try await call(c, .post, "/v1/pans/a/vlans", #"{"vlan": 10}"#)
+            try await call(c, .post, "/v1/pans/a/processors", #"{"name": "p"}"#)
+            // Each body is valid but for one key the route does not take.
+            let cases: [(HTTPRequest.Method, String, String, String)] = [
+                (.post, "/v1/processors", #"{"nodes": [5], "rack": 2}"#, "rack"),
+                (.post, "/v1/pans", #"{"name": "b", "colour": "red"}"#, "colour"),
+                (.post, "/v1/pans/a/vlans", #"{"vlan": 11, "tagged": true}"#, "tagged"),
+                (.post, "/v1/pans/a/processors", #"{"name": "q", "nodes": 4}"#, "nodes"),
+                (.post, "/v1/personalities/p/nics", #"{"vlan": 10, "promiscuous": true}"#, "promiscuous"),
+                (.post, "/v1/personalities/p/ips", #"{"vlan": 10, "address": "10.10.0.3/24", "gateway": "10.10.0.1"}"#, "gateway"),
+                (.post, "/v1/personalities/p/storage", #"{"target": 0, "lun": 0, "storage": "/luns/p", "mode": "ro"}"#, "mode"),
+                (.put, "/v1/personalities/p/workload", #"{"cmd": "sleep 1"}"#, "cmd"),
+                (.post, "/v1/personalities/p/migrate", #"{"node": 4}"#, "node"),
+            ]
+            for (method, uri, body, field) in cases {
+                let r = try await call(c, method, uri, body)
+                #expect(r.status == 400 && error(r) == ("invalid", field), "\(method) \(uri) \(body): \(r.raw)")
+                let message = (r.body["error"] as? [String: Any])?["message"] as? String ?? ""
+                #expect(message.hasPrefix("unknown field (this request takes "), "\(uri): \(r.raw)")
+            }
+            // The first unknown key in sorted order is the one named; the known ones are listed.
+            let two = try await call(c, .post, "/v1/personalities/p/nics", #"{"zone": 1, "vlan": 10, "alpha": 2}"#)
+            #expect(error(two) == ("invalid", "alpha"), "\(two.raw)")
+            #expect(((two.body["error"] as? [String: Any])?["message"] as? String) == "unknown field (this request takes promiscuousAllowed, vlan)",
+                    "\(two.raw)")
+            // Nothing of it was applied.
+            let p = try await call(c, .get, "/v1/personalities/p")
+            #expect(p.body["node"] as? Int == 3 && (p.body["nics"] as? [Any])?.isEmpty == true
+                    && (p.body["ips"] as? [Any])?.isEmpty == true && (p.body["storage"] as? [Any])?.isEmpty == true
+                    && p.body["workload"] == nil, "\(p.raw)")
+            let pans = try await call(c, .get, "/v1/pans")
+            let list = try JSONSerialization.jsonObject(with: Data(pans.raw.utf8)) as? [[String: Any]] ?? []
+            #expect(list.map { $0["name"] as? String } == ["a"] && (list.first?["vlans"] as? [Int]) == [10], "\(pans.raw)")
+            let pool = try await call(c, .get, "/v1/processors")
+            let processors = try JSONSerialization.jsonObject(with: Data(pool.raw.utf8)) as? [[String: Any]] ?? []
+            #expect(processors.map { $0["node"] as? Int } == [3, 4], "\(pool.raw)")
+        }
+    }
+
+    @Test("the shared body check: each body type lists exactly the fields it encodes, and decodes what it encodes")
+    func bodyModels() throws {
+        func roundTrip<B: APIRequestBody & Equatable>(_ b: B, _ fields: [String]) throws {
+            #expect(B.fields == fields)
+            let data = try APIBody.encode(b)
+            #expect(try APIBody.decode(B.self, from: data) == b, "\(String(decoding: data, as: UTF8.self))")
+        }
+        try roundTrip(AddProcessorsBody(nodes: [3, 4]), ["nodes"])
+        try roundTrip(CreatePANBody(name: "a"), ["name"])
+        try roundTrip(AddVLANBody(vlan: 10), ["vlan"])
+        try roundTrip(AddPANProcessorBody(name: "p", node: 3), ["name", "node"])
+        try roundTrip(AttachNICBody(vlan: 10, promiscuousAllowed: true), ["promiscuousAllowed", "vlan"])
+        try roundTrip(BindIPBody(vlan: 10, address: "10.0.0.1/24"), ["address", "vlan"])
+        try roundTrip(MapStorageBody(target: 0, lun: 1, storage: "/luns/x", access: .readOnly), ["access", "lun", "storage", "target"])
+        try roundTrip(SetWorkloadBody(command: nil), ["command"])
+        try roundTrip(MigrateBody(to: 4), ["to"])
+        // Every refusal names the field and says what it must be.
+        func refusal<B: APIRequestBody>(_: B.Type, _ json: String) -> PlatformError? {
+            do { _ = try APIBody.decode(B.self, from: Data(json.utf8)); return nil } catch { return error }
+        }
+        let cases: [(PlatformError?, String, String)] = [
+            (refusal(AddVLANBody.self, #"{"vlan": 1.5}"#), "vlan", "must be an integer"),
+            (refusal(AddVLANBody.self, #"{"vlan": "ten"}"#), "vlan", "must be an integer"),
+            (refusal(AddProcessorsBody.self, #"{"nodes": [3, 1.5]}"#), "nodes", "must be an array of integers"),
+            (refusal(AddProcessorsBody.self, #"{"nodes": [true]}"#), "nodes", "must be an array of integers"),
+            (refusal(AddProcessorsBody.self, #"{"nodes": "1"}"#), "nodes", "must be an array of integers"),
+            (refusal(AttachNICBody.self, #"{"vlan": 1, "promiscuousAllowed": 1}"#), "promiscuousAllowed", "must be true or false"),
+            (refusal(BindIPBody.self, #"{"vlan": 1, "address": 7}"#), "address", "must be a string"),
+            (refusal(CreatePANBody.self, "{}"), "name", "missing"),
+            (refusal(CreatePANBody.self, #"{"name": null}"#), "name", "missing"),
+            (refusal(CreatePANBody.self, ""), "name", "missing"),
+            (refusal(CreatePANBody.self, "[1]"), "body", "the body is not a JSON object"),
+            (refusal(CreatePANBody.self, "{"), "body", "the body is not a JSON object"),
+        ]
+        for (e, field, message) in cases {
+            #expect(e?.kind == .invalid && e?.field == field && e?.message == message, "\(field): \(String(describing: e))")
+        }
+        #expect(throws: PlatformError(.invalid, field: "access", "'rw' is not read-write or read-only")) {
+            try APIBody.decode(MapStorageBody.self, from: Data(#"{"target": 0, "lun": 0, "storage": "/x", "access": "rw"}"#.utf8))
+        }
+    }
+
     @Test("a node's console: read from an offset, followed from `next`; bad offsets and limits refused by field; no archive, 404")
     func console() async throws {
         let t = try TempDatabase()

@@ -61,6 +61,35 @@ struct CLITests {
         let js = plexus(exe, ["personality", "show", "web", "--json"], api: api, state: state)
         let object = try JSONSerialization.jsonObject(with: Data(js.output.utf8)) as? [String: Any]
         #expect(object?["workload"] as? String == "python3 -m http.server 8080")
+        // Exactly as the command has always printed them: one `key: value` a line, sorted, lists
+        // as `- `, booleans as 1 and 0; and the API's JSON, keys sorted.
+        #expect(shown.status == 0 && shown.output == """
+            generation: 0
+            ips:
+              - address: 10.10.0.3/24
+                vlan: 10
+            name: web
+            nics:
+              - mac: 02:00:01:00:00:00
+                promiscuousAllowed: 0
+                vlan: 10
+            node: 3
+            pan: shop
+            storage:
+              - access: read-write
+                lun: 0
+                storage: /luns/web
+                target: 0
+            workload: python3 -m http.server 8080
+
+            """, "\(shown.output)")
+        #expect(js.output == #"{"generation":0,"ips":[{"address":"10.10.0.3\/24","vlan":10}],"name":"web","#
+                + #""nics":[{"mac":"02:00:01:00:00:00","promiscuousAllowed":false,"vlan":10}],"node":3,"pan":"shop","#
+                + #""storage":[{"access":"read-write","lun":0,"storage":"\/luns\/web","target":0}],"#
+                + #""workload":"python3 -m http.server 8080"}"# + "\n", "\(js.output)")
+        let pool = plexus(exe, ["pool", "list"], api: api, state: state)
+        #expect(pool.output == "- node: 3\n  personality: web\n  state: assigned\n- node: 4\n  state: free\n- node: 5\n  state: free\n",
+                "\(pool.output)")
 
         // Bad requests: exit 1, the field named, nothing applied.
         for (args, expected) in [
