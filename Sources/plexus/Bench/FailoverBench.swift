@@ -5,7 +5,7 @@ import PlexusTestSupport
 import PlexusNamespaces
 import PlexusLAN
 
-/// `plexus bench failover`: the processor failover of issue 5, measured from `kill -9` of a web
+/// `plexus bench failover`: processor failover ("Cluster Management Logic"), measured from `kill -9` of a web
 /// service's processor to the first good reply from the spare, by a client requesting all the
 /// while (``FailoverDrill``). Baseline, in the same run: the same service restarted in place on
 /// the spare (no failover), the floor any failover of this service pays.
