@@ -46,6 +46,15 @@ vping = lambda r: (f'p50 {r["plexus"]["p50_us"]:.1f} µs, p99 {r["plexus"]["p99_
        if "tap_turnaround" in r["baseline"] else ''))
 add("vlan-ping-blocking", "vlan-ping, engines blocking (p50 ÷ veth p50)", None, "≤ 3", vping)
 add("vlan-ping-busy-poll", "vlan-ping, processing nodes busy-poll (p50 ÷ veth p50)", None, "≤ 3", vping)
+def add_floor(name, label, target):
+    r = load(name)
+    if not r or r.get("floor_ratio") is None:
+        return
+    o, v = r["baseline"]["bare_overlay"], r["baseline"]["veth_with_overlay"]
+    rows.append((label, f'Plexus p50 {r["plexus"]["p50_us"]:.1f} µs vs the bare TAP ⇄ UDP overlay p50 {o["p50_us"]:.1f} µs, p99 {o["p99_us"]:.1f} µs '
+                 f'(same fabric, platform stopped; veth p50 {v["p50_us"]:.1f} µs then)', f'{r["floor_ratio"]:.2f}', target, "`" + r["command"] + "`"))
+add_floor("vlan-ping-blocking", "vlan-ping floor, engines blocking (p50 ÷ bare overlay p50)", "reported")
+add_floor("vlan-ping-busy-poll", "vlan-ping floor, busy-poll (p50 ÷ bare overlay p50)", "≤ 1.1")
 add("vlan-failover", "vlan-failover: iperf3 through a control node's death and fabric A failing (ratio = gap ÷ 50 ms)", None, "≤ 1 (gap ≤ 50 ms), TCP survives",
     lambda r: f'longest gap {r["plexus"]["gap_ms"]:.2f} ms (control node {r["plexus"]["gap_control_node_ms"]:.2f} ms, fabric {r["plexus"]["gap_fabric_ms"]:.2f} ms); TCP connection {"survived" if r["plexus"]["tcp_connection_survived"] else "DID NOT survive"}; undisturbed stream {r["baseline"]["undisturbed_gap_ms"]:.2f} ms')
 add("failover", "failover: kill -9 of a web service's processor to the spare's first good reply (ratio = total ÷ 300 ms)", None, "≤ 1 (total ≤ 300 ms)",
