@@ -54,21 +54,3 @@ public struct BoundedLog: RandomAccessCollection, Sendable {
     public var endIndex: Int { ring.count }
     public subscript(i: Int) -> String { ring[(head + i) % ring.count] }
 }
-
-extension VirtualLANServer {
-    /// The least level of the server's log lines that reach swift-log, and the node number
-    /// its lines carry as metadata.
-    public func setLogging(level: Logger.Level, node: Int) {
-        log.logger.logLevel = level
-        log.logger[metadataKey: "node"] = "\(node)"
-    }
-}
-
-extension VirtualEthernet {
-    /// The least level of the driver's log lines (events and registration errors) that reach
-    /// swift-log.
-    public func setLogging(level: Logger.Level) {
-        events.logger.logLevel = level
-        registrationErrors.logger.logLevel = level
-    }
-}

@@ -2,6 +2,7 @@ import CPlexus
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import PlexusCore
 import PlexusRCLAN
 
@@ -504,5 +505,14 @@ public final class VirtualEthernet: RVIDelegate {
             }
         }
         lostInFailover += UInt64(unreadable)
+    }
+}
+
+extension VirtualEthernet {
+    /// The least level of the driver's log lines (events and registration errors) that reach
+    /// swift-log.
+    public func setLogging(level: Logger.Level) {
+        events.logger.logLevel = level
+        registrationErrors.logger.logLevel = level
     }
 }

@@ -2,6 +2,7 @@ import CPlexus
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
 import PlexusCore
 import PlexusRCLAN
 
@@ -201,5 +202,14 @@ public final class VirtualLANServer: RVIDelegate {
                 switched += 1
             }
         }
+    }
+}
+
+extension VirtualLANServer {
+    /// The least level of the server's log lines that reach swift-log, and the node number
+    /// its lines carry as metadata.
+    public func setLogging(level: Logger.Level, node: Int) {
+        log.logger.logLevel = level
+        log.logger[metadataKey: "node"] = "\(node)"
     }
 }
