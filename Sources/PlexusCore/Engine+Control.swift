@@ -7,17 +7,68 @@
 
 extension Engine {
     package func establish(_ vi: VI, peer: FabricAddress, remoteVI: UInt32) throws(PlexusError) {
+        try establish(vi, peers: [peer], remoteVI: remoteVI)
+    }
+
+    /// Establishes `vi` toward a peer that can be reached at several addresses on the fabric:
+    /// `peers[0]` is its primary adapter, the rest its alternates. Sends go to the primary until
+    /// ``retarget(_:to:)`` moves them; frames from any of the addresses are the peer's.
+    ///
+    /// - Parameter mtu: the MTU of the peer's adapters on this fabric, when smaller than the
+    ///   engine's path MTU: no datagram to the peer is larger (frames above it are segmented).
+    package func establish(_ vi: VI, peers: [FabricAddress], remoteVI: UInt32, mtu: Int? = nil) throws(PlexusError) {
         let port = self.port(vi.fabric)
         guard let e = port.entry(vi.number) else {
             throw PlexusError(.noSuchVI, "\(vi): VI numbers on this port run from 1 to \(port.tableCapacity - 1)")
         }
         guard !e.pointee.established else { throw PlexusError(.viInUse, "\(vi) is already established") }
         guard remoteVI != 0 else { throw PlexusError(.configuration, "remote VI number 0 is never valid") }
-        guard peer.port != 0, peer.ip != 0 else { throw PlexusError(.configuration, "peer address \(peer) is not usable") }
+        guard !peers.isEmpty, peers.count <= PeerAddresses.capacity else {
+            throw PlexusError(.configuration, "\(vi): a peer has 1 to \(PeerAddresses.capacity) addresses on a fabric, not \(peers.count)")
+        }
+        for peer in peers where peer.port == 0 || peer.ip == 0 {
+            throw PlexusError(.configuration, "peer address \(peer) is not usable")
+        }
+        var maxDatagram = port.maxDatagram
+        if let mtu {
+            guard mtu >= FrameLayout.smallestPeerMTU else {
+                throw PlexusError(.configuration, "\(vi): a peer MTU of \(mtu) is below the smallest the engine segments for (\(FrameLayout.smallestPeerMTU))")
+            }
+            maxDatagram = min(maxDatagram, mtu - FrameLayout.ipUDPOverhead)
+        }
+        if peers.count > 1 {
+            let set = port.peerSets[vi.number] ?? PeerAddresses()
+            set.set(peers)
+            port.peerSets[vi.number] = set
+        }
         let generation = e.pointee.generation &+ 1
-        e.pointee = VIEntry(peer: peer.sockaddr, established: true, remoteVI: remoteVI, posted: 0, counters: VICounters(),
-                            generation: generation)
+        e.pointee = VIEntry(peer: peers[0].sockaddr, established: true, remoteVI: remoteVI, posted: 0, counters: VICounters(),
+                            generation: generation, maxDatagram: Int32(maxDatagram), alternates: peers.count > 1)
         port.established += 1
+    }
+
+    /// Sends on `vi` go to its peer's address `index` from now on (0: the primary): the frames
+    /// queued and not yet taken by the kernel go there too. The reliable layer moves a leg to
+    /// an alternate address when the current one stops answering (seed 003, claims 21 and 28).
+    package func retarget(_ vi: VI, to index: Int) throws(PlexusError) {
+        let port = self.port(vi.fabric)
+        guard let e = port.entry(vi.number), e.pointee.established else {
+            throw PlexusError(.noSuchVI, "\(vi) is not established")
+        }
+        guard e.pointee.alternates, let set = port.peerSets[vi.number], index >= 0, index < set.count else {
+            guard index == 0 else { throw PlexusError(.configuration, "\(vi) has no peer address \(index)") }
+            return
+        }
+        e.pointee.peer = set.address(index).sockaddr
+    }
+
+    /// The addresses `vi`'s peer has on the VI's fabric, primary first, and the one sends go to.
+    public func peerAddresses(_ vi: VI) -> (all: [FabricAddress], current: FabricAddress)? {
+        let port = self.port(vi.fabric)
+        guard let e = port.entry(vi.number), e.pointee.established else { return nil }
+        let current = FabricAddress(e.pointee.peer)
+        guard e.pointee.alternates, let set = port.peerSets[vi.number] else { return ([current], current) }
+        return ((0..<set.count).map { set.address($0) }, current)
     }
 
     package func teardown(_ vi: VI) throws(PlexusError) {

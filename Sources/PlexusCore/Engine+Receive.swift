@@ -151,10 +151,12 @@ extension Engine {
             ring.returnBuffer(bid)
             return
         }
-        // Only the peer the control plane established may use this VI.
-        guard from.pointee.sin_addr.s_addr == e.pointee.peer.sin_addr.s_addr,
-              from.pointee.sin_port == e.pointee.peer.sin_port,
-              header.sourceVI == e.pointee.remoteVI
+        // Only the peer the control plane established may use this VI, from one of the
+        // addresses it was established with.
+        guard header.sourceVI == e.pointee.remoteVI,
+              (from.pointee.sin_addr.s_addr == e.pointee.peer.sin_addr.s_addr
+                  && from.pointee.sin_port == e.pointee.peer.sin_port)
+                  || (e.pointee.alternates && port.peerSets[header.destinationVI]?.index(of: from) != nil)
         else {
             port.counters.wrongPeer &+= 1
             ring.returnBuffer(bid)

@@ -32,9 +32,29 @@ extension Engine {
     /// sending the same frame again: no copy, and ownership stays in the type system throughout.
     public func send(_ frame: consuming Frame, on vi: VI, fields: ReliabilityFields,
                      returnOnCompletion: Bool) throws(SendError) {
+        try send(frame, on: vi, fields: fields, returnOnCompletion: returnOnCompletion, peerAddress: nil)
+    }
+
+    /// Sends a frame to one of the addresses of `vi`'s peer (``peerAddresses(_:)``, 0 the
+    /// primary) rather than to the one its sends go to now: how the reliable layer probes a
+    /// primary address it has moved away from, to learn when it answers again.
+    public func send(_ frame: consuming Frame, on vi: VI, fields: ReliabilityFields, toPeerAddress index: Int) throws(SendError) {
+        try send(frame, on: vi, fields: fields, returnOnCompletion: false, peerAddress: index)
+    }
+
+    func send(_ frame: consuming Frame, on vi: VI, fields: ReliabilityFields, returnOnCompletion: Bool,
+              peerAddress index: Int?) throws(SendError) {
         if stopping { throw .stopping }
         let port = self.port(vi.fabric)
         guard let e = port.entry(vi.number), e.pointee.established else { throw .notEstablished }
+        var destination: UnsafeMutableRawPointer? = nil
+        if let index {
+            if e.pointee.alternates, let set = port.peerSets[vi.number], index >= 0, index < set.count {
+                destination = set.pointer(index)
+            } else if index != 0 {
+                throw .noSuchPeerAddress
+            }
+        }
         precondition(frame.pool === pool, "send: the frame comes from another engine's pool")
         if !fields.flags.isEmpty
             && (!fields.flags.contains(.sequenced) || fields.flags.isSuperset(of: [.coalesced, .control]))
@@ -51,7 +71,7 @@ extension Engine {
             sourceVI: vi.number, epoch: fields.epoch, payloadLength: UInt32(length), sequence: fields.sequence,
             acknowledgement: fields.acknowledgement, immediate: fields.credit,
             remoteOffset: UInt64(fields.peerEpoch) << 32)
-        transmit(slot: slot, header: header, port: port, entry: e, vi: vi)
+        transmit(slot: slot, header: header, port: port, entry: e, vi: vi, to: destination)
         if returnOnCompletion {
             pool.meta[Int(slot)].returnToSender = true
             pool.meta[Int(slot)].payloadLength = UInt32(length)
@@ -104,23 +124,29 @@ extension Engine {
     /// Hands one frame whose header fields are filled in to the fault layer, if the port has
     /// one, or straight to the send queue.
     @inline(__always)
-    func transmit(slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>, vi: VI) {
+    func transmit(slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>, vi: VI,
+                  to destination: UnsafeMutableRawPointer? = nil) {
         pool.meta[Int(slot)] = FramePool.SlotMeta(vi: vi.number, fabric: vi.fabric.rawValue)
+        let to = destination ?? UnsafeMutableRawPointer(e)
         if let faults = port.faults {
-            injectFaults(faults, slot: slot, header: header, port: port, entry: e)
+            injectFaults(faults, slot: slot, header: header, port: port, entry: e, to: to)
             return
         }
-        transmitNow(slot: slot, header: header, port: port, entry: e)
+        transmitNow(slot: slot, header: header, port: port, entry: e, to: to)
     }
 
-    /// Queues the datagram(s) of one frame. Every operation that will read the slot adds one to
-    /// its `pendingOps`; the slot returns to the pool when the last one completes.
+    /// Queues the datagram(s) of one frame for `destination`: the socket address of the entry's
+    /// peer (the entry itself, whose first field it is) or of one of its alternates. Every
+    /// operation that will read the slot adds one to its `pendingOps`; the slot returns to the
+    /// pool when the last one completes.
     @inline(__always)
-    func transmitNow(slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>) {
+    func transmitNow(slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>,
+                     to destination: UnsafeMutableRawPointer) {
         let p = pool.slotPointer(slot)
         let total = Int(header.payloadLength)
-        let addr = UnsafeRawPointer(e).assumingMemoryBound(to: sockaddr.self)
-        if FrameLayout.headerSize + total <= port.maxDatagram {
+        let addr = UnsafeRawPointer(destination).assumingMemoryBound(to: sockaddr.self)
+        let maxDatagram = Int(e.pointee.maxDatagram)
+        if FrameLayout.headerSize + total <= maxDatagram {
             header.encode(into: p)
             let bytes = FrameLayout.headerSize + total
             pool.meta[Int(slot)].wireBytes = UInt32(bytes)
@@ -131,7 +157,7 @@ extension Engine {
                 if port.pendingSends < Port.sendBatch {
                     let i = port.pendingSends
                     port.sendIov[i] = iovec(iov_base: p, iov_len: bytes)
-                    port.sendMsgs[i].msg_hdr.msg_name = UnsafeMutableRawPointer(e)
+                    port.sendMsgs[i].msg_hdr.msg_name = destination
                     port.sendSlots[i] = slot
                     port.pendingSends += 1
                     pool.meta[Int(slot)].pendingOps += 1
@@ -145,7 +171,7 @@ extension Engine {
                 let i = port.batchCount
                 port.batchSlot[i] = slot
                 port.batchBytes[i] = bytes
-                port.batchPeer[i] = UnsafeMutableRawPointer(e)
+                port.batchPeer[i] = destination
                 port.batchCount += 1
                 pool.meta[Int(slot)].pendingOps += 1
                 port.counters.datagramsOut &+= 1
@@ -175,7 +201,7 @@ extension Engine {
         }
         // Segmentation: one sendmsg per segment, each [own header | slice of the payload].
         keepOrder(port)
-        let chunk = port.maxDatagram - FrameLayout.headerSize
+        let chunk = maxDatagram - FrameLayout.headerSize
         let messageID = nextMessageID
         nextMessageID &+= 1
         var off = 0
@@ -200,7 +226,7 @@ extension Engine {
             h.encode(into: hp)
             segIov[2 * i] = iovec(iov_base: hp, iov_len: FrameLayout.headerSize)
             segIov[2 * i + 1] = iovec(iov_base: p + FrameLayout.headerSize + off, iov_len: len)
-            segMsg[i].msg_name = UnsafeMutableRawPointer(e)
+            segMsg[i].msg_name = destination
             segMsg[i].msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
             segMsg[i].msg_iov = segIov + 2 * i
             segMsg[i].msg_iovlen = 2

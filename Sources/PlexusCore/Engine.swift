@@ -166,7 +166,9 @@ public final class Engine {
         wakeBuffer = .allocate(capacity: 1)
         wakeBuffer.initialize(to: 0)
 
-        let chunk = c.maxDatagram - FrameLayout.headerSize
+        // Segment records for frames cut to the smallest datagram any peer may take (a peer's
+        // adapter can have a smaller MTU than the engine's path MTU).
+        let chunk = min(c.maxDatagram, FrameLayout.smallestPeerMTU - FrameLayout.ipUDPOverhead) - FrameLayout.headerSize
         let perFrame = FrameLayout.maxPayload <= chunk ? 0 : (FrameLayout.maxPayload + chunk - 1) / chunk
         // Each frame has at most two sends in flight (a duplicate from the fault layer).
         segmentCapacity = max(1, 2 * perFrame * c.poolFrames + perFrame * 8)

@@ -93,6 +93,8 @@ public enum SendError: Error, Sendable, Hashable {
     case emptyGather
     /// ``ReliabilityFields/flags`` name `coalesced` or `control` without `sequenced`, or both.
     case invalidFlags
+    /// A send to a peer address the VI was not established with.
+    case noSuchPeerAddress
 }
 
 /// An RDMA WRITE failure, as reported to the writer or counted at the target.

@@ -108,6 +108,8 @@ final class FaultState {
         var slot: UInt32
         var drop: Bool
         var entry: UnsafeMutablePointer<VIEntry>
+        /// The socket address the frame goes to (the entry's peer, or one of its alternates).
+        var destination: UnsafeMutableRawPointer
         var header: FrameHeader
     }
     let held: UnsafeMutablePointer<Held>
@@ -184,9 +186,10 @@ extension Engine {
 
     /// Applies the port's plan to one outgoing frame. Nothing completes here (never inside a
     /// driver's call to send): dropped and duplicated frames are settled at the next turn.
-    func injectFaults(_ f: FaultState, slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>) {
+    func injectFaults(_ f: FaultState, slot: UInt32, header: FrameHeader, port: Port, entry e: UnsafeMutablePointer<VIEntry>,
+                      to destination: UnsafeMutableRawPointer) {
         let now = nowNanos()
-        var drop = f.cuts(UnsafeRawPointer(e).assumingMemoryBound(to: sockaddr_in.self))
+        var drop = f.cuts(UnsafeRawPointer(destination).assumingMemoryBound(to: sockaddr_in.self))
         if !drop && f.dropBelow > 0 && f.next() < f.dropBelow { drop = true }
         var due = now + f.delayNanos
         if !drop && f.reorderBelow > 0 && f.next() < f.reorderBelow {
@@ -199,15 +202,15 @@ extension Engine {
             port.counters.faultDelayed &+= 1
         }
         pool.meta[Int(slot)].pendingOps += 1
-        if !f.hold(.init(due: drop ? now : due, slot: slot, drop: drop, entry: e, header: header)) {
+        if !f.hold(.init(due: drop ? now : due, slot: slot, drop: drop, entry: e, destination: destination, header: header)) {
             // No room to hold it: send it now rather than lose it silently.
             pool.meta[Int(slot)].pendingOps -= 1
-            transmitNow(slot: slot, header: header, port: port, entry: e)
+            transmitNow(slot: slot, header: header, port: port, entry: e, to: destination)
             return
         }
         if !drop && f.duplicateBelow > 0 && f.next() < f.duplicateBelow {
             pool.meta[Int(slot)].pendingOps += 1
-            if f.hold(.init(due: due, slot: slot, drop: false, entry: e, header: header)) {
+            if f.hold(.init(due: due, slot: slot, drop: false, entry: e, destination: destination, header: header)) {
                 port.counters.faultDuplicated &+= 1
             } else {
                 pool.meta[Int(slot)].pendingOps -= 1
@@ -233,7 +236,7 @@ extension Engine {
             if h.drop {
                 completeOp(slot: h.slot, res: 0)  // lost on the wire: to the sender, a send like any other
             } else {
-                transmitNow(slot: h.slot, header: h.header, port: port, entry: h.entry)
+                transmitNow(slot: h.slot, header: h.header, port: port, entry: h.entry, to: h.destination)
                 completeOp(slot: h.slot, res: 0)  // the hold's own count; transmitNow added its own
             }
         }

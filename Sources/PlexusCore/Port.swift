@@ -15,6 +15,12 @@ struct VIEntry {
     /// Bumped each time the number is established, so rights granted to an earlier
     /// establishment (RDMA regions) do not pass to a later one.
     var generation: UInt32 = 0
+    /// The largest datagram sent to this peer: the port's, or less when the peer's adapter has
+    /// a smaller MTU (frames above it are segmented).
+    var maxDatagram: Int32 = 0
+    /// Whether the peer has alternate addresses on this fabric (``Port/peerSets``): frames from
+    /// any of them are the peer's, and `peer` is the one sends go to now.
+    var alternates = false
 }
 
 /// A node's port on one fabric: a UDP socket, its receive ring, and its VI table.
@@ -40,6 +46,9 @@ final class Port {
     var established = 0
     /// Faults injected under this port, if any.
     var faults: FaultState?
+    /// VI number → its peer's addresses on this fabric, for VIs established with alternates.
+    /// Made once per VI number and kept (queued sends may point into a set).
+    var peerSets: [UInt32: PeerAddresses] = [:]
     let info: EngineInfo.PortInfo
 
     // Busy-poll receive: one recvmmsg of up to `pollBatch` datagrams per loop turn.

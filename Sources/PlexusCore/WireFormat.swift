@@ -21,6 +21,10 @@ public enum FrameLayout {
     public static let maxDatagram = 65507
     /// The smallest path MTU Plexus accepts (IPv4's minimum reassembly size).
     public static let minimumPathMTU = 576
+    /// The smallest MTU a peer's adapter may have (IPv6's minimum link MTU): the engine keeps
+    /// segment records for frames cut to this size, so a peer with a smaller MTU than the
+    /// engine's path MTU never runs them out.
+    public static let smallestPeerMTU = 1280
     /// IPv4 + UDP header bytes taken from a path MTU.
     public static let ipUDPOverhead = 28
 }

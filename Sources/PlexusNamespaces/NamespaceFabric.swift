@@ -69,7 +69,7 @@ public final class NamespaceFabric {
                 namespaces.append(ns)
                 try Self.run(["ip", "-n", ns, "link", "set", "lo", "up"])
                 for f in Fabric.allCases {
-                    let host = hostVeth(n, f), inside = "\(prefix)\(n)\(f)n".lowercased()
+                    let host = hostVeth(n, f), inside = adapter(n, f)
                     try Leftovers.shared.creating(.link(host)) {
                         try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
                                       "mtu", "\(linkMTU)"])
@@ -87,6 +87,32 @@ public final class NamespaceFabric {
             throw error
         }
     }
+
+    /// Gives node `n` a second adapter on fabric `f`: another veth into the fabric's bridge,
+    /// with address ``alternateIP(_:_:)`` (seed 003: a node with a primary and an alternate
+    /// address). Returns the name of the veth end inside the namespace; the primary's is
+    /// ``adapter(_:_:)``.
+    @discardableResult
+    public func addAlternateAdapter(node n: Int, fabric f: Fabric) throws -> String {
+        let host = "\(prefix)\(n)\(f)2h".lowercased(), inside = "\(prefix)\(n)\(f)2n".lowercased()
+        let ns = namespace(n)
+        try Leftovers.shared.creating(.link(host)) {
+            try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
+                          "mtu", "\(linkMTU)"])
+        }
+        hostVeths.append(host)
+        try Self.run(["ip", "link", "set", inside, "netns", ns])
+        try Self.run(["ip", "link", "set", host, "master", bridge(f)])
+        try Self.run(["ip", "link", "set", host, "up"])
+        try Self.run(["ip", "-n", ns, "addr", "add", "\(alternateIP(n, f))/24", "dev", inside])
+        try Self.run(["ip", "-n", ns, "link", "set", inside, "up"])
+        return inside
+    }
+
+    /// The veth end inside node `n`'s namespace that joins it to fabric `f` (its primary adapter).
+    public func adapter(_ n: Int, _ f: Fabric) -> String { "\(prefix)\(n)\(f)n".lowercased() }
+    /// The address of node `n`'s alternate adapter on fabric `f` (``addAlternateAdapter(node:fabric:)``).
+    public func alternateIP(_ n: Int, _ f: Fabric) -> String { "198.18.\(f == .a ? 1 : 2).\(100 + n)" }
 
     public func namespace(_ n: Int) -> String { Self.namespace(prefix: prefix, n) }
     public static func namespace(prefix: String, _ n: Int) -> String { "\(prefix)n\(n)" }

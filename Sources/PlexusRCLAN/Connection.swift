@@ -117,6 +117,18 @@ struct LegRecord {
     }
     /// A probe's timestamp to echo back on this leg (0: none owed).
     var echoOwed: UInt64 = 0
+    /// How many addresses the peer has on this leg's fabric, and which one the leg sends to
+    /// (0: the primary).
+    var addressCount = 1
+    var address = 0
+    /// When the peer last answered at the current address: an echo of a probe, or a frame sent
+    /// on this leg newly acknowledged (``progressAt``). And when the leg last changed address.
+    var answeredAt: UInt64 = 0
+    var addressChangedAt: UInt64 = 0
+    /// While on an alternate: the stamp of the last probe sent to the primary (its echo says
+    /// the primary answers again), and when it went.
+    var primaryProbeStamp: UInt64 = 0
+    var primaryProbedAt: UInt64 = 0
     /// Whether the peer, in its last control frame, said it hears this leg.
     var peerHears = true
     /// The latest send time of a frame on this leg that has been acknowledged (RACK).
@@ -349,6 +361,7 @@ final class Connection {
         s.legs = legs.map { l in
             var st = l.stats
             st.rttMicroseconds = l.hasRTT ? l.srtt / 1000 : nil
+            st.peerAddress = l.address
             return st
         }
         return s

@@ -17,7 +17,9 @@ extension RCLAN {
     static let controlHeader = RVIControlPayload.headerSize
     static let maxSackBlocks = RVIControlPayload.maxSackBlocks
 
-    func sendControl(_ c: Connection, leg l: Int, probe: UInt64 = 0, echo: UInt64 = 0) {
+    /// - Parameter peerAddress: which of the peer's addresses on the leg's fabric the frame goes
+    ///   to (nil: the one the leg sends to now).
+    func sendControl(_ c: Connection, leg l: Int, probe: UInt64 = 0, echo: UInt64 = 0, peerAddress: Int? = nil) {
         guard var f = engine.takeFrame() else {
             controlFramesSkipped &+= 1
             return
@@ -61,7 +63,11 @@ extension RCLAN {
             sequence: c.nextToTransmit, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.credit),
             peerEpoch: c.peerEpoch, flags: [.sequenced, .control])
         do {
-            try engine.send(f, on: c.vi(l), fields: fields, returnOnCompletion: false)
+            if let peerAddress {
+                try engine.send(f, on: c.vi(l), fields: fields, toPeerAddress: peerAddress)
+            } else {
+                try engine.send(f, on: c.vi(l), fields: fields, returnOnCompletion: false)
+            }
         } catch {
             return
         }
@@ -84,6 +90,8 @@ extension RCLAN {
         for k in 0..<2 {
             let heard = control.hears(leg: k)
             c.legs[k].peerHears = heard
+            // The peer hears this end's frames on that leg: the address it sends to answers.
+            if heard && c.legs[k].addressCount > 1 { c.legs[k].answeredAt = now }
             let otherUsable = c.legs[1 - k].state == .up || c.legs[1 - k].state == .demoted
             if !heard && (c.legs[k].state == .up || c.legs[k].state == .demoted) && otherUsable {
                 legWentDown(c, k)
@@ -117,6 +125,7 @@ extension RCLAN {
         if control.isEcho {
             let stamp = control.echoStamp
             if stamp <= now && now - stamp < 10_000_000_000 { c.legs[l].sampleRTT(Double(now - stamp)) }
+            if c.legs[l].addressCount > 1 { echoArrived(c, leg: l, stamp: stamp) }
         }
         // How far this report speaks for. A report with the maximum count of blocks may have
         // been cut short: frames above its last block may be held at the peer, unreported (with

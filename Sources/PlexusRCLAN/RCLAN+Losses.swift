@@ -206,6 +206,10 @@ extension RCLAN {
                     events.event(.legDemoted(l == 0 ? .a : .b, lossPercent: pct), on: c.rvi, layer: self)
                 }
             }
+            if c.legs[l].addressCount > 1 {
+                watchAddresses(c, leg: l)
+                if c.closing { return }
+            }
             if now &- c.legs[l].lastSent >= tickNanos {
                 sendControl(c, leg: l, probe: now)
             }

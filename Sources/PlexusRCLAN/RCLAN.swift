@@ -117,9 +117,9 @@ public final class RCLAN: EngineDriver {
         guard Int(path.localA) < viMapCount, Int(path.localB) < viMapCount else {
             throw PlexusError(.noSuchVI, "RVI VIs must be below \(viMapCount)")
         }
-        try engine.establish(a, peer: path.peerA, remoteVI: path.remoteA)
+        try engine.establish(a, peers: path.peers(on: .a), remoteVI: path.remoteA, mtu: path.mtuA)
         do {
-            try engine.establish(b, peer: path.peerB, remoteVI: path.remoteB)
+            try engine.establish(b, peers: path.peers(on: .b), remoteVI: path.remoteB, mtu: path.mtuB)
         } catch {
             try? engine.teardown(a)
             throw error
@@ -143,6 +143,11 @@ public final class RCLAN: EngineDriver {
                            configuration: configuration, credit: credit, now: monotonicNanos(), service: owner)
         c.legs[0].receiveOverrunsAtOpen = engine.receiveOverruns(.a)
         c.legs[1].receiveOverrunsAtOpen = engine.receiveOverruns(.b)
+        for (l, alternates) in [path.alternatesA, path.alternatesB].enumerated() {
+            c.legs[l].addressCount = 1 + alternates.count
+            c.legs[l].answeredAt = c.legs[l].changedAt
+            c.legs[l].addressChangedAt = c.legs[l].changedAt
+        }
         connections[Int(id)] = c
         viMapA![Int(path.localA)] = id + 1
         viMapB![Int(path.localB)] = id + 1
@@ -216,7 +221,7 @@ public final class RCLAN: EngineDriver {
             if c.openActive && c.openUsed + 2 + n > FrameLayout.maxPayload { closeOpen(c) }
             if !c.openActive {
                 guard c.hasRoom() else { throw refuseFull(c) }
-                guard var f = engine.takeFrame() else { throw .noBuffers }
+                guard engine.pool.available > controlReserve, var f = engine.takeFrame() else { throw .noBuffers }
                 c.openBase = f.withUnsafeMutablePayload { $0.baseAddress! }
                 c.open = consume f
                 c.openActive = true
@@ -235,7 +240,7 @@ public final class RCLAN: EngineDriver {
         } else {
             closeOpen(c)
             guard c.hasRoom() else { throw refuseFull(c) }
-            guard var f = engine.takeFrame() else { throw .noBuffers }
+            guard engine.pool.available > controlReserve, var f = engine.takeFrame() else { throw .noBuffers }
             f.withUnsafeMutablePayload { dst in
                 message.withUnsafeBytes { src in dst.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n) }
             }
@@ -275,6 +280,10 @@ public final class RCLAN: EngineDriver {
         enqueue(c, f, first: c.nextMessage, messages: 1, coalesced: false)
         return numberMessage(c, bytes: n)
     }
+
+    /// Pool frames a message never takes: kept for acknowledgements and probes, so that two
+    /// ends whose send windows hold every frame of their pools still acknowledge each other.
+    var controlReserve: Int { min(16, engine.pool.capacity / 8) }
 
     func refuseFull(_ c: Connection) -> RVISendError {
         c.wantsWritable = true

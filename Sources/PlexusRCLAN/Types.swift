@@ -47,21 +47,41 @@ public struct RVIPath: Sendable, Hashable {
     /// Local VI numbers on fabric A and fabric B.
     public var localA: UInt32
     public var localB: UInt32
-    /// The peer's port address on each fabric.
+    /// The peer's port address on each fabric: its primary adapter there.
     public var peerA: FabricAddress
     public var peerB: FabricAddress
     /// The peer's VI numbers on each fabric.
     public var remoteA: UInt32
     public var remoteB: UInt32
+    /// The peer's alternate addresses on each fabric, in the order they are tried (seed 003: a
+    /// primary address and alternates per node). A leg whose current address stops answering
+    /// within the dead-leg time moves to the next, and goes back to the primary as soon as the
+    /// primary answers its probes again. At most three per fabric.
+    public var alternatesA: [FabricAddress] = []
+    public var alternatesB: [FabricAddress] = []
+    /// The MTU of the peer's adapters on each fabric, when smaller than the engine's path MTU:
+    /// no datagram of the leg is larger (seed 003: the message size follows each adapter's MTU).
+    public var mtuA: Int? = nil
+    public var mtuB: Int? = nil
 
     public init(localA: UInt32, localB: UInt32, peerA: FabricAddress, peerB: FabricAddress,
-                remoteA: UInt32, remoteB: UInt32) {
+                remoteA: UInt32, remoteB: UInt32, alternatesA: [FabricAddress] = [], alternatesB: [FabricAddress] = [],
+                mtuA: Int? = nil, mtuB: Int? = nil) {
         self.localA = localA
         self.localB = localB
         self.peerA = peerA
         self.peerB = peerB
         self.remoteA = remoteA
         self.remoteB = remoteB
+        self.alternatesA = alternatesA
+        self.alternatesB = alternatesB
+        self.mtuA = mtuA
+        self.mtuB = mtuB
+    }
+
+    /// The peer's addresses on `fabric`, primary first.
+    public func peers(on fabric: Fabric) -> [FabricAddress] {
+        fabric == .a ? [peerA] + alternatesA : [peerB] + alternatesB
     }
 }
 
@@ -153,6 +173,9 @@ public enum RVIEvent: Sendable, Hashable, CustomStringConvertible {
     case peerRestarted(epoch: UInt32)
     /// This end gave up (both legs down past `failAfter`) and started a new epoch.
     case reset(epoch: UInt32)
+    /// The leg on this fabric sends to another of the peer's addresses now (0 its primary,
+    /// 1 … its alternates): the one it used stopped answering, or the primary answered again.
+    case peerAddressChanged(Fabric, address: Int)
 
     public var description: String {
         switch self {
@@ -163,6 +186,8 @@ public enum RVIEvent: Sendable, Hashable, CustomStringConvertible {
         case .usable: "usable again"
         case .peerRestarted(let e): "peer restarted (epoch \(e))"
         case .reset(let e): "reset (new epoch \(e))"
+        case .peerAddressChanged(let f, let a): a == 0 ? "leg \(f) back on the peer's primary address"
+            : "leg \(f) on the peer's alternate address \(a)"
         }
     }
 }
@@ -259,6 +284,12 @@ public struct RVIStatistics: Sendable, Hashable, Codable {
         public var rttMicroseconds: Double?
         public var heartbeatsOut: UInt64 = 0
         public var sendErrors: UInt64 = 0
+        /// Which of the peer's addresses on this fabric the leg sends to: 0 its primary, 1 … its
+        /// alternates (``RVIPath/alternatesA``).
+        public var peerAddress: Int = 0
+        /// Times the leg moved to another of the peer's addresses (to an alternate because the
+        /// current one stopped answering, or back to the primary because it answered again).
+        public var addressChanges: UInt64 = 0
         /// The last state changes (at most 16).
         public var history: [Transition] = []
     }

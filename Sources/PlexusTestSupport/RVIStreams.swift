@@ -3,6 +3,7 @@ import Foundation
 import PlexusCore
 import PlexusRCLAN
 import Synchronization
+import Testing
 
 
 /// The sizes and contents of a seeded message stream: message `n` of stream `seed` always has
@@ -257,4 +258,15 @@ public final class RVIPair: @unchecked Sendable {
     }
 
     public func stop() -> (ShutdownReport, ShutdownReport) { (one.stopAndWait(), two.stopAndWait()) }
+}
+
+/// Expects `r` to show every one of `count` messages delivered once, in order, intact, and none
+/// failed.
+public func expectClean(_ r: StreamReport, _ count: UInt64, _ label: String,
+                        sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(r.delivered == count, "\(label): delivered \(r.delivered) of \(count)", sourceLocation: sourceLocation)
+    #expect(r.corrupt == 0, "\(label): \(r.firstError ?? "")", sourceLocation: sourceLocation)
+    #expect(r.outOfOrder == 0, "\(label): \(r.firstError ?? "")", sourceLocation: sourceLocation)
+    #expect(r.duplicated == 0, "\(label): \(r.firstError ?? "")", sourceLocation: sourceLocation)
+    #expect(r.failed.isEmpty, "\(label): failed \(r.failed)", sourceLocation: sourceLocation)
 }

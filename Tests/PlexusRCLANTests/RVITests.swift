@@ -42,13 +42,6 @@ func stressParameters(defaultCount: UInt64) -> (seed: UInt64, count: UInt64) {
     return (seed, count)
 }
 
-func expectClean(_ r: StreamReport, _ count: UInt64, _ label: String) {
-    #expect(r.delivered == count, "\(label): delivered \(r.delivered) of \(count)")
-    #expect(r.corrupt == 0, "\(label): \(r.firstError ?? "")")
-    #expect(r.outOfOrder == 0, "\(label): \(r.firstError ?? "")")
-    #expect(r.duplicated == 0, "\(label): \(r.firstError ?? "")")
-    #expect(r.failed.isEmpty, "\(label): failed \(r.failed)")
-}
 
 @Suite("Redundant VIs under faults", .serialized, .requiresIOUring)
 struct RVIFaultTests {
