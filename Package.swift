@@ -102,7 +102,7 @@ let package = Package(
         // (definition and plan files, workloads, the console archive, LANPlatform).
         .target(
             name: "PlexusNode",
-            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces",
+            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusCluster", "PlexusNamespaces",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

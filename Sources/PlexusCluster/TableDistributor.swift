@@ -101,6 +101,9 @@ public final class TableDistributor: RVIDelegate {
     }
 
     public let configuration: Configuration
+    /// Called on the engine thread with each entry taken from a peer (new, or newer than the
+    /// one held): how a node's services follow a peer's addresses as they change.
+    public var onEntryTaken: ((NodeEntry) -> Void)?
     /// The protocol state: the table, this node's entry, and the exchange's counters.
     public private(set) var exchange: TableExchange
     var peers: [Peer] = []
@@ -309,6 +312,9 @@ public final class TableDistributor: RVIDelegate {
         bytesReceived &+= UInt64(bytes.count)
         let answer = exchange.handle(bytes, from: rvi.id)
         if !answer.isEmpty { enqueue(answer, to: peer(rvi)) }
+        if let onEntryTaken {
+            for n in exchange.lastTaken { if let e = table.entries[n] { onEntryTaken(e) } }
+        }
     }
 
     /// Counts the failed messages and sends `rvi` a digest on the next turn (it covers them).

@@ -41,6 +41,8 @@ public struct TableExchange: Sendable {
     private var stamps: [UInt32: EntryStamp] = [:]
     /// Per peer: the stamps of entries it has (it sent them) or will have (they were sent to it).
     private var known: [UInt32: [UInt32: EntryStamp]] = [:]
+    /// The nodes whose entries the last ``handle(_:from:)`` took from the peer.
+    public private(set) var lastTaken: [UInt32] = []
     /// Nodes whose entry changed since the last ``pushMessages(to:)``.
     private var changed: Set<UInt32> = []
 
@@ -123,6 +125,7 @@ public struct TableExchange: Sendable {
     /// Handles one message from `peer` and returns the messages to send back to it. A
     /// malformed message is counted and dropped: it changes nothing and gets no answer.
     public mutating func handle(_ bytes: [UInt8], from peer: UInt32) -> [[UInt8]] {
+        lastTaken.removeAll(keepingCapacity: true)
         let message: TableMessage
         do {
             message = try TableMessage(decoding: bytes)
@@ -187,6 +190,7 @@ public struct TableExchange: Sendable {
                 ownCopySeen(theirs)
             } else if wants(n, theirs) {
                 put(e)
+                lastTaken.append(n)
                 entriesTaken &+= 1
             }
         }

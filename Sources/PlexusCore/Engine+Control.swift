@@ -47,6 +47,29 @@ extension Engine {
         port.established += 1
     }
 
+    /// Replaces the addresses of an established VI's peer on its fabric (primary first) and its
+    /// MTU, as when the peer's entry in the address book changes; sends go to the new primary.
+    package func setPeers(_ vi: VI, peers: [FabricAddress], mtu: Int? = nil) throws(PlexusError) {
+        let port = self.port(vi.fabric)
+        guard let e = port.entry(vi.number), e.pointee.established else {
+            throw PlexusError(.noSuchVI, "\(vi) is not established")
+        }
+        let remoteVI = e.pointee.remoteVI, posted = e.pointee.posted, counters = e.pointee.counters
+        port.established -= 1
+        e.pointee.established = false
+        do {
+            try establish(vi, peers: peers, remoteVI: remoteVI, mtu: mtu)
+        } catch {
+            e.pointee.established = true
+            port.established += 1
+            throw error
+        }
+        // The same establishment, not a new one: its receives, counters and RDMA rights stay.
+        e.pointee.generation &-= 1
+        e.pointee.posted = posted
+        e.pointee.counters = counters
+    }
+
     /// Sends on `vi` go to its peer's address `index` from now on (0: the primary): the frames
     /// queued and not yet taken by the kernel go there too. The reliable layer moves a leg to
     /// an alternate address when the current one stops answering (seed 003, claims 21 and 28).

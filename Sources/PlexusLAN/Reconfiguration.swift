@@ -198,12 +198,34 @@ extension VirtualEthernet {
         if let have = peerRVI[p.address.node] {
             rvi = have
         } else {
-            rvi = try layer.open(RVIPath(localA: p.localVI, localB: p.localVI, peerA: p.address.fabricA,
-                                         peerB: p.address.fabricB, remoteA: p.remoteVI, remoteB: p.remoteVI),
-                             service: self)
+            // The peer's entry in the node's address book (every adapter, primary first, and
+            // their MTU) when it has one; else the address the configuration carries.
+            let path: RVIPath
+            if let fromBook = addressBook?(p.address.node, p.localVI, p.remoteVI) {
+                path = fromBook
+                peersFromAddressBook += 1
+            } else {
+                path = RVIPath(localA: p.localVI, localB: p.localVI, peerA: p.address.fabricA, peerB: p.address.fabricB,
+                               remoteA: p.remoteVI, remoteB: p.remoteVI)
+            }
+            rvi = try layer.open(path, service: self)
             peerRVI[p.address.node] = rvi
         }
         for m in p.macs { addDirectPath(to: m, rvi: rvi) }
+    }
+
+    /// The address book learnt a new entry for `node`: a direct RVI open to it takes the
+    /// entry's addresses.
+    public func peerEntryChanged(_ node: UInt32, layer: RCLAN) {
+        guard let rvi = peerRVI[node], let current = layer.path(of: rvi),
+              let path = addressBook?(node, current.localA, current.remoteA), path != current
+        else { return }
+        do {
+            try layer.setPeers(of: rvi, from: path)
+            peersFromAddressBook += 1
+        } catch {
+            events.append("direct RVI to node \(node): the address book's path was refused: \(error)")
+        }
     }
 
     /// Drops the whole personality: direct RVIs, NICs and TAP devices.

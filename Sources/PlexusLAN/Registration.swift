@@ -7,14 +7,22 @@ import PlexusRCLAN
 ///
 /// - A processing node's management RVI to control node *k* (0 or 1) is VI `1 + k` at the node
 ///   and VI `16 + node` at the control node: a node finds its control nodes without being told.
+/// - Its address-table RVI to control node *k* (seed 003's table, distributed) is VI `3 + k` at
+///   the node and VI `8192 + node` at the control node; the two control nodes exchange the
+///   table over VI `5` at both.
 /// - The direct RVI between processing nodes *i* and *j* is VI `4096 + j` at *i* and
 ///   `4096 + i` at *j*; the control node sends these numbers in the configuration.
 public enum VINumbering {
     public static func managementAtNode(control k: Int) -> UInt32 { UInt32(1 + k) }
     public static func managementAtControl(node: UInt32) -> UInt32 { 16 + node }
+    public static func addressTableAtNode(control k: Int) -> UInt32 { UInt32(3 + k) }
+    public static func addressTableAtControl(node: UInt32) -> UInt32 { 8192 + node }
+    public static let addressTableBetweenControls: UInt32 = 5
     public static func direct(toward peer: UInt32) -> UInt32 { 4096 + peer }
-    /// The largest node number these rules allow with the engine's default 16384 VIs.
-    public static let maximumNode: UInt32 = 12287
+    /// The largest node number these rules allow with the engine's default 16384 VIs (the
+    /// address-table VIs of a control node, `8192 + node`, stay below 16384; management VIs,
+    /// `16 + node`, below 4096 + 16).
+    public static let maximumNode: UInt32 = 4095
 }
 
 /// A node's place on the fabrics, as the control nodes know it.

@@ -30,6 +30,12 @@ public final class VirtualEthernet: RVIDelegate {
     /// the frame. A frame whose sender left its checksum to offload arrives with that checksum
     /// incomplete (see ``LANMessage``): nothing inside the platform checks it.
     public var onFrame: (MACAddress, RawSpan) -> Void = { _, _ in }
+    /// The node's address book: the path of the direct RVI to a peer node (its number, the VI
+    /// here, the VI there), from the peer's entry in the distributed address table, or nil when
+    /// the table has no entry for it yet (the configuration's address is used then).
+    public var addressBook: ((_ node: UInt32, _ localVI: UInt32, _ remoteVI: UInt32) -> RVIPath?)?
+    /// Direct RVIs opened with a path from ``addressBook``.
+    public internal(set) var peersFromAddressBook = 0
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
     public private(set) var sentDirect: UInt64 = 0
     public private(set) var sentToServer: [UInt64] = []

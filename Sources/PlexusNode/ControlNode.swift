@@ -44,7 +44,7 @@ public final class ControlNode: Sendable {
     public static func start(node: Int, index: Int, plan: LANPlan, engine: EngineConfiguration,
                              layer: RCLANConfiguration = RCLANConfiguration(),
                              failover: FailoverSettings? = FailoverSettings(), console: (any ConsoleSink)? = nil,
-                             logLevel: Logger.Level = .notice,
+                             logLevel: Logger.Level = .notice, adapters: NodeAdapters = NodeAdapters(),
                              services: [NodeServiceFactory] = []) throws(NodeStartError) -> ControlNode {
         let role = NodeRole.control(index: index)
         guard (0...1).contains(index) else {
@@ -59,7 +59,8 @@ public final class ControlNode: Sendable {
             s.setLogging(level: logLevel, node: node)
             return s
         }
-        let thread = try NodeEngine.start(node: node, role: role, engine: engine, layer: layer, main: server, services: services)
+        let thread = try NodeEngine.start(node: node, role: role, engine: engine, layer: layer, main: server,
+                                          services: [NodeAddressBook.factory(node: node)] + services)
         do {
             try thread.runAndWait { e in
                 guard let layer = RCLAN.on(e), let s = layer.service(VirtualLANServer.self) else {
@@ -70,6 +71,27 @@ public final class ControlNode: Sendable {
         } catch {
             thread.stopAndWait()
             throw NodeStartError(node: node, role: role, step: .managementRVIs, error)
+        }
+        // The address book: the control node's own entry, and an address-table RVI to every
+        // processing node of the plan and to the other control node.
+        do {
+            try NodeAddressBook.setOwnEntry(thread, node: node, adapters: adapters, pathMTU: engine.pathMTU)
+            var paths = plan.nodes.map {
+                NodeAddressBook.path($0, local: VINumbering.addressTableAtControl(node: $0.node),
+                                     remote: VINumbering.addressTableAtNode(control: index))
+            }
+            if plan.controls.count == 2 {
+                let between = VINumbering.addressTableBetweenControls
+                paths.append(NodeAddressBook.path(plan.controls[1 - index], local: between, remote: between))
+            }
+            let opening = paths
+            try thread.runAndWait { e in
+                guard let layer = RCLAN.on(e) else { throw PlexusError(.engineStopped, "control node \(node) stopped") }
+                try NodeAddressBook.openNeighbours(layer, opening)
+            }
+        } catch {
+            thread.stopAndWait()
+            throw NodeStartError(node: node, role: role, step: .service, service: "address-table distributor", error)
         }
         return ControlNode(node: node, index: index, thread: thread)
     }

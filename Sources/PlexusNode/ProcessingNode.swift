@@ -1,4 +1,5 @@
 import Logging
+import PlexusCluster
 import PlexusCore
 import PlexusLAN
 import PlexusRCLAN
@@ -32,10 +33,13 @@ public final class ProcessingNode: Sendable {
     ///     `plexus.ethernet`, metadata `node`); every line is kept in memory regardless.
     ///   - configure: called on the engine thread with the driver before anything runs (e.g. to
     ///     set ``VirtualEthernet/onFrame`` for in-process NICs).
+    ///   - adapters: the node's own addresses for its entry in the address book, with any
+    ///     alternate adapters (``NodeAdapters``); by default its ports' addresses.
     /// - Throws: ``NodeStartError`` naming the step that failed; nothing is left running.
     public static func start(node: Int, engine: EngineConfiguration, layer: RCLANConfiguration = RCLANConfiguration(),
                              tap: Bool, personalities: PersonalityManager? = nil, logLevel: Logger.Level = .notice,
                              configure: (@Sendable (VirtualEthernet) -> Void)? = nil,
+                             adapters: NodeAdapters = NodeAdapters(),
                              services: [NodeServiceFactory] = []) throws(NodeStartError) -> ProcessingNode {
         guard (1...Int(VINumbering.maximumNode)).contains(node) else {
             throw NodeStartError(node: node, role: .processing, step: .configuration,
@@ -54,16 +58,38 @@ public final class ProcessingNode: Sendable {
             return eth
         }
         let thread = try NodeEngine.start(node: node, role: .processing, engine: engine, layer: layer, main: driver,
-                                          services: services)
+                                          services: [NodeAddressBook.factory(node: node)] + services)
+        do {
+            try NodeAddressBook.setOwnEntry(thread, node: node, adapters: adapters, pathMTU: engine.pathMTU)
+            let pathMTU = engine.pathMTU
+            try NodeEngine.with(thread, VirtualEthernet.self, what: "processing node \(node)'s virtual Ethernet driver") { eth, layer in
+                guard let book = layer.service(TableDistributor.self) else { return }
+                eth.addressBook = { [unowned book] peer, local, remote in
+                    book.table.path(to: peer, localVI: local, remoteVI: remote, pathMTU: pathMTU)
+                }
+                book.onEntryTaken = { [unowned eth, unowned layer] entry in eth.peerEntryChanged(entry.node, layer: layer) }
+            }
+        } catch {
+            thread.stopAndWait()
+            throw NodeStartError(node: node, role: .processing, step: .service, service: "address-table distributor", error)
+        }
         personalities?.attach(node, thread)
         return ProcessingNode(node: node, thread: thread)
     }
 
     /// Opens the management RVI to each control node (``VINumbering``) and registers with both;
-    /// registration is repeated until a control node answers.
+    /// registration is repeated until a control node answers. Opens the address-table RVI to
+    /// each control node too: the node's address book fills from them.
     public func register(controls: [NodeAddress]) throws(NodeStartError) {
+        let me = UInt32(node)
         do {
-            try ethernet { eth, layer in try eth.register(controls: controls, layer: layer) }
+            try ethernet { eth, layer in
+                try NodeAddressBook.openNeighbours(layer, controls.enumerated().map { k, c in
+                    NodeAddressBook.path(c, local: VINumbering.addressTableAtNode(control: k),
+                                         remote: VINumbering.addressTableAtControl(node: me))
+                })
+                try eth.register(controls: controls, layer: layer)
+            }
         } catch {
             throw NodeStartError(node: node, role: .processing, step: .registration, error)
         }

@@ -169,7 +169,7 @@ final class Connection {
     @exclusivity(unchecked) var generation: UInt32
     let viA: VI
     let viB: VI
-    let path: RVIPath
+    var path: RVIPath
     @exclusivity(unchecked) var policy: LoadBalancing
     let openedAt: UInt64
     @exclusivity(unchecked) var epoch: UInt32

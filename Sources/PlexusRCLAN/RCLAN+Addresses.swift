@@ -14,6 +14,26 @@ import PlexusCore
 // probe of the leg goes to the primary instead; the echo of one of those moves the leg back.
 
 extension RCLAN {
+    /// Gives an open RVI its peer's addresses anew (``RVIPath/peerA``, the alternates and the
+    /// MTUs of `path`; its VI numbers must be the RVI's): when the peer's entry in the address
+    /// book changes. Each leg goes to the new primary; nothing queued or in flight is lost.
+    public func setPeers(of rvi: RVI, from path: RVIPath) throws(PlexusError) {
+        guard let c = live(rvi) else { throw PlexusError(.noSuchVI, "no open RVI \(rvi.id)") }
+        guard path.localA == c.path.localA, path.localB == c.path.localB,
+              path.remoteA == c.path.remoteA, path.remoteB == c.path.remoteB
+        else { throw PlexusError(.configuration, "setPeers: the path names other VIs than RVI \(rvi.id)'s") }
+        try engine.setPeers(c.viA, peers: path.peers(on: .a), mtu: path.mtuA)
+        try engine.setPeers(c.viB, peers: path.peers(on: .b), mtu: path.mtuB)
+        c.path = path
+        for (l, alternates) in [path.alternatesA, path.alternatesB].enumerated() {
+            c.legs[l].addressCount = 1 + alternates.count
+            c.legs[l].address = 0
+            c.legs[l].answeredAt = now
+            c.legs[l].addressChangedAt = now
+            c.legs[l].primaryProbeStamp = 0
+        }
+    }
+
     /// Called each tick for a leg whose peer has more than one address.
     func watchAddresses(_ c: Connection, leg l: Int) {
         let answered = max(c.legs[l].answeredAt, c.legs[l].progressAt, c.legs[l].addressChangedAt)

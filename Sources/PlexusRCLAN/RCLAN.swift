@@ -173,6 +173,9 @@ public final class RCLAN: EngineDriver {
     /// The open RVIs.
     public var openRVIs: [RVI] { connections.compactMap { $0?.rvi } }
 
+    /// The path an RVI was opened with (or last given with ``setPeers(of:from:)``).
+    public func path(of rvi: RVI) -> RVIPath? { live(rvi)?.path }
+
     /// Counters and leg states of one RVI.
     public func statistics(_ rvi: RVI) -> RVIStatistics? {
         guard let c = live(rvi) else { return nil }

@@ -1,0 +1,75 @@
+import PlexusCluster
+import PlexusCore
+import PlexusLAN
+import PlexusRCLAN
+
+/// The address book every node keeps: seed 003's cluster destination address table, held and
+/// exchanged by a ``PlexusCluster/TableDistributor`` service on the node's own engine.
+///
+/// A node's own entry comes from its ports (or the addresses it is told it has), with any
+/// alternate adapters; the distributor spreads it. Processing nodes exchange the table with both
+/// control nodes, and the control nodes with each other (``PlexusLAN/VINumbering``), so every
+/// node ends with every node's entry, and a processing node opens its direct RVIs to a peer at
+/// the addresses of the peer's entry: every adapter on each fabric, primary first, and the
+/// smallest MTU among them.
+public struct NodeAdapters: Sendable, Hashable {
+    /// The node's primary address on each fabric: nil, its port's own address (a port bound to
+    /// every address of its host, `0.0.0.0`, needs it given).
+    public var primaryA: FabricAddress?
+    public var primaryB: FabricAddress?
+    /// Its alternate adapters' addresses on each fabric, in the order peers try them.
+    public var alternatesA: [FabricAddress]
+    public var alternatesB: [FabricAddress]
+    /// The MTU of the node's adapters (nil: the engine's path MTU).
+    public var mtu: Int?
+
+    public init(primaryA: FabricAddress? = nil, primaryB: FabricAddress? = nil, alternatesA: [FabricAddress] = [],
+                alternatesB: [FabricAddress] = [], mtu: Int? = nil) {
+        self.primaryA = primaryA
+        self.primaryB = primaryB
+        self.alternatesA = alternatesA
+        self.alternatesB = alternatesB
+        self.mtu = mtu
+    }
+}
+
+enum NodeAddressBook {
+    static func factory(node: Int) -> NodeServiceFactory {
+        NodeServiceFactory("address-table distributor") { TableDistributor(node: UInt32(node)) }
+    }
+
+    /// Sets the node's own entry (on the engine thread): its primary addresses (given, or its
+    /// ports'), then its alternates.
+    static func setOwnEntry(_ thread: EngineThread, node: Int, adapters: NodeAdapters, pathMTU: Int) throws {
+        let info = thread.info
+        guard let portA = FabricAddress(info.ports[0].address), let portB = FabricAddress(info.ports[1].address) else {
+            throw PlexusError(.configuration, "node \(node)'s port addresses are not usable")
+        }
+        let a = [adapters.primaryA ?? portA] + adapters.alternatesA
+        let b = [adapters.primaryB ?? portB] + adapters.alternatesB
+        for address in a + b where address.ip == 0 {
+            throw PlexusError(.configuration, "node \(node): a port bound to every address needs its addresses given (\(address))")
+        }
+        let entry = NodeEntry.own(node: UInt32(node), fabricA: a, fabricB: b, mtu: adapters.mtu ?? pathMTU)
+        try thread.runAndWait { e in
+            guard let d = RCLAN.on(e)?.service(TableDistributor.self) else {
+                throw PlexusError(.engineStopped, "node \(node)'s address-table distributor is not running")
+            }
+            do { try d.setLocalEntry(entry) } catch { throw PlexusError(.configuration, "node \(node)'s own entry: \(error)") }
+        }
+    }
+
+    /// Opens the address-table RVIs `paths` (on the engine thread) and makes each a neighbour of
+    /// the node's distributor.
+    static func openNeighbours(_ layer: RCLAN, _ paths: [RVIPath]) throws {
+        guard let d = layer.service(TableDistributor.self) else {
+            throw PlexusError(.engineStopped, "the address-table distributor is not running")
+        }
+        for p in paths { d.addNeighbour(try layer.open(p, service: d)) }
+    }
+
+    /// The path of an address-table RVI toward `peer`.
+    static func path(_ peer: NodeAddress, local: UInt32, remote: UInt32) -> RVIPath {
+        RVIPath(localA: local, localB: local, peerA: peer.fabricA, peerB: peer.fabricB, remoteA: remote, remoteB: remote)
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import PlexusCluster
+import PlexusCore
+import PlexusLAN
+import PlexusNode
+import PlexusRCLAN
+import PlexusTestSupport
+import Testing
+
+@Suite("The address table as every node's address book", .serialized, .requiresIOUring)
+struct AddressBookTests {
+    private func address(_ t: EngineThread, node: Int) -> NodeAddress {
+        NodeAddress(node: UInt32(node), fabricA: FabricAddress(t.info.ports[0].address)!, fabricB: FabricAddress(t.info.ports[1].address)!)
+    }
+
+    /// An engine configuration on fixed ports (found free by a probe), so that others can be
+    /// told where the node is before it starts.
+    private func fixedPorts(node: Int) throws -> EngineConfiguration {
+        let probe = try EngineThread.start(.loopback(node: UInt8(node)))
+        var c = EngineConfiguration.loopback(node: UInt8(node))
+        c.fabricA = FabricAddress(probe.info.ports[0].address)!
+        c.fabricB = FabricAddress(probe.info.ports[1].address)!
+        probe.stopAndWait()
+        return c
+    }
+
+    @Test("every node learns every node's entry from the distributed table, and a direct RVI goes to the addresses of the peer's entry, alternates and MTU included")
+    func directPathsFromTheTable() throws {
+        // Node 62 has an alternate adapter on fabric A and adapters of MTU 9000: neither is in
+        // the control nodes' plan, only in the entry node 62 makes of itself.
+        let alternate = FabricAddress(127, 0, 3, 62, port: 7000)
+        var processing: [ProcessingNode] = []
+        var controls: [ControlNode] = []
+        defer {
+            for p in processing { p.stop() }
+            for c in controls { c.stop() }
+        }
+        for n in [61, 62] {
+            let adapters = n == 62 ? NodeAdapters(alternatesA: [alternate], mtu: 9000) : NodeAdapters()
+            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n)), tap: false,
+                                                       configure: { $0.onFrame = { _, _ in } }, adapters: adapters))
+        }
+        let controlConfigs = [try fixedPorts(node: 71), try fixedPorts(node: 72)]
+        let controlAddresses = zip([71, 72], controlConfigs).map {
+            NodeAddress(node: UInt32($0), fabricA: $1.fabricA, fabricB: $1.fabricB)
+        }
+        let v = VLANID(10)!
+        let nodes = processing.map { address($0.thread, node: $0.node) }
+        let nics = nodes.enumerated().map { i, n in
+            VirtualNICBinding(node: n.node, mac: MACAddress("02:00:01:00:00:\(String(format: "%02x", 0x60 + i))")!, vlan: v)
+        }
+        let plan = LANPlan(controls: controlAddresses, nodes: nodes, nics: nics)
+        for (k, n) in [71, 72].enumerated() {
+            controls.append(try ControlNode.start(node: n, index: k, plan: plan, engine: controlConfigs[k]))
+        }
+        for p in processing { try p.register(controls: controlAddresses) }
+
+        // Every node's table converges to the same four entries.
+        func digests() throws -> [UInt64] {
+            try processing.map { p in try p.service(TableDistributor.self) { d, _ in d.table.entries.count == 4 ? d.table.digest : 0 } }
+                + controls.map { c in try c.service(TableDistributor.self) { d, _ in d.table.entries.count == 4 ? d.table.digest : 1 } }
+        }
+        let converged = waitUntil(seconds: 20) { (try? digests()).map { Set($0).count == 1 } ?? false }
+        #expect(converged, "the tables did not converge: \((try? digests()) ?? [])")
+        let entry = try processing[0].service(TableDistributor.self) { d, _ in d.table.entries[62] }
+        #expect(entry?.adapters.map(\.address) == [nodes[1].fabricA, alternate, nodes[1].fabricB])
+
+        // Node 61's direct RVI to node 62 is opened at node 62's entry: primary and alternate on
+        // A, its MTU bounding the datagrams.
+        let configured = try waitUntil(seconds: 20) {
+            try processing.allSatisfy { p in try p.ethernet { eth, _ in eth.registration == .configured } }
+        }
+        #expect(configured)
+        // (Opened from the book, or from the configuration's address and moved to the book's
+        // addresses as soon as the book had the entry.)
+        let direct = VINumbering.direct(toward: 62)
+        func seen() throws -> (fromBook: Int, addresses: [FabricAddress]?) {
+            try processing[0].ethernet { eth, layer in
+                (eth.peersFromAddressBook, layer.engine.peerAddresses(VI(.a, direct))?.all)
+            }
+        }
+        let followed = waitUntil(seconds: 20) { (try? seen().addresses) == [nodes[1].fabricA, alternate] }
+        let s = try seen()
+        #expect(followed, "node 61's direct RVI to node 62 goes to \(s.addresses ?? [])")
+        #expect(s.fromBook >= 1)
+        print("Address book: 4 nodes (2 control, 2 processing), one table everywhere (digest \(try digests()[0])); "
+              + "node 61's direct RVI to node 62 on fabric A: \(s.addresses ?? [])")
+    }
+}
