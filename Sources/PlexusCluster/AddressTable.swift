@@ -99,31 +99,3 @@ public struct AddressTable: Sendable, Hashable {
         entries[node]?.adapters.filter { $0.status == .reachable } ?? []
     }
 }
-
-/// Chooses the address a cluster message goes to: the primary, and the next alternate when the
-/// current one does not answer in time (seed 003, claims 21 and 28).
-public struct DestinationSelector: Sendable {
-    private var current: [UInt32: Int] = [:]
-
-    public init() {}
-
-    /// The address to use for `node` now, or nil when the table has none reachable.
-    public func address(of node: UInt32, in table: AddressTable) -> AdapterEntry? {
-        let list = table.destinations(of: node)
-        guard !list.isEmpty else { return nil }
-        return list[(current[node] ?? 0) % list.count]
-    }
-
-    /// The reply from `node` did not come in time: move to its next address (wrapping).
-    public mutating func timedOut(_ node: UInt32) {
-        current[node, default: 0] += 1
-    }
-
-    /// A reply came: keep using the address that answered.
-    public mutating func answered(_ node: UInt32) {}
-
-    /// Back to the primary (e.g. when the table changes).
-    public mutating func reset(_ node: UInt32) {
-        current[node] = nil
-    }
-}

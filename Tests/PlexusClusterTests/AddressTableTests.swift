@@ -82,22 +82,24 @@ struct AddressTableTests {
         print("address table: 20000 mutated encodings decoded or refused without a crash (\(accepted) accepted)")
     }
 
-    @Test("messages go to the primary, then to the next alternate when the primary does not answer in time")
-    func primaryThenAlternate() {
-        let t = AddressTable(entries: [entry(1), entry(2, aUp: false)])
-        var s = DestinationSelector()
-        #expect(s.address(of: 1, in: t)?.fabric == .a)
-        s.timedOut(1)
-        #expect(s.address(of: 1, in: t)?.fabric == .b)
-        s.timedOut(1)
-        #expect(s.address(of: 1, in: t)?.fabric == .a, "wraps back to the primary")
-        s.reset(1)
-        #expect(s.address(of: 1, in: t)?.fabric == .a)
-        // An unreachable adapter is never chosen; an unknown node has no address.
-        #expect(s.address(of: 2, in: t)?.fabric == .b)
-        #expect(s.address(of: 99, in: t) == nil)
+    @Test("an RVI path from an entry: reachable adapters per fabric, primary first, alternates after, the smallest MTU")
+    func pathFromEntry() throws {
+        let alternate = AdapterEntry(fabric: .a, address: FabricAddress(10, 0, 1, 9, port: 7000), adapterType: "veth",
+                                     mtu: 9000, subnetMask: 0xFFFF_FF00)
+        var e = entry(1)
+        e.adapters.insert(alternate, at: 1)
+        let t = AddressTable(entries: [e, entry(2, aUp: false)])
+        let p = try #require(t.path(to: 1, localVI: 4097, remoteVI: 4098))
+        #expect(p.peerA == e.adapters[0].address && p.alternatesA == [alternate.address])
+        #expect(p.peerB == e.adapters[2].address && p.alternatesB.isEmpty)
+        #expect(p.localA == 4097 && p.localB == 4097 && p.remoteA == 4098 && p.remoteB == 4098)
+        // The MTU of a fabric is its adapters' smallest, when below the path MTU.
+        #expect(p.mtuA == 9000 && p.mtuB == 1500)
+        // A node with no reachable adapter on a fabric, or none at all, has no path.
+        #expect(t.path(to: 2, localVI: 1, remoteVI: 1) == nil)
+        #expect(t.path(to: 99, localVI: 1, remoteVI: 1) == nil)
         // Message size per adapter follows its MTU, and the gateway travels with the entry.
-        let b = t.destinations(of: 1)[1]
+        let b = t.destinations(of: 1)[2]
         #expect(b.maxMessageBytes == 1500 - 28 - 64)
         #expect(b.gateway == 0xC612_0201)
     }
