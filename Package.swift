@@ -64,11 +64,20 @@ let package = Package(
                 "PlexusPlatform",
                 "PlexusTestSupport",
                 "PlexusAPI",
-                "CPlexus",
+                "PlexusBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
+        // MARK: - The benchmark scenarios of `plexus bench`: Plexus against raw UDP pairs, veth
+        // pairs and restarts in place, measured in the same run; their drivers, the far end
+        // (`plexus bench-peer`) and the Codable results.
+        .target(
+            name: "PlexusBench",
+            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces", "PlexusNode",
+                           "PlexusTestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
@@ -155,6 +164,11 @@ let package = Package(
         .testTarget(
             name: "PlexusNodeTests",
             dependencies: ["PlexusNode", "PlexusLAN", "PlexusCluster", "PlexusRCLAN", "PlexusCore", "PlexusNamespaces", "PlexusTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "PlexusBenchTests",
+            dependencies: ["PlexusBench"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -1,9 +1,7 @@
-import ArgumentParser
 import CPlexus
 import Foundation
 import PlexusCore
 import PlexusNamespaces
-import PlexusLAN
 import PlexusRCLAN
 import Synchronization
 
@@ -11,29 +9,32 @@ final class StopFlag: Sendable {
     let flag = Atomic<Bool>(false)
 }
 
-/// The second process of every benchmark, started by `plexus bench`. It speaks a line protocol
-/// on stdin/stdout: READY {addresses} → PEER {addresses} → GO {region key} → STOP → RESULT {counts}.
-struct BenchPeer: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench-peer",
-        abstract: "The far end of a benchmark (started by `plexus bench`; not for direct use).",
-        shouldDisplay: false)
+/// The second process of every benchmark, `plexus bench-peer`, started by `plexus bench`. It
+/// speaks a line protocol on stdin/stdout: READY {addresses} → PEER {addresses} → GO {region
+/// key} → STOP → RESULT {counts}.
+public struct PeerOptions: Sendable {
+    public enum Mode: String, Sendable { case plexus, rvi, plain, uring = "io_uring" }
+    public enum Role: String, Sendable { case sink, echo, rdmaSink = "rdma-sink" }
 
-    enum Mode: String, ExpressibleByArgument { case plexus, rvi, plain, uring = "io_uring" }
-    enum Role: String, ExpressibleByArgument { case sink, echo, rdmaSink = "rdma-sink" }
+    public var mode: Mode = .plexus
+    public var role: Role = .sink
+    public var vis: Int = 1
+    public var fabric: FabricChoice = .a
+    public var busyPoll = false
+    public var cpu: Int = 1
+    public var node: UInt8 = 2
+    public var regionBytes: Int = 64 << 20
+    public var policy: String = "alternate"
+    public var heartbeatUs: Int = 1000
+    public var netns: String?
 
-    @Option var mode: Mode = .plexus
-    @Option var role: Role = .sink
-    @Option var vis: Int = 1
-    @Option var fabric: FabricChoice = .a
-    @Flag var busyPoll = false
-    @Option var cpu: Int = 1
-    @Option var node: UInt8 = 2
-    @Option var regionBytes: Int = 64 << 20
-    @Option var policy: String = "alternate"
-    @Option var heartbeatUs: Int = 1000
-    @Option var netns: String?
+    public init() {}
+}
 
+/// Runs the far end of a benchmark on standard input and output until the benchmark says STOP.
+public func runPeer(_ options: PeerOptions) throws { try options.run() }
+
+extension PeerOptions {
     func run() throws {
         let input = LineReader(fd: 0)
         if mode == .plexus {
@@ -58,7 +59,7 @@ struct BenchPeer: ParsableCommand {
             }
         }
         writeLine(1, "READY " + jsonLine(["a": thread.info.ports[0].address, "b": thread.info.ports[1].address]))
-        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw CLIError("expected PEER") }
+        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw BenchError("expected PEER") }
         let peer = parseJSON(line.dropFirst(5))
         let pa = FabricAddress(peer["a"] as? String ?? "")!, pb = FabricAddress(peer["b"] as? String ?? "")!
         var list: [(vi: VI, peer: FabricAddress, remoteVI: UInt32)] = []
@@ -117,7 +118,7 @@ struct BenchPeer: ParsableCommand {
         let layer = rclanConfiguration(heartbeatUs: heartbeatUs)
         let thread = try EngineThread.start(c) { try! RCLAN(configuration: layer, delegate: RVIBenchSink(echo: echo)) }
         writeLine(1, "READY " + jsonLine(["a": thread.info.ports[0].address, "b": thread.info.ports[1].address]))
-        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw CLIError("expected PEER") }
+        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw BenchError("expected PEER") }
         let peer = parseJSON(line.dropFirst(5))
         let path = RVIPath(localA: 1, localB: 1, peerA: FabricAddress(peer["a"] as? String ?? "")!,
                            peerB: FabricAddress(peer["b"] as? String ?? "")!, remoteA: 1, remoteB: 1)
@@ -153,7 +154,7 @@ struct BenchPeer: ParsableCommand {
         let (fd, bound) = try RawUDP.open(FabricAddress.loopback(node: node, fabric: .a, port: 0))
         defer { close(fd) }
         writeLine(1, "READY " + jsonLine(["a": bound.description]))
-        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw CLIError("expected PEER") }
+        guard let line = input.readLine(), line.hasPrefix("PEER ") else { throw BenchError("expected PEER") }
         let peer = FabricAddress(parseJSON(line.dropFirst(5))["a"] as? String ?? "")!
         RawUDP.connect(fd, to: peer)
         let stop = StopFlag()
@@ -219,9 +220,9 @@ final class PeerProcess {
     func expect(_ word: String) throws -> [String: Any] {
         guard let line = reader.readLine() else {
             let status = process.wait()
-            throw CLIError("benchmark peer exited (status \(status)) before \(word)")
+            throw BenchError("benchmark peer exited (status \(status)) before \(word)")
         }
-        guard line.hasPrefix(word + " ") else { throw CLIError("benchmark peer said '\(line)', expected \(word)") }
+        guard line.hasPrefix(word + " ") else { throw BenchError("benchmark peer said '\(line)', expected \(word)") }
         return parseJSON(line.dropFirst(word.count + 1))
     }
 

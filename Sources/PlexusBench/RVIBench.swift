@@ -2,8 +2,19 @@ import CPlexus
 import Foundation
 import PlexusCore
 import PlexusNamespaces
-import PlexusLAN
 import PlexusRCLAN
+
+/// rvi-throughput: reliable messages one way over one RVI, against the raw pairs.
+public func rviThroughput(_ options: BenchOptions) throws -> RVIComparison { try options.rviThroughputScenario() }
+/// rvi-messages: small coalesced messages per second, against one raw datagram per message.
+public func rviMessages(_ options: BenchOptions) throws -> RVIComparison { try options.rviMessagesScenario() }
+/// rvi-latency: round trips over an RVI against the raw pairs'.
+public func rviLatency(_ options: BenchOptions) throws -> LatencyComparison { try options.rviLatencyScenario() }
+/// rvi-failover: fabric A fails a third of the way into a stream; the longest gap, loss and
+/// duplicates, against an undisturbed stream.
+public func rviFailover(_ options: BenchOptions) throws -> RVIAgainstRVI { try options.rviFailoverScenario() }
+/// rvi-loss: throughput with `loss` percent lost on leg A, against the lossless run.
+public func rviLoss(_ options: BenchOptions) throws -> RVIAgainstRVI { try options.rviLossScenario() }
 
 /// The network namespace and veth pairs of `rvi-failover --link`: the peer process runs in
 /// namespace `plx-bench-<pid>` joined to this one by one veth pair per fabric, so a fabric can be
@@ -22,10 +33,10 @@ enum BenchNamespace {
     }
 
     static func setUp() throws {
-        guard getuid() == 0 else { throw CLIError("--link needs root (it creates a network namespace and veth pairs)") }
+        guard getuid() == 0 else { throw BenchError("--link needs root (it creates a network namespace and veth pairs)") }
         tearDown()
         guard try Leftovers.shared.creating(.namespace(name), { try ip("netns", "add", name) }) == 0 else {
-            throw CLIError("ip netns add \(name) failed")
+            throw BenchError("ip netns add \(name) failed")
         }
         for (h, p, net) in [(hostA, peerA, "10.211.1"), (hostB, peerB, "10.211.2")] {
             guard try Leftovers.shared.creating(.link(h), { try ip("link", "add", h, "type", "veth", "peer", "name", p) }) == 0,
@@ -36,7 +47,7 @@ enum BenchNamespace {
                   try ip("link", "set", h, "up") == 0,
                   try ip("-n", name, "addr", "add", "\(net).2/24", "dev", p) == 0,
                   try ip("-n", name, "link", "set", p, "up") == 0
-            else { throw CLIError("could not set up veth pair \(h)/\(p)") }
+            else { throw BenchError("could not set up veth pair \(h)/\(p)") }
         }
         _ = try ip("-n", name, "link", "set", "lo", "up")
     }
@@ -56,7 +67,7 @@ func rclanConfiguration(heartbeatUs: Int) -> RCLANConfiguration {
     return c
 }
 
-extension Bench {
+extension BenchOptions {
     /// Starts a `bench-peer --mode rvi` child and an engine here with an RCLAN layer, and opens
     /// one RVI between them.
     func rviSession(role: String, pingCapacity: Int = 1, link: Bool = false)
@@ -109,22 +120,19 @@ extension Bench {
         /// socket overruns per fabric.
         var legs: [RVIStatistics.Leg] = []
         var receiverOverruns: [UInt64] = [0, 0]
-        var json: [String: Any] {
-            var o = stream.json
-            o["lost"] = lost
-            o["duplicated"] = duplicated
-            o["gap_ms"] = longestGapMs
-            o["retransmissions"] = retransmissions
-            o["failed"] = failed
-            if !events.isEmpty { o["events"] = events }
-            o["legs"] = legs.enumerated().map { k, l -> [String: Any] in
-                ["fabric": l.fabric, "state": l.state.rawValue, "demoted": l.history.contains { $0.state == .demoted },
-                 "retransmissions": l.retransmissions, "lost": l.lost, "loss_percent": l.lossPercent,
-                 "spurious_retransmissions": l.spuriousRetransmissions,
-                 "overruns": l.overruns, "peer_receive_overruns": l.peerReceiveOverruns,
-                 "receiver_socket_overruns": k < receiverOverruns.count ? receiverOverruns[k] : 0]
-            }
-            return o
+        var figures: RVIFigures {
+            let s = stream.figures
+            return RVIFigures(
+                framesPerSecond: s.framesPerSecond, gbytesPerSecond: s.gbytesPerSecond, sent: s.sent, delivered: s.delivered,
+                lost: lost, duplicated: duplicated, gapMs: longestGapMs, retransmissions: retransmissions, failed: failed,
+                events: events.isEmpty ? nil : events,
+                legs: legs.enumerated().map { k, l in
+                    RVIFigures.Leg(fabric: l.fabric, state: l.state.rawValue, demoted: l.history.contains { $0.state == .demoted },
+                                   retransmissions: l.retransmissions, lost: l.lost, lossPercent: l.lossPercent,
+                                   spuriousRetransmissions: l.spuriousRetransmissions,
+                                   overruns: l.overruns, peerReceiveOverruns: l.peerReceiveOverruns,
+                                   receiverSocketOverruns: k < receiverOverruns.count ? receiverOverruns[k] : 0)
+                })
         }
 
         /// One line on the legs: demotions and overruns.
@@ -198,7 +206,7 @@ extension Bench {
         return (rviRuns, rawRuns)
     }
 
-    func rviThroughputScenario() throws -> [String: Any] {
+    func rviThroughputScenario() throws -> RVIComparison {
         note("rvi-throughput: \(size)-byte messages over one RVI (both legs, \(policy)) for \(seconds) s, \(rounds) rounds")
         let size = self.size
         let (r, raw) = try interleavedRVI([("plexus", { try self.rviStream(.frames(size: size)) })],
@@ -206,13 +214,13 @@ extension Bench {
         let (baseline, best) = baselineObject(raw)
         let plexus = r["plexus"]!
         let ratio = plexus.stream.gbytesPerSecond / best.gbytesPerSecond
-        print(String(format: "rvi-throughput %d B: plexus %@ (%@, every message acknowledged), baseline %@ (%@), ratio %.3f",
+        say(String(format: "rvi-throughput %d B: plexus %@ (%@, every message acknowledged), baseline %@ (%@), ratio %.3f",
                      size, human(rate: plexus.stream.framesPerSecond), human(gbps: plexus.stream.gbytesPerSecond),
-                     human(gbps: best.gbytesPerSecond), baseline["method"] as! String, ratio))
-        return ["plexus": plexus.json, "baseline": baseline, "ratio": ratio]
+                     human(gbps: best.gbytesPerSecond), baseline.method, ratio))
+        return RVIComparison(plexus: plexus.figures, baseline: baseline, ratio: ratio)
     }
 
-    func rviMessagesScenario() throws -> [String: Any] {
+    func rviMessagesScenario() throws -> RVIComparison {
         note("rvi-messages: \(size)-byte messages, coalesced, for \(seconds) s against one datagram per message, \(rounds) rounds")
         let size = self.size
         let (r, raw) = try interleavedRVI([("plexus", { try self.rviStream(.messages(size: size)) })],
@@ -220,13 +228,13 @@ extension Bench {
         let (baseline, best) = baselineObject(raw)
         let plexus = r["plexus"]!
         let ratio = plexus.stream.framesPerSecond / best.framesPerSecond
-        print(String(format: "rvi-messages %d B: plexus %@ messages (reliable), raw %@ datagrams (%@), ratio %.2f",
+        say(String(format: "rvi-messages %d B: plexus %@ messages (reliable), raw %@ datagrams (%@), ratio %.2f",
                      size, human(rate: plexus.stream.framesPerSecond), human(rate: best.framesPerSecond),
-                     baseline["method"] as! String, ratio))
-        return ["plexus": plexus.json, "baseline": baseline, "ratio": ratio]
+                     baseline.method, ratio))
+        return RVIComparison(plexus: plexus.figures, baseline: baseline, ratio: ratio)
     }
 
-    func rviLossScenario() throws -> [String: Any] {
+    func rviLossScenario() throws -> RVIAgainstRVI {
         note("rvi-loss: \(size)-byte messages with \(loss) % loss on leg A against the lossless run, \(rounds) rounds")
         let size = self.size, loss = self.loss
         let (r, _) = try interleavedRVI([
@@ -235,15 +243,15 @@ extension Bench {
         ], raw: [], rawSize: size)
         let lossy = r["lossy"]!, clean = r["lossless"]!
         let ratio = lossy.stream.gbytesPerSecond / clean.stream.gbytesPerSecond
-        print(String(format: "rvi-loss %.1f %% on A: %@ against %@ lossless, ratio %.3f; lost %llu, duplicated %llu, retransmissions %llu",
+        say(String(format: "rvi-loss %.1f %% on A: %@ against %@ lossless, ratio %.3f; lost %llu, duplicated %llu, retransmissions %llu",
                      loss, human(gbps: lossy.stream.gbytesPerSecond), human(gbps: clean.stream.gbytesPerSecond), ratio,
                      lossy.lost, lossy.duplicated, lossy.retransmissions))
-        var p = lossy.json
-        p["loss_percent_on_a"] = loss
-        return ["plexus": p, "baseline": clean.json, "ratio": ratio]
+        var p = lossy.figures
+        p.lossPercentOnA = loss
+        return RVIAgainstRVI(plexus: p, baseline: clean.figures, ratio: ratio)
     }
 
-    func rviFailoverScenario() throws -> [String: Any] {
+    func rviFailoverScenario() throws -> RVIAgainstRVI {
         let how = link ? "ip link set \(BenchNamespace.hostA) down" : "the fault layer (fabric A down under the sender)"
         note("rvi-failover: \(size)-byte messages for \(seconds) s; fabric A fails at \(seconds / 3) s by \(how); \(rounds) rounds")
         if link { try BenchNamespace.setUp() }
@@ -263,16 +271,16 @@ extension Bench {
         // The baseline: the same stream with no failure, for the gaps an undisturbed stream has.
         if link { try BenchNamespace.ip("link", "set", BenchNamespace.hostA, "up") }
         let calm = try rviStream(.frames(size: size), link: link)
-        print(String(format: "rvi-failover %d B (%@): longest gap %.2f ms (median of %d; worst %.2f ms), lost %llu, duplicated %llu; undisturbed gap %.2f ms",
+        say(String(format: "rvi-failover %d B (%@): longest gap %.2f ms (median of %d; worst %.2f ms), lost %llu, duplicated %llu; undisturbed gap %.2f ms",
                      size, link ? "ip link" : "fault layer", med.longestGapMs, rounds, worst.longestGapMs,
                      runs.reduce(0) { $0 + $1.lost }, runs.reduce(0) { $0 + $1.duplicated }, calm.longestGapMs))
-        var p = med.json
-        p["gap_ms_worst"] = worst.longestGapMs
-        p["lost"] = runs.reduce(0) { $0 + $1.lost }
-        p["duplicated"] = runs.reduce(0) { $0 + $1.duplicated }
-        p["method"] = link ? "ip link set down" : "fault layer"
-        return ["plexus": p, "baseline": calm.json, "ratio": med.longestGapMs / 20.0,
-                "note": "ratio is the median gap ÷ the 20 ms target; baseline is an undisturbed stream in the same run"]
+        var p = med.figures
+        p.gapMsWorst = worst.longestGapMs
+        p.lost = runs.reduce(0) { $0 + $1.lost }
+        p.duplicated = runs.reduce(0) { $0 + $1.duplicated }
+        p.method = link ? "ip link set down" : "fault layer"
+        return RVIAgainstRVI(plexus: p, baseline: calm.figures, ratio: med.longestGapMs / 20.0,
+                             note: "ratio is the median gap ÷ the 20 ms target; baseline is an undisturbed stream in the same run")
     }
 
     func rviPing() throws -> [UInt64] {
@@ -290,7 +298,7 @@ extension Bench {
         return samples
     }
 
-    func rviLatencyScenario() throws -> [String: Any] {
+    func rviLatencyScenario() throws -> LatencyComparison {
         try latencyComparison("rvi-latency", what: "round trips over an RVI", ping: rviPing)
     }
 }

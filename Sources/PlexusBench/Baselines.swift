@@ -11,7 +11,7 @@ enum BaselineMethod: String, CaseIterable, Sendable {
     case plain
     case uring = "io_uring"
     /// Informational: plain sendmsg with UDP_SEGMENT (the kernel facility Plexus batches with).
-    /// Not part of the baseline, which is the better of the two minimal pairs above.
+    /// Not part of the baseline, which is the better of the two minimal pairs above.
     case plainGSO = "plain_gso"
 }
 
@@ -19,7 +19,7 @@ enum RawUDP {
     /// A UDP socket bound to `address` with the same buffer sizes Plexus asks for.
     static func open(_ address: FabricAddress, bufferBytes: Int = 4 << 20) throws -> (Int32, FabricAddress) {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw CLIError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw BenchError("socket: \(String(cString: strerror(errno)))") }
         var size = Int32(bufferBytes)
         if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, 4) != 0 { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, 4) }
         if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, 4) != 0 { setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, 4) }
@@ -27,7 +27,7 @@ enum RawUDP {
         let rc = withUnsafePointer(to: &sa) {
             $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard rc == 0 else { throw CLIError("bind \(address): \(String(cString: strerror(errno)))") }
+        guard rc == 0 else { throw BenchError("bind \(address): \(String(cString: strerror(errno)))") }
         var bound = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &bound) {
@@ -181,7 +181,7 @@ final class UringUDP {
             rc = io_uring_queue_init_params(1024, ring, &params)
             deferred = false
         }
-        guard rc == 0 else { throw CLIError("io_uring_queue_init: \(String(cString: strerror(-rc)))") }
+        guard rc == 0 else { throw BenchError("io_uring_queue_init: \(String(cString: strerror(-rc)))") }
         deferTaskrun = deferred
         bufMemory = UnsafeMutableRawPointer.allocate(byteCount: bufCount * bufSize, alignment: 4096)
     }
@@ -201,7 +201,7 @@ final class UringUDP {
         reg.ring_entries = UInt32(bufCount)
         reg.bgid = 0
         let rc = io_uring_register_buf_ring(ring, &reg, 0)
-        guard rc == 0 else { throw CLIError("io_uring_register_buf_ring: \(String(cString: strerror(-rc)))") }
+        guard rc == 0 else { throw BenchError("io_uring_register_buf_ring: \(String(cString: strerror(-rc)))") }
         let br = p.assumingMemoryBound(to: io_uring_buf_ring.self)
         bufRing = br
         mask = io_uring_buf_ring_mask(UInt32(bufCount))
@@ -318,7 +318,7 @@ final class UringUDP {
                     }
                 }
                 io_uring_cq_advance(ring, n)
-                if failures > 1000 { throw CLIError("io_uring baseline: receive keeps failing") }
+                if failures > 1000 { throw BenchError("io_uring baseline: receive keeps failing") }
             }
             if i >= warmup { samples.append(nowNanos() - t0) }
         }

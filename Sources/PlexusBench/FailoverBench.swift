@@ -1,15 +1,17 @@
 import Foundation
-import PlexusCore
 import PlexusNode
 import PlexusTestSupport
 import PlexusNamespaces
-import PlexusLAN
+
+/// failover: kill -9 of a web service's processor to the first good reply from the spare,
+/// against the service restarted in place.
+public func processorFailover(_ options: BenchOptions) throws -> FailoverResult { try options.failoverScenario() }
 
 /// `plexus bench failover`: processor failover ("Cluster Management Logic"), measured from `kill -9` of a web
 /// service's processor to the first good reply from the spare, by a client requesting all the
 /// while (``FailoverDrill``). Baseline, in the same run: the same service restarted in place on
 /// the spare (no failover), the floor any failover of this service pays.
-extension Bench {
+extension BenchOptions {
     /// A platform for one round: ``FailoverDrill/definition(www:)`` in namespaces.
     static func failoverPlatform(www: String, state: String) throws -> (NamespaceFabric, LANPlatform) {
         let fabric = try NamespaceFabric(nodes: 6, linkMTU: 9000)
@@ -21,8 +23,8 @@ extension Bench {
         }
     }
 
-    func failoverScenario() throws -> [String: Any] {
-        if let why = NamespaceFabric.unavailableReason { throw CLIError("failover: \(why)") }
+    func failoverScenario() throws -> FailoverResult {
+        if let why = NamespaceFabric.unavailableReason { throw BenchError("failover: \(why)") }
         let www = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-bench-www-\(getpid())").path
         try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: www) }
@@ -47,23 +49,25 @@ extension Bench {
             restart.append(b.totalMilliseconds)
             restartFailed.append(b.failedRequests)
             timelines.append(r.timeline)
-            print(String(format: "failover round %d: detect %.1f ms, migrate %.1f ms, total %.1f ms, %d requests failed; "
+            say(String(format: "failover round %d: detect %.1f ms, migrate %.1f ms, total %.1f ms, %d requests failed; "
                          + "the service restarted in place: %.1f ms", round, r.detectMilliseconds, r.migrateMilliseconds,
                          r.totalMilliseconds, r.failedRequests, b.totalMilliseconds))
-            print("  " + r.timeline.joined(separator: ", "))
+            say("  " + r.timeline.joined(separator: ", "))
         }
         func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
         let t = median(total)
-        print(String(format: "failover: median total %.1f ms (target ≤ 300 ms), detect %.1f ms, migrate %.1f ms; "
+        say(String(format: "failover: median total %.1f ms (target ≤ 300 ms), detect %.1f ms, migrate %.1f ms; "
                      + "restarting the service in place %.1f ms", t, median(detect), median(migrate), median(restart)))
-        return ["plexus": ["detect_ms": median(detect), "migrate_ms": median(migrate), "total_ms": t,
-                           "failed_requests": failed.sorted()[failed.count / 2],
-                           "rounds": ["detect_ms": detect, "migrate_ms": migrate, "total_ms": total, "failed_requests": failed],
-                           "timeline_round_1": timelines.first ?? []],
-                "baseline": ["service_restart_in_place_ms": median(restart), "rounds_ms": restart,
-                             "failed_requests": restartFailed],
-                "ratio": t / 300.0, "target": 300.0,
-                "ratio_to_restart_in_place": t / median(restart),
-                "note": "total_ms: kill -9 of the service's processor (engine stopped, workload SIGKILLed) to the first good HTTP reply from the spare at a client requesting all the while (fresh TCP connection per request, 250 ms timeout); ratio is total_ms ÷ the 300 ms target; the baseline restarts the same service in place on the spare"]
+        return FailoverResult(
+            plexus: FailoverResult.Figures(
+                detectMs: median(detect), migrateMs: median(migrate), totalMs: t,
+                failedRequests: failed.sorted()[failed.count / 2],
+                rounds: FailoverResult.Figures.Rounds(detectMs: detect, migrateMs: migrate, totalMs: total, failedRequests: failed),
+                timelineRound1: timelines.first ?? []),
+            baseline: FailoverResult.Baseline(serviceRestartInPlaceMs: median(restart), roundsMs: restart,
+                                              failedRequests: restartFailed),
+            ratio: t / 300.0, target: 300.0,
+            ratioToRestartInPlace: t / median(restart),
+            note: "total_ms: kill -9 of the service's processor (engine stopped, workload SIGKILLed) to the first good HTTP reply from the spare at a client requesting all the while (fresh TCP connection per request, 250 ms timeout); ratio is total_ms ÷ the 300 ms target; the baseline restarts the same service in place on the spare")
     }
 }

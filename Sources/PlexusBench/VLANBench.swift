@@ -5,6 +5,14 @@ import PlexusNode
 import PlexusNamespaces
 import PlexusLAN
 
+/// vlan-tcp: iperf3 TCP over the virtual LAN against the veth pair.
+public func vlanTCP(_ options: BenchOptions) throws -> VLANTCPComparison { try options.vlanTCPScenario() }
+/// vlan-ping: ping over the virtual LAN against the veth pair, the TAP turnaround and the bare
+/// overlay.
+public func vlanPing(_ options: BenchOptions) throws -> VLANPingResult { try options.vlanPingScenario() }
+/// vlan-failover: iperf3 through a control node's death and a fabric failure.
+public func vlanFailover(_ options: BenchOptions) throws -> VLANFailoverComparison { try options.vlanFailoverScenario() }
+
 /// The virtual LAN scenarios: real `iperf3` and `ping` between two processing nodes' network
 /// namespaces over the virtual LAN (TAP devices, both fabrics, two control nodes), against the
 /// same two namespaces joined directly by a kernel veth pair, in the same run.
@@ -17,9 +25,9 @@ struct VLANBed {
     let overLAN = "10.10.0.4", overVeth = "10.99.0.4"
 
     init(busyPoll: Bool = false, heartbeatUs: Int = 1000) throws {
-        guard getuid() == 0 else { throw CLIError("the vlan-* scenarios need root (network namespaces, TAP devices)") }
+        guard getuid() == 0 else { throw BenchError("the vlan-* scenarios need root (network namespaces, TAP devices)") }
         for tool in ["ip", "iperf3", "ping"] where NamespaceFabric.execute(["which", tool]).status != 0 {
-            throw CLIError("the vlan-* scenarios need `\(tool)` (scripts/setup.sh installs it)")
+            throw BenchError("the vlan-* scenarios need `\(tool)` (scripts/setup.sh installs it)")
         }
         // Nodes 1 and 2 are the control nodes, 3 and 4 processing nodes on VLAN 10.
         fabric = try NamespaceFabric(nodes: 4, linkMTU: 65535)
@@ -43,7 +51,7 @@ struct VLANBed {
             let fabric = self.fabric
             guard waitUntil(seconds: 10, { fabric.execute(in: 4, ["ss", "-ltn"]).output.contains(":5201") }),
                   waitUntil(seconds: 10, { fabric.execute(in: 3, ["ping", "-c", "1", "-W", "1", "10.10.0.4"]).status == 0 })
-            else { throw CLIError("the virtual LAN did not come up (iperf3 server or ping)") }
+            else { throw BenchError("the virtual LAN did not come up (iperf3 server or ping)") }
         } catch {
             fabric.teardown()
             throw error
@@ -61,7 +69,7 @@ struct VLANBed {
             last = r.output
             Thread.sleep(forTimeInterval: 0.2)
         }
-        throw CLIError("iperf3 to \(address) failed: \(last.suffix(300))")
+        throw BenchError("iperf3 to \(address) failed: \(last.suffix(300))")
     }
 
     /// Round-trip times (ns) of `count` pings from node 3, 2 ms apart.
@@ -72,7 +80,7 @@ struct VLANBed {
             let value = line[t.upperBound...].prefix { $0.isNumber || $0 == "." }
             return Double(value).map { UInt64($0 * 1e6) }
         }
-        guard samples.count >= count / 2 else { throw CLIError("ping \(address): \(samples.count) of \(count) answered") }
+        guard samples.count >= count / 2 else { throw BenchError("ping \(address): \(samples.count) of \(count) answered") }
         return samples
     }
 
@@ -98,7 +106,7 @@ struct VLANBed {
         let mac: [UInt8] = [2, 0, 0, 0x98, 0, 1]
         var samples = [UInt64](repeating: 0, count: count)
         let n = plx_tap_echo_probe(fd, mac, 0x0A62_0001, 0x0A62_0002, Int32(count), &samples)
-        guard n == Int32(count) else { throw CLIError("the TAP turnaround probe failed: \(n < 0 ? String(cString: strerror(-n)) : "\(n) samples")") }
+        guard n == Int32(count) else { throw BenchError("the TAP turnaround probe failed: \(n < 0 ? String(cString: strerror(-n)) : "\(n) samples")") }
         return samples
     }
 
@@ -130,7 +138,7 @@ struct BareOverlay {
     /// The calibration source, found from this file's place in the source tree.
     static var source: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("Benchmarks/calibration/tap-overlay.c").path
     }
 
@@ -144,7 +152,7 @@ struct BareOverlay {
     init(on fabric: NamespaceFabric) throws {
         binary = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-tap-overlay-\(getpid())").path
         let built = NamespaceFabric.execute(["cc", "-O2", "-o", binary, Self.source])
-        guard built.status == 0 else { throw CLIError("building the bare overlay failed: \(built.output.suffix(300))") }
+        guard built.status == 0 else { throw BenchError("building the bare overlay failed: \(built.output.suffix(300))") }
         var started: [BackgroundProcess] = []
         do {
             for n in [3, 4] {
@@ -153,13 +161,13 @@ struct BareOverlay {
             }
             for n in [3, 4] {
                 guard waitUntil(seconds: 5, { fabric.execute(in: n, ["ip", "link", "show", "pxt"]).status == 0 }) else {
-                    throw CLIError("the bare overlay's TAP device did not appear in node \(n)'s namespace")
+                    throw BenchError("the bare overlay's TAP device did not appear in node \(n)'s namespace")
                 }
                 try NamespaceFabric.run(["ip", "-n", fabric.namespace(n), "link", "set", "pxt", "address", "02:77:00:00:00:0\(n)", "up"])
                 try NamespaceFabric.run(["ip", "-n", fabric.namespace(n), "addr", "add", "10.77.0.\(n)/24", "dev", "pxt"])
             }
             guard waitUntil(seconds: 10, { fabric.execute(in: 3, ["ping", "-c", "1", "-W", "1", "10.77.0.4"]).status == 0 }) else {
-                throw CLIError("the bare overlay does not answer ping")
+                throw BenchError("the bare overlay does not answer ping")
             }
         } catch {
             for p in started { p.kill() }
@@ -175,8 +183,8 @@ struct BareOverlay {
     }
 }
 
-extension Bench {
-    func vlanTCPScenario() throws -> [String: Any] {
+extension BenchOptions {
+    func vlanTCPScenario() throws -> VLANTCPComparison {
         let bed = try VLANBed()
         defer { bed.stop() }
         var lan: [Double] = [], veth: [Double] = [], retransmits: [Int] = []
@@ -197,15 +205,16 @@ extension Bench {
         func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
         let p = median(lan), b = median(veth)
         let ratio = p / b
-        print(String(format: "vlan-tcp: virtual LAN %.2f Gbit/s, veth pair %.2f Gbit/s, ratio %.2f (target ≥ 0.30)",
+        say(String(format: "vlan-tcp: virtual LAN %.2f Gbit/s, veth pair %.2f Gbit/s, ratio %.2f (target ≥ 0.30)",
                      p / 1e9, b / 1e9, ratio))
-        return ["plexus": ["gbits_per_s": p / 1e9, "runs_gbits_per_s": lan.map { $0 / 1e9 }, "tcp_retransmits": retransmits],
-                "baseline": ["veth": ["gbits_per_s": b / 1e9, "runs_gbits_per_s": veth.map { $0 / 1e9 }]],
-                "ratio": ratio, "target": 0.30,
-                "note": "iperf3 TCP from node 3 to node 4: over the virtual LAN (TAP, MTU \(TAP.maximumMTU), RVIs on both fabrics) and over a veth pair joining the same namespaces"]
+        return VLANTCPComparison(
+            plexus: TCPFigures(gbitsPerSecond: p / 1e9, runsGbitsPerSecond: lan.map { $0 / 1e9 }, tcpRetransmits: retransmits),
+            baseline: VethBaseline(veth: TCPFigures(gbitsPerSecond: b / 1e9, runsGbitsPerSecond: veth.map { $0 / 1e9 })),
+            ratio: ratio, target: 0.30,
+            note: "iperf3 TCP from node 3 to node 4: over the virtual LAN (TAP, MTU \(TAP.maximumMTU), RVIs on both fabrics) and over a veth pair joining the same namespaces")
     }
 
-    func vlanPingScenario() throws -> [String: Any] {
+    func vlanPingScenario() throws -> VLANPingResult {
         let bed = try VLANBed(busyPoll: busyPoll, heartbeatUs: heartbeatUs)
         defer { bed.stop() }
         var lan: [UInt64] = [], veth: [UInt64] = []
@@ -219,23 +228,23 @@ extension Bench {
         let tap = summarize(try bed.tapTurnaround(count: 100 * rounds))
         let p = summarize(lan), b = summarize(veth)
         let ratio = p.p50 / b.p50
-        print(String(format: "vlan-ping: virtual LAN p50 %.1f µs p99 %.1f µs; veth p50 %.1f µs p99 %.1f µs; ratio %.2f (target ≤ 3)",
+        say(String(format: "vlan-ping: virtual LAN p50 %.1f µs p99 %.1f µs; veth p50 %.1f µs p99 %.1f µs; ratio %.2f (target ≤ 3)",
                      p.p50, p.p99, b.p50, b.p99, ratio))
-        print(String(format: "  the kernel's own echo turnaround through a TAP device: p50 %.1f µs; twice that (both ends' kernels) is %.2f × veth before any fabric crossing",
+        say(String(format: "  the kernel's own echo turnaround through a TAP device: p50 %.1f µs; twice that (both ends' kernels) is %.2f × veth before any fabric crossing",
                      tap.p50, 2 * tap.p50 / b.p50))
-        var result: [String: Any] = [
-            "plexus": p.json, "tap_floor_ratio": 2 * tap.p50 / b.p50, "ratio": ratio, "target": 3.0,
-            "note": "ping (ICMP echo, 2 ms apart) from node 3 to node 4; ratio is p50 over the virtual LAN ÷ p50 over the veth pair; "
+        var result = VLANPingResult(
+            plexus: p, baseline: VLANPingResult.Baseline(veth: b, tapTurnaround: tap), ratio: ratio, target: 3.0,
+            tapFloorRatio: 2 * tap.p50 / b.p50,
+            note: "ping (ICMP echo, 2 ms apart) from node 3 to node 4; ratio is p50 over the virtual LAN ÷ p50 over the veth pair; "
                 + (busyPoll ? "the processing nodes' engines busy-poll" : "the engines sleep between packets (each RTT wakes four engine threads)")
                 + "; tap_turnaround: the kernel answering an echo written into a TAP device in node 4's namespace (write to reply read), which a virtual-LAN ping pays about twice; tap_floor_ratio = 2 × its p50 ÷ the veth p50; "
-                + "bare_overlay: then, with the platform stopped, Benchmarks/calibration/tap-overlay.c (TAP ⇄ UDP, busy-polling, pinned to CPU 0 and 1) on the same namespaces and fabric, interleaved with the veth pair again (veth_with_overlay); floor_ratio = Plexus p50 ÷ bare overlay p50 (target ≤ 1.1 with --busy-poll)"]
-        var baseline: [String: Any] = ["veth": b.json, "tap_turnaround": tap.json]
+                + "bare_overlay: then, with the platform stopped, Benchmarks/calibration/tap-overlay.c (TAP ⇄ UDP, busy-polling, pinned to CPU 0 and 1) on the same namespaces and fabric, interleaved with the veth pair again (veth_with_overlay); floor_ratio = Plexus p50 ÷ bare overlay p50 (target ≤ 1.1 with --busy-poll)")
         // The floor: the platform stops (nothing else spins), the bare overlay runs on the same
         // fabric, interleaved with the veth pair.
         bed.stopPlatform()
         if let why = BareOverlay.unavailableReason {
-            print("  bare overlay not measured: \(why)")
-            result["floor_ratio"] = NSNull()
+            say("  bare overlay not measured: \(why)")
+            result.floorRatio = nil
         } else {
             let overlay = try BareOverlay(on: bed.fabric)
             defer { overlay.stop() }
@@ -248,20 +257,19 @@ extension Bench {
                 }
             }
             let f = summarize(floor), b2 = summarize(veth2)
-            print(String(format: "  the bare TAP ⇄ UDP overlay on the same fabric (platform stopped): p50 %.1f µs p99 %.1f µs; veth p50 %.1f µs then; floor_ratio (Plexus ÷ overlay p50) %.2f%@",
+            say(String(format: "  the bare TAP ⇄ UDP overlay on the same fabric (platform stopped): p50 %.1f µs p99 %.1f µs; veth p50 %.1f µs then; floor_ratio (Plexus ÷ overlay p50) %.2f%@",
                          f.p50, f.p99, b2.p50, p.p50 / f.p50, (busyPoll ? " (target ≤ 1.1)" : "") as NSString))
-            baseline["bare_overlay"] = f.json
-            baseline["veth_with_overlay"] = b2.json
-            result["floor_ratio"] = p.p50 / f.p50
-            if busyPoll { result["floor_target"] = 1.1 }
+            result.baseline.bareOverlay = f
+            result.baseline.vethWithOverlay = b2
+            result.floorRatio = p.p50 / f.p50
+            if busyPoll { result.floorTarget = 1.1 }
         }
-        result["baseline"] = baseline
         return result
     }
 
     /// An iperf3 stream with control node 1 stopped a third of the way in and fabric A failed at
     /// two thirds; the longest pause in frames reaching node 4 after each.
-    func vlanFailoverScenario() throws -> [String: Any] {
+    func vlanFailoverScenario() throws -> VLANFailoverComparison {
         let bed = try VLANBed()
         defer { bed.stop() }
         let length = max(seconds, 3)
@@ -294,15 +302,16 @@ extension Bench {
         let result = IPerf3Result(json: (try? String(contentsOf: out, encoding: .utf8)) ?? "")
         let survived = status == 0 && result != nil
         let worst = max(controlGap, fabricGap)
-        print(String(format: "vlan-failover: longest gap %.2f ms after control node 1 died, %.2f ms after fabric A failed "
+        say(String(format: "vlan-failover: longest gap %.2f ms after control node 1 died, %.2f ms after fabric A failed "
                      + "(undisturbed stream %.2f ms); TCP connection %@", controlGap, fabricGap, calm,
                      survived ? "survived" : "DID NOT survive"))
-        return ["plexus": ["gap_ms": worst, "gap_control_node_ms": controlGap, "gap_fabric_ms": fabricGap,
-                           "tcp_connection_survived": survived, "iperf3_exit": Int(status),
-                           "gbits_per_s": (result?.receivedBitsPerSecond ?? 0) / 1e9,
-                           "tcp_retransmits": result?.retransmits ?? -1],
-                "baseline": ["undisturbed_gap_ms": calm],
-                "ratio": worst / 50.0, "target": 50.0,
-                "note": "gap_ms: longest pause between frames reaching node 4's NIC after each failure; ratio is gap_ms ÷ the 50 ms target"]
+        return VLANFailoverComparison(
+            plexus: VLANFailoverFigures(gapMs: worst, gapControlNodeMs: controlGap, gapFabricMs: fabricGap,
+                                        tcpConnectionSurvived: survived, iperf3Exit: Int(status),
+                                        gbitsPerSecond: (result?.receivedBitsPerSecond ?? 0) / 1e9,
+                                        tcpRetransmits: result?.retransmits ?? -1),
+            baseline: UndisturbedBaseline(undisturbedGapMs: calm),
+            ratio: worst / 50.0, target: 50.0,
+            note: "gap_ms: longest pause between frames reaching node 4's NIC after each failure; ratio is gap_ms ÷ the 50 ms target")
     }
 }

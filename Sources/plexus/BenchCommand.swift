@@ -1,0 +1,163 @@
+import ArgumentParser
+import Foundation
+import PlexusBench
+import PlexusCore
+import PlexusRCLAN
+
+/// `plexus bench SCENARIO`: Plexus against minimal UDP pairs, measured side by side in one run.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the fabric core against raw UDP baselines in the same run.",
+        discussion: """
+            Every scenario runs between two processes on loopback (this one, pinned to CPU 0, and \
+            a `plexus bench-peer` child it starts, pinned to CPU 1). Each figure is measured \
+            alongside two baselines with no Plexus layers, in the same run, interleaved over \
+            --rounds rounds (medians are reported):
+              io_uring  batched IORING_OP_SEND (32 per submission) and multishot recv into a \
+            provided-buffer ring, same ring flags as Plexus
+              plain     send()/recv() on connected sockets
+            vi-throughput also reports, outside the ratio, `plain_gso`: plain sendmsg with \
+            UDP_SEGMENT batching (the kernel facility Plexus groups its sends with), and \
+            `ratio_to_plain_gso`.
+            `ratio` is Plexus ÷ the better baseline for throughput, and Plexus p50 ÷ the better \
+            baseline p50 for latency.
+
+            Scenarios:
+              vi-throughput  --size N --seconds S     frames/s and GB/s one way, delivered and lost
+              vi-latency     --size N --count C [--busy-poll]   round-trip p50/p99/p99.9 (µs)
+              rdma-write     --size N --seconds S     GB/s landed in a remote region, against \
+            vi-throughput at the same size in the same run
+              vi-scale       --vis 16384 --size N     traffic over 16384 VIs against one VI
+
+            Redundant VIs (the RCLAN layer: both fabrics, every message acknowledged):
+              rvi-throughput --size N --seconds S     reliable messages one way, against the             raw pairs at the same size
+              rvi-messages   --size 64 --seconds S    small messages per second with coalescing,             against one raw datagram per message
+              rvi-latency    --size 64 --count C [--busy-poll]   round trip over an RVI
+              rvi-failover   --size N [--link]        fabric A fails a third of the way in (fault             layer, or with --link a real `ip link set down` on a veth pair into a namespace;             needs root); reports gap_ms, lost, duplicated
+              rvi-loss       --loss 5                 throughput with that loss on leg A, against             the lossless run
+
+            Virtual LANs (root: two control nodes and two processing nodes in network \
+            namespaces, each NIC a TAP device; real iperf3 and ping between the processing nodes, \
+            against the same two namespaces joined directly by a kernel veth pair):
+              vlan-tcp       --seconds S              iperf3 TCP Gbit/s; target ratio ≥ 0.30
+              vlan-ping      --count C [--busy-poll]  ping p50/p99; target p50 ≤ 3 × veth
+              vlan-failover  --seconds S              iperf3 with control node 1 stopped at 1/3 \
+            and fabric A failed at 2/3: gap_ms (target ≤ 50) and whether TCP survived
+
+            Processor failover (root; python3):
+              failover       --rounds R               kill -9 of a web service's processor; \
+            detect_ms, migrate_ms, total_ms to the first good reply from the spare (target ≤ 300) \
+            and failed_requests, against the same service restarted in place
+
+            With --json the last line of output is one JSON object: scenario, parameters, \
+            `plexus`, `baseline`, `ratio`, machine and date.
+            """)
+
+    typealias Scenario = BenchScenario
+
+    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover, rvi-loss, vlan-tcp, vlan-ping, vlan-failover or failover.")
+    var scenario: Scenario
+    @Option(help: "Payload bytes per frame (1...16896).")
+    var size: Int = 16896
+    @Option(help: "Seconds each measured stream runs.")
+    var seconds: Double = 2
+    @Option(help: "Round trips per latency measurement.")
+    var count: Int = 20000
+    @Option(help: "VIs for vi-scale.")
+    var vis: Int = 16384
+    @Option(help: "Interleaved rounds; medians are reported.")
+    var rounds: Int = 3
+    @Option(help: "Which fabric(s) Plexus streams over: a, b or both.")
+    var fabric: FabricChoice = .a
+    @Flag(help: "Spin instead of sleeping (both Plexus and the baselines).")
+    var busyPoll = false
+    @Option(help: "RVI load balancing: alternate, fewest-bytes, active-standby[:a|:b].")
+    var policy: String = "alternate"
+    @Option(help: "RVI heartbeat interval in microseconds (a leg is down after 5 missed).")
+    var heartbeatUs: Int = 1000
+    @Option(help: "Percent of frames lost on leg A (rvi-loss).")
+    var loss: Double = 5
+    @Flag(help: "rvi-failover: fail fabric A with `ip link set down` on a veth pair (needs root).")
+    var link = false
+    @Flag(help: "Print one JSON object as the last line.")
+    var json = false
+    @Option(name: .customLong("fault"), parsing: .singleValue,
+            help: "Inject faults under the Plexus sender's fabric (repeatable): FABRIC:PLAN, e.g. a:drop=5,seed=7. Baselines run without.")
+    var faults: [String] = []
+
+    func validate() throws {
+        guard (1...FrameLayout.maxPayload).contains(size) else { throw ValidationError("--size must be in 1...16896") }
+        guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
+        guard count > 0 && count <= 10_000_000 else { throw ValidationError("--count must be in 1...10000000") }
+        guard (1...1_000_000).contains(vis) else { throw ValidationError("--vis must be in 1...1000000") }
+        guard (1...50).contains(rounds) else { throw ValidationError("--rounds must be in 1...50") }
+        try validateFaults(faults)
+        do { _ = try LoadBalancing(parsing: policy) } catch { throw ValidationError("--policy: \(error)") }
+        guard heartbeatUs >= 100 && heartbeatUs <= 10_000_000 else { throw ValidationError("--heartbeat-us must be in 100...10000000") }
+        guard loss > 0 && loss < 100 else { throw ValidationError("--loss must be in (0, 100)") }
+        if link && scenario != .rviFailover { throw ValidationError("--link applies to rvi-failover only") }
+    }
+
+    func run() throws {
+        var o = BenchOptions()
+        (o.size, o.seconds, o.count, o.vis, o.rounds, o.fabric) = (size, seconds, count, vis, rounds, fabric)
+        (o.busyPoll, o.policy, o.heartbeatUs, o.loss, o.link) = (busyPoll, policy, heartbeatUs, loss, link)
+        o.faults = faults.compactMap(FaultOption.init(argument:)).map { ($0.fabric, $0.plan) }
+        switch scenario {
+        case .viThroughput: try report(PlexusBench.viThroughput(o), o)
+        case .viLatency: try report(PlexusBench.viLatency(o), o)
+        case .rdmaWrite: try report(PlexusBench.rdmaWrite(o), o)
+        case .viScale: try report(PlexusBench.viScale(o), o)
+        case .rviThroughput: try report(PlexusBench.rviThroughput(o), o)
+        case .rviMessages: try report(PlexusBench.rviMessages(o), o)
+        case .rviLatency: try report(PlexusBench.rviLatency(o), o)
+        case .rviFailover: try report(PlexusBench.rviFailover(o), o)
+        case .rviLoss: try report(PlexusBench.rviLoss(o), o)
+        case .vlanTCP: try report(PlexusBench.vlanTCP(o), o)
+        case .vlanPing: try report(PlexusBench.vlanPing(o), o)
+        case .vlanFailover: try report(PlexusBench.vlanFailover(o), o)
+        case .failover: try report(PlexusBench.processorFailover(o), o)
+        }
+    }
+
+    /// With --json, the scenario's result as the last line, with the run's particulars.
+    func report<Result: Codable & Sendable>(_ result: Result, _ options: BenchOptions) {
+        let command = (["plexus"] + CommandLine.arguments.dropFirst()).joined(separator: " ")
+        let report = BenchReport(scenario, options: options, result: result, command: command, faults: faults)
+        if json { print(report.jsonLine) }
+    }
+}
+
+/// The second process of every benchmark, started by `plexus bench`. It speaks a line protocol
+/// on stdin/stdout: READY {addresses} → PEER {addresses} → GO {region key} → STOP → RESULT {counts}.
+struct BenchPeer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-peer",
+        abstract: "The far end of a benchmark (started by `plexus bench`; not for direct use).",
+        shouldDisplay: false)
+
+    @Option var mode: PeerOptions.Mode = .plexus
+    @Option var role: PeerOptions.Role = .sink
+    @Option var vis: Int = 1
+    @Option var fabric: FabricChoice = .a
+    @Flag var busyPoll = false
+    @Option var cpu: Int = 1
+    @Option var node: UInt8 = 2
+    @Option var regionBytes: Int = 64 << 20
+    @Option var policy: String = "alternate"
+    @Option var heartbeatUs: Int = 1000
+    @Option var netns: String?
+
+    func run() throws {
+        var o = PeerOptions()
+        (o.mode, o.role, o.vis, o.fabric, o.busyPoll, o.cpu, o.node) = (mode, role, vis, fabric, busyPoll, cpu, node)
+        (o.regionBytes, o.policy, o.heartbeatUs, o.netns) = (regionBytes, policy, heartbeatUs, netns)
+        try runPeer(o)
+    }
+}
+
+extension BenchScenario: ExpressibleByArgument {}
+extension FabricChoice: ExpressibleByArgument {}
+extension PeerOptions.Mode: ExpressibleByArgument {}
+extension PeerOptions.Role: ExpressibleByArgument {}

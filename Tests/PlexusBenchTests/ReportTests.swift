@@ -1,0 +1,80 @@
+import Foundation
+@testable import PlexusBench
+import Testing
+
+/// The JSON lines of `plexus bench --json`, checked against the results recorded in
+/// bench-results/: each decodes into its scenario's report type and encodes back to the same
+/// object, so the keys (which scripts/bench-all.sh and bench-table.py read) stay as recorded.
+@Suite("Bench reports")
+struct ReportTests {
+    static let results = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("bench-results")
+
+    static var recorded: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: results.path)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
+    }
+
+    /// Decodes `line` as the report of its scenario and encodes it again.
+    static func roundTrip(_ line: Data, scenario: BenchScenario) throws -> Data {
+        func again<R: Codable & Sendable>(_: R.Type) throws -> Data {
+            Data(try JSONDecoder().decode(BenchReport<R>.self, from: line).jsonLine.utf8)
+        }
+        switch scenario {
+        case .viThroughput: return try again(StreamComparison.self)
+        case .viLatency, .rviLatency: return try again(LatencyComparison.self)
+        case .rdmaWrite, .viScale: return try again(ReferenceComparison.self)
+        case .rviThroughput, .rviMessages: return try again(RVIComparison.self)
+        case .rviFailover, .rviLoss: return try again(RVIAgainstRVI.self)
+        case .vlanTCP: return try again(VLANTCPComparison.self)
+        case .vlanPing: return try again(VLANPingResult.self)
+        case .vlanFailover: return try again(VLANFailoverComparison.self)
+        case .failover: return try again(FailoverResult.self)
+        }
+    }
+
+    @Test("every recorded result is there to check")
+    func recordedResults() {
+        #expect(Self.recorded.count >= 13)
+    }
+
+    @Test("a recorded result decodes and encodes to the same object", arguments: recorded)
+    func sameObject(_ file: String) throws {
+        let line = try Data(contentsOf: Self.results.appendingPathComponent(file))
+        let object = try #require(try JSONSerialization.jsonObject(with: line) as? NSDictionary)
+        let scenario = try #require(BenchScenario(rawValue: object["scenario"] as? String ?? ""))
+        let encoded = try #require(try JSONSerialization.jsonObject(with: Self.roundTrip(line, scenario: scenario)) as? NSDictionary)
+        #expect(encoded.isEqual(object), "\(file): \(encoded) is not \(object)")
+    }
+
+    @Test("a recorded result encodes back to the very line recorded", arguments: recorded)
+    func sameLine(_ file: String) throws {
+        let line = try Data(contentsOf: Self.results.appendingPathComponent(file))
+        let object = try #require(try JSONSerialization.jsonObject(with: line) as? NSDictionary)
+        let scenario = try #require(BenchScenario(rawValue: object["scenario"] as? String ?? ""))
+        let recorded = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(String(decoding: try Self.roundTrip(line, scenario: scenario), as: UTF8.self) == recorded)
+    }
+
+    @Test("each scenario records the parameters it recorded before", arguments: recorded)
+    func parameters(_ file: String) throws {
+        let line = try Data(contentsOf: Self.results.appendingPathComponent(file))
+        let object = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any])
+        let scenario = try #require(BenchScenario(rawValue: object["scenario"] as? String ?? ""))
+        let recorded = try #require(object["parameters"] as? [String: Any])
+        let now = try JSONSerialization.jsonObject(with: JSONEncoder().encode(BenchParameters(scenario, BenchOptions())))
+        #expect(Set((now as? [String: Any] ?? [:]).keys) == Set(recorded.keys))
+    }
+
+    @Test("vlan-ping writes floor_ratio as null when the bare overlay did not run")
+    func floorRatioNull() throws {
+        let none = LatencyFigures(p50: 1, p99: 2, p999: 3, samples: 4)
+        let result = VLANPingResult(plexus: none, baseline: .init(veth: none, tapTurnaround: none), ratio: 1, target: 3,
+                                    tapFloorRatio: 2, floorRatio: nil, floorTarget: nil, note: "n")
+        let report = BenchReport(.vlanPing, options: BenchOptions(), result: result, command: "plexus bench vlan-ping", faults: [])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(report.jsonLine.utf8)) as? [String: Any])
+        #expect(object["floor_ratio"] is NSNull)
+        #expect(object["floor_target"] == nil && object["faults"] == nil)
+        #expect(Set(object.keys) == ["baseline", "command", "date", "floor_ratio", "machine", "note", "parameters", "plexus",
+                                     "ratio", "scenario", "tap_floor_ratio", "target"])
+    }
+}
