@@ -9,12 +9,36 @@ import PlexusRCLAN
 extension NodeEntry {
     /// A node's own entry: on each fabric its primary address, then its alternates, all with
     /// the same `mtu`, adapter type and mask.
+    /// `gatewayA`/`gatewayB` (host order) are the routers on the node's subnets through which
+    /// nodes on other subnets reach it (and it them).
     public static func own(node: UInt32, version: UInt64 = 1, fabricA: [FabricAddress], fabricB: [FabricAddress],
-                           mtu: Int, adapterType: String = "udp", subnetMask: UInt32 = 0xFFFF_FF00) -> NodeEntry {
-        func adapters(_ f: Fabric, _ list: [FabricAddress]) -> [AdapterEntry] {
-            list.map { AdapterEntry(fabric: f, address: $0, adapterType: adapterType, mtu: mtu, subnetMask: subnetMask) }
+                           mtu: Int, adapterType: String = "udp", subnetMask: UInt32 = 0xFFFF_FF00,
+                           gatewayA: UInt32? = nil, gatewayB: UInt32? = nil) -> NodeEntry {
+        func adapters(_ f: Fabric, _ list: [FabricAddress], _ gateway: UInt32?) -> [AdapterEntry] {
+            list.map { AdapterEntry(fabric: f, address: $0, adapterType: adapterType, mtu: mtu, subnetMask: subnetMask,
+                                    gateway: gateway) }
         }
-        return NodeEntry(node: node, version: version, adapters: adapters(.a, fabricA) + adapters(.b, fabricB))
+        return NodeEntry(node: node, version: version,
+                         adapters: adapters(.a, fabricA, gatewayA) + adapters(.b, fabricB, gatewayB))
+    }
+
+    /// The host routes this node (its entry `self`) needs to reach `peer`'s adapters that are
+    /// not on its own subnet on their fabric (seed 003: the gateway "which router … should be
+    /// used" travels in the table): each through the peer adapter's gateway when that router is
+    /// on this node's subnet, else through this node's own gateway on the fabric. Adapters on
+    /// this node's subnet, unreachable ones, and ones with no usable gateway need none.
+    public func routes(to peer: NodeEntry) -> [(destination: UInt32, gateway: UInt32)] {
+        var out: [(destination: UInt32, gateway: UInt32)] = []
+        for x in peer.adapters where x.status == .reachable {
+            guard let mine = adapters.first(where: { $0.fabric == x.fabric }) else { continue }
+            let mask = mine.subnetMask
+            let subnet = mine.address.ip & mask
+            if x.address.ip & mask == subnet { continue }
+            let gateway = x.gateway.flatMap { $0 & mask == subnet ? $0 : nil } ?? mine.gateway
+            guard let gateway, gateway & mask == subnet else { continue }
+            out.append((x.address.ip, gateway))
+        }
+        return out
     }
 }
 

@@ -109,6 +109,48 @@ public final class NamespaceFabric {
         return inside
     }
 
+    /// Moves node `n`'s adapter on fabric `f` to a subnet of its own behind a router: a second
+    /// bridge for the fabric, a router namespace joined to both bridges that forwards between
+    /// them, and node `n` re-addressed as ``routedIP(_:_:)`` on the new bridge. Nothing routes
+    /// between the subnets but the router, and no namespace has a route through it: the nodes
+    /// must set their own (seed 003's gateways). Returns the router's address on each side, the
+    /// fabric's main subnet first.
+    @discardableResult
+    public func putBehindRouter(node n: Int, fabric f: Fabric) throws -> (main: String, routed: String) {
+        let router = "\(prefix)r"
+        let far = "\(prefix)br\(f)2".lowercased()
+        let main = "198.18.\(f == .a ? 1 : 2).254", routed = "198.18.\(f == .a ? 11 : 12).254"
+        try Leftovers.shared.creating(.link(far)) {
+            try Self.run(["ip", "link", "add", far, "mtu", "\(linkMTU)", "type", "bridge"])
+        }
+        bridges.append(far)
+        try Self.run(["ip", "link", "set", far, "up"])
+        try Leftovers.shared.creating(.namespace(router)) { try Self.run(["ip", "netns", "add", router]) }
+        namespaces.append(router)
+        try Self.run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        for (side, bridge, address) in [("1", bridge(f), main), ("2", far, routed)] {
+            let host = "\(prefix)r\(side)h", inside = "\(prefix)r\(side)n"
+            try Leftovers.shared.creating(.link(host)) {
+                try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
+                              "mtu", "\(linkMTU)"])
+            }
+            hostVeths.append(host)
+            try Self.run(["ip", "link", "set", inside, "netns", router])
+            try Self.run(["ip", "link", "set", host, "master", bridge])
+            try Self.run(["ip", "link", "set", host, "up"])
+            try Self.run(["ip", "-n", router, "addr", "add", "\(address)/24", "dev", inside])
+            try Self.run(["ip", "-n", router, "link", "set", inside, "up"])
+        }
+        try Self.run(["ip", "link", "set", hostVeth(n, f), "master", far])
+        let ns = namespace(n)
+        try Self.run(["ip", "-n", ns, "addr", "flush", "dev", adapter(n, f)])
+        try Self.run(["ip", "-n", ns, "addr", "add", "\(routedIP(n, f))/24", "dev", adapter(n, f)])
+        return (main, routed)
+    }
+
+    /// Node `n`'s address on fabric `f` once ``putBehindRouter(node:fabric:)`` moved it.
+    public func routedIP(_ n: Int, _ f: Fabric) -> String { "198.18.\(f == .a ? 11 : 12).\(n)" }
+
     /// The veth end inside node `n`'s namespace that joins it to fabric `f` (its primary adapter).
     public func adapter(_ n: Int, _ f: Fabric) -> String { "\(prefix)\(n)\(f)n".lowercased() }
     /// The address of node `n`'s alternate adapter on fabric `f` (``addAlternateAdapter(node:fabric:)``).

@@ -25,10 +25,14 @@ public final class ControlNode: Sendable {
     /// The engine thread everything of this node runs on.
     public let thread: EngineThread
 
-    init(node: Int, index: Int, thread: EngineThread) {
+    /// The host routes the node keeps to nodes on other subnets, if it keeps any.
+    public let routes: RouteKeeper?
+
+    init(node: Int, index: Int, thread: EngineThread, routes: RouteKeeper? = nil) {
         self.node = node
         self.index = index
         self.thread = thread
+        self.routes = routes
     }
 
     /// Starts a control node: its engine, its RCLAN layer, its virtual LAN server for `plan`
@@ -74,8 +78,10 @@ public final class ControlNode: Sendable {
         }
         // The address book: the control node's own entry, and an address-table RVI to every
         // processing node of the plan and to the other control node.
+        var routes: RouteKeeper?
         do {
-            try NodeAddressBook.setOwnEntry(thread, node: node, adapters: adapters, pathMTU: engine.pathMTU)
+            routes = try NodeAddressBook.setOwnEntry(thread, node: node, adapters: adapters, pathMTU: engine.pathMTU,
+                                                     namespace: engine.networkNamespace)
             var paths = plan.nodes.map {
                 NodeAddressBook.path($0, local: VINumbering.addressTableAtControl(node: $0.node),
                                      remote: VINumbering.addressTableAtNode(control: index))
@@ -91,9 +97,10 @@ public final class ControlNode: Sendable {
             }
         } catch {
             thread.stopAndWait()
+            routes?.stop()
             throw NodeStartError(node: node, role: role, step: .service, service: "address-table distributor", error)
         }
-        return ControlNode(node: node, index: index, thread: thread)
+        return ControlNode(node: node, index: index, thread: thread, routes: routes)
     }
 
     /// Runs `body` with the node's virtual LAN server and its layer on the engine thread.
@@ -108,5 +115,8 @@ public final class ControlNode: Sendable {
     }
 
     /// Stops the node: its engine stops (pending messages fail), and it sends nothing more.
-    public func stop() { thread.stopAndWait() }
+    public func stop() {
+        thread.stopAndWait()
+        routes?.stop()
+    }
 }

@@ -22,15 +22,32 @@ public struct NodeAdapters: Sendable, Hashable {
     public var alternatesB: [FabricAddress]
     /// The MTU of the node's adapters (nil: the engine's path MTU).
     public var mtu: Int?
+    /// The length of the prefix of the node's subnets (24: a /24 on each fabric).
+    public var prefixLength: Int
+    /// The router on the node's subnet on each fabric (IPv4, host order), through which nodes on
+    /// other subnets reach it and it them; nil: none.
+    public var gatewayA: UInt32?
+    public var gatewayB: UInt32?
+    /// Whether the node keeps a host route through a gateway to each peer adapter on another
+    /// subnet (``RouteKeeper``). Needs `CAP_NET_ADMIN` in the node's network namespace.
+    public var installRoutes: Bool
 
     public init(primaryA: FabricAddress? = nil, primaryB: FabricAddress? = nil, alternatesA: [FabricAddress] = [],
-                alternatesB: [FabricAddress] = [], mtu: Int? = nil) {
+                alternatesB: [FabricAddress] = [], mtu: Int? = nil, prefixLength: Int = 24,
+                gatewayA: UInt32? = nil, gatewayB: UInt32? = nil, installRoutes: Bool = false) {
         self.primaryA = primaryA
         self.primaryB = primaryB
         self.alternatesA = alternatesA
         self.alternatesB = alternatesB
         self.mtu = mtu
+        self.prefixLength = prefixLength
+        self.gatewayA = gatewayA
+        self.gatewayB = gatewayB
+        self.installRoutes = installRoutes
     }
+
+    /// The subnet mask of ``prefixLength``.
+    public var subnetMask: UInt32 { prefixLength <= 0 ? 0 : UInt32.max << UInt32(32 - min(prefixLength, 32)) }
 }
 
 enum NodeAddressBook {
@@ -40,7 +57,10 @@ enum NodeAddressBook {
 
     /// Sets the node's own entry (on the engine thread): its primary addresses (given, or its
     /// ports'), then its alternates.
-    static func setOwnEntry(_ thread: EngineThread, node: Int, adapters: NodeAdapters, pathMTU: Int) throws {
+    /// - Returns: the node's route keeper, when `adapters` asks for routes.
+    @discardableResult
+    static func setOwnEntry(_ thread: EngineThread, node: Int, adapters: NodeAdapters, pathMTU: Int,
+                            namespace: String?) throws -> RouteKeeper? {
         let info = thread.info
         guard let portA = FabricAddress(info.ports[0].address), let portB = FabricAddress(info.ports[1].address) else {
             throw PlexusError(.configuration, "node \(node)'s port addresses are not usable")
@@ -50,13 +70,20 @@ enum NodeAddressBook {
         for address in a + b where address.ip == 0 {
             throw PlexusError(.configuration, "node \(node): a port bound to every address needs its addresses given (\(address))")
         }
-        let entry = NodeEntry.own(node: UInt32(node), fabricA: a, fabricB: b, mtu: adapters.mtu ?? pathMTU)
+        guard (0...32).contains(adapters.prefixLength) else {
+            throw PlexusError(.configuration, "node \(node): a prefix length is 0...32, not \(adapters.prefixLength)")
+        }
+        let entry = NodeEntry.own(node: UInt32(node), fabricA: a, fabricB: b, mtu: adapters.mtu ?? pathMTU,
+                                  subnetMask: adapters.subnetMask, gatewayA: adapters.gatewayA, gatewayB: adapters.gatewayB)
+        let keeper = adapters.installRoutes ? RouteKeeper(own: entry, namespace: namespace) : nil
         try thread.runAndWait { e in
             guard let d = RCLAN.on(e)?.service(TableDistributor.self) else {
                 throw PlexusError(.engineStopped, "node \(node)'s address-table distributor is not running")
             }
             do { try d.setLocalEntry(entry) } catch { throw PlexusError(.configuration, "node \(node)'s own entry: \(error)") }
+            if let keeper { d.onEntryTaken = { entry in keeper.learn(entry) } }
         }
+        return keeper
     }
 
     /// Opens the address-table RVIs `paths` (on the engine thread) and makes each a neighbour of

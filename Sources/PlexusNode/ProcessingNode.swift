@@ -17,9 +17,13 @@ public final class ProcessingNode: Sendable {
     /// The engine thread everything of this node runs on.
     public let thread: EngineThread
 
-    init(node: Int, thread: EngineThread) {
+    /// The host routes the node keeps to peers on other subnets, if it keeps any.
+    public let routes: RouteKeeper?
+
+    init(node: Int, thread: EngineThread, routes: RouteKeeper? = nil) {
         self.node = node
         self.thread = thread
+        self.routes = routes
     }
 
     /// Starts a processing node: its engine, its RCLAN layer, its virtual Ethernet driver and the
@@ -57,24 +61,31 @@ public final class ProcessingNode: Sendable {
             configure?(eth)
             return eth
         }
+        var routes: RouteKeeper?
         let thread = try NodeEngine.start(node: node, role: .processing, engine: engine, layer: layer, main: driver,
                                           services: [NodeAddressBook.factory(node: node)] + services)
         do {
-            try NodeAddressBook.setOwnEntry(thread, node: node, adapters: adapters, pathMTU: engine.pathMTU)
+            routes = try NodeAddressBook.setOwnEntry(thread, node: node, adapters: adapters, pathMTU: engine.pathMTU,
+                                                     namespace: engine.networkNamespace)
             let pathMTU = engine.pathMTU
             try NodeEngine.with(thread, VirtualEthernet.self, what: "processing node \(node)'s virtual Ethernet driver") { eth, layer in
                 guard let book = layer.service(TableDistributor.self) else { return }
                 eth.addressBook = { [unowned book] peer, local, remote in
                     book.table.path(to: peer, localVI: local, remoteVI: remote, pathMTU: pathMTU)
                 }
-                book.onEntryTaken = { [unowned eth, unowned layer] entry in eth.peerEntryChanged(entry.node, layer: layer) }
+                let routes = book.onEntryTaken
+                book.onEntryTaken = { [unowned eth, unowned layer] entry in
+                    routes?(entry)
+                    eth.peerEntryChanged(entry.node, layer: layer)
+                }
             }
         } catch {
             thread.stopAndWait()
+            routes?.stop()
             throw NodeStartError(node: node, role: .processing, step: .service, service: "address-table distributor", error)
         }
         personalities?.attach(node, thread)
-        return ProcessingNode(node: node, thread: thread)
+        return ProcessingNode(node: node, thread: thread, routes: routes)
     }
 
     /// Opens the management RVI to each control node (``VINumbering``) and registers with both;
@@ -107,5 +118,8 @@ public final class ProcessingNode: Sendable {
     }
 
     /// Stops the node's engine (it sends nothing more; its TAP devices close).
-    public func stop() { thread.stopAndWait() }
+    public func stop() {
+        thread.stopAndWait()
+        routes?.stop()
+    }
 }

@@ -82,6 +82,8 @@ struct ControlCommand: ParsableCommand {
     @Flag(help: "Take PANs and personalities from the platform store in --state, follow its changes, and write failovers to it.")
     var store = false
 
+    @OptionGroup(title: "This node's entry in the address book") var adapters: AdapterOptions
+
     @Option(help: "The least level of log lines written to standard error (trace, debug, info, notice, warning, error, critical); each line carries the time, the level, the service's label and the node.")
     var logLevel: Logger.Level = .info
 
@@ -109,14 +111,15 @@ struct ControlCommand: ParsableCommand {
             plan = try PlanStore.resolve(d, stateDirectory: state)
         }
         stopOnSignals()
-        let config = try d.engineConfiguration(node: me)
+        var config = try d.engineConfiguration(node: me)
+        let nodeAdapters = adapters.apply(to: &config)
         let layerConfiguration = RCLANConfiguration()
         let console = try ConsoleArchive(directory: state + "/console")
         let control = try ControlNode.start(node: me, index: index, plan: plan, engine: config, layer: layerConfiguration,
-                                            console: console, logLevel: logLevel)
+                                            console: console, logLevel: logLevel, adapters: nodeAdapters)
         let t = control.thread
         defer { control.stop() }
-        print("plexus control: control node \(me) (index \(index) of \(d.controlNodes.count)) on fabric A \(config.fabricA), fabric B \(config.fabricB)")
+        print("plexus control: control node \(me) (index \(index) of \(d.controlNodes.count)) on fabric A \(nodeAdapters.primaryA ?? config.fabricA), fabric B \(nodeAdapters.primaryB ?? config.fabricB)")
         print("  state \(state): \(plan.nics.count) NICs" + (platformStore != nil ? " from the platform store (revision \(plan.revision)), followed" : ""))
         for v in Set(plan.nics.map(\.vlan)).sorted() {
             let members = plan.nics.filter { $0.vlan == v }.map { "node \($0.node) \($0.mac)" }
@@ -222,6 +225,8 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "How long to wait for a control node to answer before giving up.")
     var wait: Double = 30
 
+    @OptionGroup(title: "This node's entry in the address book") var adapters: AdapterOptions
+
     @Option(help: "The least level of log lines written to standard error (trace, debug, info, notice, warning, error, critical); each line carries the time, the level, the service's label and the node.")
     var logLevel: Logger.Level = .info
 
@@ -261,7 +266,8 @@ struct NodeCommand: ParsableCommand {
         let addresses = try parsedAddresses()
         let controls = try d.controlAddresses()
         stopOnSignals()
-        let config = try d.engineConfiguration(node: node)
+        var config = try d.engineConfiguration(node: node)
+        let nodeAdapters = adapters.apply(to: &config)
         let n = node, tap = backend == .tap
         // The personality this node is sent (now, or when it takes one over as a spare): its
         // addresses and workload come up in this process's namespace; the workload's output
@@ -269,9 +275,9 @@ struct NodeCommand: ParsableCommand {
         // reported as a failed process.
         let personalities = PersonalityManager(namespacePrefix: nil, archive: nil, here: tap)
         let processing = try ProcessingNode.start(node: n, engine: config, tap: tap, personalities: personalities,
-                                                  logLevel: logLevel) { eth in
+                                                  logLevel: logLevel, configure: { eth in
             if !tap { eth.onFrame = { _, _ in } }
-        }
+        }, adapters: nodeAdapters)
         personalities.start()
         defer {
             personalities.stop()
@@ -282,7 +288,7 @@ struct NodeCommand: ParsableCommand {
             try processing.ethernet { eth, _ in try body(eth) }
         }
         try processing.register(controls: controls)
-        print("plexus node: node \(node) on fabric A \(config.fabricA), fabric B \(config.fabricB); registering with "
+        print("plexus node: node \(node) on fabric A \(nodeAdapters.primaryA ?? config.fabricA), fabric B \(nodeAdapters.primaryB ?? config.fabricB); registering with "
               + controls.map { "control node \($0.node) (\($0.fabricA), \($0.fabricB))" }.joined(separator: " and "))
         fflush(nil)
         var state = VirtualEthernet.Registration.pending
