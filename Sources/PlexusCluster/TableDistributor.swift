@@ -104,6 +104,8 @@ public final class TableDistributor: RVIDelegate {
     /// Called on the engine thread with each entry taken from a peer (new, or newer than the
     /// one held): how a node's services follow a peer's addresses as they change.
     public var onEntryTaken: ((NodeEntry) -> Void)?
+    /// RVIs that follow the entry of the node at their other end (``follow(_:node:localVI:remoteVI:pathMTU:)``).
+    var followed: [UInt32: [FollowedRVI]] = [:]
     /// The protocol state: the table, this node's entry, and the exchange's counters.
     public private(set) var exchange: TableExchange
     var peers: [Peer] = []
@@ -120,6 +122,7 @@ public final class TableDistributor: RVIDelegate {
     public private(set) var sendRetries: UInt64 = 0
     public private(set) var messagesFailed: UInt64 = 0
     public private(set) var messagesDropped: UInt64 = 0
+    var redirected: UInt64 = 0
 
     /// A distributor for node `node`, which knows nothing until ``setLocalEntry(_:)`` and its
     /// neighbours tell it (seed 003, claim 35: each computer updates the table with the adapter
@@ -303,6 +306,7 @@ public final class TableDistributor: RVIDelegate {
     public func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
         let bytes = message.withUnsafeBytes { Array($0) }
         receive(bytes, from: rvi)
+        if !followed.isEmpty { for n in exchange.lastTaken { refollow(n, layer: layer) } }
     }
 
     /// What ``received(_:on:layer:)`` does with a message's bytes (public so that a message can

@@ -210,22 +210,9 @@ extension VirtualEthernet {
             }
             rvi = try layer.open(path, service: self)
             peerRVI[p.address.node] = rvi
+            onDirectRVIOpened?(p.address.node, rvi, p.localVI, p.remoteVI)
         }
         for m in p.macs { addDirectPath(to: m, rvi: rvi) }
-    }
-
-    /// The address book learnt a new entry for `node`: a direct RVI open to it takes the
-    /// entry's addresses.
-    public func peerEntryChanged(_ node: UInt32, layer: RCLAN) {
-        guard let rvi = peerRVI[node], let current = layer.path(of: rvi),
-              let path = addressBook?(node, current.localA, current.remoteA), path != current
-        else { return }
-        do {
-            try layer.setPeers(of: rvi, from: path)
-            peersFromAddressBook += 1
-        } catch {
-            events.append("direct RVI to node \(node): the address book's path was refused: \(error)")
-        }
     }
 
     /// Drops the whole personality: direct RVIs, NICs and TAP devices.

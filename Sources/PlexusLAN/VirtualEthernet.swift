@@ -36,6 +36,9 @@ public final class VirtualEthernet: RVIDelegate {
     public var addressBook: ((_ node: UInt32, _ localVI: UInt32, _ remoteVI: UInt32) -> RVIPath?)?
     /// Direct RVIs opened with a path from ``addressBook``.
     public internal(set) var peersFromAddressBook = 0
+    /// Called with each direct RVI opened (the peer node, the RVI, the VI here and there): how
+    /// the node's address book keeps it at the peer's addresses as its entry changes.
+    public var onDirectRVIOpened: ((_ node: UInt32, _ rvi: RVI, _ localVI: UInt32, _ remoteVI: UInt32) -> Void)?
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
     public internal(set) var sentDirect: UInt64 = 0
     public internal(set) var sentToServer: [UInt64] = []

@@ -82,18 +82,25 @@ public final class ControlNode: Sendable {
         do {
             routes = try NodeAddressBook.setOwnEntry(thread, node: node, adapters: adapters, pathMTU: engine.pathMTU,
                                                      namespace: engine.networkNamespace)
-            var paths = plan.nodes.map {
-                NodeAddressBook.path($0, local: VINumbering.addressTableAtControl(node: $0.node),
-                                     remote: VINumbering.addressTableAtNode(control: index))
+            var neighbours = plan.nodes.map {
+                ($0.node, NodeAddressBook.path($0, local: VINumbering.addressTableAtControl(node: $0.node),
+                                               remote: VINumbering.addressTableAtNode(control: index)))
             }
             if plan.controls.count == 2 {
-                let between = VINumbering.addressTableBetweenControls
-                paths.append(NodeAddressBook.path(plan.controls[1 - index], local: between, remote: between))
+                let between = VINumbering.addressTableBetweenControls, other = plan.controls[1 - index]
+                neighbours.append((other.node, NodeAddressBook.path(other, local: between, remote: between)))
             }
-            let opening = paths
+            let opening = neighbours, pathMTU = engine.pathMTU
             try thread.runAndWait { e in
-                guard let layer = RCLAN.on(e) else { throw PlexusError(.engineStopped, "control node \(node) stopped") }
-                try NodeAddressBook.openNeighbours(layer, opening)
+                guard let layer = RCLAN.on(e), let server = layer.service(VirtualLANServer.self) else {
+                    throw PlexusError(.engineStopped, "control node \(node) stopped")
+                }
+                try NodeAddressBook.openNeighbours(layer, opening, pathMTU: pathMTU)
+                // The management RVIs follow the processing nodes' entries too.
+                for (n, rvi) in server.nodeRVI {
+                    NodeAddressBook.follow(layer, rvi, node: n, localVI: VINumbering.managementAtControl(node: n),
+                                           remoteVI: VINumbering.managementAtNode(control: index), pathMTU: pathMTU)
+                }
             }
         } catch {
             thread.stopAndWait()

@@ -88,11 +88,21 @@ enum NodeAddressBook {
 
     /// Opens the address-table RVIs `paths` (on the engine thread) and makes each a neighbour of
     /// the node's distributor.
-    static func openNeighbours(_ layer: RCLAN, _ paths: [RVIPath]) throws {
+    static func openNeighbours(_ layer: RCLAN, _ neighbours: [(node: UInt32, path: RVIPath)], pathMTU: Int) throws {
         guard let d = layer.service(TableDistributor.self) else {
             throw PlexusError(.engineStopped, "the address-table distributor is not running")
         }
-        for p in paths { d.addNeighbour(try layer.open(p, service: d)) }
+        for n in neighbours {
+            let rvi = try layer.open(n.path, service: d)
+            d.addNeighbour(rvi)
+            d.follow(rvi, node: n.node, localVI: n.path.localA, remoteVI: n.path.remoteA, pathMTU: pathMTU, layer: layer)
+        }
+    }
+
+    /// Keeps `rvi` (opened by another service) at the addresses of `node`'s entry.
+    static func follow(_ layer: RCLAN, _ rvi: RVI, node: UInt32, localVI: UInt32, remoteVI: UInt32, pathMTU: Int) {
+        layer.service(TableDistributor.self)?.follow(rvi, node: node, localVI: localVI, remoteVI: remoteVI,
+                                                     pathMTU: pathMTU, layer: layer)
     }
 
     /// The path of an address-table RVI toward `peer`.

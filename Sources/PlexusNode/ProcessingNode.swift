@@ -20,10 +20,14 @@ public final class ProcessingNode: Sendable {
     /// The host routes the node keeps to peers on other subnets, if it keeps any.
     public let routes: RouteKeeper?
 
-    init(node: Int, thread: EngineThread, routes: RouteKeeper? = nil) {
+    /// The engine's path MTU (what the address book's paths are bounded by).
+    let pathMTU: Int
+
+    init(node: Int, thread: EngineThread, routes: RouteKeeper? = nil, pathMTU: Int = 65536) {
         self.node = node
         self.thread = thread
         self.routes = routes
+        self.pathMTU = pathMTU
     }
 
     /// Starts a processing node: its engine, its RCLAN layer, its virtual Ethernet driver and the
@@ -73,10 +77,8 @@ public final class ProcessingNode: Sendable {
                 eth.addressBook = { [unowned book] peer, local, remote in
                     book.table.path(to: peer, localVI: local, remoteVI: remote, pathMTU: pathMTU)
                 }
-                let routes = book.onEntryTaken
-                book.onEntryTaken = { [unowned eth, unowned layer] entry in
-                    routes?(entry)
-                    eth.peerEntryChanged(entry.node, layer: layer)
+                eth.onDirectRVIOpened = { [unowned book, unowned layer] peer, rvi, local, remote in
+                    book.follow(rvi, node: peer, localVI: local, remoteVI: remote, pathMTU: pathMTU, layer: layer)
                 }
             }
         } catch {
@@ -85,21 +87,26 @@ public final class ProcessingNode: Sendable {
             throw NodeStartError(node: node, role: .processing, step: .service, service: "address-table distributor", error)
         }
         personalities?.attach(node, thread)
-        return ProcessingNode(node: node, thread: thread, routes: routes)
+        return ProcessingNode(node: node, thread: thread, routes: routes, pathMTU: engine.pathMTU)
     }
 
     /// Opens the management RVI to each control node (``VINumbering``) and registers with both;
     /// registration is repeated until a control node answers. Opens the address-table RVI to
     /// each control node too: the node's address book fills from them.
     public func register(controls: [NodeAddress]) throws(NodeStartError) {
-        let me = UInt32(node)
+        let me = UInt32(node), pathMTU = self.pathMTU
         do {
             try ethernet { eth, layer in
                 try NodeAddressBook.openNeighbours(layer, controls.enumerated().map { k, c in
-                    NodeAddressBook.path(c, local: VINumbering.addressTableAtNode(control: k),
-                                         remote: VINumbering.addressTableAtControl(node: me))
-                })
+                    (c.node, NodeAddressBook.path(c, local: VINumbering.addressTableAtNode(control: k),
+                                                  remote: VINumbering.addressTableAtControl(node: me)))
+                }, pathMTU: pathMTU)
                 try eth.register(controls: controls, layer: layer)
+                // The management RVIs follow the control nodes' entries too.
+                for (k, rvi) in eth.servers.enumerated() where k < controls.count {
+                    NodeAddressBook.follow(layer, rvi, node: controls[k].node, localVI: VINumbering.managementAtNode(control: k),
+                                           remoteVI: VINumbering.managementAtControl(node: me), pathMTU: pathMTU)
+                }
             }
         } catch {
             throw NodeStartError(node: node, role: .processing, step: .registration, error)

@@ -22,10 +22,16 @@ struct AlternateAdapterTests {
         let c2 = fabric.configuration(node: 2)
         let primary = fabric.address(1, .a, port: 7001)
         let alternate = FabricAddress("\(fabric.alternateIP(1, .a)):7001")!
-        let s1 = MessageShape(seed: seed), s2 = MessageShape(seed: seed &+ 1)
+        // Messages up to 4 KiB, and an RVI that never gives up: on a loaded 2-core machine a debug
+        // build can leave both legs silent past the default `failAfter` (2 s), and the point here
+        // is where the leg sends, not how long the layer waits.
+        let s1 = MessageShape(seed: seed, maximumSize: 4096), s2 = MessageShape(seed: seed &+ 1, maximumSize: 4096)
         let d1 = MessageStream(outgoing: s1, incoming: s2), d2 = MessageStream(outgoing: s2, incoming: s1)
-        let one = try EngineThread.start(c1) { RCLAN(delegate: d1) }
-        let two = try EngineThread.start(c2) { RCLAN(delegate: d2) }
+        var layer = RCLANConfiguration()
+        layer.failAfter = .seconds(60)
+        let settings = layer
+        let one = try EngineThread.start(c1) { try! RCLAN(configuration: settings, delegate: d1) }
+        let two = try EngineThread.start(c2) { try! RCLAN(configuration: settings, delegate: d2) }
         defer {
             _ = one.stopAndWait()
             _ = two.stopAndWait()
