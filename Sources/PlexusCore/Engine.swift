@@ -274,6 +274,15 @@ public final class Engine {
 
     // MARK: - The loop
 
+    /// Busy-poll: lets the driver flush what it posted while handling the frames just read, and
+    /// sends it (and anything else queued for direct send) at once.
+    @inline(__always)
+    func flushReplies() {
+        driver?.engineWillFlush(self)
+        if portA.pendingSends > 0 { flushDirectSends(portA) }
+        if portB.pendingSends > 0 { flushDirectSends(portB) }
+    }
+
     /// Runs until ``stop()``; then cancels what is in flight and waits for every completion.
     func runLoop() {
         driver?.engineDidStart(self)
@@ -323,19 +332,24 @@ public final class Engine {
                 rc = io_uring_submit(ring)
                 if deferTaskrun && turns & 63 == 0 && io_uring_cq_ready(ring) == 0 { _ = io_uring_get_events(ring) }
                 // Read each port that has VIs every turn (a port with none only every 64 turns,
-                // to drain and count strays). A reply a driver posts while handling a frame goes
-                // out in this turn's one flush, after the devices are read.
+                // to drain and count strays). Without devices, a reply a driver posts while
+                // handling a frame from port A goes out before port B is read: waiting for that
+                // read (an empty recvmsg, most turns) put one syscall on every round trip whose
+                // frame came in on leg A. With devices, replies go out in the turn's one flush,
+                // after the devices are read.
                 let idleTurn = turns & 63 == 0
-                if portA.established > 0 || idleTurn { poll(portA) }
+                let fabricOnly = devices.isEmpty
+                if portA.established > 0 || idleTurn {
+                    poll(portA)
+                    if fabricOnly { flushReplies() }
+                }
                 if portB.established > 0 || idleTurn { poll(portB) }
                 // Devices are read directly too (a non-blocking read that finds nothing is
                 // cheap), after the fabric: a frame just written into a TAP device may have been
                 // answered already (the kernel replies inside the write), and the answer then
                 // leaves with this turn's acknowledgements instead of after them.
-                if !devices.isEmpty { pollDevices() }
-                driver?.engineWillFlush(self)
-                if portA.pendingSends > 0 { flushDirectSends(portA) }
-                if portB.pendingSends > 0 { flushDirectSends(portB) }
+                if !fabricOnly { pollDevices() }
+                flushReplies()
             }
             if rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME {
                 fatalError("io_uring_submit failed: \(String(cString: strerror(-rc)))")
