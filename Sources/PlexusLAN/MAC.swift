@@ -148,3 +148,21 @@ public final class MACAllocator {
         return String(decoding: buf[..<n], as: UTF8.self)
     }
 }
+
+/// A MAC address in JSON is its text, `"02:00:01:00:00:2a"`; anything else is refused with the
+/// reason.
+extension MACAddress: Codable {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let text = try c.decode(String.self)
+        guard let mac = MACAddress(text) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(text)' is not a MAC address (six hex octets, aa:bb:cc:dd:ee:ff)")
+        }
+        self = mac
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}

@@ -40,7 +40,7 @@ public struct PAN: Codable, Sendable, Hashable {
 
 /// One virtual NIC of a personality: its MAC (handed out once, never again) on one VLAN.
 public struct NICRecord: Codable, Sendable, Hashable {
-    public var mac: String
+    public var mac: MACAddress
     public var vlan: Int
     public var promiscuousAllowed: Bool
 }

@@ -26,8 +26,8 @@ extension PlatformStore {
         try personalities().flatMap { p -> [VirtualNICBinding] in
             guard let node = p.node else { return [] }
             return p.nics.compactMap { n in
-                guard let mac = MACAddress(n.mac), let vlan = VLANID(n.vlan) else { return nil }
-                return VirtualNICBinding(node: UInt32(node), mac: mac, vlan: vlan, promiscuousAllowed: n.promiscuousAllowed)
+                guard let vlan = VLANID(n.vlan) else { return nil }
+                return VirtualNICBinding(node: UInt32(node), mac: n.mac, vlan: vlan, promiscuousAllowed: n.promiscuousAllowed)
             }
         }
     }

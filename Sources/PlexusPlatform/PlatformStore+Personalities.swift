@@ -59,7 +59,7 @@ extension PlatformStore {
                 throw PlatformError(.notFound, field: "vlan", "\(name) has no NIC on VLAN \(vlan)")
             }
             try db.execute(sql: "DELETE FROM ips WHERE personality = ? AND vlan = ?", arguments: [name, vlan])
-            try db.execute(sql: "DELETE FROM nics WHERE mac = ?", arguments: [nic.mac])
+            try db.execute(sql: "DELETE FROM nics WHERE mac = ?", arguments: [nic.mac.description])
             try Self.log(db, "nic-detached", "personality \(name)", "\(nic.mac) from VLAN \(vlan) (the MAC is retired)")
             return try Self.personality(db, name)!
         }

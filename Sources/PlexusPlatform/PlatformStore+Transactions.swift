@@ -42,7 +42,12 @@ extension PlatformStore {
     static func personality(_ db: Database, _ name: String) throws -> Personality? {
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM personalities WHERE name = ?", arguments: [name]) else { return nil }
         let nics = try Row.fetchAll(db, sql: "SELECT * FROM nics WHERE personality = ? ORDER BY vlan", arguments: [name]).map {
-            NICRecord(mac: $0["mac"], vlan: $0["vlan"], promiscuousAllowed: $0["promiscuousAllowed"])
+            row throws -> NICRecord in
+            let text: String = row["mac"]
+            guard let mac = MACAddress(text) else {
+                throw PlatformError(.invalid, field: "mac", "the store holds '\(text)' for a NIC of \(name), which is not a MAC address")
+            }
+            return NICRecord(mac: mac, vlan: row["vlan"], promiscuousAllowed: row["promiscuousAllowed"])
         }
         let ips = try Row.fetchAll(db, sql: "SELECT * FROM ips WHERE personality = ? ORDER BY vlan, host", arguments: [name]).map {
             IPBinding(vlan: $0["vlan"], address: "\($0["host"] as String)/\($0["prefix"] as Int)")

@@ -43,7 +43,7 @@ func failoverShowcase() throws -> Bool {
     _ = try store.attachNIC("builder", vlan: 20)
     _ = try store.bindIP("builder", vlan: 20, address: "10.20.0.6/24")
     func show(_ p: Personality) -> String {
-        "node \(p.node.map(String.init) ?? "-"), MAC \(p.nics.map(\.mac).joined(separator: ", ")), IP \(p.ips.map(\.address).joined(separator: ", ")), "
+        "node \(p.node.map(String.init) ?? "-"), MAC \(p.nics.map(\.mac.description).joined(separator: ", ")), IP \(p.ips.map(\.address).joined(separator: ", ")), "
             + "storage " + p.storage.map { "(\($0.target), \($0.lun)) → \($0.storage) \($0.access.rawValue)" }.joined(separator: ", ")
     }
     let before = try store.personality("web")

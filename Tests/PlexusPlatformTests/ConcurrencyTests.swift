@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import PlexusAPI
+import PlexusLAN
 import Testing
 
 @testable import PlexusPlatform
@@ -175,7 +176,7 @@ struct ConcurrencyTests {
                 }
             }
             let answers = try await burst([node], requests)
-            var handedOut: [String] = []
+            var handedOut: [MACAddress] = []
             for (i, a) in answers.enumerated() where a.status == 200 {
                 let vlan = Int(requests[i].json!.filter(\.isNumber))!
                 handedOut += a.personality?.nics.filter { $0.vlan == vlan }.map(\.mac) ?? []

@@ -68,8 +68,8 @@ struct LiveChangeTests {
         #expect(settle(follower) { (try? p.ethernet(4) { $0.registration == .standby && $0.nics.isEmpty }) ?? false }, "\(follower.log)")
         #expect(settle(follower) { p.personalities.workload(of: 6)?.isRunning == true && fetch().contains("personality web") }, "\(follower.log)")
         #expect(p.personalities.workload(of: 4) == nil)
-        #expect(fabric.execute(in: 6, ["ip", "addr", "show", "pvl10"]).output.contains(mac))
-        #expect(fabric.execute(in: 3, ["ip", "neigh", "show", "10.10.0.4"]).output.contains(mac))
+        #expect(fabric.execute(in: 6, ["ip", "addr", "show", "pvl10"]).output.contains(mac.description))
+        #expect(fabric.execute(in: 3, ["ip", "neigh", "show", "10.10.0.4"]).output.contains(mac.description))
 
         // Node 6 dies: the control nodes move web to node 4 (free again), and the follower
         // writes the failover into the store: web on node 4, node 6 fenced, the timeline logged.

@@ -32,7 +32,7 @@ struct RuntimeTests {
         #expect(d.addresses[4] == [AddressBinding(vlan: VLANID(10)!, cidr: "10.10.0.4/24")])
         #expect(d.workloads[4] == "exec sleep 100")
         let web = try s.personality("web")
-        #expect(Set(macs.filter { $0.node == 4 }.map(\.mac.description)) == Set(web.nics.map(\.mac)))
+        #expect(Set(macs.filter { $0.node == 4 }.map(\.mac.description)) == Set(web.nics.map(\.mac.description)))
 
         // The control nodes moved node 4's personality to node 5.
         var f = FailoverRecord(failed: 4, spare: 5, nics: macs.filter { $0.node == 4 }, addresses: d.addresses[4] ?? [],

@@ -44,8 +44,8 @@ struct StoreTests {
         #expect(p.node == 3)  // the lowest free processor
         p = try s.attachNIC("frontend", vlan: 10)
         p = try s.attachNIC("frontend", vlan: 11, promiscuousAllowed: true)
-        #expect(p.nics.map(\.mac) == ["02:00:07:00:00:00", "02:00:07:00:00:01"])
-        #expect(p.nics.allSatisfy { MACAddress($0.mac)!.isLocallyAdministered && !MACAddress($0.mac)!.isGroup })
+        #expect(p.nics.map(\.mac.description) == ["02:00:07:00:00:00", "02:00:07:00:00:01"])
+        #expect(p.nics.allSatisfy { $0.mac.isLocallyAdministered && !$0.mac.isGroup })
         p = try s.bindIP("frontend", vlan: 10, address: "10.10.0.3/24")
         p = try s.bindIP("frontend", vlan: 10, address: "10.10.0.30/24")  // an alias
         p = try s.mapStorage("frontend", target: 0, lun: 0, storage: "/srv/luns/frontend-root")
@@ -137,11 +137,11 @@ struct StoreTests {
             _ = try s.createPAN("db")
             _ = try s.addVLAN(42, to: "db")
             _ = try s.addProcessor(to: "db", name: "primary", node: 6)
-            for p in try s.attachNIC("primary", vlan: 42).nics { handedOut.insert(p.mac) }
+            for p in try s.attachNIC("primary", vlan: 42).nics { handedOut.insert(p.mac.description) }
             _ = try s.bindIP("primary", vlan: 42, address: "192.168.42.6/24")
             _ = try s.mapStorage("primary", target: 2, lun: 3, storage: "/dev/vdb")
             _ = try s.detachNIC("primary", vlan: 42)  // the MAC is retired, not reused
-            for p in try s.attachNIC("primary", vlan: 42).nics { handedOut.insert(p.mac) }
+            for p in try s.attachNIC("primary", vlan: 42).nics { handedOut.insert(p.mac.description) }
             _ = try s.bindIP("primary", vlan: 42, address: "192.168.42.6/24")
         }
         let s = try PlatformStore(path: t.path, serial: 9)  // the database keeps its own serial
@@ -151,7 +151,7 @@ struct StoreTests {
         #expect(p.name == "primary" && p.ips.map(\.address) == ["192.168.42.6/24"] && p.storage.map(\.storage) == ["/dev/vdb"])
         #expect(try s.macsHandedOut() == 2)
         _ = try s.addProcessor(to: "db", name: "replica")
-        let mac = try s.attachNIC("replica", vlan: 42).nics[0].mac
+        let mac = try s.attachNIC("replica", vlan: 42).nics[0].mac.description
         #expect(!handedOut.contains(mac))
         #expect(mac == "02:00:02:00:00:02")
     }
@@ -207,7 +207,7 @@ struct StoreTests {
         _ = try s.createPAN("next")
         _ = try s.addVLAN(7, to: "next")  // the VLAN number is free again
         _ = try s.addProcessor(to: "next")
-        #expect(try s.attachNIC("next-1", vlan: 7).nics[0].mac == "02:00:01:00:00:01")
+        #expect(try s.attachNIC("next-1", vlan: 7).nics[0].mac.description == "02:00:01:00:00:01")
     }
 
     @Test("concurrent administrative commands: all applied once, no MAC twice, nothing lost")
