@@ -463,3 +463,31 @@ struct RVILegTests {
         #expect(s.malformedDropped >= 6)
     }
 }
+
+@Suite("Redundant VIs with small pools", .serialized, .requiresIOUring)
+struct RVISmallPoolTests {
+    @Test("two ends whose send windows could hold every frame of their pools still acknowledge each other: large messages both ways complete")
+    func windowsAsLargeAsThePool() throws {
+        // 256 pool frames, 256-frame send windows and a 1500-byte path MTU (frames travel as
+        // segments, reassembled in pool frames): without frames kept back from messages, both
+        // ends fill their windows, have no frame left to reassemble or acknowledge with, and stall.
+        let count: UInt64 = 3_000
+        let pair = try RVIPair(seed: 256, minimumSize: 8_000) {
+            $0.poolFrames = 256
+            $0.pathMTU = 1500
+        }
+        try pair.send(count, from: pair.one)
+        try pair.send(count, from: pair.two)
+        let done = waitUntil(seconds: 60) {
+            pair.streamOne.read().delivered == count && pair.streamTwo.read().delivered == count
+                && pair.streamOne.read().ackedThrough == count && pair.streamTwo.read().ackedThrough == count
+        }
+        let r1 = pair.streamOne.read(), r2 = pair.streamTwo.read()
+        _ = pair.stop()
+        print("Small pools: seed 256, 2 × \(count) messages of 8000 to 16896 bytes with 256-frame pools, path MTU 1500; delivered "
+              + "\(r2.delivered) and \(r1.delivered)")
+        #expect(done)
+        expectClean(r1, count, "node 1 receiving")
+        expectClean(r2, count, "node 2 receiving")
+    }
+}
