@@ -69,17 +69,7 @@ public final class NamespaceFabric {
                 namespaces.append(ns)
                 try Self.run(["ip", "-n", ns, "link", "set", "lo", "up"])
                 for f in Fabric.allCases {
-                    let host = hostVeth(n, f), inside = adapter(n, f)
-                    try Leftovers.shared.creating(.link(host)) {
-                        try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
-                                      "mtu", "\(linkMTU)"])
-                    }
-                    hostVeths.append(host)
-                    try Self.run(["ip", "link", "set", inside, "netns", ns])
-                    try Self.run(["ip", "link", "set", host, "master", bridge(f)])
-                    try Self.run(["ip", "link", "set", host, "up"])
-                    try Self.run(["ip", "-n", ns, "addr", "add", "\(ip(n, f))/24", "dev", inside])
-                    try Self.run(["ip", "-n", ns, "link", "set", inside, "up"])
+                    try plug(ns, host: hostVeth(n, f), inside: adapter(n, f), into: bridge(f), address: ip(n, f))
                 }
             }
         } catch {
@@ -94,19 +84,25 @@ public final class NamespaceFabric {
     /// ``adapter(_:_:)``.
     @discardableResult
     public func addAlternateAdapter(node n: Int, fabric f: Fabric) throws -> String {
-        let host = "\(prefix)\(n)\(f)2h".lowercased(), inside = "\(prefix)\(n)\(f)2n".lowercased()
-        let ns = namespace(n)
+        let inside = "\(prefix)\(n)\(f)2n".lowercased()
+        try plug(namespace(n), host: "\(prefix)\(n)\(f)2h".lowercased(), inside: inside, into: bridge(f),
+                 address: alternateIP(n, f))
+        return inside
+    }
+
+    /// A veth pair: `host` in this namespace joined to `bridge`, `inside` in namespace `ns` with
+    /// `address`/24, both up.
+    private func plug(_ ns: String, host: String, inside: String, into bridge: String, address: String) throws {
         try Leftovers.shared.creating(.link(host)) {
             try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
                           "mtu", "\(linkMTU)"])
         }
         hostVeths.append(host)
         try Self.run(["ip", "link", "set", inside, "netns", ns])
-        try Self.run(["ip", "link", "set", host, "master", bridge(f)])
+        try Self.run(["ip", "link", "set", host, "master", bridge])
         try Self.run(["ip", "link", "set", host, "up"])
-        try Self.run(["ip", "-n", ns, "addr", "add", "\(alternateIP(n, f))/24", "dev", inside])
+        try Self.run(["ip", "-n", ns, "addr", "add", "\(address)/24", "dev", inside])
         try Self.run(["ip", "-n", ns, "link", "set", inside, "up"])
-        return inside
     }
 
     /// Moves node `n`'s adapter on fabric `f` to a subnet of its own behind a router: a second
@@ -129,17 +125,7 @@ public final class NamespaceFabric {
         namespaces.append(router)
         try Self.run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
         for (side, bridge, address) in [("1", bridge(f), main), ("2", far, routed)] {
-            let host = "\(prefix)r\(side)h", inside = "\(prefix)r\(side)n"
-            try Leftovers.shared.creating(.link(host)) {
-                try Self.run(["ip", "link", "add", host, "mtu", "\(linkMTU)", "type", "veth", "peer", "name", inside,
-                              "mtu", "\(linkMTU)"])
-            }
-            hostVeths.append(host)
-            try Self.run(["ip", "link", "set", inside, "netns", router])
-            try Self.run(["ip", "link", "set", host, "master", bridge])
-            try Self.run(["ip", "link", "set", host, "up"])
-            try Self.run(["ip", "-n", router, "addr", "add", "\(address)/24", "dev", inside])
-            try Self.run(["ip", "-n", router, "link", "set", inside, "up"])
+            try plug(router, host: "\(prefix)r\(side)h", inside: "\(prefix)r\(side)n", into: bridge, address: address)
         }
         try Self.run(["ip", "link", "set", hostVeth(n, f), "master", far])
         let ns = namespace(n)
