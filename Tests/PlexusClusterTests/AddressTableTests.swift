@@ -103,4 +103,28 @@ struct AddressTableTests {
         #expect(b.maxMessageBytes == 1500 - 28 - 64)
         #expect(b.gateway == 0xC612_0201)
     }
+
+    @Test("routes to a peer on another subnet: through the peer adapter's gateway when it is on this subnet, else this node's own; none on the same subnet")
+    func routesThroughGateways() {
+        func ip(_ s: String) -> UInt32 { FabricAddress("\(s):0")!.ip }
+        func node(_ n: UInt32, a: String, gatewayA: String?, b: String = "198.18.2.9") -> NodeEntry {
+            NodeEntry.own(node: n, fabricA: [FabricAddress("\(a):7000")!], fabricB: [FabricAddress("\(b):7000")!], mtu: 1500,
+                          gatewayA: gatewayA.map(ip))
+        }
+        let me = node(1, a: "198.18.1.1", gatewayA: "198.18.1.254")
+        // Same subnet on both fabrics: no route.
+        #expect(me.routes(to: node(2, a: "198.18.1.2", gatewayA: "198.18.1.254")).isEmpty)
+        // Another subnet whose entry names a router on that subnet only: through this node's own.
+        let far = me.routes(to: node(3, a: "198.18.11.3", gatewayA: "198.18.11.254"))
+        #expect(far.map(\.destination) == [ip("198.18.11.3")] && far.map(\.gateway) == [ip("198.18.1.254")])
+        // Another subnet whose entry names a router on this node's subnet: through that one.
+        let near = me.routes(to: node(4, a: "198.18.12.4", gatewayA: "198.18.1.253"))
+        #expect(near.map(\.gateway) == [ip("198.18.1.253")])
+        // No gateway at all: no route (nothing to send through).
+        #expect(node(5, a: "198.18.1.5", gatewayA: nil).routes(to: node(6, a: "198.18.11.6", gatewayA: nil)).isEmpty)
+        // An unreachable adapter needs none.
+        var down = node(7, a: "198.18.11.7", gatewayA: "198.18.11.254")
+        down.adapters[0].status = .unreachable
+        #expect(me.routes(to: down).isEmpty)
+    }
 }
