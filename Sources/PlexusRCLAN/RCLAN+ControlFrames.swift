@@ -149,7 +149,7 @@ extension RCLAN {
                     acknowledge(c, i)
                     advanced = true
                     if c.records[i].state == .held {
-                        _ = c.frames[i].take()
+                        _ = c.frames.take(at: i)
                         c.records[i].state = .done
                     }
                 }
