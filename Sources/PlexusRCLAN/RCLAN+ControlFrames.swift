@@ -77,7 +77,8 @@ extension RCLAN {
         c.ackOwed = false
     }
 
-    func processControl(_ c: Connection, leg l: Int, payload p: UnsafeRawBufferPointer) {
+    func processControl(_ c: Connection, leg l: Int, payload: UnsafeRawBufferPointer) {
+        let p = payload.bytes
         guard let control = RVIControlPayload(parsing: p) else {
             c.stats.malformedDropped &+= 1
             return
