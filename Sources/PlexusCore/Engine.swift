@@ -44,7 +44,7 @@ public final class Engine {
     let segHeaders: UnsafeMutableRawPointer
     let segIov: UnsafeMutablePointer<iovec>
     let segMsg: UnsafeMutablePointer<msghdr>
-    let segSlot: UnsafeMutablePointer<UInt32>
+    let segSlot: FixedTable<UInt32>
     var segFree: IndexStack
 
     // UDP GSO sends: one sendmsg record per group of same-size datagrams to one peer.
@@ -53,9 +53,9 @@ public final class Engine {
     let gsoMsg: UnsafeMutablePointer<msghdr>
     let gsoIov: UnsafeMutablePointer<iovec>
     let gsoControl: UnsafeMutableRawPointer
-    let gsoSlots: UnsafeMutablePointer<UInt32>
-    let gsoCount: UnsafeMutablePointer<Int>
-    let gsoFabric: UnsafeMutablePointer<UInt8>
+    let gsoSlots: FixedTable<UInt32>
+    let gsoCount: FixedTable<Int>
+    let gsoFabric: FixedTable<UInt8>
     var gsoFree: IndexStack
 
     // Reassembly of segmented messages.
@@ -69,7 +69,7 @@ public final class Engine {
         var length = 0
         var segments = 0
     }
-    let reassembly: UnsafeMutablePointer<Reassembly>
+    let reassembly: FixedTable<Reassembly>
     /// Offsets of the segments each context has received (duplicate detection). Plexus's own
     /// senders never need more than 35 segments (16896 bytes at the 576-byte minimum MTU).
     static let maxSegmentsPerMessage = 64
@@ -78,7 +78,7 @@ public final class Engine {
 
     // Timers.
     let timerSpecs: UnsafeMutablePointer<__kernel_timespec>
-    let timerTokens: UnsafeMutablePointer<UInt32>
+    let timerTokens: FixedTable<UInt32>
     var timerFree: IndexStack
 
     var regions: RegionTable
@@ -176,22 +176,21 @@ public final class Engine {
         segIov = .allocate(capacity: segmentCapacity * 2)
         segMsg = .allocate(capacity: segmentCapacity)
         segMsg.initialize(repeating: msghdr(), count: segmentCapacity)
-        segSlot = .allocate(capacity: segmentCapacity)
+        segSlot = FixedTable(repeating: 0, count: segmentCapacity)
         segFree = IndexStack(capacity: segmentCapacity)
         gsoCapacity = c.poolFrames / 2 + 1
         gsoMsg = .allocate(capacity: gsoCapacity)
         gsoMsg.initialize(repeating: msghdr(), count: gsoCapacity)
         gsoIov = .allocate(capacity: gsoCapacity * Self.gsoMaxSegments)
         gsoControl = .allocate(byteCount: gsoCapacity * 24, alignment: 8)
-        gsoSlots = .allocate(capacity: gsoCapacity * Self.gsoMaxSegments)
-        gsoCount = .allocate(capacity: gsoCapacity)
-        gsoFabric = .allocate(capacity: gsoCapacity)
+        gsoSlots = FixedTable(repeating: 0, count: gsoCapacity * Self.gsoMaxSegments)
+        gsoCount = FixedTable(repeating: 0, count: gsoCapacity)
+        gsoFabric = FixedTable(repeating: 0, count: gsoCapacity)
         gsoFree = IndexStack(capacity: gsoCapacity)
-        reassembly = .allocate(capacity: c.reassemblyContexts)
-        reassembly.initialize(repeating: Reassembly(), count: c.reassemblyContexts)
+        reassembly = FixedTable(repeating: Reassembly(), count: c.reassemblyContexts)
         reassemblyOffsets = .allocate(capacity: c.reassemblyContexts * Self.maxSegmentsPerMessage)
         timerSpecs = .allocate(capacity: c.maxTimers)
-        timerTokens = .allocate(capacity: c.maxTimers)
+        timerTokens = FixedTable(repeating: 0, count: c.maxTimers)
         timerFree = IndexStack(capacity: c.maxTimers)
         regions = RegionTable(capacity: c.maxRegions)
         faultTimerSpec = .allocate(capacity: 1)
@@ -223,18 +222,12 @@ public final class Engine {
         segHeaders.deallocate()
         segIov.deallocate()
         segMsg.deallocate()
-        segSlot.deallocate()
-        reassembly.deallocate()
         reassemblyOffsets.deallocate()
         gsoMsg.deallocate()
         gsoIov.deallocate()
         gsoControl.deallocate()
-        gsoSlots.deallocate()
-        gsoCount.deallocate()
-        gsoFabric.deallocate()
         timerSpecs.deallocate()
         faultTimerSpec.deallocate()
-        timerTokens.deallocate()
     }
 
     @inline(__always)

@@ -56,7 +56,7 @@ final class Port {
     let pollMsgs: UnsafeMutablePointer<plx_mmsghdr>
     let pollIov: UnsafeMutablePointer<iovec>
     let pollNames: UnsafeMutablePointer<sockaddr_in>
-    let pollIDs: UnsafeMutablePointer<UInt16>
+    let pollIDs: FixedTable<UInt16>
     /// Room for each polled datagram's control messages (the SO_RXQ_OVFL drop count).
     let pollControl: UnsafeMutableRawPointer
     var pollArmed = 0
@@ -67,17 +67,17 @@ final class Port {
     static let sendBatch = 64
     let sendMsgs: UnsafeMutablePointer<plx_mmsghdr>
     let sendIov: UnsafeMutablePointer<iovec>
-    let sendSlots: UnsafeMutablePointer<UInt32>
-    let doneSlots: UnsafeMutablePointer<UInt32>
-    let doneErrors: UnsafeMutablePointer<Int32>
+    let sendSlots: FixedTable<UInt32>
+    let doneSlots: FixedTable<UInt32>
+    let doneErrors: FixedTable<Int32>
     var pendingSends = 0
     /// Set when a frame of this turn went to the ring (segments, zero-copy, a full batch): the
     /// turn's later frames follow it there, so a VI's frames leave in the order they were sent.
     var directBlocked = false
 
     // Blocking mode: the turn's sends, grouped into UDP GSO sendmsgs before the submission.
-    let batchSlot: UnsafeMutablePointer<UInt32>
-    let batchBytes: UnsafeMutablePointer<Int>
+    let batchSlot: FixedTable<UInt32>
+    let batchBytes: FixedTable<Int>
     let batchPeer: UnsafeMutablePointer<UnsafeMutableRawPointer>
     var batchCount = 0
     /// Whether the kernel takes UDP_SEGMENT on this socket (cleared if a GSO send is refused).
@@ -135,10 +135,10 @@ final class Port {
         pollIov = .allocate(capacity: Self.pollBatch)
         pollNames = .allocate(capacity: Self.pollBatch)
         pollNames.initialize(repeating: sockaddr_in(), count: Self.pollBatch)
-        pollIDs = .allocate(capacity: Self.pollBatch)
+        pollIDs = FixedTable(repeating: 0, count: Self.pollBatch)
         pollControl = .allocate(byteCount: Self.pollBatch * Int(plx_RECEIVE_CONTROL_SPACE), alignment: 8)
-        batchSlot = .allocate(capacity: c.poolFrames)
-        batchBytes = .allocate(capacity: c.poolFrames)
+        batchSlot = FixedTable(repeating: 0, count: c.poolFrames)
+        batchBytes = FixedTable(repeating: 0, count: c.poolFrames)
         batchPeer = .allocate(capacity: c.poolFrames)
         var probe: Int32 = 1200
         if c.udpSegmentationOffload && setsockopt(fd, Int32(IPPROTO_UDP), 103 /* UDP_SEGMENT */, &probe, 4) == 0 {
@@ -151,9 +151,9 @@ final class Port {
         sendMsgs = .allocate(capacity: Self.sendBatch)
         sendMsgs.initialize(repeating: plx_mmsghdr(), count: Self.sendBatch)
         sendIov = .allocate(capacity: Self.sendBatch)
-        sendSlots = .allocate(capacity: Self.sendBatch)
-        doneSlots = .allocate(capacity: Self.sendBatch)
-        doneErrors = .allocate(capacity: Self.sendBatch)
+        sendSlots = FixedTable(repeating: 0, count: Self.sendBatch)
+        doneSlots = FixedTable(repeating: 0, count: Self.sendBatch)
+        doneErrors = FixedTable(repeating: 0, count: Self.sendBatch)
         for i in 0..<Self.sendBatch {
             sendMsgs[i].msg_hdr.msg_iov = sendIov + i
             sendMsgs[i].msg_hdr.msg_iovlen = 1
@@ -187,16 +187,10 @@ final class Port {
         pollMsgs.deallocate()
         pollIov.deallocate()
         pollNames.deallocate()
-        pollIDs.deallocate()
         pollControl.deallocate()
-        batchSlot.deallocate()
-        batchBytes.deallocate()
         batchPeer.deallocate()
         sendMsgs.deallocate()
         sendIov.deallocate()
-        sendSlots.deallocate()
-        doneSlots.deallocate()
-        doneErrors.deallocate()
     }
 
     /// Reads the socket's drop count from the control bytes that came with one datagram and

@@ -158,7 +158,14 @@ public enum ControlMessage: Sendable, Hashable {
         return w
     }
 
-    public init?(parsing m: UnsafeRawBufferPointer) {
+    /// Parses a message received over a management RVI; nil when it is malformed.
+    public init?(parsing m: RawSpan) {
+        guard let parsed = m.withUnsafeBytes({ ControlMessage(parsing: $0) }) else { return nil }
+        self = parsed
+    }
+
+    /// `init(parsing:)` of a `RawSpan` on the bytes a delivery hands over in place.
+    init?(parsing m: UnsafeRawBufferPointer) {
         var i = 0
         func need(_ n: Int) -> Bool { i + n <= m.count }
         func u8() -> UInt8? { guard need(1) else { return nil }; defer { i += 1 }; return m[i] }

@@ -59,7 +59,11 @@ public enum LANMessage {
         public var source: MACAddress
     }
 
-    public static func parse(_ m: UnsafeRawBufferPointer) -> Parsed? {
+    /// The parts of a received message, or nil when it is refused.
+    public static func parse(_ m: RawSpan) -> Parsed? { m.withUnsafeBytes { parse($0) } }
+
+    /// `parse(_:)` of a `RawSpan` on the bytes a delivery hands over in place (the switching path).
+    static func parse(_ m: UnsafeRawBufferPointer) -> Parsed? {
         guard m.count >= headerSize + ethernetHeader, m[0] == frameKind, m[1] & ~(relayed | checksumPartial | tableOnly | promiscuousCopy) == 0,
               m[8] == 0, m[9] == 0,
               let vlan = VLANID(Int(UInt16(m[2]) << 8 | UInt16(m[3])))

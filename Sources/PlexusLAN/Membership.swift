@@ -34,7 +34,10 @@ public struct MembershipReport: Hashable, Sendable {
     /// Reads the membership reports in an Ethernet frame a node sends: IGMPv1/v2 reports and
     /// leaves, IGMPv3 reports, MLDv1 reports and dones, MLDv2 reports. Anything else, or
     /// anything cut short, yields none.
-    public static func parse(_ f: UnsafeRawBufferPointer) -> [MembershipReport] {
+    public static func parse(_ f: RawSpan) -> [MembershipReport] { f.withUnsafeBytes { parse($0) } }
+
+    /// `parse(_:)` of a `RawSpan` on a frame read in place.
+    static func parse(_ f: UnsafeRawBufferPointer) -> [MembershipReport] {
         guard f.count >= 14 else { return [] }
         let type = UInt16(f[12]) << 8 | UInt16(f[13])
         if type == 0x0800 { return igmp(f, at: 14) }

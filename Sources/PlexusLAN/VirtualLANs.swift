@@ -26,7 +26,13 @@ public struct ARPPacket: Sendable, Hashable {
     public var targetIP: IPv4Address
 
     /// Parses `frame` (an Ethernet frame); nil if it is not IPv4 ARP.
-    public init?(frame f: UnsafeRawBufferPointer) {
+    public init?(frame f: RawSpan) {
+        guard let parsed = f.withUnsafeBytes({ ARPPacket(frame: $0) }) else { return nil }
+        self = parsed
+    }
+
+    /// `init(frame:)` of a `RawSpan` on a frame read in place (the switching path).
+    init?(frame f: UnsafeRawBufferPointer) {
         guard f.count >= 42, f[12] == 0x08, f[13] == 0x06,  // ethertype ARP
               f[14] == 0, f[15] == 1, f[16] == 0x08, f[17] == 0, f[18] == 6, f[19] == 4, f[20] == 0,
               f[21] == 1 || f[21] == 2
@@ -41,8 +47,11 @@ public struct ARPPacket: Sendable, Hashable {
     }
 
     /// Whether an Ethernet frame is ARP (ethertype 0x0806).
+    public static func isARP(_ f: RawSpan) -> Bool { f.withUnsafeBytes { isARP($0) } }
+
+    /// `isARP(_:)` of a `RawSpan` on a frame read in place (the switching path).
     @inline(__always)
-    public static func isARP(_ f: UnsafeRawBufferPointer) -> Bool { f.count >= 14 && f[12] == 0x08 && f[13] == 0x06 }
+    static func isARP(_ f: UnsafeRawBufferPointer) -> Bool { f.count >= 14 && f[12] == 0x08 && f[13] == 0x06 }
 }
 
 /// An 802.1Q-sized VLAN number (1…4094): one broadcast domain with any number of IP subnets.

@@ -181,8 +181,9 @@ final class Connection {
 
     // Sending.
     let sendMask: Int
-    let frames: UnsafeMutablePointer<Frame?>
-    let records: UnsafeMutablePointer<SendRecord>
+    /// The send window's frames and records, by sequence number & `sendMask`.
+    let frames: FixedRing<Frame>
+    let records: FixedTable<SendRecord>
     @exclusivity(unchecked) var nextSeq: UInt64 = 1
     @exclusivity(unchecked) var sendBase: UInt64 = 1
     @exclusivity(unchecked) var nextToTransmit: UInt64 = 1
@@ -205,15 +206,15 @@ final class Connection {
     // The open (coalescing) frame.
     @exclusivity(unchecked) var open: Frame? = nil
     @exclusivity(unchecked) var openActive = false
-    @exclusivity(unchecked) var openBase: UnsafeMutableRawPointer? = nil
     @exclusivity(unchecked) var openUsed = 0
     @exclusivity(unchecked) var openMessages: UInt32 = 0
     @exclusivity(unchecked) var openFirstMessage: UInt64 = 0
 
     // Receiving.
     let receiveMask: Int
-    let held: UnsafeMutablePointer<InboundFrame?>
-    let heldSeq: UnsafeMutablePointer<UInt64>
+    /// Frames held out of order and their sequence numbers (0: none), by sequence & `receiveMask`.
+    let held: FixedRing<InboundFrame>
+    let heldSeq: FixedTable<UInt64>
     @exclusivity(unchecked) var heldCount = 0
     @exclusivity(unchecked) var highestHeld: UInt64 = 0
     @exclusivity(unchecked) var cumAck: UInt64 = 1
@@ -249,30 +250,12 @@ final class Connection {
         self.credit = credit
         // Before the peer's first acknowledgement: it grants what this end would.
         peerRightEdge = 1 + UInt64(credit)
-        frames = .allocate(capacity: configuration.sendWindow)
-        records = .allocate(capacity: configuration.sendWindow)
-        for i in 0..<configuration.sendWindow {
-            (frames + i).initialize(to: nil)
-            (records + i).initialize(to: SendRecord())
-        }
-        held = .allocate(capacity: configuration.receiveWindow)
-        heldSeq = .allocate(capacity: configuration.receiveWindow)
-        for i in 0..<configuration.receiveWindow {
-            (held + i).initialize(to: nil)
-            heldSeq[i] = 0
-        }
+        frames = FixedRing(capacity: configuration.sendWindow)
+        records = FixedTable(repeating: SendRecord(), count: configuration.sendWindow)
+        held = FixedRing(capacity: configuration.receiveWindow)
+        heldSeq = FixedTable(repeating: 0, count: configuration.receiveWindow)
         legs = [LegRecord(fabric: .a, now: now), LegRecord(fabric: .b, now: now)]
         stats = RVIStatistics(rvi: id, policy: policy.description, epoch: epoch, peerEpoch: 0)
-    }
-
-    deinit {
-        // Every frame was released by close/stop (the pool may be gone by now); these are nils.
-        frames.deinitialize(count: sendMask + 1)
-        frames.deallocate()
-        records.deallocate()
-        held.deinitialize(count: receiveMask + 1)
-        held.deallocate()
-        heldSeq.deallocate()
     }
 
     var rvi: RVI { RVI(id: id) }
@@ -295,15 +278,10 @@ final class Connection {
     func releaseFrames() {
         _ = open.take()
         openActive = false
-        openBase = nil
-        for i in 0...sendMask {
-            _ = frames[i].take()
-            records[i] = SendRecord()
-        }
-        for i in 0...receiveMask {
-            _ = held[i].take()
-            heldSeq[i] = 0
-        }
+        frames.removeAll()
+        records.fill(with: SendRecord())
+        held.removeAll()
+        heldSeq.fill(with: 0)
         heldCount = 0
         highestHeld = 0
         generation &+= 1

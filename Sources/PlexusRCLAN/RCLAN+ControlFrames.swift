@@ -77,7 +77,8 @@ extension RCLAN {
         c.ackOwed = false
     }
 
-    func processControl(_ c: Connection, leg l: Int, payload p: UnsafeRawBufferPointer) {
+    func processControl(_ c: Connection, leg l: Int, payload: UnsafeRawBufferPointer) {
+        let p = payload.bytes
         guard let control = RVIControlPayload(parsing: p) else {
             c.stats.malformedDropped &+= 1
             return
@@ -149,7 +150,7 @@ extension RCLAN {
                     acknowledge(c, i)
                     advanced = true
                     if c.records[i].state == .held {
-                        _ = c.frames[i].take()
+                        _ = c.frames.take(at: i)
                         c.records[i].state = .done
                     }
                 }

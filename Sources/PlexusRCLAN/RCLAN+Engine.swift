@@ -10,15 +10,10 @@ extension RCLAN {
 
     public func engineDidStart(_ engine: Engine) {
         self.engine = engine
-        viMapCount = engine.configuration.maxVIs
-        viMapA = .allocate(capacity: viMapCount)
-        viMapA!.initialize(repeating: 0, count: viMapCount)
-        viMapB = .allocate(capacity: viMapCount)
-        viMapB!.initialize(repeating: 0, count: viMapCount)
-        slotOwner = .allocate(capacity: engine.pool.capacity)
-        slotOwner!.initialize(repeating: .max, count: engine.pool.capacity)
-        slotSeq = .allocate(capacity: engine.pool.capacity)
-        slotSeq!.initialize(repeating: 0, count: engine.pool.capacity)
+        viMapA = FixedTable(repeating: 0, count: engine.configuration.maxVIs)
+        viMapB = FixedTable(repeating: 0, count: engine.configuration.maxVIs)
+        slotOwner = FixedTable(repeating: .max, count: engine.pool.capacity)
+        slotSeq = FixedTable(repeating: 0, count: engine.pool.capacity)
         now = monotonicNanos()
         busyPoll = engine.configuration.pollMode == .busyPoll
         nextTickAt = now + tickNanos
@@ -75,9 +70,9 @@ extension RCLAN {
 
     public func sendCompleted(returning frame: consuming Frame, on vi: VI, result: SendCompletion, engine: Engine) {
         let ps = Int(frame.poolSlot)
-        let owner = slotOwner![ps]
-        let seq = slotSeq![ps]
-        slotOwner![ps] = .max
+        let owner = slotOwner[ps]
+        let seq = slotSeq[ps]
+        slotOwner[ps] = .max
         let id = Int(owner >> 32)
         guard id < connections.count, let c = connections[id], !c.closing,
               UInt32(truncatingIfNeeded: owner) == c.generation
@@ -98,14 +93,14 @@ extension RCLAN {
             return
         }
         c.records[i].state = .held
-        c.frames[i] = consume frame
+        c.frames.put(frame, at: i)
         if c.records[i].lost { markDirty(c) }
     }
 
     public func received(_ frame: consuming InboundFrame, engine: Engine) {
         let vi = frame.vi
-        let map = vi.fabric == .a ? viMapA! : viMapB!
-        let slot = Int(vi.number) < viMapCount ? map[Int(vi.number)] : 0
+        let n = Int(vi.number)
+        let slot = n < viMapCount ? (vi.fabric == .a ? viMapA[n] : viMapB[n]) : 0
         guard slot != 0, let c = connections[Int(slot - 1)], !c.closing else {
             unboundFrames &+= 1
             return
@@ -161,7 +156,7 @@ extension RCLAN {
             c.cumAck += 1
             while c.heldCount > 0 && !c.closing {
                 let i = Int(truncatingIfNeeded: c.cumAck) & c.receiveMask
-                guard c.heldSeq[i] == c.cumAck, let h = c.held[i].take() else { break }
+                guard c.heldSeq[i] == c.cumAck, let h = c.held.take(at: i) else { break }
                 c.heldSeq[i] = 0
                 c.heldCount -= 1
                 deliver(c, h)
@@ -174,7 +169,7 @@ extension RCLAN {
                 return
             }
             c.heldSeq[i] = s
-            c.held[i] = consume frame
+            c.held.put(frame, at: i)
             c.heldCount += 1
             if s > c.highestHeld { c.highestHeld = s }
         }

@@ -46,7 +46,7 @@ extension RCLAN {
             let r = c.records[i]
             s += 1
             guard !r.acked else { continue }
-            guard let f = c.frames[i].take() else {
+            guard let f = c.frames.take(at: i) else {
                 unreadable += Int(r.messages)
                 continue
             }

@@ -46,7 +46,7 @@ extension RCLAN {
             c.ackedMessage = c.records[i].firstMessage + UInt64(c.records[i].messages) - 1
             switch c.records[i].state {
             case .held:
-                _ = c.frames[i].take()
+                _ = c.frames.take(at: i)
                 c.records[i].state = .empty
             case .done:
                 c.records[i].state = .empty

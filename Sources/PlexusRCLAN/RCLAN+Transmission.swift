@@ -57,14 +57,14 @@ extension RCLAN {
 
     /// Sends the frame of sequence `seq` (queued, or held for retransmission).
     func transmit(_ c: Connection, _ i: Int, retransmission: Bool) {
-        guard let frame = c.frames[i].take() else { return }
+        guard let frame = c.frames.take(at: i) else { return }
         let l = pickLeg(c, avoiding: retransmission ? Int(c.records[i].leg) : nil)
         let vi = c.vi(l)
         let seq = c.records[i].sequence
         let bytes = frame.length
         let ps = Int(frame.poolSlot)
-        slotOwner![ps] = UInt64(c.id) << 32 | UInt64(c.generation)
-        slotSeq![ps] = seq
+        slotOwner[ps] = UInt64(c.id) << 32 | UInt64(c.generation)
+        slotSeq[ps] = seq
         var flags: FrameFlags = .sequenced
         if c.records[i].coalesced { flags.insert(.coalesced) }
         let fields = ReliabilityFields(
@@ -75,7 +75,7 @@ extension RCLAN {
         } catch {
             // Only when the VI was torn down under the RVI or the engine is stopping; the frame
             // is gone, so the connection cannot keep its order: start over.
-            slotOwner![ps] = .max
+            slotOwner[ps] = .max
             c.records[i].state = .empty
             giveUp(c)
             return

@@ -38,13 +38,14 @@ public final class RCLAN: EngineDriver {
     @exclusivity(unchecked) var freeIDs: [UInt32] = []
     @exclusivity(unchecked) var generations: [UInt32] = []
     @exclusivity(unchecked) var dirtyList: [UInt32] = []
-    /// VI number → connection id + 1 (0: none), per fabric.
-    @exclusivity(unchecked) var viMapA: UnsafeMutablePointer<UInt32>? = nil
-    @exclusivity(unchecked) var viMapB: UnsafeMutablePointer<UInt32>? = nil
-    @exclusivity(unchecked) var viMapCount = 0
-    /// Pool slot → owning connection (id << 32 | generation) and sequence, for frames in the kernel.
-    @exclusivity(unchecked) var slotOwner: UnsafeMutablePointer<UInt64>? = nil
-    @exclusivity(unchecked) var slotSeq: UnsafeMutablePointer<UInt64>? = nil
+    /// VI number → connection id + 1 (0: none), per fabric; `maxVIs` entries once the engine starts.
+    @exclusivity(unchecked) var viMapA = FixedTable<UInt32>(repeating: 0, count: 0)
+    @exclusivity(unchecked) var viMapB = FixedTable<UInt32>(repeating: 0, count: 0)
+    var viMapCount: Int { viMapA.count }
+    /// Pool slot → owning connection (id << 32 | generation, `.max`: none) and sequence, for
+    /// frames in the kernel; one entry per pool frame once the engine starts.
+    @exclusivity(unchecked) var slotOwner = FixedTable<UInt64>(repeating: .max, count: 0)
+    @exclusivity(unchecked) var slotSeq = FixedTable<UInt64>(repeating: 0, count: 0)
     @exclusivity(unchecked) var now: UInt64 = 0
     @exclusivity(unchecked) var tickDue = false
     @exclusivity(unchecked) var lastTickAt: UInt64 = 0
@@ -80,13 +81,6 @@ public final class RCLAN: EngineDriver {
     public convenience init(delegate: any RVIDelegate) {
         // The default configuration always validates.
         try! self.init(configuration: RCLANConfiguration(), delegate: delegate)
-    }
-
-    deinit {
-        viMapA?.deallocate()
-        viMapB?.deallocate()
-        slotOwner?.deallocate()
-        slotSeq?.deallocate()
     }
 
     static func nanos(_ d: Duration) -> UInt64 {
@@ -149,8 +143,8 @@ public final class RCLAN: EngineDriver {
             c.legs[l].addressChangedAt = c.legs[l].changedAt
         }
         connections[Int(id)] = c
-        viMapA![Int(path.localA)] = id + 1
-        viMapB![Int(path.localB)] = id + 1
+        viMapA[Int(path.localA)] = id + 1
+        viMapB[Int(path.localB)] = id + 1
         if dirtyList.capacity < connections.count { dirtyList.reserveCapacity(connections.count * 2) }
         return c.rvi
     }
@@ -162,8 +156,8 @@ public final class RCLAN: EngineDriver {
         failPending(c, reason: .closed)
         c.closing = true
         c.releaseFrames()
-        viMapA![Int(c.path.localA)] = 0
-        viMapB![Int(c.path.localB)] = 0
+        viMapA[Int(c.path.localA)] = 0
+        viMapB[Int(c.path.localB)] = 0
         try? engine.teardown(c.viA)
         try? engine.teardown(c.viB)
         connections[Int(c.id)] = nil
@@ -224,8 +218,7 @@ public final class RCLAN: EngineDriver {
             if c.openActive && c.openUsed + 2 + n > FrameLayout.maxPayload { closeOpen(c) }
             if !c.openActive {
                 guard c.hasRoom() else { throw refuseFull(c) }
-                guard engine.pool.available > controlReserve, var f = engine.takeFrame() else { throw .noBuffers }
-                c.openBase = f.withUnsafeMutablePayload { $0.baseAddress! }
+                guard engine.pool.available > controlReserve, let f = engine.takeFrame() else { throw .noBuffers }
                 c.open = consume f
                 c.openActive = true
                 c.openUsed = 0
@@ -233,10 +226,13 @@ public final class RCLAN: EngineDriver {
                 c.openFirstMessage = c.nextMessage
                 markDirty(c)
             }
-            let p = c.openBase! + c.openUsed
-            p.storeBytes(of: UInt16(n).bigEndian, as: UInt16.self)
-            message.withUnsafeBytes { src in
-                if n > 0 { (p + 2).copyMemory(from: src.baseAddress!, byteCount: n) }
+            // Written in place, at the frame's own offset: no pointer is kept across calls.
+            let at = c.openUsed
+            c.open!.withUnsafeMutablePayload { dst in
+                dst.storeBytes(of: UInt16(n).bigEndian, toByteOffset: at, as: UInt16.self)
+                message.withUnsafeBytes { src in
+                    if n > 0 { (dst.baseAddress! + at + 2).copyMemory(from: src.baseAddress!, byteCount: n) }
+                }
             }
             c.openUsed += 2 + n
             c.openMessages += 1
@@ -297,7 +293,6 @@ public final class RCLAN: EngineDriver {
     func closeOpen(_ c: Connection) {
         guard c.openActive, var f = c.open.take() else { return }
         c.openActive = false
-        c.openBase = nil
         f.length = c.openUsed
         enqueue(c, f, first: c.openFirstMessage, messages: c.openMessages, coalesced: true)
     }
@@ -308,7 +303,7 @@ public final class RCLAN: EngineDriver {
         let i = Int(truncatingIfNeeded: seq) & c.sendMask
         c.records[i] = SendRecord(sequence: seq, firstMessage: first, messages: messages, bytes: UInt32(frame.length),
                                   state: .queued, coalesced: coalesced)
-        c.frames[i] = consume frame
+        c.frames.put(frame, at: i)
         markDirty(c)
     }
 

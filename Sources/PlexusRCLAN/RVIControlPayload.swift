@@ -39,25 +39,25 @@ public struct RVIControlPayload: Sendable, Hashable {
 
     /// Parses `p`, or nil when it is malformed: shorter than the header, more SACK blocks than
     /// allowed, or a length that does not match the block count exactly.
-    public init?(parsing p: UnsafeRawBufferPointer) {
-        guard p.count >= Self.headerSize else { return nil }
-        let blocks = Int(p[1])
-        guard blocks <= Self.maxSackBlocks, p.count == Self.headerSize + blocks * 16 else { return nil }
-        kinds = p[0]
+    public init?(parsing p: RawSpan) {
+        guard p.byteCount >= Self.headerSize else { return nil }
+        let blocks = Int(p.unsafeLoad(fromByteOffset: 1, as: UInt8.self))
+        guard blocks <= Self.maxSackBlocks, p.byteCount == Self.headerSize + blocks * 16 else { return nil }
+        kinds = p.unsafeLoad(fromByteOffset: 0, as: UInt8.self)
         sackBlocks = blocks
-        hears = p[2]
-        duplicates = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-        probeStamp = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        echoStamp = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        overrunsA = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
-        overrunsB = UInt32(bigEndian: p.loadUnaligned(fromByteOffset: 28, as: UInt32.self))
+        hears = p.unsafeLoad(fromByteOffset: 2, as: UInt8.self)
+        duplicates = UInt32(bigEndian: p.unsafeLoadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        probeStamp = UInt64(bigEndian: p.unsafeLoadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        echoStamp = UInt64(bigEndian: p.unsafeLoadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        overrunsA = UInt32(bigEndian: p.unsafeLoadUnaligned(fromByteOffset: 24, as: UInt32.self))
+        overrunsB = UInt32(bigEndian: p.unsafeLoadUnaligned(fromByteOffset: 28, as: UInt32.self))
     }
 
     /// SACK block `i` (below ``sackBlocks``) of the payload `p` this was parsed from.
-    public func sackBlock(_ i: Int, in p: UnsafeRawBufferPointer) -> (first: UInt64, end: UInt64) {
-        precondition(i >= 0 && i < sackBlocks && p.count == Self.headerSize + sackBlocks * 16)
+    public func sackBlock(_ i: Int, in p: RawSpan) -> (first: UInt64, end: UInt64) {
+        precondition(i >= 0 && i < sackBlocks && p.byteCount == Self.headerSize + sackBlocks * 16)
         let o = Self.headerSize + i * 16
-        return (UInt64(bigEndian: p.loadUnaligned(fromByteOffset: o, as: UInt64.self)),
-                UInt64(bigEndian: p.loadUnaligned(fromByteOffset: o + 8, as: UInt64.self)))
+        return (UInt64(bigEndian: p.unsafeLoadUnaligned(fromByteOffset: o, as: UInt64.self)),
+                UInt64(bigEndian: p.unsafeLoadUnaligned(fromByteOffset: o + 8, as: UInt64.self)))
     }
 }

@@ -2,6 +2,9 @@ import PlexusCore
 @testable import PlexusLAN
 import Testing
 
+/// Parses `bytes` as the public API does, from a span.
+private func parse(_ bytes: [UInt8]) -> ControlMessage? { ControlMessage(parsing: bytes.span.bytes) }
+
 @Suite("Control messages of the management RVIs")
 struct ControlMessageTests {
     static let mac = MACAddress("02:00:01:00:00:05")!
@@ -31,7 +34,7 @@ struct ControlMessageTests {
     @Test("every message survives its encoding")
     func roundTrip() {
         for m in Self.every {
-            let parsed = m.encoded().withUnsafeBytes { ControlMessage(parsing: $0) }
+            let parsed = parse(m.encoded())
             #expect(parsed == m, "\(m)")
         }
     }
@@ -40,7 +43,7 @@ struct ControlMessageTests {
     func longReason() {
         let reason = String(repeating: "é", count: 200)  // 400 bytes of UTF-8
         let bytes = ControlMessage.refused(node: 3, reason: reason).encoded()
-        guard case .refused(_, let got)? = bytes.withUnsafeBytes({ ControlMessage(parsing: $0) }) else {
+        guard case .refused(_, let got)? = parse(bytes) else {
             Issue.record("the cut message did not parse")
             return
         }
@@ -53,13 +56,13 @@ struct ControlMessageTests {
     func malformed() {
         var bad = ControlMessage.refused(node: 3, reason: "ok").encoded()
         bad[bad.count - 1] = 0xFF
-        #expect(bad.withUnsafeBytes { ControlMessage(parsing: $0) } == nil)
+        #expect(parse(bad) == nil)
         for m in Self.every {
             let bytes = m.encoded()
             for cut in [1, 2, 5] where cut < bytes.count {
-                #expect(Array(bytes.dropLast(cut)).withUnsafeBytes { ControlMessage(parsing: $0) } == nil, "\(m) cut by \(cut)")
+                #expect(parse(Array(bytes.dropLast(cut))) == nil, "\(m) cut by \(cut)")
             }
-            #expect((bytes + [0]).withUnsafeBytes { ControlMessage(parsing: $0) } == nil, "\(m) with a trailing byte")
+            #expect(parse(bytes + [0]) == nil, "\(m) with a trailing byte")
         }
     }
 }

@@ -30,7 +30,7 @@ func mldFrame(_ icmp: [UInt8]) -> [UInt8] {
 struct MembershipTests {
     @Test("IGMPv2 and v3, MLDv1 and v2 reports are read; group MACs follow RFC 1112 and RFC 2464; cut-short packets yield nothing")
     func parsing() {
-        func parse(_ f: [UInt8]) -> [MembershipReport] { f.withUnsafeBytes { MembershipReport.parse($0) } }
+        func parse(_ f: [UInt8]) -> [MembershipReport] { MembershipReport.parse(f.span.bytes) }
         let v2join = parse(igmpFrame([0x16, 0, 0, 0, 239, 129, 2, 3]))
         #expect(v2join == [MembershipReport(group: [239, 129, 2, 3], joined: true)])
         #expect(v2join[0].mac == MACAddress("01:00:5e:01:02:03")!)  // the high bit of the second octet is dropped

@@ -17,26 +17,32 @@ struct RVIControlPayloadTests {
     func fields() throws {
         let bytes = Self.payload(kinds: 3, hears: 2, duplicates: 7, probe: 0x0102_0304_0506_0708, echo: 99,
                                  overruns: (5, 1 << 31), blocks: [(10, 12), (20, 25)])
-        try bytes.withUnsafeBytes { p in
-            let c = try #require(RVIControlPayload(parsing: p))
+        do {
+            let p = bytes.span.bytes
+            let parsed = RVIControlPayload(parsing: p)
+            let c = try #require(parsed)
             #expect(c.isProbe && c.isEcho && !c.hears(leg: 0) && c.hears(leg: 1))
             #expect(c.duplicates == 7 && c.probeStamp == 0x0102_0304_0506_0708 && c.echoStamp == 99)
             #expect(c.overrunsA == 5 && c.overrunsB == 1 << 31 && c.sackBlocks == 2)
-            #expect(c.sackBlock(0, in: p) == (10, 12) && c.sackBlock(1, in: p) == (20, 25))
+            let (b0, b1) = (c.sackBlock(0, in: p), c.sackBlock(1, in: p))
+            #expect(b0 == (10, 12) && b1 == (20, 25))
         }
     }
+
+    /// Whether `bytes` parse as a control payload.
+    static func parses(_ bytes: [UInt8]) -> Bool { RVIControlPayload(parsing: bytes.span.bytes) != nil }
 
     @Test("malformed payloads are refused: short, too many blocks, a length that does not match the count")
     func malformed() {
         let good = Self.payload(kinds: 1, hears: 3, duplicates: 0, probe: 1, echo: 0, overruns: (0, 0), blocks: [(1, 2)])
-        #expect(good.withUnsafeBytes { RVIControlPayload(parsing: $0) } != nil)
-        #expect(Array(good.prefix(31)).withUnsafeBytes { RVIControlPayload(parsing: $0) } == nil)
-        #expect(Array(good.dropLast()).withUnsafeBytes { RVIControlPayload(parsing: $0) } == nil)
-        #expect((good + [0]).withUnsafeBytes { RVIControlPayload(parsing: $0) } == nil)
+        #expect(Self.parses(good))
+        #expect(!Self.parses(Array(good.prefix(31))))
+        #expect(!Self.parses(Array(good.dropLast())))
+        #expect(!Self.parses(good + [0]))
         var many = Self.payload(kinds: 0, hears: 3, duplicates: 0, probe: 0, echo: 0, overruns: (0, 0),
                                 blocks: Array(repeating: (1, 2), count: 17))
-        #expect(many.withUnsafeBytes { RVIControlPayload(parsing: $0) } == nil)
+        #expect(!Self.parses(many))
         many[1] = 16
-        #expect(many.withUnsafeBytes { RVIControlPayload(parsing: $0) } == nil, "16 blocks announced, 17 present")
+        #expect(!Self.parses(many), "16 blocks announced, 17 present")
     }
 }

@@ -6,9 +6,10 @@ import FuzzDriver
 import PlexusLAN
 
 func fuzzControlMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    guard let message = ControlMessage(parsing: UnsafeRawBufferPointer(start: data, count: size)) else { return 0 }
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    guard let message = ControlMessage(parsing: bytes.bytes) else { return 0 }
     let again = message.encoded()
-    let reparsed = again.withUnsafeBytes { ControlMessage(parsing: $0) }
+    let reparsed = ControlMessage(parsing: again.span.bytes)
     precondition(reparsed == message, "a parsed control message does not survive its own encoding")
     return 0
 }

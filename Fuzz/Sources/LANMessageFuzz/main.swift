@@ -7,18 +7,18 @@ import PlexusLAN
 
 func fuzzLANMessage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let m = UnsafeRawBufferPointer(start: data, count: size)
-    guard let parsed = LANMessage.parse(m) else { return 0 }
+    guard let parsed = LANMessage.parse(m.bytes) else { return 0 }
     precondition(size >= LANMessage.headerSize + LANMessage.ethernetHeader)
     if let c = parsed.checksum {
         precondition(Int(c.start) >= LANMessage.ethernetHeader)
         precondition(Int(c.start) + Int(c.offset) + 2 <= size - LANMessage.headerSize)
     }
     let frame = UnsafeRawBufferPointer(rebasing: m[LANMessage.headerSize...])
-    if ARPPacket.isARP(frame), let arp = ARPPacket(frame: frame) {
+    if ARPPacket.isARP(frame.bytes), let arp = ARPPacket(frame: frame.bytes) {
         precondition(frame.count >= 42)
         _ = arp.senderIP.description
     }
-    _ = MembershipReport.parse(frame)
+    _ = MembershipReport.parse(frame.bytes)
     return 0
 }
 

@@ -5,7 +5,8 @@ import FuzzDriver
 import PlexusLAN
 
 func fuzzMembership(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    let reports = MembershipReport.parse(UnsafeRawBufferPointer(start: data, count: size))
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    let reports = MembershipReport.parse(bytes.bytes)
     // The smallest group record (IGMPv3) is 8 bytes.
     precondition(reports.count <= max(1, size / 8))
     return 0

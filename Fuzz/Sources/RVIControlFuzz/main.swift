@@ -5,7 +5,8 @@ import FuzzDriver
 import PlexusRCLAN
 
 func fuzzRVIControl(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    let p = UnsafeRawBufferPointer(start: data, count: size)
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    let p = bytes.bytes
     guard let c = RVIControlPayload(parsing: p) else { return 0 }
     precondition(c.sackBlocks <= RVIControlPayload.maxSackBlocks)
     precondition(size == RVIControlPayload.headerSize + 16 * c.sackBlocks)
