@@ -123,6 +123,11 @@ public final class TableDistributor: RVIDelegate {
     public private(set) var messagesFailed: UInt64 = 0
     public private(set) var messagesDropped: UInt64 = 0
     var redirected: UInt64 = 0
+    var cachedDigest: [[UInt8]] = []
+    var digestAtChange: UInt64 = .max
+    /// Digests received that were byte for byte this node's own (tables in sync): answered with
+    /// nothing, and not decoded.
+    public private(set) var digestsMatched: UInt64 = 0
 
     /// A distributor for node `node`, which knows nothing until ``setLocalEntry(_:)`` and its
     /// neighbours tell it (seed 003, claim 35: each computer updates the table with the adapter
@@ -256,15 +261,35 @@ public final class TableDistributor: RVIDelegate {
             }
             nextDigestAt = now + intervalNanos
         }
-        var digest: [[UInt8]]? = nil
         for i in peers.indices {
             if peers[i].digestDue && peers[i].queued == 0 {
-                if digest == nil { digest = exchange.digestMessages() }
-                peers[i].outbox += digest!
+                let digest = currentDigest()
+                peers[i].outbox += digest
                 peers[i].digestDue = false
-                digestsSent &+= UInt64(digest!.count)
+                digestsSent &+= UInt64(digest.count)
             }
             flush(i, layer)
+        }
+    }
+
+    /// The digest of the table as it is, made again only when the table changed: in the steady
+    /// state (every table the same) the exchange allocates nothing, on either side.
+    func currentDigest() -> [[UInt8]] {
+        if digestAtChange != exchange.changes || cachedDigest.isEmpty {
+            cachedDigest = exchange.digestMessages()
+            digestAtChange = exchange.changes
+        }
+        return cachedDigest
+    }
+
+    /// Whether `message` is one of this node's own digest messages, byte for byte: a neighbour
+    /// whose table is this one's sends exactly that, and it needs no answer.
+    func isOwnDigest(_ message: RawSpan) -> Bool {
+        let digest = currentDigest()
+        return message.withUnsafeBytes { m in
+            digest.contains { d in
+                d.count == m.count && d.withUnsafeBytes { memcmp($0.baseAddress!, m.baseAddress!, m.count) == 0 }
+            }
         }
     }
 
@@ -304,6 +329,13 @@ public final class TableDistributor: RVIDelegate {
     /// pushed to the other neighbours on the next turn. A malformed message is counted and
     /// dropped.
     public func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
+        if message.byteCount > 0 && isOwnDigest(message) {
+            // The same table on both sides (in this digest's range): nothing to send back.
+            messagesReceived &+= 1
+            bytesReceived &+= UInt64(message.byteCount)
+            digestsMatched &+= 1
+            return
+        }
         let bytes = message.withUnsafeBytes { Array($0) }
         receive(bytes, from: rvi)
         if !followed.isEmpty { for n in exchange.lastTaken { refollow(n, layer: layer) } }
