@@ -26,6 +26,10 @@ public struct FailoverSettings: Sendable, Hashable {
     /// When more than this fraction of the nodes holding a personality fall silent together,
     /// this control node is the one cut off (or stalled): it fails nothing over, and logs why.
     public var isolationFraction: Double = 0.5
+    /// A node this control node has never heard since it opened the node's management RVI (a
+    /// node process still starting, or a control node that just restarted) is declared failed
+    /// only after this much more silence: starting is not failing.
+    public var startupGrace: Duration = .seconds(2)
 
     public init() {}
 
@@ -35,6 +39,9 @@ public struct FailoverSettings: Sendable, Hashable {
         }
         guard isolationFraction > 0 && isolationFraction <= 1 else {
             throw PlexusError(.configuration, "failover isolationFraction must be in (0, 1]")
+        }
+        guard startupGrace >= .zero && startupGrace <= .seconds(600) else {
+            throw PlexusError(.configuration, "failover startupGrace must be 0...600 s")
         }
     }
 }
@@ -112,7 +119,12 @@ extension VirtualLANServer {
         guard let node = nodeOf[rvi] else { return }
         switch event {
         case .unusable:
-            if silentSince[node] == nil { silentSince[node] = nowNanos() }
+            if silentSince[node] == nil {
+                silentSince[node] = nowNanos()
+                // Never heard at all since the RVI was opened: the node may still be starting.
+                let heard = layer.statistics(rvi)?.legs.contains { $0.framesIn > 0 } ?? true
+                if heard { neverHeard.remove(node) } else { neverHeard.insert(node) }
+            }
         case .usable, .legUp:
             silentSince[node] = nil
         case .peerRestarted:
@@ -152,7 +164,9 @@ extension VirtualLANServer {
             return
         }
         isolationLogged = false
-        for node in silent.sorted() where now &- silentSince[node]! >= confirm {
+        let grace = UInt64(settings.startupGrace.components.seconds) * 1_000_000_000
+            + UInt64(settings.startupGrace.components.attoseconds / 1_000_000_000)
+        for node in silent.sorted() where now &- silentSince[node]! >= confirm + (neverHeard.contains(node) ? grace : 0) {
             failOver(node, since: silentSince[node]!, cause: .silent, now: now, layer: layer)
         }
     }

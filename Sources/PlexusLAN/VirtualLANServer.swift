@@ -49,6 +49,8 @@ public final class VirtualLANServer: RVIDelegate {
     public internal(set) var fenced: Set<UInt32> = []
     /// Nodes whose management RVI is unusable, since when (nanoseconds).
     var silentSince: [UInt32: UInt64] = [:]
+    /// Silent nodes never heard since their management RVI was opened (``FailoverSettings/startupGrace``).
+    var neverHeard: Set<UInt32> = []
     /// Nodes whose failover could not happen yet (no spare), each logged once.
     var stranded: Set<UInt32> = []
     var isolationLogged = false

@@ -99,3 +99,45 @@ struct NodeStartTests {
         again.stop()
     }
 }
+
+@Suite("A node that starts late is not a failed node", .serialized, .requiresIOUring)
+struct LateStartTests {
+    @Test("a processing node that comes up a second after its control node gets its personality; it is not failed over to the waiting spare")
+    func lateNodeKeepsItsPersonality() throws {
+        func address(_ t: EngineThread, node: Int) -> NodeAddress {
+            NodeAddress(node: UInt32(node), fabricA: FabricAddress(t.info.ports[0].address)!,
+                        fabricB: FabricAddress(t.info.ports[1].address)!)
+        }
+        func fixed(_ n: Int) throws -> EngineConfiguration {
+            let probe = try EngineThread.start(.loopback(node: UInt8(n)))
+            var c = EngineConfiguration.loopback(node: UInt8(n))
+            c.fabricA = FabricAddress(probe.info.ports[0].address)!
+            c.fabricB = FabricAddress(probe.info.ports[1].address)!
+            probe.stopAndWait()
+            return c
+        }
+        let late = try fixed(82), controlConfig = try fixed(81)
+        let spare = try ProcessingNode.start(node: 83, engine: .loopback(node: 83), tap: false, configure: { $0.onFrame = { _, _ in } })
+        defer { spare.stop() }
+        let controlAddress = NodeAddress(node: 81, fabricA: controlConfig.fabricA, fabricB: controlConfig.fabricB)
+        var plan = LANPlan(controls: [controlAddress],
+                           nodes: [NodeAddress(node: 82, fabricA: late.fabricA, fabricB: late.fabricB), address(spare.thread, node: 83)],
+                           nics: [VirtualNICBinding(node: 82, mac: MACAddress("02:00:01:00:00:82")!, vlan: VLANID(10)!)])
+        plan.spares = [83]
+        let control = try ControlNode.start(node: 81, index: 0, plan: plan, engine: controlConfig)
+        defer { control.stop() }
+        try spare.register(controls: [controlAddress])
+        #expect(try waitUntil(seconds: 10) { try spare.ethernet { eth, _ in eth.registration == .standby } })
+        // Node 82 holds a personality and starts a second late (the scenario, not a wait for
+        // a condition): long past the 20 ms + 30 ms that fail a node once heard.
+        Thread.sleep(forTimeInterval: 1)
+        let node = try ProcessingNode.start(node: 82, engine: late, tap: false, configure: { $0.onFrame = { _, _ in } })
+        defer { node.stop() }
+        try node.register(controls: [controlAddress])
+        let configured = try waitUntil(seconds: 10) { try node.ethernet { eth, _ in eth.registration == .configured } }
+        let failovers = try control.server { s, _ in s.failovers.count }
+        let state = try node.ethernet { eth, _ in "\(eth.registration)" }
+        #expect(configured, "node 82: \(state)")
+        #expect(failovers == 0)
+    }
+}
