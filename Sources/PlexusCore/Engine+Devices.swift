@@ -29,6 +29,13 @@ struct DeviceRecord {
     var pollArmed = false
     /// The fd may have packets left to read (the per-turn budget ran out, or the pool was empty).
     var readable = false
+    /// Busy-poll: written to since it was last read (the kernel may have answered inside the write).
+    var written = false
+    /// Busy-poll: the turn in which a read last found it empty (not read again in that turn).
+    var emptiedAt: UInt64 = .max
+    /// Busy-poll: the last turn read more than one packet from it; its packets are then read in
+    /// a batch and flushed together, not the first one at once.
+    var backlog = false
     var counters = DeviceCounters()
 }
 
@@ -87,9 +94,13 @@ extension Engine {
             devices[i].counters.framesWritten &+= 1
             devices[i].counters.bytesWritten &+= UInt64(n)
             // The kernel may have answered inside the write (an echo reply, a TCP ack): read
-            // the device before the turn's flush rather than wait for its poll to fire.
+            // the device before the turn's flush rather than wait for its poll to fire. A
+            // busy-poll engine reads it right after the port whose frame it wrote
+            // (answerWrites).
             devices[i].readable = true
             devicesPending = true
+            devices[i].written = true
+            devicesWritten = true
         } else {
             devices[i].counters.writeErrors &+= 1
         }
@@ -124,21 +135,24 @@ extension Engine {
         closeDeviceIfIdle(i)
     }
 
-    /// Reads up to the budget from a readable device; leaves it marked readable if more may wait.
-    func readDevice(_ i: Int) {
-        var budget = Self.deviceReadBudget
+    /// Reads up to `budget` packets from a readable device; leaves it marked readable if more
+    /// may wait. Returns how many packets it read.
+    @discardableResult
+    func readDevice(_ i: Int, budget limit: Int = Engine.deviceReadBudget) -> Int {
+        var budget = limit
         while budget > 0 && devices[i].open && !stopping {
             guard var frame = pool.take() else {
                 devices[i].counters.poolEmpty &+= 1
                 devicesPending = true
-                return
+                return limit - budget
             }
             let fd = devices[i].fd
             let n = frame.withUnsafeMutablePayload { p in Glibc.read(fd, p.baseAddress!, p.count) }
             if n <= 0 {
                 if n < 0 && errno != EAGAIN && errno != EINTR { devices[i].counters.readErrors &+= 1 }
                 devices[i].readable = false
-                return  // the frame goes back to the pool
+                devices[i].emptiedAt = turns
+                return limit - budget  // the frame goes back to the pool
             }
             devices[i].counters.framesRead &+= 1
             devices[i].counters.bytesRead &+= UInt64(n)
@@ -149,13 +163,43 @@ extension Engine {
             budget -= 1
         }
         if devices[i].readable { devicesPending = true }
+        return limit - budget
     }
 
-    /// Busy-poll: every turn, every device is read until empty (or its budget is spent).
-    func pollDevices() {
-        for i in devices.indices where devices[i].open {
+    /// Busy-poll, right after a port is read: each device a frame from it was written to is read,
+    /// and what it answered is flushed at once. The kernel answers some packets inside the write
+    /// (an echo reply, a TCP acknowledgement); the answer then leaves carrying the
+    /// acknowledgement of the frame, without waiting for the other port's read or the other
+    /// devices. One packet is read before the flush (the read that finds the device empty comes
+    /// after). A device with a backlog is left to ``pollDevices()``, whose batch leaves in the
+    /// turn's last flush.
+    @inline(__always)
+    func answerWrites() {
+        devicesWritten = false
+        var answered = false
+        for i in devices.indices where devices[i].written {
+            devices[i].written = false
+            guard devices[i].open && !devices[i].backlog else { continue }
             devices[i].readable = true
-            readDevice(i)
+            if readDevice(i, budget: 1) > 0 { answered = true }
+        }
+        if answered { flushReplies() }
+    }
+
+    /// Busy-poll: every turn, every device is read until empty (or its budget is spent), except
+    /// one already found empty in this turn. While a device's traffic is sparse, its first packet
+    /// is flushed before the device is read again (the read that finds it empty would otherwise
+    /// come first); with a backlog (the last turn read more than one packet) its packets are read
+    /// in a batch and leave in the turn's flush.
+    func pollDevices() {
+        for i in devices.indices where devices[i].open && devices[i].emptiedAt != turns {
+            devices[i].readable = true
+            if devices[i].backlog {
+                devices[i].backlog = readDevice(i) > 1
+            } else if readDevice(i, budget: 1) > 0 {
+                flushReplies()
+                if devices[i].readable { devices[i].backlog = readDevice(i) > 0 }
+            }
         }
     }
 

@@ -92,6 +92,8 @@ public final class Engine {
     var devices: [DeviceRecord] = []
     /// A device may hold packets still to read (its budget ran out, or the pool was empty).
     var devicesPending = false
+    /// Busy-poll: a device was written to since the last ``answerWrites()``.
+    var devicesWritten = false
 
     // user_data tags (top byte).
     enum Tag: UInt64 {
@@ -325,22 +327,26 @@ public final class Engine {
                 rc = io_uring_submit(ring)
                 if deferTaskrun && turns & 63 == 0 && io_uring_cq_ready(ring) == 0 { _ = io_uring_get_events(ring) }
                 // Read each port that has VIs every turn (a port with none only every 64 turns,
-                // to drain and count strays). Without devices, a reply a driver posts while
-                // handling a frame from port A goes out before port B is read: waiting for that
-                // read (an empty recvmsg, most turns) put one syscall on every round trip whose
-                // frame came in on leg A. With devices, replies go out in the turn's one flush,
-                // after the devices are read.
+                // to drain and count strays). A reply a driver posts while handling a frame from
+                // port A goes out before port B is read: waiting for that read (an empty
+                // recvmsg, most turns) would put one syscall on every round trip whose frame
+                // came in on leg A. Without devices, the flush follows port A's read. With
+                // devices, a device a frame was just written to is read first (the kernel may
+                // have answered inside the write), and the flush follows when it gave a packet:
+                // the answer leaves carrying the acknowledgement, and a frame with no answer
+                // leaves its acknowledgement to the turn's last flush.
                 let idleTurn = turns & 63 == 0
                 let fabricOnly = devices.isEmpty
                 if portA.established > 0 || idleTurn {
                     poll(portA)
-                    if fabricOnly { flushReplies() }
+                    if fabricOnly { flushReplies() } else if devicesWritten { answerWrites() }
                 }
-                if portB.established > 0 || idleTurn { poll(portB) }
-                // Devices are read directly too (a non-blocking read that finds nothing is
-                // cheap), after the fabric: a frame just written into a TAP device may have been
-                // answered already (the kernel replies inside the write), and the answer then
-                // leaves with this turn's acknowledgements instead of after them.
+                if portB.established > 0 || idleTurn {
+                    poll(portB)
+                    if devicesWritten { answerWrites() }
+                }
+                // Then every device (a non-blocking read that finds nothing is cheap), for what
+                // the kernel sends on its own.
                 if !fabricOnly { pollDevices() }
                 flushReplies()
             }
