@@ -114,6 +114,36 @@ struct TAPTests {
         return p
     }
 
+    @Test("busy-polling nodes: 200 pings one after another all answered, and an iperf3 TCP stream crosses (TAP devices read right after the port that fed them)")
+    func busyPollNodes() throws {
+        let fabric = try NamespaceFabric(nodes: 4, linkMTU: 65535)
+        defer { fabric.teardown() }
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4], vlans: [Self.v10: [3, 4]])
+        let p = try LANPlatform(d, macState: state, fabric: fabric, nodePollMode: .busyPoll)
+        defer { p.stop() }
+        for n in [3, 4] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.v10) }
+        // Each echo is answered before the next is sent: a device read right after its port.
+        var ping = (status: Int32(-1), output: "")
+        #expect(waitUntil(seconds: 10) {
+            ping = fabric.execute(in: 3, ["ping", "-c", "1", "-W", "1", "10.10.0.4"])
+            return ping.status == 0
+        }, "ping: \(ping.output)")
+        ping = fabric.execute(in: 3, ["ping", "-c", "200", "-i", "0.002", "-W", "1", "10.10.0.4"])
+        #expect(ping.output.contains("200 received"), "\(ping.output.suffix(300))")
+        // A TCP stream: devices with a backlog are read in batches.
+        let server = try fabric.spawn(in: 4, ["iperf3", "-s", "-B", "10.10.0.4"])
+        defer { server.kill() }
+        var iperf = (status: Int32(-1), output: "")
+        #expect(waitUntil(seconds: 15) {
+            iperf = fabric.execute(in: 3, ["iperf3", "-c", "10.10.0.4", "-t", "1", "-J"])
+            return iperf.status == 0 && (IPerf3Result(json: iperf.output)?.receivedBitsPerSecond ?? 0) > 0
+        }, "iperf3: \(iperf.output.suffix(400))")
+        let summary = ping.output.split(separator: "\n").suffix(2).joined(separator: "; ")
+        print("Busy-poll nodes: \(summary); iperf3 \(Int((IPerf3Result(json: iperf.output)?.receivedBitsPerSecond ?? 0) / 1e6)) Mbit/s")
+    }
+
     @Test("ping (unicast and broadcast), curl and iperf3 across the virtual LAN; nothing crosses into another VLAN")
     func realClients() throws {
         try Self.withPlatform { fabric, p in try realClients(fabric, p) }
