@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Plexus needs, if any is missing. Idempotent; needs root (or sudo).
 #   liburing-dev  io_uring (the engine)         libnuma-dev  NUMA placement of registered memory
-#   pkg-config    finding them                   iproute2     `ip`, for namespace tests (later issues)
+#   pkg-config    finding them                   iproute2     `ip`, for the namespace tests and routes
 #   gnuplot-nox   bench-results plots
 #   iputils-ping iperf3 curl python3   real clients across the virtual LANs (tests and the
 #                         vlan-* benches): ping, iperf3, an HTTP server and curl, multicast sockets
-#   procps        pkill: the process-failover test cleans up a killed node's orphaned workload
+#   procps        pkill: the process-failover test cleans up a killed node's orphaned workload;
+#                 sysctl: the router namespace of the gateway test forwards
+#   util-linux    nsenter: host routes in a network namespace given by path
 set -euo pipefail
-packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3 procps)
+packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3 procps util-linux)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

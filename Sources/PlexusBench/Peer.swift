@@ -9,7 +9,7 @@ final class StopFlag: Sendable {
     let flag = Atomic<Bool>(false)
 }
 
-/// The second process of every benchmark, `plexus bench-peer`, started by `plexus bench`. It
+/// The second process of every benchmark, `plexus bench-peer`, which `plexus bench` runs. It
 /// speaks a line protocol on stdin/stdout: READY {addresses} → PEER {addresses} → GO {region
 /// key} → STOP → RESULT {counts}.
 public struct PeerOptions: Sendable {
