@@ -23,6 +23,34 @@ extension Engine {
         }
         guard !e.pointee.established else { throw PlexusError(.viInUse, "\(vi) is already established") }
         guard remoteVI != 0 else { throw PlexusError(.configuration, "remote VI number 0 is never valid") }
+        let before = e.pointee
+        e.pointee = VIEntry(established: true, remoteVI: remoteVI, posted: 0, counters: VICounters(),
+                            generation: before.generation &+ 1)
+        do {
+            try setPeerAddresses(vi, e, port, peers: peers, mtu: mtu)
+        } catch {
+            e.pointee = before  // refused: as it was (sends still queued point at its peer)
+            throw error
+        }
+        port.established += 1
+    }
+
+    /// Replaces the addresses of an established VI's peer on its fabric (primary first) and its
+    /// MTU, as when the peer's entry in the address book changes; sends go to the new primary.
+    /// The establishment is the same: its receives, counters and RDMA rights stay.
+    package func setPeers(_ vi: VI, peers: [FabricAddress], mtu: Int? = nil) throws(PlexusError) {
+        let port = self.port(vi.fabric)
+        guard let e = port.entry(vi.number), e.pointee.established else {
+            throw PlexusError(.noSuchVI, "\(vi) is not established")
+        }
+        try setPeerAddresses(vi, e, port, peers: peers, mtu: mtu)
+    }
+
+    /// Checks `peers` and `mtu` and gives entry `e` of `vi` its peer's addresses (the set, if more
+    /// than one), the primary as the current one, and its largest datagram; nothing changes when
+    /// they are refused.
+    private func setPeerAddresses(_ vi: VI, _ e: UnsafeMutablePointer<VIEntry>, _ port: Port, peers: [FabricAddress],
+                                  mtu: Int?) throws(PlexusError) {
         guard !peers.isEmpty, peers.count <= PeerAddresses.capacity else {
             throw PlexusError(.configuration, "\(vi): a peer has 1 to \(PeerAddresses.capacity) addresses on a fabric, not \(peers.count)")
         }
@@ -41,33 +69,9 @@ extension Engine {
             set.set(peers)
             port.peerSets[vi.number] = set
         }
-        let generation = e.pointee.generation &+ 1
-        e.pointee = VIEntry(peer: peers[0].sockaddr, established: true, remoteVI: remoteVI, posted: 0, counters: VICounters(),
-                            generation: generation, maxDatagram: Int32(maxDatagram), alternates: peers.count > 1)
-        port.established += 1
-    }
-
-    /// Replaces the addresses of an established VI's peer on its fabric (primary first) and its
-    /// MTU, as when the peer's entry in the address book changes; sends go to the new primary.
-    package func setPeers(_ vi: VI, peers: [FabricAddress], mtu: Int? = nil) throws(PlexusError) {
-        let port = self.port(vi.fabric)
-        guard let e = port.entry(vi.number), e.pointee.established else {
-            throw PlexusError(.noSuchVI, "\(vi) is not established")
-        }
-        let remoteVI = e.pointee.remoteVI, posted = e.pointee.posted, counters = e.pointee.counters
-        port.established -= 1
-        e.pointee.established = false
-        do {
-            try establish(vi, peers: peers, remoteVI: remoteVI, mtu: mtu)
-        } catch {
-            e.pointee.established = true
-            port.established += 1
-            throw error
-        }
-        // The same establishment, not a new one: its receives, counters and RDMA rights stay.
-        e.pointee.generation &-= 1
-        e.pointee.posted = posted
-        e.pointee.counters = counters
+        e.pointee.peer = peers[0].sockaddr
+        e.pointee.alternates = peers.count > 1
+        e.pointee.maxDatagram = Int32(maxDatagram)
     }
 
     /// Sends on `vi` go to its peer's address `index` from now on (0: the primary): the frames

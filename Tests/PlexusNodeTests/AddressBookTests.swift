@@ -9,21 +9,6 @@ import Testing
 
 @Suite("The address table as every node's address book", .serialized, .requiresIOUring)
 struct AddressBookTests {
-    private func address(_ t: EngineThread, node: Int) -> NodeAddress {
-        NodeAddress(node: UInt32(node), fabricA: FabricAddress(t.info.ports[0].address)!, fabricB: FabricAddress(t.info.ports[1].address)!)
-    }
-
-    /// An engine configuration on fixed ports (found free by a probe), so that others can be
-    /// told where the node is before it starts.
-    private func fixedPorts(node: Int) throws -> EngineConfiguration {
-        let probe = try EngineThread.start(.loopback(node: UInt8(node)))
-        var c = EngineConfiguration.loopback(node: UInt8(node))
-        c.fabricA = FabricAddress(probe.info.ports[0].address)!
-        c.fabricB = FabricAddress(probe.info.ports[1].address)!
-        probe.stopAndWait()
-        return c
-    }
-
     @Test("every node learns every node's entry from the distributed table, and a direct RVI goes to the addresses of the peer's entry, alternates and MTU included")
     func directPathsFromTheTable() throws {
         // Node 62 has an alternate adapter on fabric A and adapters of MTU 9000: neither is in
@@ -40,12 +25,12 @@ struct AddressBookTests {
             processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n)), tap: false,
                                                        configure: { $0.onFrame = { _, _ in } }, adapters: adapters))
         }
-        let controlConfigs = [try fixedPorts(node: 71), try fixedPorts(node: 72)]
+        let controlConfigs = [try loopbackOnFreePorts(node: 71), try loopbackOnFreePorts(node: 72)]
         let controlAddresses = zip([71, 72], controlConfigs).map {
             NodeAddress(node: UInt32($0), fabricA: $1.fabricA, fabricB: $1.fabricB)
         }
         let v = VLANID(10)!
-        let nodes = processing.map { address($0.thread, node: $0.node) }
+        let nodes = processing.map { nodeAddress($0.thread, node: $0.node) }
         let nics = nodes.enumerated().map { i, n in
             VirtualNICBinding(node: n.node, mac: MACAddress("02:00:01:00:00:\(String(format: "%02x", 0x60 + i))")!, vlan: v)
         }

@@ -19,7 +19,12 @@ struct AlternateAdapterTests {
         // is reached at either adapter; node 2 knows both, the primary first.
         var c1 = fabric.configuration(node: 1)
         c1.fabricA = FabricAddress(0, 0, 0, 0, port: 7001)
-        let c2 = fabric.configuration(node: 2)
+        var c2 = fabric.configuration(node: 2)
+        // The nodes' own pool size (1024 frames, as the platform's nodes have). With the
+        // namespace harness's 256, two ends streaming at full windows both ways can still stall
+        // (held and reassembling frames take the pool): a known fault, not what this test is about.
+        c1.poolFrames = 1024
+        c2.poolFrames = 1024
         let primary = fabric.address(1, .a, port: 7001)
         let alternate = FabricAddress("\(fabric.alternateIP(1, .a)):7001")!
         // Messages up to 4 KiB, and an RVI that never gives up: on a loaded 2-core machine a debug
@@ -48,11 +53,6 @@ struct AlternateAdapterTests {
         try one.runAndWait { _ in d1.target = count }
         try two.runAndWait { _ in d2.target = count }
         let started = waitUntil(seconds: 30) { d1.read().delivered > count / 4 && current() == primary }
-        if !started {
-            let st1 = try one.runAndWait { e in (RCLAN.on(e)!.statistics(RVI(id: 0))!, e.counters(.a), e.counters(.b)) }
-            let st2 = try two.runAndWait { e in (RCLAN.on(e)!.statistics(RVI(id: 0))!, e.counters(.a), e.counters(.b)) }
-            print("DEBUG one: \(st1)\nDEBUG two: \(st2)\n\(d1.read().posted) \(d2.read().posted)")
-        }
         #expect(started)
 
         // The primary adapter loses its address, mid-stream.

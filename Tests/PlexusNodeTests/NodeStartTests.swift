@@ -22,10 +22,6 @@ struct NodeStartTests {
         return LANPlan(controls: [control], nodes: nodes, nics: nics)
     }
 
-    private func address(_ t: EngineThread, node: Int) -> NodeAddress {
-        NodeAddress(node: UInt32(node), fabricA: FabricAddress(t.info.ports[0].address)!, fabricB: FabricAddress(t.info.ports[1].address)!)
-    }
-
     @Test("a control node and two processing nodes start through the node types, register, and a frame crosses the LAN")
     func startAndRegister() throws {
         let inbox = Inbox()
@@ -37,13 +33,9 @@ struct NodeStartTests {
             })
         }
         // The control node binds fixed ports so that the nodes can be told where it is.
-        let probe = try EngineThread.start(.loopback(node: 51))
-        var config = EngineConfiguration.loopback(node: 51)
-        config.fabricA = FabricAddress(probe.info.ports[0].address)!
-        config.fabricB = FabricAddress(probe.info.ports[1].address)!
-        let controlAddress = address(probe, node: 51)
-        probe.stopAndWait()
-        let p = plan(control: controlAddress, nodes: processing.map { address($0.thread, node: $0.node) })
+        let config = try loopbackOnFreePorts(node: 51)
+        let controlAddress = NodeAddress(node: 51, fabricA: config.fabricA, fabricB: config.fabricB)
+        let p = plan(control: controlAddress, nodes: processing.map { nodeAddress($0.thread, node: $0.node) })
         let control = try ControlNode.start(node: 51, index: 0, plan: p, engine: config)
         defer { control.stop() }
         for node in processing { try node.register(controls: [controlAddress]) }
@@ -104,24 +96,12 @@ struct NodeStartTests {
 struct LateStartTests {
     @Test("a processing node that comes up a second after its control node gets its personality; it is not failed over to the waiting spare")
     func lateNodeKeepsItsPersonality() throws {
-        func address(_ t: EngineThread, node: Int) -> NodeAddress {
-            NodeAddress(node: UInt32(node), fabricA: FabricAddress(t.info.ports[0].address)!,
-                        fabricB: FabricAddress(t.info.ports[1].address)!)
-        }
-        func fixed(_ n: Int) throws -> EngineConfiguration {
-            let probe = try EngineThread.start(.loopback(node: UInt8(n)))
-            var c = EngineConfiguration.loopback(node: UInt8(n))
-            c.fabricA = FabricAddress(probe.info.ports[0].address)!
-            c.fabricB = FabricAddress(probe.info.ports[1].address)!
-            probe.stopAndWait()
-            return c
-        }
-        let late = try fixed(82), controlConfig = try fixed(81)
+        let late = try loopbackOnFreePorts(node: 82), controlConfig = try loopbackOnFreePorts(node: 81)
         let spare = try ProcessingNode.start(node: 83, engine: .loopback(node: 83), tap: false, configure: { $0.onFrame = { _, _ in } })
         defer { spare.stop() }
         let controlAddress = NodeAddress(node: 81, fabricA: controlConfig.fabricA, fabricB: controlConfig.fabricB)
         var plan = LANPlan(controls: [controlAddress],
-                           nodes: [NodeAddress(node: 82, fabricA: late.fabricA, fabricB: late.fabricB), address(spare.thread, node: 83)],
+                           nodes: [NodeAddress(node: 82, fabricA: late.fabricA, fabricB: late.fabricB), nodeAddress(spare.thread, node: 83)],
                            nics: [VirtualNICBinding(node: 82, mac: MACAddress("02:00:01:00:00:82")!, vlan: VLANID(10)!)])
         plan.spares = [83]
         let control = try ControlNode.start(node: 81, index: 0, plan: plan, engine: controlConfig)
