@@ -64,7 +64,8 @@ public struct PortCounters: Sendable, Hashable, Codable {
     public var rdmaRejected: UInt64 = 0
     /// Segments received twice and ignored.
     public var duplicateSegments: UInt64 = 0
-    /// Partial messages abandoned (a newer message replaced them, or no context was free).
+    /// Partial messages abandoned (a newer message replaced them, no context was free, or the
+    /// pool had no frame to spare: ``Engine/reassemblyReserve``).
     public var reassemblyDropped: UInt64 = 0
     /// sendmsg calls that carried several datagrams with UDP GSO, and the datagrams they carried.
     public var gsoBatches: UInt64 = 0

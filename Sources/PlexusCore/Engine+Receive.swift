@@ -229,7 +229,7 @@ extension Engine {
             found = -1
         }
         if found < 0 {
-            guard free >= 0, let frame = pool.take() else {
+            guard free >= 0, pool.available > reassemblyReserve, let frame = pool.take() else {
                 port.counters.reassemblyDropped &+= 1
                 return
             }

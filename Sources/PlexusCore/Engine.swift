@@ -16,6 +16,11 @@ public final class Engine {
     public let configuration: EngineConfiguration
     /// The send-frame pool.
     public let pool: FramePool
+    /// Pool frames reassembly never takes: a segment that would need one of them to start a
+    /// message is dropped (counted in `reassemblyDropped`) and the sender's retransmission brings
+    /// it again. A driver sets it to what it keeps for its own control frames, so that a pool
+    /// full of frames in flight and reassembled frames still has room for acknowledgements.
+    public var reassemblyReserve = 0
     let ring: UnsafeMutablePointer<io_uring>
     let portA: Port
     let portB: Port

@@ -169,6 +169,10 @@ public struct InboundFrame: ~Copyable {
 
     deinit { owner.recycle(token) }
 
+    /// Whether the frame lives in a pool frame (a message reassembled from segments) rather than
+    /// in a receive buffer: holding it keeps a frame from the engine's send pool.
+    public var occupiesPoolFrame: Bool { token & Self.poolBit != 0 }
+
     /// Gives `body` the payload, in place.
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         try body(UnsafeRawBufferPointer(start: start, count: count))

@@ -14,6 +14,7 @@ extension RCLAN {
         viMapB = FixedTable(repeating: 0, count: engine.configuration.maxVIs)
         slotOwner = FixedTable(repeating: .max, count: engine.pool.capacity)
         slotSeq = FixedTable(repeating: 0, count: engine.pool.capacity)
+        engine.reassemblyReserve = max(engine.reassemblyReserve, controlReserve)
         now = monotonicNanos()
         busyPoll = engine.configuration.pollMode == .busyPoll
         nextTickAt = now + tickNanos
@@ -166,6 +167,10 @@ extension RCLAN {
             let i = Int(truncatingIfNeeded: s) & c.receiveMask
             if c.heldSeq[i] == s {
                 c.stats.duplicatesDropped &+= 1
+                return
+            }
+            if frame.occupiesPoolFrame && engine.pool.available <= holdFloor {
+                c.stats.outOfOrderShed &+= 1
                 return
             }
             c.heldSeq[i] = s

@@ -218,7 +218,7 @@ public final class RCLAN: EngineDriver {
             if c.openActive && c.openUsed + 2 + n > FrameLayout.maxPayload { closeOpen(c) }
             if !c.openActive {
                 guard c.hasRoom() else { throw refuseFull(c) }
-                guard engine.pool.available > controlReserve, let f = engine.takeFrame() else { throw .noBuffers }
+                guard engine.pool.available > messageFloor, let f = engine.takeFrame() else { throw .noBuffers }
                 c.open = consume f
                 c.openActive = true
                 c.openUsed = 0
@@ -239,7 +239,7 @@ public final class RCLAN: EngineDriver {
         } else {
             closeOpen(c)
             guard c.hasRoom() else { throw refuseFull(c) }
-            guard engine.pool.available > controlReserve, var f = engine.takeFrame() else { throw .noBuffers }
+            guard engine.pool.available > messageFloor, var f = engine.takeFrame() else { throw .noBuffers }
             f.withUnsafeMutablePayload { dst in
                 message.withUnsafeBytes { src in dst.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n) }
             }
@@ -280,9 +280,23 @@ public final class RCLAN: EngineDriver {
         return numberMessage(c, bytes: n)
     }
 
-    /// Pool frames a message never takes: kept for acknowledgements and probes, so that two
-    /// ends whose send windows hold every frame of their pools still acknowledge each other.
+    /// Pool frames that neither a message nor reassembly takes: kept for acknowledgements and
+    /// probes, so that two ends whose send windows could hold every frame of their pools still
+    /// acknowledge each other.
     var controlReserve: Int { min(16, engine.pool.capacity / 8) }
+
+    /// Pool frames a message never takes, above the control reserve: kept for messages arriving
+    /// in segments (each reassembled in a pool frame) and for those held out of order, so that
+    /// the next frame in order can always be received, whatever this end has in flight.
+    var receiveReserve: Int { min(64, engine.pool.capacity / 8) }
+
+    /// A message is accepted only while the pool has more frames than this.
+    var messageFloor: Int { controlReserve + receiveReserve }
+
+    /// A frame that arrived out of order in a pool frame is held only while the pool has more
+    /// frames than this; below it, it is let go unacknowledged (the sender sends it again), so
+    /// frames held out of order never take the room the next frame in order needs.
+    var holdFloor: Int { controlReserve + receiveReserve / 2 }
 
     func refuseFull(_ c: Connection) -> RVISendError {
         c.wantsWritable = true

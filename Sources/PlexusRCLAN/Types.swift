@@ -310,6 +310,9 @@ public struct RVIStatistics: Sendable, Hashable, Codable {
     public var staleDropped: UInt64 = 0
     /// Frames beyond the advertised window (a misbehaving sender).
     public var beyondWindowDropped: UInt64 = 0
+    /// Frames that arrived out of order, reassembled in pool frames, and were let go
+    /// unacknowledged because the pool was short of frames (the sender sends them again).
+    public var outOfOrderShed: UInt64 = 0
     /// Malformed coalesced records or control frames.
     public var malformedDropped: UInt64 = 0
     /// Times the sender had frames to send and no credit from the receiver.

@@ -466,15 +466,22 @@ struct RVILegTests {
 
 @Suite("Redundant VIs with small pools", .serialized, .requiresIOUring)
 struct RVISmallPoolTests {
-    @Test("two ends whose send windows could hold every frame of their pools still acknowledge each other: large messages both ways complete")
-    func windowsAsLargeAsThePool() throws {
+    @Test("two ends whose send windows could hold every frame of their pools still acknowledge each other: large messages both ways complete",
+          arguments: [(8_000, FrameLayout.maxPayload), (4_096, 4_096)])
+    func windowsAsLargeAsThePool(sizes: (Int, Int)) throws {
         // 256 pool frames, 256-frame send windows and a 1500-byte path MTU (frames travel as
-        // segments, reassembled in pool frames): without frames kept back from messages, both
-        // ends fill their windows, have no frame left to reassemble or acknowledge with, and stall.
+        // segments, reassembled in pool frames), with loss and reordering on both fabrics so
+        // that frames are held out of order: without frames kept back from messages and from
+        // frames held out of order, both ends fill their pools, have no frame left to reassemble
+        // the next frame in order or to acknowledge with, and stall.
         let count: UInt64 = 3_000
-        let pair = try RVIPair(seed: 256, minimumSize: 8_000) {
+        let pair = try RVIPair(seed: 256, minimumSize: sizes.0, maximumSize: sizes.1) {
             $0.poolFrames = 256
             $0.pathMTU = 1500
+        }
+        for t in [pair.one, pair.two] {
+            try pair.faults(t, .a, FaultPlan(seed: 11, dropPercent: 1, reorderPercent: 5))
+            try pair.faults(t, .b, FaultPlan(seed: 12, dropPercent: 1, reorderPercent: 5))
         }
         try pair.send(count, from: pair.one)
         try pair.send(count, from: pair.two)
@@ -483,9 +490,11 @@ struct RVISmallPoolTests {
                 && pair.streamOne.read().ackedThrough == count && pair.streamTwo.read().ackedThrough == count
         }
         let r1 = pair.streamOne.read(), r2 = pair.streamTwo.read()
+        let shed = try pair.statistics(pair.one).outOfOrderShed + pair.statistics(pair.two).outOfOrderShed
         _ = pair.stop()
-        print("Small pools: seed 256, 2 × \(count) messages of 8000 to 16896 bytes with 256-frame pools, path MTU 1500; delivered "
-              + "\(r2.delivered) and \(r1.delivered)")
+        print("Small pools: seed 256, 2 × \(count) messages of \(sizes.0) to \(sizes.1) bytes with 256-frame pools, path MTU 1500, "
+              + "1 % loss and 5 % reordering on both fabrics; delivered \(r2.delivered) and \(r1.delivered), "
+              + "\(shed) frames held out of order let go for want of pool frames")
         #expect(done)
         expectClean(r1, count, "node 1 receiving")
         expectClean(r2, count, "node 2 receiving")
