@@ -13,6 +13,7 @@ let targets: [(name: String, products: [String])] = [
     ("ControlMessageFuzz", ["PlexusLAN"]),
     ("MembershipFuzz", ["PlexusLAN"]),
     ("RVIControlFuzz", ["PlexusRCLAN"]),
+    ("RDMATrailerFuzz", ["PlexusRCLAN"]),
     ("TableMessageFuzz", ["PlexusCluster"]),
 ]
 

@@ -313,7 +313,7 @@ public final class TableDistributor: RVIDelegate {
                     peers[i].head = 0
                     exchange.forget(peer: rvi.id)
                     return
-                case .tooLarge:
+                case .tooLarge, .offsetOverflow:
                     messagesDropped &+= 1  // cannot happen: messages are split below the limit
                 }
             }

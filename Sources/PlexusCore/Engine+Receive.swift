@@ -296,38 +296,44 @@ extension Engine {
         }
     }
 
+    /// The region an RDMA WRITE of `length` bytes at `offset` through `vi` may land in, after
+    /// checking key, peer, permission and bounds, in that order.
+    @inline(__always)
+    func writableRegion(_ key: UInt32, offset: UInt64, length: Int, through vi: VI,
+                        generation: UInt32) -> Result<Region, RDMAError> {
+        guard let r = regions.lookup(key) else { return .failure(.badKey) }
+        if !r.admits(vi, generation: generation) { return .failure(.wrongPeer) }
+        if !r.permissions.contains(.remoteWrite) { return .failure(.noPermission) }
+        if offset > UInt64(r.size) || UInt64(r.size) - offset < UInt64(length) { return .failure(.outOfBounds) }
+        return .success(r)
+    }
+
     /// Lands an RDMA WRITE datagram after checking key, peer, permission and bounds, in that
     /// order; a refused write lands nothing and is answered with a NAK.
     func land(_ port: Port, entry e: UnsafeMutablePointer<VIEntry>, vi: VI, header h: FrameHeader,
               payload: UnsafeRawPointer) {
         let error: RDMAError
-        if let r = regions.lookup(h.key) {
-            if !r.admits(vi, generation: e.pointee.generation) {
-                error = .wrongPeer
-            } else if !r.permissions.contains(.remoteWrite) {
-                error = .noPermission
-            } else if h.remoteOffset > UInt64(r.size) || UInt64(r.size) - h.remoteOffset < UInt64(h.payloadLength) {
-                error = .outOfBounds
-            } else {
-                (r.memory.base + Int(h.remoteOffset)).copyMemory(from: payload, byteCount: Int(h.payloadLength))
-                e.pointee.counters.rdmaWritesLanded &+= 1
-                e.pointee.counters.rdmaBytesLanded &+= UInt64(h.payloadLength)
-                e.pointee.counters.bytesIn &+= UInt64(h.payloadLength)
-                if h.flags.contains(.immediate) {
-                    guard e.pointee.posted > 0 else {
-                        e.pointee.counters.receiveQueueEmptyDrops &+= 1
-                        port.counters.receiveQueueEmpty &+= 1
-                        return
-                    }
-                    e.pointee.posted -= 1
-                    e.pointee.counters.immediates &+= 1
-                    driver?.rdmaImmediate(h.immediate, on: vi, region: r.key, offset: h.remoteOffset,
-                                          length: Int(h.payloadLength), engine: self)
+        switch writableRegion(h.key, offset: h.remoteOffset, length: Int(h.payloadLength), through: vi,
+                              generation: e.pointee.generation) {
+        case .success(let r):
+            (r.memory.base + Int(h.remoteOffset)).copyMemory(from: payload, byteCount: Int(h.payloadLength))
+            e.pointee.counters.rdmaWritesLanded &+= 1
+            e.pointee.counters.rdmaBytesLanded &+= UInt64(h.payloadLength)
+            e.pointee.counters.bytesIn &+= UInt64(h.payloadLength)
+            if h.flags.contains(.immediate) {
+                guard e.pointee.posted > 0 else {
+                    e.pointee.counters.receiveQueueEmptyDrops &+= 1
+                    port.counters.receiveQueueEmpty &+= 1
+                    return
                 }
-                return
+                e.pointee.posted -= 1
+                e.pointee.counters.immediates &+= 1
+                driver?.rdmaImmediate(h.immediate, on: vi, region: r.key, offset: h.remoteOffset,
+                                      length: Int(h.payloadLength), engine: self)
             }
-        } else {
-            error = .badKey
+            return
+        case .failure(let refused):
+            error = refused
         }
         e.pointee.counters.rdmaRejected &+= 1
         port.counters.rdmaRejected &+= 1
@@ -335,5 +341,31 @@ extension Engine {
             type: .rdmaNak, destinationVI: e.pointee.remoteVI, sourceVI: vi.number, payloadLength: 0, key: h.key,
             immediate: error.rawValue, remoteOffset: h.remoteOffset)
         sendControl(nak, port: port, entry: e)
+    }
+}
+
+extension Engine {
+    /// Lands an RDMA WRITE that travelled in an RVI's sequence, when the reliability layer
+    /// delivers it in order: the same checks as a raw RDMA WRITE (key, peer, permission, bounds,
+    /// in that order, against `vi`'s current establishment), and nothing lands when one fails.
+    /// Counted on `vi` like a raw one; no receive is consumed and no NAK is sent (the layer
+    /// answers in its own sequence).
+    /// - Returns: nil when the bytes landed, or why they were refused.
+    package func landSequencedWrite(_ data: UnsafeRawBufferPointer, region key: RegionKey, offset: UInt64,
+                                    through vi: VI) -> RDMAError? {
+        let port = self.port(vi.fabric)
+        guard let e = port.entry(vi.number), e.pointee.established else { return .wrongPeer }
+        switch writableRegion(key.rawValue, offset: offset, length: data.count, through: vi,
+                              generation: e.pointee.generation) {
+        case .success(let r):
+            if data.count > 0 { (r.memory.base + Int(offset)).copyMemory(from: data.baseAddress!, byteCount: data.count) }
+            e.pointee.counters.rdmaWritesLanded &+= 1
+            e.pointee.counters.rdmaBytesLanded &+= UInt64(data.count)
+            return nil
+        case .failure(let error):
+            e.pointee.counters.rdmaRejected &+= 1
+            port.counters.rdmaRejected &+= 1
+            return error
+        }
     }
 }

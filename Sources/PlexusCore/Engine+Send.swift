@@ -57,7 +57,8 @@ extension Engine {
         }
         precondition(frame.pool === pool, "send: the frame comes from another engine's pool")
         if !fields.flags.isEmpty
-            && (!fields.flags.contains(.sequenced) || fields.flags.isSuperset(of: [.coalesced, .control]))
+            && (!fields.flags.contains(.sequenced) || fields.flags.isSuperset(of: [.coalesced, .control])
+                || (fields.flags.contains(.rdma) && !fields.flags.isDisjoint(with: [.coalesced, .control])))
         {
             throw .invalidFlags
         }

@@ -91,7 +91,8 @@ public enum SendError: Error, Sendable, Hashable {
     case offsetOverflow
     /// A scatter-gather RDMA WRITE with no frames in its list.
     case emptyGather
-    /// ``ReliabilityFields/flags`` name `coalesced` or `control` without `sequenced`, or both.
+    /// ``ReliabilityFields/flags`` name `coalesced`, `control` or `rdma` without `sequenced`,
+    /// `coalesced` with `control`, or `rdma` with either.
     case invalidFlags
     /// A send to a peer address the VI was not established with.
     case noSuchPeerAddress

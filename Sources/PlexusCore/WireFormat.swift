@@ -13,8 +13,9 @@ public enum FrameLayout {
     public static let headerSize = 64
     /// The wire protocol version this build speaks. Version 2 added the RVI flags
     /// (`sequenced`, `coalesced`, `control`) of the reliability layer; version 3 the receive
-    /// overrun counts in the reliability layer's control payload.
-    public static let version: UInt8 = 3
+    /// overrun counts in the reliability layer's control payload; version 4 the `rdma` flag
+    /// (RDMA WRITE carried in an RVI's sequence).
+    public static let version: UInt8 = 4
     /// The magic number that opens every frame ("PL").
     public static let magic: UInt16 = 0x504C
     /// The largest UDP payload IPv4 carries.
@@ -57,10 +58,14 @@ public struct FrameFlags: OptionSet, Sendable, Hashable {
     /// An RVI control frame (acknowledgements, heartbeat probe or echo); its sequence number is
     /// not consumed. Requires `sequenced`, excludes `coalesced`.
     public static let control = FrameFlags(rawValue: 1 << 4)
+    /// An RDMA WRITE, or the refusal of one, carried in an RVI's sequence: the payload ends with
+    /// the reliability layer's 32-byte RDMA trailer (region key, offset, immediate, kind). Requires
+    /// `sequenced`, excludes `coalesced` and `control`.
+    public static let rdma = FrameFlags(rawValue: 1 << 5)
     /// The flags the reliability layer sets through ``ReliabilityFields/flags``.
-    public static let reliability: FrameFlags = [.sequenced, .coalesced, .control]
+    public static let reliability: FrameFlags = [.sequenced, .coalesced, .control, .rdma]
     /// Every flag this version defines; any other bit is a malformed frame.
-    public static let known: FrameFlags = [.immediate, .segment, .sequenced, .coalesced, .control]
+    public static let known: FrameFlags = [.immediate, .segment, .sequenced, .coalesced, .control, .rdma]
 }
 
 /// The 64-byte frame header, decoded. All fields are big-endian on the wire.
@@ -182,6 +187,7 @@ extension FrameHeader {
         if !flags.isDisjoint(with: .reliability) {
             if type != .data || !flags.contains(.sequenced) { return .failure(.badFlags) }
             if flags.contains(.coalesced) && flags.contains(.control) { return .failure(.badFlags) }
+            if flags.contains(.rdma) && !flags.isDisjoint(with: [.coalesced, .control]) { return .failure(.badFlags) }
         }
         if Int(u16(6)) != FrameLayout.headerSize { return .failure(.badHeaderLength) }
         let payloadLength = u32(20)

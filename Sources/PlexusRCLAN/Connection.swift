@@ -59,6 +59,8 @@ struct SendRecord {
     var leg: UInt8 = 0
     var state: RecordState = .empty
     var coalesced = false
+    /// An RDMA WRITE or a refusal of one (the payload ends with an ``RDMATrailer``).
+    var rdma = false
     /// Acknowledged (cumulatively or selectively): not needed any more.
     var acked = false
     /// Judged lost: to be sent again.
@@ -233,6 +235,10 @@ final class Connection {
     /// that many frames of the largest size.
     let credit: Int
     @exclusivity(unchecked) var stats: RVIStatistics
+    /// Refusals of the peer's RDMA WRITEs waiting for room in the send window (at most
+    /// ``maxPendingRefusals``; kept in reserved capacity, so queueing one does not allocate).
+    @exclusivity(unchecked) var pendingRefusals: [RDMATrailer] = []
+    static let maxPendingRefusals = 16
 
     init(id: UInt32, generation: UInt32, path: RVIPath, policy: LoadBalancing, configuration: RCLANConfiguration,
          credit: Int, now: UInt64, service: any RVIDelegate) {
@@ -256,6 +262,7 @@ final class Connection {
         heldSeq = FixedTable(repeating: 0, count: configuration.receiveWindow)
         legs = [LegRecord(fabric: .a, now: now), LegRecord(fabric: .b, now: now)]
         stats = RVIStatistics(rvi: id, policy: policy.description, epoch: epoch, peerEpoch: 0)
+        pendingRefusals.reserveCapacity(Self.maxPendingRefusals)
     }
 
     var rvi: RVI { RVI(id: id) }
@@ -281,6 +288,7 @@ final class Connection {
         frames.removeAll()
         records.fill(with: SendRecord())
         held.removeAll()
+        pendingRefusals.removeAll(keepingCapacity: true)
         heldSeq.fill(with: 0)
         heldCount = 0
         highestHeld = 0

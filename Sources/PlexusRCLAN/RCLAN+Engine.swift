@@ -182,6 +182,10 @@ extension RCLAN {
 
     /// Hands a frame's message(s) to the delegate, in place.
     func deliver(_ c: Connection, _ frame: borrowing InboundFrame) {
+        if frame.fields.flags.contains(.rdma) {
+            deliverRDMA(c, frame)
+            return
+        }
         let coalesced = frame.fields.flags.contains(.coalesced)
         frame.withUnsafeBytes { buf in
             let wellFormed = Self.forEachMessage(in: buf, coalesced: coalesced) { m in

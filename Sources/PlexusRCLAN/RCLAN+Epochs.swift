@@ -46,6 +46,12 @@ extension RCLAN {
             let r = c.records[i]
             s += 1
             guard !r.acked else { continue }
+            if r.rdma {
+                // An RDMA WRITE is not a message to send another way: it fails with the rest.
+                _ = c.frames.take(at: i)
+                unreadable += Int(r.messages)
+                continue
+            }
             guard let f = c.frames.take(at: i) else {
                 unreadable += Int(r.messages)
                 continue

@@ -67,6 +67,7 @@ extension RCLAN {
         slotSeq[ps] = seq
         var flags: FrameFlags = .sequenced
         if c.records[i].coalesced { flags.insert(.coalesced) }
+        if c.records[i].rdma { flags.insert(.rdma) }
         let fields = ReliabilityFields(
             sequence: seq, acknowledgement: c.cumAck, epoch: c.epoch, credit: UInt32(c.credit),
             peerEpoch: c.peerEpoch, flags: flags)
@@ -125,6 +126,7 @@ extension RCLAN {
 
     func flush(_ c: Connection) {
         closeOpen(c)
+        if !c.pendingRefusals.isEmpty { queueRefusals(c) }
         if c.lostPending > 0 {
             var s = c.sendBase
             while s < c.nextToTransmit && c.lostPending > 0 {

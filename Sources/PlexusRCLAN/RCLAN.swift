@@ -311,12 +311,13 @@ public final class RCLAN: EngineDriver {
         enqueue(c, f, first: c.openFirstMessage, messages: c.openMessages, coalesced: true)
     }
 
-    func enqueue(_ c: Connection, _ frame: consuming Frame, first: UInt64, messages: UInt32, coalesced: Bool) {
+    func enqueue(_ c: Connection, _ frame: consuming Frame, first: UInt64, messages: UInt32, coalesced: Bool,
+                 rdma: Bool = false) {
         let seq = c.nextSeq
         c.nextSeq += 1
         let i = Int(truncatingIfNeeded: seq) & c.sendMask
         c.records[i] = SendRecord(sequence: seq, firstMessage: first, messages: messages, bytes: UInt32(frame.length),
-                                  state: .queued, coalesced: coalesced)
+                                  state: .queued, coalesced: coalesced, rdma: rdma)
         c.frames.put(frame, at: i)
         markDirty(c)
     }

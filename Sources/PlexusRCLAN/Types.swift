@@ -205,6 +205,8 @@ public enum RVISendError: Error, Sendable, Hashable {
     case tooLarge
     /// The engine is stopping.
     case stopping
+    /// An RDMA WRITE whose offset plus length does not fit in 64 bits.
+    case offsetOverflow
 }
 
 /// The upper layer of an ``RCLAN`` layer: it receives messages and events. All calls come on
@@ -229,6 +231,15 @@ public protocol RVIDelegate: AnyObject {
     func layerWillStop(_ layer: RCLAN)
     /// A device attached to the engine (a TAP) produced a packet (see ``Engine/attachDevice(fd:)``).
     func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, layer: RCLAN)
+    /// The peer's RDMA WRITE landed in this end's region `region`: `length` bytes at `offset`,
+    /// in order with the messages around it (``RCLAN/rdmaWrite(_:on:region:offset:immediate:)-(Frame?,_,_,_,_)``).
+    func rdmaWriteLanded(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, immediate: UInt32?,
+                         layer: RCLAN)
+    /// An RDMA WRITE was refused and nothing of it landed: by this end (``RDMARefuser/here``,
+    /// a write the peer sent; the peer is told) or by the peer (``RDMARefuser/peer``, a write
+    /// this end sent, in the peer's sequence: before any message the peer sent after it).
+    func rdmaWriteRefused(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, error: RDMAError,
+                          by refuser: RDMARefuser, layer: RCLAN)
 }
 
 extension RVIDelegate {
@@ -241,6 +252,10 @@ extension RVIDelegate {
     public func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {}
     public func layerWillStop(_ layer: RCLAN) {}
     public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, layer: RCLAN) {}
+    public func rdmaWriteLanded(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, immediate: UInt32?,
+                                layer: RCLAN) {}
+    public func rdmaWriteRefused(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, error: RDMAError,
+                                 by refuser: RDMARefuser, layer: RCLAN) {}
 }
 
 /// Counters of one RVI and its legs, like the best transports report them.
@@ -310,6 +325,20 @@ public struct RVIStatistics: Sendable, Hashable, Codable {
     public var staleDropped: UInt64 = 0
     /// Frames beyond the advertised window (a misbehaving sender).
     public var beyondWindowDropped: UInt64 = 0
+    /// RDMA WRITEs this end posted, and their bytes.
+    public var rdmaWritesOut: UInt64 = 0
+    public var rdmaBytesOut: UInt64 = 0
+    /// The peer's RDMA WRITEs that landed here, and their bytes.
+    public var rdmaWritesLanded: UInt64 = 0
+    public var rdmaBytesLanded: UInt64 = 0
+    /// The peer's RDMA WRITEs this end refused (bad key, wrong peer, no permission, out of
+    /// bounds): nothing of them landed, and the peer was told.
+    public var rdmaWritesRefused: UInt64 = 0
+    /// Refusals of this end's RDMA WRITEs that the peer sent back.
+    public var rdmaRefusalsReceived: UInt64 = 0
+    /// Refusals this end could not queue (more than 16 waiting for room in the send window):
+    /// the peer is not told of those writes (counted here and in ``rdmaWritesRefused``).
+    public var rdmaRefusalsUnsent: UInt64 = 0
     /// Frames that arrived out of order, reassembled in pool frames, and were let go
     /// unacknowledged because the pool was short of frames (the sender sends them again).
     public var outOfOrderShed: UInt64 = 0

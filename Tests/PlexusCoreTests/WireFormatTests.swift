@@ -31,7 +31,7 @@ struct WireFormatTests {
                             acknowledgement: 0x2122_2324_2526_2728, key: 0x3132_3334, immediate: 0x4142_4344,
                             remoteOffset: 0x5152_5354_5556_5758)
         let b = h.bytes
-        #expect(Array(b[0..<8]) == [0x50, 0x4C, 3, 2, 0, 1, 0, 64])
+        #expect(Array(b[0..<8]) == [0x50, 0x4C, 4, 2, 0, 1, 0, 64])
         #expect(Array(b[8..<16]) == [1, 2, 3, 4, 5, 6, 7, 8])
         #expect(Array(b[16..<20]) == [9, 10, 11, 12])
         #expect(Array(b[24..<32]) == [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18])
@@ -46,11 +46,16 @@ struct WireFormatTests {
         ("bad magic", { $0[0] = 0x00 }, .badMagic),
         ("version 1 (before the RVI flags)", { $0[2] = 1 }, .unsupportedVersion),
         ("version 2 (before the overrun counts in RVI control frames)", { $0[2] = 2 }, .unsupportedVersion),
-        ("version 4", { $0[2] = 4 }, .unsupportedVersion),
+        ("version 3 (before the rdma flag)", { $0[2] = 3 }, .unsupportedVersion),
+        ("version 5", { $0[2] = 5 }, .unsupportedVersion),
         ("version 0", { $0[2] = 0 }, .unsupportedVersion),
         ("type 0", { $0[3] = 0 }, .unknownType),
         ("type 200", { $0[3] = 200 }, .unknownType),
         ("unknown flag", { $0[4] = 0x80 }, .badFlags),
+        ("unknown flag bit 6", { $0[5] = 0x40 }, .badFlags),
+        ("rdma without sequenced", { $0[5] = 0x20 }, .badFlags),
+        ("rdma and coalesced together", { $0[5] = 0x2C }, .badFlags),
+        ("rdma and control together", { $0[5] = 0x34 }, .badFlags),
         ("immediate on data", { $0[5] = 1 }, .badFlags),
         ("coalesced without sequenced", { $0[5] = 0x08 }, .badFlags),
         ("control without sequenced", { $0[5] = 0x10 }, .badFlags),

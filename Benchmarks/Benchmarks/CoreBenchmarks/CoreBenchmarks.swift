@@ -125,6 +125,8 @@ let benchmarks: @Sendable () -> Void = {
     // coalesced into shared frames, and whole 16896-byte frames sent without a copy.
     rviBenchmark("RVIMessages_64B", payloadBytes: 64, coalesce: true)
     rviBenchmark("RVIFrames_16896B", payloadBytes: FrameLayout.maxPayload, coalesce: false)
+    // RDMA WRITEs of whole frames (less the 32-byte trailer) over the RVI into node 2's region.
+    rviBenchmark("RVIRDMAWrites_16864B", payloadBytes: FrameLayout.maxPayload - 32, coalesce: false, rdma: true)
 
     // MARK: - Virtual LANs (driver and virtual LAN server)
 

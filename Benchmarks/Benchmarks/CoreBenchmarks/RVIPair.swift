@@ -16,14 +16,18 @@ import Glibc
 final class RVIStreamState: Sendable {
     let payloadBytes: Int
     let coalesce: Bool
+    /// Whole frames as RDMA WRITEs into node 2's region (`coalesce` false).
+    let rdma: Bool
+    let region = Atomic<UInt32>(0)
     let requested = Atomic<Int>(0)
     let delivered = Atomic<Int>(0)
     let acknowledged = Atomic<Int>(0)
     let badMessages = Atomic<Int>(0)
 
-    init(payloadBytes: Int, coalesce: Bool) {
+    init(payloadBytes: Int, coalesce: Bool, rdma: Bool = false) {
         self.payloadBytes = payloadBytes
         self.coalesce = coalesce
+        self.rdma = rdma
     }
 }
 
@@ -55,7 +59,14 @@ final class RVIStreamSender: RVIDelegate {
                 guard layer.canSend(on: rvi), var f = layer.engine.takeFrame() else { break }
                 f.length = state.payloadBytes
                 var frame: Frame? = consume f
-                do { _ = try layer.send(&frame, on: rvi) } catch { break }
+                do {
+                    if state.rdma {
+                        _ = try layer.rdmaWrite(&frame, on: rvi, region: RegionKey(rawValue: state.region.load(ordering: .relaxed)),
+                                                offset: 0)
+                    } else {
+                        _ = try layer.send(&frame, on: rvi)
+                    }
+                } catch { break }
             }
             sent += 1
         }
@@ -66,10 +77,21 @@ final class RVIStreamSender: RVIDelegate {
     }
 }
 
-/// Node 2: counts messages.
+/// Node 2: counts messages, or RDMA WRITEs landed in its region.
 final class RVIStreamReceiver: RVIDelegate {
     let state: RVIStreamState
     init(state: RVIStreamState) { self.state = state }
+
+    func rdmaWriteLanded(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, immediate: UInt32?,
+                         layer: RCLAN) {
+        if length != state.payloadBytes { state.badMessages.add(1, ordering: .relaxed) }
+        state.delivered.add(1, ordering: .releasing)
+    }
+
+    func rdmaWriteRefused(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, error: RDMAError,
+                          by refuser: RDMARefuser, layer: RCLAN) {
+        state.badMessages.add(1, ordering: .relaxed)
+    }
 
     func received(_ message: RawSpan, on rvi: RVI, layer: RCLAN) {
         if message.byteCount != state.payloadBytes { state.badMessages.add(1, ordering: .relaxed) }
@@ -83,8 +105,8 @@ final class RVILoopbackPair: Sendable, StreamBed {
     let receiver: EngineThread
     static let timeout: Duration = .seconds(10)
 
-    init(payloadBytes: Int, coalesce: Bool) throws {
-        let state = RVIStreamState(payloadBytes: payloadBytes, coalesce: coalesce)
+    init(payloadBytes: Int, coalesce: Bool, rdma: Bool = false) throws {
+        let state = RVIStreamState(payloadBytes: payloadBytes, coalesce: coalesce, rdma: rdma)
         self.state = state
         var rc = EngineConfiguration.loopback(node: 2)
         rc.name = "rvi-rx"
@@ -98,7 +120,14 @@ final class RVILoopbackPair: Sendable, StreamBed {
                                  remoteA: 1, remoteB: 1)
         let toSender = RVIPath(localA: 1, localB: 1, peerA: address(sender, 0), peerB: address(sender, 1),
                                remoteA: 1, remoteB: 1)
-        try receiver.runAndWait { e in _ = try RCLAN.on(e)!.open(toSender) }
+        try receiver.runAndWait { e in
+            let layer = RCLAN.on(e)!
+            let rvi = try layer.open(toSender)
+            if rdma {
+                let key = try layer.registerRegion(bytes: payloadBytes, writers: [rvi])
+                state.region.store(key.rawValue, ordering: .releasing)
+            }
+        }
         try sender.runAndWait { e in
             let layer = RCLAN.on(e)!
             (layer.delegate as! RVIStreamSender).rvi = try layer.open(toReceiver)
@@ -134,6 +163,8 @@ final class RVILoopbackPair: Sendable, StreamBed {
 
 /// Registers an RVI benchmark: 1000 messages per iteration, each iteration checked on its own
 /// for allocations (0 allowed), like the VI benchmarks.
-func rviBenchmark(_ name: String, payloadBytes: Int, coalesce: Bool) {
-    streamBenchmark(name, unit: "messages") { try RVILoopbackPair(payloadBytes: payloadBytes, coalesce: coalesce) }
+func rviBenchmark(_ name: String, payloadBytes: Int, coalesce: Bool, rdma: Bool = false) {
+    streamBenchmark(name, unit: rdma ? "writes" : "messages") {
+        try RVILoopbackPair(payloadBytes: payloadBytes, coalesce: coalesce, rdma: rdma)
+    }
 }
