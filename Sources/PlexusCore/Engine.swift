@@ -334,6 +334,13 @@ public final class Engine {
     /// credit than this is not overrun by that sender.
     public func receiveQueueFrames(_ fabric: Fabric) -> Int { port(fabric).receiveQueueFrames }
 
+    /// The same, for frames from a peer whose adapter on `fabric` has MTU `peerMTU` (nil: as
+    /// large as this port's): the peer sends datagrams no larger than either end's MTU allows.
+    public func receiveQueueFrames(_ fabric: Fabric, peerMTU: Int?) -> Int {
+        guard let peerMTU else { return port(fabric).receiveQueueFrames }
+        return port(fabric).receiveQueueFrames(datagramsUpTo: peerMTU - FrameLayout.ipUDPOverhead)
+    }
+
     /// Counters of a VI, or nil when it is not established.
     public func counters(_ vi: VI) -> VICounters? {
         guard let e = port(vi.fabric).entry(vi.number), e.pointee.established else { return nil }

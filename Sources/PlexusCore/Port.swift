@@ -214,7 +214,12 @@ final class Port {
     /// 832 bytes; 1024 is allowed. `SO_RCVBUF` as read back is the charge limit (the kernel
     /// doubles the value set). A frame above the port's largest datagram travels as segments,
     /// each charged. At least 1: an empty socket always takes one datagram.
-    var receiveQueueFrames: Int {
+    var receiveQueueFrames: Int { receiveQueueFrames(datagramsUpTo: maxDatagram) }
+
+    /// The same, for frames that arrive as datagrams of at most `largest` bytes (a peer with a
+    /// smaller MTU sends more, smaller segments, each charged).
+    func receiveQueueFrames(datagramsUpTo largest: Int) -> Int {
+        let maxDatagram = max(FrameLayout.headerSize + 1, min(largest, self.maxDatagram))
         let frame = FrameLayout.headerSize + FrameLayout.maxPayload
         let chunk = maxDatagram - FrameLayout.headerSize
         let datagrams = frame <= maxDatagram ? 1 : (FrameLayout.maxPayload + chunk - 1) / chunk

@@ -131,8 +131,10 @@ public final class RCLAN: EngineDriver {
         }
         generations[Int(id)] &+= 1
         // Credit: the receive window, but no more frames than either socket can queue (one leg
-        // may carry them all), so that a sender within its credit never overruns this end.
-        let credit = min(configuration.receiveWindow, engine.receiveQueueFrames(.a), engine.receiveQueueFrames(.b))
+        // may carry them all), counting the segments the peer's MTU on each fabric cuts a frame
+        // into, so that a sender within its credit never overruns this end.
+        let credit = min(configuration.receiveWindow, engine.receiveQueueFrames(.a, peerMTU: path.mtuA),
+                         engine.receiveQueueFrames(.b, peerMTU: path.mtuB))
         let c = Connection(id: id, generation: generations[Int(id)] << 16, path: path, policy: policy,
                            configuration: configuration, credit: credit, now: monotonicNanos(), service: owner)
         c.legs[0].receiveOverrunsAtOpen = engine.receiveOverruns(.a)

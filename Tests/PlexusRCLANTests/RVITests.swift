@@ -174,6 +174,38 @@ struct RVIFaultTests {
         #expect(s2.beyondWindowDropped == 0)
     }
 
+    @Test("credits count the segments a peer's smaller MTU cuts frames into: the credit is smaller and the receiver is not overrun")
+    func creditsForPeerMTU() throws {
+        // 512 KiB socket buffers (256 KiB asked): node 2's port takes whole frames, node 1's
+        // adapters only 1500-byte datagrams, so node 1's frames reach node 2 in 12 segments each.
+        let pair = try RVIPair(seed: 22, minimumSize: 8_000) {
+            $0.socketBufferBytes = 256 << 10
+            if $0.name == "node1" { $0.pathMTU = 1500 }
+        }
+        defer { _ = pair.stop() }
+        let full = try pair.statistics(pair.two).credit
+        // Node 2 opens its RVI again, knowing node 1's MTU on both fabrics.
+        try pair.two.runAndWait { e in
+            let layer = RCLAN.on(e)!
+            layer.close(RVI(id: 0))
+            var p = pair.path(from: pair.two, to: pair.one)
+            p.mtuA = 1500
+            p.mtuB = 1500
+            (layer.delegate as! MessageStream).rvi = try layer.open(p)
+        }
+        let reduced = try pair.statistics(pair.two).credit
+        print("RVI credits with 512 KiB socket buffers: \(full) frames from a peer with the port's MTU, \(reduced) from one with MTU 1500")
+        #expect(reduced < full && reduced >= 1)
+        let count: UInt64 = 3_000
+        try pair.send(count, from: pair.one)
+        let done = waitUntil(seconds: 60) { pair.streamTwo.read().delivered == count }
+        let overruns = try pair.two.runAndWait { e in e.receiveOverruns(.a) + e.receiveOverruns(.b) }
+        print("RVI credits for MTU 1500: \(count) messages of 8000 to 16896 bytes, \(overruns) receive overruns at node 2")
+        #expect(done)
+        expectClean(pair.streamTwo.read(), count, "node 2 received")
+        #expect(overruns == 0)
+    }
+
     @Test("small messages posted in one turn travel together")
     func coalescing() throws {
         let pair = try RVIPair(seed: 9, minimumSize: 64, maximumSize: 64)
