@@ -14,6 +14,7 @@ let targets: [(name: String, products: [String])] = [
     ("MembershipFuzz", ["PlexusLAN"]),
     ("RVIControlFuzz", ["PlexusRCLAN"]),
     ("TableMessageFuzz", ["PlexusCluster"]),
+    ("StorageMessageFuzz", ["PlexusStorage"]),
 ]
 
 let package = Package(

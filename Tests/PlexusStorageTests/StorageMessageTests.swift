@@ -1,3 +1,4 @@
+import Foundation
 import PlexusCore
 import PlexusStorage
 import Testing
@@ -225,5 +226,22 @@ struct StorageMessageTests {
         #expect(SegmentList(Array(repeating: Segment(key: RegionKey(rawValue: 1), offset: 0, length: 1), count: 33)) == nil)
         #expect(InlineBytes<252>([UInt8](repeating: 1, count: 253)) == nil)
         #expect(CDB([UInt8](repeating: 0, count: 17)) == nil)
+    }
+
+    @Test("the fuzz target's seed corpus holds every message type; each seed decodes and re-encodes to itself")
+    func seedCorpus() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = root.appendingPathComponent("Fuzz/corpus/storage-message")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
+        var types: Set<StorageMessageType> = []
+        var controls: Set<ControlOperation> = []
+        for name in names {
+            let bytes = [UInt8](try Data(contentsOf: dir.appendingPathComponent(name)))
+            let message = try decode(bytes)
+            #expect(try message.encoded() == bytes, "\(name)")
+            types.insert(message.type)
+            if case .command(let c) = message, let op = c.control { controls.insert(op) }
+        }
+        #expect(types == Set(StorageMessageType.allCases) && controls == Set(ControlOperation.allCases))
     }
 }
