@@ -18,6 +18,11 @@ func fuzzStorage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(n == size && again.prefix(n).elementsEqual(raw), "a storage message does not re-encode to its bytes")
         let decodedAgain = try StorageMessage(decoding: UnsafeRawBufferPointer(rebasing: again[0..<n]).bytes)
         precondition(decodedAgain == message, "a re-encoded storage message decodes to another value")
+        // The failable initialisers, built at -O here: they must keep every element.
+        if case .command(let c) = message {
+            precondition(SegmentList(Array(c.segments)) == c.segments && CDB(c.cdb.bytes.array) == c.cdb)
+        }
+        if case .status(let s) = message { precondition(InlineBytes<252>(s.sense.array) == s.sense) }
     } catch {
         // Refused: its header (when that much is valid) is still readable, to answer it.
         _ = try? StorageHeader(parsing: bytes)

@@ -12,18 +12,20 @@ public struct InlineBytes<let capacity: Int>: Sendable, Hashable, CustomStringCo
 
     /// `bytes`, or nil when there are more than `capacity`.
     public init?(_ bytes: some Sequence<UInt8>) {
+        // Filled in a local and assigned last (see SegmentList.init?(_:) for why).
+        var filled = InlineBytes()
         for b in bytes {
-            guard count < capacity else { return nil }
-            storage[count] = b
-            count += 1
+            guard filled.append(b) else { return nil }
         }
+        self = filled
     }
 
     /// The bytes of `span`, or nil when there are more than `capacity`.
     public init?(span: RawSpan) {
         guard span.byteCount <= capacity else { return nil }
-        for i in 0..<span.byteCount { storage[i] = span.byte(i) }
-        count = span.byteCount
+        var filled = InlineBytes()
+        for i in 0..<span.byteCount { filled.append(span.byte(i)) }
+        self = filled
     }
 
     public var isEmpty: Bool { count == 0 }

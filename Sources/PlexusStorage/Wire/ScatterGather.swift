@@ -35,7 +35,13 @@ public struct SegmentList: Sendable, Hashable, RandomAccessCollection, CustomStr
 
     /// `segments`, or nil when there are more than ``capacity``.
     public init?(_ segments: some Sequence<Segment>) {
-        for s in segments where !append(s) { return nil }
+        // Built in a local and assigned last: Swift 6.3.1 at -O loses the appends when this
+        // failable initializer calls the mutating `append` on `self` (the list came out empty).
+        var list = SegmentList()
+        for s in segments {
+            guard list.append(s) else { return nil }
+        }
+        self = list
     }
 
     public var startIndex: Int { 0 }
