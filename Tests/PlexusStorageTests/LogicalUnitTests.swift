@@ -86,6 +86,8 @@ struct LogicalUnitTests {
         #expect(String(decoding: data[8..<36], as: UTF8.self) == "PLEXUS  VIRTUAL DISK    0001")
         let (cut, five) = bed.run(.inquiry(allocationLength: 5))
         #expect(cut == .good(5) && five[4] == 31, "the additional length still gives the whole")
+        let (small, eight) = bed.run(.inquiry(allocationLength: 96), transferLength: 8)
+        #expect(small == .good(8) && eight.count == 8, "the initiator's transfer length cuts it too")
 
         let (p0, pages) = bed.run(.inquiry(page: 0, allocationLength: 255))
         #expect(p0 == .good(9) && Array(pages[3...]) == [5, 0x00, 0x80, 0x83, 0xB0, 0xB2])

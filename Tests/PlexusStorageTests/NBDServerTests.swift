@@ -1,3 +1,4 @@
+import Foundation
 import PlexusCore
 import PlexusStorage
 import PlexusTestSupport
@@ -164,5 +165,11 @@ struct NBDServerTests {
         let rival = NBDServer(socketPath: bed.socket, exports: bed.server.exports)
         #expect(throws: PlexusError.self) { try rival.start() }
         #expect(NBDTestClient(socketPath: bed.socket)?.go() != nil)
+
+        // A path that holds anything but a socket is never replaced.
+        let notASocket = bed.dir.file("not-a-socket")
+        _ = FileManager.default.createFile(atPath: notASocket, contents: Data("keep me".utf8))
+        #expect(throws: PlexusError.self) { try NBDServer(socketPath: notASocket, exports: bed.server.exports).start() }
+        #expect(FileManager.default.contents(atPath: notASocket) == Data("keep me".utf8))
     }
 }

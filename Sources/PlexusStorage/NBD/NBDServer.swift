@@ -100,7 +100,8 @@ public final class NBDServer: Sendable {
     deinit { stop() }
 
     /// Binds the socket and starts accepting. A stale socket file is replaced; a live one (a
-    /// server answers on it) is an error, as is a path too long for a Unix socket.
+    /// server answers on it) is an error, as are a file that is not a socket and a path too long
+    /// for a Unix socket.
     public func start() throws(PlexusError) {
         let fd: Int32
         do throws(SocketIO.Failure) {

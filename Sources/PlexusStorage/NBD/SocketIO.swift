@@ -85,7 +85,8 @@ enum SocketIO {
     }
 
     /// A listening Unix stream socket at `path`. A socket file left by a server that is gone
-    /// (nothing accepts on it) is replaced; one that still answers is an error (EADDRINUSE).
+    /// (nothing accepts on it) is replaced; one that still answers is an error (EADDRINUSE), and
+    /// so is anything at the path that is not a socket (EEXIST).
     static func listen(at path: String, backlog: Int32 = 16) throws(Failure) -> Int32 {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -97,7 +98,10 @@ enum SocketIO {
             raw[bytes.count] = 0
         }
         let length = socklen_t(MemoryLayout<sockaddr_un>.size)
-        if access(path, F_OK) == 0 {
+        var existing = stat()
+        if lstat(path, &existing) == 0 {
+            // Only a socket file is ever replaced; anything else at the path is left alone.
+            guard existing.st_mode & S_IFMT == S_IFSOCK else { throw .errno(EEXIST) }
             let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             let answered = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, length) == 0 }

@@ -64,9 +64,10 @@ public final class SCSILogicalUnit {
     public var canUnmap: Bool { device.geometry.canUnmap && !readOnly }
 
     /// Executes `cdb`. Data-in commands write their data at the start of `buffer` (at most
-    /// `transferLength` bytes, the initiator's allocation); data-out commands read theirs from
-    /// it. A command with data and no buffer (or a buffer smaller than `transferLength`) is
-    /// refused. `buffer` is the same buffer afterwards.
+    /// `transferLength` bytes, the initiator's allocation, and never past the buffer); data-out
+    /// commands read theirs from it. A READ or WRITE whose blocks do not fit the transfer length
+    /// is refused (INVALID FIELD IN CDB, at the transfer length field). `buffer` is the same
+    /// buffer afterwards.
     public func execute(_ cdb: CDB, buffer: inout IOBuffer?, transferLength: Int) -> SCSIResult {
         let result: SCSIResult
         do throws(SCSICommandError) {
@@ -90,9 +91,8 @@ public final class SCSILogicalUnit {
     /// `lengthField`: the CDB byte where a READ or WRITE's transfer length starts (the field
     /// pointer of a refused length).
     func run(_ command: SCSICommand, lengthField: Int, buffer: inout IOBuffer?, transferLength: Int) -> SCSIResult {
-        guard transferLength >= 0, command.direction == .noData || transferLength <= capacity(of: buffer) else {
-            return .checkCondition(.invalidFieldInCDB(byte: lengthField))
-        }
+        // The initiator's allocation, cut to the buffer that holds it.
+        let transferLength = max(0, min(transferLength, capacity(of: buffer)))
         switch command {
         case .testUnitReady:
             return readinessFailure() ?? .good()
