@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "PlexusNamespaces", targets: ["PlexusNamespaces"]),
         .library(name: "PlexusNode", targets: ["PlexusNode"]),
         .library(name: "PlexusPlatform", targets: ["PlexusPlatform"]),
+        .library(name: "PlexusStorage", targets: ["PlexusStorage"]),
         .executable(name: "plexus", targets: ["plexus"]),
         .executable(name: "plexus-example", targets: ["PlexusExample"]),
     ],
@@ -49,6 +50,16 @@ let package = Package(
             name: "PlexusCluster",
             dependencies: ["PlexusCore", "PlexusRCLAN"],
             swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+
+        // MARK: - Virtual storage's leaf pieces (seed 004, "Storage Architecture"): the storage
+        // messages (CMD, STAT, BUF, TRAN), SCSI commands and sense data, logical units over block
+        // devices, and an NBD server that exports a block device on a Unix socket. CPlexus only for
+        // two _GNU_SOURCE calls (fallocate's hole punching, pwritev2 with RWF_DSYNC).
+        .target(
+            name: "PlexusStorage",
+            dependencies: ["CPlexus", "PlexusCore"],
+            swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
 
         // MARK: - The command-line platform: demo, rvi, info, bench, control, node, console, cleanup,
@@ -170,6 +181,11 @@ let package = Package(
             name: "PlexusBenchTests",
             dependencies: ["PlexusBench"],
             swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "PlexusStorageTests",
+            dependencies: ["PlexusStorage", "PlexusCore", "PlexusTestSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
         .testTarget(
             name: "PlexusClusterTests",

@@ -29,6 +29,7 @@ let package = Package(
                 .product(name: "PlexusLAN", package: "Plexus"),
                 .product(name: "PlexusNamespaces", package: "Plexus"),
                 .product(name: "PlexusNode", package: "Plexus"),
+                .product(name: "PlexusStorage", package: "Plexus"),
                 .product(name: "MallocInterposerSwift", package: "malloc-interposer"),
             ],
             path: "Benchmarks/CoreBenchmarks",

@@ -15,6 +15,7 @@ let targets: [(name: String, products: [String])] = [
     ("RVIControlFuzz", ["PlexusRCLAN"]),
     ("RDMATrailerFuzz", ["PlexusRCLAN"]),
     ("TableMessageFuzz", ["PlexusCluster"]),
+    ("StorageMessageFuzz", ["PlexusStorage"]),
 ]
 
 let package = Package(

@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # target:corpus folder
 targets=(FrameDecoderFuzz:frame-decoder LANMessageFuzz:lan-message ControlMessageFuzz:control-message
          MembershipFuzz:membership TableMessageFuzz:table-message RVIControlFuzz:rvi-control
-         RDMATrailerFuzz:rdma-trailer)
+         RDMATrailerFuzz:rdma-trailer StorageMessageFuzz:storage-message)
 total="${FUZZ_SECONDS:-60}"
 each="${FUZZ_SECONDS_EACH:-$(( total / ${#targets[@]} > 1 ? total / ${#targets[@]} : 1 ))}"
 resource_dir="$(dirname "$(dirname "$(readlink -f "$(command -v swiftc)")")")/lib/clang"

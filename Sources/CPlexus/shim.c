@@ -16,6 +16,8 @@
 #include <sys/mman.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <linux/falloc.h>
 
 _Static_assert(sizeof(struct io_uring_recvmsg_out) == 16, "recvmsg_out layout");
 _Static_assert(sizeof(struct sockaddr_in) == 16, "sockaddr_in layout");
@@ -236,4 +238,14 @@ int plx_spawn(const char *path, char *const argv[], int in_fd, int out_fd, int e
     munmap(stack, size);
     close(null_fd);
     return pid < 0 ? -e : pid;
+}
+
+int plx_punch_hole(int fd, int64_t offset, int64_t length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0 ? 0 : errno;
+}
+
+int64_t plx_pwrite_dsync(int fd, const void *buffer, size_t length, int64_t offset) {
+    struct iovec iov = { .iov_base = (void *)buffer, .iov_len = length };
+    ssize_t r = pwritev2(fd, &iov, 1, (off_t)offset, RWF_DSYNC);
+    return r < 0 ? -(int64_t)errno : (int64_t)r;
 }

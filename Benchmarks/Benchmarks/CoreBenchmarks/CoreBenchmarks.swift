@@ -7,6 +7,8 @@
 //
 // What one benchmark iteration is:
 //   HeaderEncode, HeaderDecode, PoolTakeRelease    1000 operations (scalingFactor .kilo)
+//   StorageMessageEncode, StorageMessageDecode,
+//   SCSIWriteRead_4K, NBDWriteRead_4K              1000 operations (StorageBench.swift)
 //   VIDemuxAndDeliver_64B, VIDemuxAndDeliver_16896B,
 //   InterposerCanary_OneAllocPerFrame             1000 frames sent by node 1 round-robin over
 //                                                  2048 VIs (1024 per fabric) and handed to
@@ -135,6 +137,10 @@ let benchmarks: @Sendable () -> Void = {
     lanBenchmark("LANUnicastDirect_1500B", traffic: .unicastDirect, frameBytes: 1500)
     lanBenchmark("LANBroadcast_1500B", traffic: .broadcast, frameBytes: 1500)
     lanBenchmark("LANMulticast_1500B", traffic: .multicast, frameBytes: 1500)
+
+    // MARK: - Storage (StorageBench.swift)
+
+    storageBenchmarks()
 }
 
 /// Registers a benchmark that streams 1000 frames per iteration between two engines on

@@ -1,6 +1,6 @@
 // CPlexus: the only C in Plexus. Swift calls liburing's static-inline helpers directly through
 // this module; what is here is only what Swift cannot reach: macros built from enum bits, and
-// _GNU_SOURCE-only calls (CPU affinity, sched_getcpu).
+// _GNU_SOURCE-only calls (CPU affinity, sched_getcpu, hole punching, pwritev2 flags).
 #ifndef CPLEXUS_H
 #define CPLEXUS_H
 
@@ -117,5 +117,13 @@ void plx_name_current_thread(const char *name);
 /// signal: it dies when the calling thread (or the whole process) does. Returns the process id,
 /// or -errno.
 int plx_spawn(const char *path, char *const argv[], int in_fd, int out_fd, int err_fd);
+
+/// fallocate(2) with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE: deallocates `length` bytes at
+/// `offset` of file `fd` (they read back as zeroes) without changing its size. Returns 0 or an
+/// errno value (EOPNOTSUPP where the file system cannot punch holes).
+int plx_punch_hole(int fd, int64_t offset, int64_t length);
+/// pwritev2(2) of one buffer with RWF_DSYNC: returns once the data (and what is needed to read it
+/// back) is on stable storage, a forced unit access. Returns the bytes written, or -errno.
+int64_t plx_pwrite_dsync(int fd, const void *buffer, size_t length, int64_t offset);
 
 #endif

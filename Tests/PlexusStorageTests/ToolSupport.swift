@@ -1,0 +1,145 @@
+import Foundation
+import PlexusCore
+import PlexusTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs `args` (looked up in PATH) to its end, at most `seconds`: its exit status (-1 when it
+/// was killed for taking too long) and everything it printed.
+func runTool(_ args: [String], seconds: Double = 60) throws -> (status: Int32, output: String) {
+    let p = try WatchedProcess(args)
+    guard waitUntil(seconds: seconds, { !p.process.isRunning }) else {
+        p.process.kill()
+        return (-1, p.output + "\n(killed after \(seconds) s)")
+    }
+    return (p.process.wait(), p.output)
+}
+
+/// `count` random bytes.
+func randomBytes(_ count: Int) -> [UInt8] {
+    var g = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in UInt8.random(in: 0...255, using: &g) }
+}
+
+/// Creates a sparse file of `size` zero bytes.
+func createSparseFile(_ path: String, size: Int) {
+    let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    ftruncate(fd, off_t(size))
+    close(fd)
+}
+
+/// The prefix of every directory the FUSE and loop tests mount in, followed by the owner's pid:
+/// what a test process killed before its clean-up left behind is found by it.
+let fuseTestPrefix = "/tmp/plexus-nbdfuse-"
+
+/// An NBD export made a block device and mounted, the way the processors will use
+/// their LUNs on a machine without the nbd module: `nbdfuse DIR/fuse/disk --unix SOCKET`, then
+/// `losetup` on that file, then a file system on the loop device mounted at DIR/mnt.
+///
+/// ``tearDown()`` undoes whatever was done, in reverse, and is idempotent; it runs when the
+/// chain is dropped, so a failing test (a thrown #require included) leaves nothing behind.
+/// ``sweepStale()`` removes what a killed test process left (its pid is in the directory name).
+final class FuseLoopChain {
+    let dir: String
+    let socket: String
+    private(set) var fuse: WatchedProcess?
+    private(set) var loop: String?
+    private(set) var mounted = false
+    var fuseFile: String { "\(dir)/fuse/disk" }
+    var mountPoint: String { "\(dir)/mnt" }
+
+    init(socket: String) {
+        var template = Array("\(fuseTestPrefix)\(getpid())-XXXXXX".utf8CString)
+        dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        self.socket = socket
+        mkdir("\(dir)/fuse", 0o755)
+        mkdir("\(dir)/mnt", 0o755)
+    }
+
+    deinit { tearDown() }
+
+    /// Starts nbdfuse and attaches a loop device to its file; the loop device.
+    func attach() throws -> String {
+        let f = try WatchedProcess(["nbdfuse", fuseFile, "--unix", socket])
+        fuse = f
+        guard waitUntil(seconds: 20, { access(fuseFile, F_OK) == 0 }) else {
+            throw ChainError("nbdfuse did not show \(fuseFile): \(f.output)")
+        }
+        let (status, out) = try runTool(["losetup", "-f", "--show", fuseFile])
+        let device = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard status == 0, device.hasPrefix("/dev/loop") else { throw ChainError("losetup: \(out)") }
+        loop = device
+        return device
+    }
+
+    /// Mounts the loop device at ``mountPoint``.
+    func mount() throws {
+        guard let loop else { throw ChainError("no loop device") }
+        let (status, out) = try runTool(["mount", loop, mountPoint])
+        guard status == 0 else { throw ChainError("mount: \(out)") }
+        mounted = true
+    }
+
+    /// Unmounts the file system (it stays on the loop device).
+    func unmount() throws {
+        guard mounted else { return }
+        let (status, out) = try runTool(["umount", mountPoint])
+        guard status == 0 else { throw ChainError("umount: \(out)") }
+        mounted = false
+    }
+
+    /// Undoes everything, in reverse: the file system, the loop device, the FUSE mount and
+    /// nbdfuse, the directory.
+    func tearDown() {
+        if mounted {
+            if (try? runTool(["umount", mountPoint]))?.status != 0 { _ = try? runTool(["umount", "-l", mountPoint]) }
+            mounted = false
+        }
+        if let loop {
+            _ = try? runTool(["losetup", "-d", loop])
+            self.loop = nil
+        }
+        if let f = fuse {
+            if (try? runTool(["umount", "\(dir)/fuse"]))?.status != 0 { _ = try? runTool(["umount", "-l", "\(dir)/fuse"]) }
+            if !waitUntil(seconds: 10, { !f.process.isRunning }) { f.process.kill() }
+            fuse = nil
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// Removes what test processes that are gone left under ``fuseTestPrefix``: file systems,
+    /// loop devices backed by their FUSE files, FUSE mounts, directories.
+    static func sweepStale() {
+        func owner(_ path: String) -> Int32? {
+            guard path.hasPrefix(fuseTestPrefix) else { return nil }
+            return Int32(path.dropFirst(fuseTestPrefix.count).prefix { $0 != "-" })
+        }
+        func dead(_ pid: Int32) -> Bool { pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH }
+        let mounts = ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
+            .split(separator: "\n").compactMap { line -> String? in
+                let fields = line.split(separator: " ")
+                return fields.count > 4 ? String(fields[4]) : nil
+            }
+            .filter { owner($0).map(dead) ?? false }
+        // File systems first (deepest paths), then loop devices, then the FUSE mounts.
+        for m in mounts where m.hasSuffix("/mnt") { _ = try? runTool(["umount", "-l", m]) }
+        let loops = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/block")) ?? []
+        for l in loops where l.hasPrefix("loop") {
+            guard let backing = try? String(contentsOfFile: "/sys/block/\(l)/loop/backing_file", encoding: .utf8),
+                  owner(backing).map(dead) ?? false
+            else { continue }
+            _ = try? runTool(["losetup", "-d", "/dev/\(l)"])
+        }
+        for m in mounts where m.hasSuffix("/fuse") { _ = try? runTool(["umount", "-l", m]) }
+        let dirs = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        for d in dirs.map({ "/tmp/\($0)" }) where owner(d).map(dead) ?? false {
+            try? FileManager.default.removeItem(atPath: d)
+        }
+    }
+}
+
+struct ChainError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
