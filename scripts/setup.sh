@@ -8,8 +8,9 @@
 #   procps        pkill: the process-failover test cleans up a killed node's orphaned workload;
 #                 sysctl: the router namespace of the gateway test forwards
 #   util-linux    nsenter: host routes in a network namespace given by path
+#   mount         losetup: the block I/O test on a loop device
 set -euo pipefail
-packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3 procps util-linux)
+packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3 procps util-linux mount)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
