@@ -176,8 +176,9 @@ extension Engine {
     func submitOnRegion(_ op: BlockIOOperation, _ file: BlockFile, _ fileOffset: UInt64, _ length: Int,
                         _ key: RegionKey, _ regionOffset: Int, writeThrough: Bool, _ token: UInt32) throws(BlockIOError) {
         if stopping { throw .stopping }
+        guard length > 0, length <= Self.maxBlockIOLength else { throw .badLength }
         guard let region = regions.lookup(key.rawValue) else { throw .noSuchRegion }
-        guard regionOffset >= 0, length >= 0, regionOffset <= region.size, length <= region.size - regionOffset else {
+        guard regionOffset >= 0, regionOffset <= region.size, length <= region.size - regionOffset else {
             throw .outsideMemory
         }
         let f = try admitTransfer(op, file, fileOffset, length) {

@@ -207,6 +207,7 @@ extension BlockIOTests {
             #expect(try bed.refusal { try $0.write(file, at: (1 << 20) - 4096, length: 8192, from: region, token: 1) } == .outOfRange)
             #expect(try bed.refusal { try $0.discard(file, at: 1 << 20, length: 1, token: 1) } == .outOfRange)
             #expect(try bed.refusal { try $0.read(file, at: 0, length: 0, into: region, token: 1) } == .badLength)
+            #expect(try bed.refusal { try $0.read(file, at: 0, length: -4096, into: region, token: 1) } == .badLength)
             #expect(try bed.refusal { try $0.read(file, at: 0, length: 8192, into: region, regionOffset: 60 << 10, token: 1) } == .outsideMemory)
             #expect(try bed.refusal { try $0.read(file, at: 0, length: 4096, into: RegionKey(rawValue: 0xFFFF_F000), token: 1) } == .noSuchRegion)
             #expect(try bed.refusal { try $0.write(readOnly, at: 0, length: 4096, from: region, token: 1) } == .readOnly)
