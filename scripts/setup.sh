@@ -7,7 +7,8 @@
 #                         vlan-* benches): ping, iperf3, an HTTP server and curl, multicast sockets
 #   procps        pkill: the process-failover test cleans up a killed node's orphaned workload;
 #                 sysctl: the router namespace of the gateway test forwards
-#   util-linux    nsenter: host routes in a network namespace given by path; losetup, mount
+#   util-linux    nsenter: host routes in a network namespace given by path
+#   mount         losetup, mount: the block I/O test on a loop device, the storage tests' file systems
 #   storage (PlexusStorage's tests against real clients and a real SAN):
 #     tgt           tgtd/tgtadm, a userspace iSCSI target (the SAN the control nodes see)
 #     libiscsi-dev  the iSCSI initiator's C API;  libiscsi-bin  iscsi-inq, iscsi-ls, iscsi-readcapacity16
@@ -16,7 +17,7 @@
 #                   virtual name): an NBD export as a file through FUSE (no nbd kernel module), then losetup
 #     fio           I/O load with its nbd engine;  e2fsprogs  mkfs.ext4, e2fsck
 set -euo pipefail
-packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3 procps util-linux
+packages=(liburing-dev libnuma-dev libsqlite3-dev pkg-config iproute2 gnuplot-nox iputils-ping iperf3 curl python3 procps util-linux mount
           tgt libiscsi-dev libiscsi-bin nbdkit libnbd-bin fio e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do

@@ -17,7 +17,10 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <linux/falloc.h>
+#include <linux/fs.h>
 
 _Static_assert(sizeof(struct io_uring_recvmsg_out) == 16, "recvmsg_out layout");
 _Static_assert(sizeof(struct sockaddr_in) == 16, "sockaddr_in layout");
@@ -248,4 +251,46 @@ int64_t plx_pwrite_dsync(int fd, const void *buffer, size_t length, int64_t offs
     struct iovec iov = { .iov_base = (void *)buffer, .iov_len = length };
     ssize_t r = pwritev2(fd, &iov, 1, (off_t)offset, RWF_DSYNC);
     return r < 0 ? -(int64_t)errno : (int64_t)r;
+}
+
+/* Block I/O: the constants CPlexus.h spells out, checked against the system's. */
+_Static_assert(plx_O_DIRECT == O_DIRECT, "O_DIRECT");
+_Static_assert(plx_RWF_DSYNC == RWF_DSYNC, "RWF_DSYNC");
+_Static_assert(plx_FALLOC_FL_KEEP_SIZE == FALLOC_FL_KEEP_SIZE, "FALLOC_FL_KEEP_SIZE");
+_Static_assert(plx_FALLOC_FL_PUNCH_HOLE == FALLOC_FL_PUNCH_HOLE, "FALLOC_FL_PUNCH_HOLE");
+_Static_assert(plx_IORING_FSYNC_DATASYNC == IORING_FSYNC_DATASYNC, "IORING_FSYNC_DATASYNC");
+_Static_assert(plx_BLOCK_URING_CMD_DISCARD == _IO(0x12, 0), "BLOCK_URING_CMD_DISCARD");
+
+int plx_block_probe(int fd, struct plx_block_probe *out) {
+    memset(out, 0, sizeof *out);
+    struct statfs fs;
+    if (fstatfs(fd, &fs) == 0) out->fs_type = (int64_t)fs.f_type;
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -errno;
+    if (S_ISREG(st.st_mode)) {
+        out->kind = 1;
+        out->size = (uint64_t)st.st_size;
+    } else if (S_ISBLK(st.st_mode)) {
+        out->kind = 2;
+        uint64_t bytes = 0;
+        int logical = 0;
+        unsigned int physical = 0;
+        if (ioctl(fd, BLKGETSIZE64, &bytes) < 0 || ioctl(fd, BLKSSZGET, &logical) < 0
+            || ioctl(fd, BLKPBSZGET, &physical) < 0) return -errno;
+        out->size = bytes;
+        out->logical_block = (uint32_t)logical;
+        out->physical_block = physical;
+    } else {
+        return 0;
+    }
+#ifdef STATX_DIOALIGN
+    struct statx sx;
+    memset(&sx, 0, sizeof sx);
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 && (sx.stx_mask & STATX_DIOALIGN)) {
+        out->dio_reported = 1;
+        out->dio_mem_align = sx.stx_dio_mem_align;
+        out->dio_offset_align = sx.stx_dio_offset_align;
+    }
+#endif
+    return 0;
 }

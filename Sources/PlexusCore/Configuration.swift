@@ -58,6 +58,9 @@ public struct EngineConfiguration: Sendable {
     public var maxTimers: Int = 256
     /// Messages that can be in reassembly at once (segmented messages only).
     public var reassemblyContexts: Int = 64
+    /// Block I/O operations (reads, writes, flushes, discards on backing files) that can be in
+    /// flight at once; one more is refused with ``BlockIOError/busy``.
+    public var blockIOQueueDepth: Int = 256
 
     public init(name: String, fabricA: FabricAddress, fabricB: FabricAddress) {
         self.name = name
@@ -87,6 +90,9 @@ public struct EngineConfiguration: Sendable {
         if maxRegions < 1 || maxRegions > 4096 { throw bad("maxRegions must be in 1...4096") }
         if maxTimers < 1 || maxTimers > 1 << 16 { throw bad("maxTimers must be in 1...65536") }
         if reassemblyContexts < 1 || reassemblyContexts > 4096 { throw bad("reassemblyContexts must be in 1...4096") }
+        if blockIOQueueDepth < 1 || blockIOQueueDepth > 65536 {
+            throw bad("blockIOQueueDepth must be in 1...65536, not \(blockIOQueueDepth)")
+        }
         if fabricA.ip == fabricB.ip && fabricA.port == fabricB.port && fabricA.port != 0 {
             throw bad("fabric A and fabric B must be different addresses (\(fabricA))")
         }

@@ -41,6 +41,14 @@ public protocol EngineDriver: AnyObject {
     func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, engine: Engine)
     /// A timer scheduled with ``Engine/schedule(after:token:)`` fired.
     func timerFired(token: UInt32, engine: Engine)
+    /// A block I/O operation submitted with `token` on a region, or a flush or discard, has
+    /// completed. `result` is the bytes read or written (fewer than asked only for a read that
+    /// met the end of the file), 0 for a flush or discard, or -errno. Also called while the
+    /// engine stops, for each operation still in flight (cut short with `-ECANCELED`).
+    func blockIOCompleted(token: UInt32, result: Int32, engine: Engine)
+    /// A read into or write from a pool frame has completed, as above: the frame comes back,
+    /// a read's ``Frame/length`` set to the bytes read. Dropping it releases it.
+    func blockIOCompleted(returning frame: consuming Frame, token: UInt32, result: Int32, engine: Engine)
     /// The engine is stopping: every operation in flight has completed. Release held frames.
     func engineWillStop(_ engine: Engine)
 }
@@ -57,6 +65,8 @@ extension EngineDriver {
     public func rdmaWriteRefused(on vi: VI, error: RDMAError, region: RegionKey, offset: UInt64, engine: Engine) {}
     public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, engine: Engine) {}
     public func timerFired(token: UInt32, engine: Engine) {}
+    public func blockIOCompleted(token: UInt32, result: Int32, engine: Engine) {}
+    public func blockIOCompleted(returning frame: consuming Frame, token: UInt32, result: Int32, engine: Engine) {}
     public func engineWillStop(_ engine: Engine) {}
 }
 

@@ -113,7 +113,11 @@ extension Engine {
         -> RegionKey
     {
         guard bytes > 0 else { throw PlexusError(.configuration, "a region needs a positive size") }
-        guard !writers.isEmpty else { throw PlexusError(.configuration, "a region needs at least one writer VI") }
+        // A region without writers is local memory no peer reaches (a storage target's staging
+        // buffers for block I/O); one that grants remote writes needs a writer.
+        guard !writers.isEmpty || !permissions.contains(.remoteWrite) else {
+            throw PlexusError(.configuration, "a region that grants remote writes needs at least one writer VI")
+        }
         var granted: [Region.Writer] = []
         for w in writers {
             guard let e = port(w.fabric).entry(w.number), e.pointee.established else {
@@ -126,6 +130,9 @@ extension Engine {
     }
 
     package func deregisterRegion(_ key: RegionKey) throws(PlexusError) {
+        if let r = regions.lookup(key.rawValue), r.blockIOInFlight > 0 {
+            throw PlexusError(.inUse, "\(key) has \(r.blockIOInFlight) block I/O operations in flight")
+        }
         guard regions.remove(key) else { throw PlexusError(.noSuchRegion, "no region with \(key)") }
     }
 

@@ -97,6 +97,7 @@ extension Engine {
         disarmPoll(portB)
         dropAllReassembly()
         closeAllDevices()
+        closeAllBlockFiles()
         driver?.engineWillStop(self)
         driver = nil
         // Jobs posted after the wake read was cancelled never ran: fail them now.
@@ -165,6 +166,8 @@ extension Engine {
             if framesHeldByFaults > 0 { ensureFaultTimer() }
         case .devicePoll:
             onDevicePoll(low, res: res, flags: flags)
+        case .blockIO:
+            onBlockIO(Int(low), res: res)
         case nil:
             preconditionFailure("unknown completion tag \(userData >> 56)")
         }

@@ -99,10 +99,16 @@ public final class Engine {
     var devicesPending = false
     /// Busy-poll: a device was written to since the last ``answerWrites()``.
     var devicesWritten = false
+    /// Block I/O: a record per operation in flight (`blockIOQueueDepth`), their free list, the
+    /// open backing files by slot, and the counters.
+    let blockRecords: FixedTable<BlockIORecord>
+    var blockFree: IndexStack
+    var blockFiles: [BlockFileSlot] = []
+    var blockCounters = BlockIOCounters()
 
     // user_data tags (top byte).
     enum Tag: UInt64 {
-        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer, devicePoll
+        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer, devicePoll, blockIO
     }
     @inline(__always) static func data(_ tag: Tag, _ low: UInt64) -> UInt64 { tag.rawValue << 56 | low }
 
@@ -200,6 +206,8 @@ public final class Engine {
         timerTokens = FixedTable(repeating: 0, count: c.maxTimers)
         timerFree = IndexStack(capacity: c.maxTimers)
         regions = RegionTable(capacity: c.maxRegions)
+        blockRecords = FixedTable(repeating: BlockIORecord(), count: c.blockIOQueueDepth)
+        blockFree = IndexStack(capacity: c.blockIOQueueDepth)
         faultTimerSpec = .allocate(capacity: 1)
         info = EngineInfo(
             name: c.name, ports: [portA.info, portB.info], ringSetup: setup, pollMode: c.pollMode.rawValue,

@@ -253,7 +253,9 @@ public struct FabricControl: Sendable {
     public func teardown(_ vi: VI) async throws { try await thread.run { try $0.teardown(vi) } }
     public func teardownAndWait(_ vi: VI) throws { try thread.runAndWait { try $0.teardown(vi) } }
 
-    /// Registers a region of `bytes` that the peers of `writers` may RDMA WRITE into.
+    /// Registers a region of `bytes` that the peers of `writers` may RDMA WRITE into. With no
+    /// writers and no permissions it is local memory no peer reaches, e.g. the buffers of block
+    /// I/O (``Engine/read(_:at:length:into:regionOffset:token:)``).
     public func registerRegion(bytes: Int, writers: [VI], permissions: RegionPermissions = .remoteWrite)
         async throws -> RegionKey
     {

@@ -21,6 +21,8 @@ public struct PlexusError: Error, CustomStringConvertible, Sendable, Hashable {
         public static let resourceExhausted = Code(raw: "resource-exhausted")
         public static let engineStopped = Code(raw: "engine-stopped")
         public static let timedOut = Code(raw: "timed-out")
+        /// The thing cannot be removed while it is in use (a region with block I/O in flight).
+        public static let inUse = Code(raw: "in-use")
     }
 
     public let code: Code

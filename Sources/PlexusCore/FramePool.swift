@@ -89,6 +89,12 @@ public final class FramePool {
     func slotPointer(_ slot: UInt32) -> UnsafeMutableRawPointer {
         base + Int(slot) * Self.slotStride
     }
+
+    /// The first payload byte of a slot.
+    @inline(__always)
+    func payloadPointer(_ slot: UInt32) -> UnsafeMutableRawPointer {
+        slotPointer(slot) + FrameLayout.headerSize
+    }
 }
 
 @available(*, unavailable)

@@ -23,6 +23,9 @@ final class Region {
     }
     let writers: [Writer]
     let permissions: RegionPermissions
+    /// Block I/O operations in flight into or out of the region: it cannot be deregistered
+    /// while any is.
+    var blockIOInFlight = 0
 
     init(key: RegionKey, size: Int, writers: [Writer], permissions: RegionPermissions,
          hugePages: HugePagePolicy) throws(PlexusError) {

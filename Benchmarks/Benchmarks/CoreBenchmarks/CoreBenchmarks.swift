@@ -13,6 +13,7 @@
 //   InterposerCanary_OneAllocPerFrame             1000 frames sent by node 1 round-robin over
 //                                                  2048 VIs (1024 per fabric) and handed to
 //                                                  node 2's driver, both engines in this process
+//   BlockIORead_4KiB                              1000 reads of 4 KiB from a file into a region
 // so a mallocCountTotal of N in Thresholds/ means N allocations per 1000 operations or frames
 // (the text table divides by the scaling factor: it shows allocations per operation or frame).
 //
@@ -141,6 +142,12 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: - Storage (StorageBench.swift)
 
     storageBenchmarks()
+
+    // MARK: - Block I/O on the engine's ring
+
+    // 4 KiB reads from a file into a registered region, 32 in flight, each completing into the
+    // driver on the engine thread (the backend path of a storage target).
+    streamBenchmark("BlockIORead_4KiB", unit: "reads") { try BlockReadBed() }
 }
 
 /// Registers a benchmark that streams 1000 frames per iteration between two engines on

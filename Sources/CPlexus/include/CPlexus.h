@@ -126,4 +126,53 @@ int plx_punch_hole(int fd, int64_t offset, int64_t length);
 /// back) is on stable storage, a forced unit access. Returns the bytes written, or -errno.
 int64_t plx_pwrite_dsync(int fd, const void *buffer, size_t length, int64_t offset);
 
+// MARK: - Block I/O on the engine's ring (backing files and block devices)
+
+/// Constants of _GNU_SOURCE or kernel headers that Swift's Glibc module does not reach; shim.c
+/// checks each against its system definition.
+enum {
+    plx_O_DIRECT = 040000,
+    /// Per-write O_DSYNC (`rw_flags` of a READ/WRITE SQE): the write completes once its data is
+    /// on stable storage ("write through", SCSI's FUA).
+    plx_RWF_DSYNC = 0x2,
+    plx_FALLOC_FL_KEEP_SIZE = 0x1,
+    plx_FALLOC_FL_PUNCH_HOLE = 0x2,
+    plx_IORING_FSYNC_DATASYNC = 0x1,
+    /// `_IO(0x12, 0)`: discard a byte range of a block device through IORING_OP_URING_CMD
+    /// (kernel 6.12 and later; older kernels complete it with -EOPNOTSUPP or -EINVAL).
+    plx_BLOCK_URING_CMD_DISCARD = 0x1200,
+};
+static const int64_t plx_TMPFS_MAGIC = 0x01021994;
+
+/// What an open backing file or block device is (plx_block_probe).
+struct plx_block_probe {
+    /// 1: a regular file, 2: a block device, 0: anything else.
+    int32_t kind;
+    /// Whether statx reported direct I/O alignments (STATX_DIOALIGN, kernel 6.1 and later).
+    int32_t dio_reported;
+    /// Bytes: st_size of a file, BLKGETSIZE64 of a block device.
+    uint64_t size;
+    /// BLKSSZGET and BLKPBSZGET of a block device; 0 for a file.
+    uint32_t logical_block;
+    uint32_t physical_block;
+    /// statx's stx_dio_mem_align and stx_dio_offset_align (0 when not reported, or when the
+    /// file cannot do direct I/O).
+    uint32_t dio_mem_align;
+    uint32_t dio_offset_align;
+    /// fstatfs's f_type of the file system holding the file.
+    int64_t fs_type;
+};
+/// Fills `out` for the open file `fd`: its kind, size, block sizes, direct I/O alignments and
+/// file system type. Returns 0 or -errno.
+int plx_block_probe(int fd, struct plx_block_probe *out);
+
+/// Prepares a discard of `len` bytes at `start` of the block device `fd` (IORING_OP_URING_CMD
+/// with BLOCK_URING_CMD_DISCARD: the start in `addr`, the length in `addr3`).
+static inline void plx_prep_block_discard(struct io_uring_sqe *sqe, int fd, uint64_t start, uint64_t len) {
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+    sqe->cmd_op = plx_BLOCK_URING_CMD_DISCARD;
+    sqe->addr = start;
+    sqe->addr3 = len;
+}
+
 #endif
