@@ -57,7 +57,7 @@ public struct BlockFile: Hashable, Sendable, CustomStringConvertible {
 
 /// Why a block I/O request was refused at submission. Nothing was queued; a frame passed in is
 /// still the caller's.
-public enum BlockIOError: Error, Sendable, Hashable {
+public enum BlockIORefusal: Error, Sendable, Hashable {
     /// Every in-flight record of the engine is in use (``EngineConfiguration/blockIOQueueDepth``):
     /// submit again after a completion.
     case busy
@@ -99,7 +99,7 @@ public struct BlockIOCounters: Sendable, Hashable, Codable {
     public var shortReads: UInt64 = 0
     /// Short reads and writes whose remainder the engine submitted again.
     public var resubmissions: UInt64 = 0
-    /// Submissions refused with ``BlockIOError/busy``.
+    /// Submissions refused with ``BlockIORefusal/busy``.
     public var busy: UInt64 = 0
     /// Operations submitted and not yet completed.
     public var inFlight: Int = 0

@@ -11,7 +11,7 @@ package enum BlockIOPlan {
     /// - Complexity: O(1).
     @inline(__always)
     package static func refusal(fileOffset: UInt64, length: Int, fileSize: UInt64, offsetAlignment: Int,
-                                memoryAddress: UInt, memoryAlignment: Int) -> BlockIOError? {
+                                memoryAddress: UInt, memoryAlignment: Int) -> BlockIORefusal? {
         guard length > 0, length <= Engine.maxBlockIOLength else { return .badLength }
         let (end, overflow) = fileOffset.addingReportingOverflow(UInt64(length))
         guard !overflow, end <= fileSize else { return .outOfRange }

@@ -59,7 +59,7 @@ public struct EngineConfiguration: Sendable {
     /// Messages that can be in reassembly at once (segmented messages only).
     public var reassemblyContexts: Int = 64
     /// Block I/O operations (reads, writes, flushes, discards on backing files) that can be in
-    /// flight at once; one more is refused with ``BlockIOError/busy``.
+    /// flight at once; one more is refused with ``BlockIORefusal/busy``.
     public var blockIOQueueDepth: Int = 256
 
     public init(name: String, fabricA: FabricAddress, fabricB: FabricAddress) {

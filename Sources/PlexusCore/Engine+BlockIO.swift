@@ -55,7 +55,7 @@ extension Engine {
             offsetAlignment: b.offsetAlignment, memoryAlignment: b.memoryAlignment)
     }
 
-    /// Closes a backing file: further requests on it are refused (``BlockIOError/noSuchFile``),
+    /// Closes a backing file: further requests on it are refused (``BlockIORefusal/noSuchFile``),
     /// what is in flight completes as usual, and the descriptor is closed after the last
     /// completion. Closing a file already closed does nothing.
     public func closeBlockFile(_ file: BlockFile) {
@@ -74,10 +74,10 @@ extension Engine {
     /// Completes into ``EngineDriver/blockIOCompleted(token:result:engine:)`` with `token` and
     /// the bytes read: all of them, or fewer only where the file ends. The region stays
     /// registered until then (deregistering it is refused).
-    /// - Throws: ``BlockIOError``; nothing was queued.
+    /// - Throws: ``BlockIORefusal``; nothing was queued.
     /// - Complexity: O(1).
     public func read(_ file: BlockFile, at fileOffset: UInt64, length: Int, into region: RegionKey,
-                     regionOffset: Int = 0, token: UInt32) throws(BlockIOError) {
+                     regionOffset: Int = 0, token: UInt32) throws(BlockIORefusal) {
         try submitOnRegion(.read, file, fileOffset, length, region, regionOffset, writeThrough: false, token)
     }
 
@@ -87,10 +87,10 @@ extension Engine {
     ///
     /// Completes into ``EngineDriver/blockIOCompleted(token:result:engine:)`` with `token` and
     /// the bytes written (all of them, or an error).
-    /// - Throws: ``BlockIOError``; nothing was queued.
+    /// - Throws: ``BlockIORefusal``; nothing was queued.
     /// - Complexity: O(1).
     public func write(_ file: BlockFile, at fileOffset: UInt64, length: Int, from region: RegionKey,
-                      regionOffset: Int = 0, writeThrough: Bool = false, token: UInt32) throws(BlockIOError) {
+                      regionOffset: Int = 0, writeThrough: Bool = false, token: UInt32) throws(BlockIORefusal) {
         try submitOnRegion(.write, file, fileOffset, length, region, regionOffset, writeThrough: writeThrough, token)
     }
 
@@ -100,10 +100,10 @@ extension Engine {
     /// On success `frame` is left nil: the engine holds it until the completion hands it back to
     /// ``EngineDriver/blockIOCompleted(returning:token:result:engine:)``, its ``Frame/length``
     /// set to the bytes read. On an error it still holds the frame. A payload is 64-byte aligned,
-    /// so a file whose direct I/O needs more refuses it (``BlockIOError/misaligned``).
+    /// so a file whose direct I/O needs more refuses it (``BlockIORefusal/misaligned``).
     /// - Complexity: O(1).
     public func read(_ file: BlockFile, at fileOffset: UInt64, length: Int, into frame: inout Frame?,
-                     token: UInt32) throws(BlockIOError) {
+                     token: UInt32) throws(BlockIORefusal) {
         try submitOnFrame(.read, file, fileOffset, length: length, &frame, writeThrough: false, token)
     }
 
@@ -112,13 +112,13 @@ extension Engine {
     /// On success `frame` is left nil; on an error it still holds the frame.
     /// - Complexity: O(1).
     public func write(_ file: BlockFile, at fileOffset: UInt64, from frame: inout Frame?, writeThrough: Bool = false,
-                      token: UInt32) throws(BlockIOError) {
+                      token: UInt32) throws(BlockIORefusal) {
         try submitOnFrame(.write, file, fileOffset, length: nil, &frame, writeThrough: writeThrough, token)
     }
 
     /// Makes the file's written data durable (`fdatasync`): completes with 0 or -errno.
     /// - Complexity: O(1).
-    public func flush(_ file: BlockFile, token: UInt32) throws(BlockIOError) {
+    public func flush(_ file: BlockFile, token: UInt32) throws(BlockIORefusal) {
         if stopping { throw .stopping }
         guard let f = blockFileIndex(file) else { throw .noSuchFile }
         try queue(BlockIORecord(token: token, file: UInt16(f), operation: .flush))
@@ -130,7 +130,7 @@ extension Engine {
     /// kernel, or a device without discard, completes it with -EOPNOTSUPP or -EINVAL, and what
     /// a discarded range then reads is the device's). Completes with 0 or -errno.
     /// - Complexity: O(1).
-    public func discard(_ file: BlockFile, at fileOffset: UInt64, length: Int, token: UInt32) throws(BlockIOError) {
+    public func discard(_ file: BlockFile, at fileOffset: UInt64, length: Int, token: UInt32) throws(BlockIORefusal) {
         if stopping { throw .stopping }
         guard let f = blockFileIndex(file) else { throw .noSuchFile }
         let s = blockFiles[f]
@@ -160,7 +160,7 @@ extension Engine {
     /// Checks what every read and write needs; returns the file's slot.
     @inline(__always)
     func admitTransfer(_ op: BlockIOOperation, _ file: BlockFile, _ fileOffset: UInt64, _ length: Int,
-                       address: () -> UInt) throws(BlockIOError) -> Int {
+                       address: () -> UInt) throws(BlockIORefusal) -> Int {
         if stopping { throw .stopping }
         guard let f = blockFileIndex(file) else { throw .noSuchFile }
         let s = blockFiles[f]
@@ -174,7 +174,7 @@ extension Engine {
     }
 
     func submitOnRegion(_ op: BlockIOOperation, _ file: BlockFile, _ fileOffset: UInt64, _ length: Int,
-                        _ key: RegionKey, _ regionOffset: Int, writeThrough: Bool, _ token: UInt32) throws(BlockIOError) {
+                        _ key: RegionKey, _ regionOffset: Int, writeThrough: Bool, _ token: UInt32) throws(BlockIORefusal) {
         if stopping { throw .stopping }
         guard length > 0, length <= Self.maxBlockIOLength else { throw .badLength }
         guard let region = regions.lookup(key.rawValue) else { throw .noSuchRegion }
@@ -191,12 +191,12 @@ extension Engine {
     }
 
     func submitOnFrame(_ op: BlockIOOperation, _ file: BlockFile, _ fileOffset: UInt64, length: Int?,
-                       _ frame: inout Frame?, writeThrough: Bool, _ token: UInt32) throws(BlockIOError) {
+                       _ frame: inout Frame?, writeThrough: Bool, _ token: UInt32) throws(BlockIORefusal) {
         guard let f = frame.take() else { throw .noFrame }
         precondition(f.pool === pool, "block I/O: the frame comes from another engine's pool")
         let slot = f.poolSlot
         let bytes = length ?? f.length
-        do throws(BlockIOError) {
+        do throws(BlockIORefusal) {
             if bytes > FrameLayout.maxPayload { throw .outsideMemory }
             let fi = try admitTransfer(op, file, fileOffset, bytes) { UInt(bitPattern: pool.payloadPointer(slot)) }
             try queue(BlockIORecord(token: token, file: UInt16(fi), operation: op, memory: .frame,
@@ -211,7 +211,7 @@ extension Engine {
 
     /// Takes a record for `r` and queues its SQE (the last check: no record free is `.busy`).
     @inline(__always)
-    func queue(_ r: BlockIORecord) throws(BlockIOError) {
+    func queue(_ r: BlockIORecord) throws(BlockIORefusal) {
         guard let i = blockFree.pop() else {
             blockCounters.busy &+= 1
             throw .busy

@@ -70,12 +70,12 @@ struct BlockBed {
     }
 
     /// Runs `body` on the engine thread and returns the block I/O error it threw, or nil.
-    func refusal(_ body: @escaping @Sendable (Engine) throws -> Void) throws -> BlockIOError? {
-        try thread.runAndWait { e -> BlockIOError? in
+    func refusal(_ body: @escaping @Sendable (Engine) throws -> Void) throws -> BlockIORefusal? {
+        try thread.runAndWait { e -> BlockIORefusal? in
             do {
                 try body(e)
                 return nil
-            } catch let error as BlockIOError {
+            } catch let error as BlockIORefusal {
                 return error
             }
         }

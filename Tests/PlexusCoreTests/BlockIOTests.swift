@@ -19,7 +19,7 @@ extension BlockIOTests {
         @Test("a request must lie within the file and, for direct I/O, be aligned")
         func refusals() {
             func refusal(_ offset: UInt64, _ length: Int, size: UInt64 = 1 << 20, align: Int = 512,
-                         address: UInt = 4096, memory: Int = 512) -> BlockIOError? {
+                         address: UInt = 4096, memory: Int = 512) -> BlockIORefusal? {
                 BlockIOPlan.refusal(fileOffset: offset, length: length, fileSize: size, offsetAlignment: align,
                                     memoryAddress: address, memoryAlignment: memory)
             }
@@ -130,14 +130,14 @@ extension BlockIOTests {
             defer { bed.thread.stopAndWait() }
             let buffered = try bed.open(try dir.file("buffered", size: 1 << 20), direct: false)
             let bytes = pattern(3, size: 5000)
-            let refused = try bed.thread.runAndWait { e -> [BlockIOError?] in
+            let refused = try bed.thread.runAndWait { e -> [BlockIORefusal?] in
                 guard var filled = e.takeFrame() else { return [.noFrame] }
                 filled.setPayload(bytes)
                 var frame: Frame? = consume filled
-                var errors: [BlockIOError?] = []
-                do throws(BlockIOError) { try e.write(buffered, at: 777, from: &frame, token: 10) } catch { errors.append(error) }
-                errors.append(frame == nil ? nil : BlockIOError.noFrame)  // taken on success
-                do throws(BlockIOError) { try e.write(buffered, at: 0, from: &frame, token: 11) } catch { errors.append(error) }
+                var errors: [BlockIORefusal?] = []
+                do throws(BlockIORefusal) { try e.write(buffered, at: 777, from: &frame, token: 10) } catch { errors.append(error) }
+                errors.append(frame == nil ? nil : BlockIORefusal.noFrame)  // taken on success
+                do throws(BlockIORefusal) { try e.write(buffered, at: 0, from: &frame, token: 11) } catch { errors.append(error) }
                 return errors
             }
             #expect(refused == [nil, .noFrame])
@@ -153,12 +153,12 @@ extension BlockIOTests {
 
             let direct = try bed.open(try dir.file("direct", size: 1 << 20))
             guard direct.isDirect && direct.memoryAlignment > 64 else { return }
-            let (error, kept, outstanding) = try bed.thread.runAndWait { e -> (BlockIOError?, Bool, Int) in
+            let (error, kept, outstanding) = try bed.thread.runAndWait { e -> (BlockIORefusal?, Bool, Int) in
                 guard var sized = e.takeFrame() else { return (.noFrame, false, -1) }
                 sized.length = 4096
                 var frame: Frame? = consume sized
-                var error: BlockIOError? = nil
-                do throws(BlockIOError) { try e.write(direct, at: 0, from: &frame, token: 13) } catch let thrown { error = thrown }
+                var error: BlockIORefusal? = nil
+                do throws(BlockIORefusal) { try e.write(direct, at: 0, from: &frame, token: 13) } catch let thrown { error = thrown }
                 return (error, frame != nil, e.outstanding.frames)
             }
             #expect(error == .misaligned && kept && outstanding == 1)  // the one frame, still the caller's
@@ -257,9 +257,9 @@ extension BlockIOTests {
             defer { bed.thread.stopAndWait() }
             let file = try bed.open(try dir.file("disk", size: 1 << 20))
             let region = try bed.region(64 << 10)
-            let outcomes = try bed.thread.runAndWait { e -> [BlockIOError?] in
+            let outcomes = try bed.thread.runAndWait { e -> [BlockIORefusal?] in
                 (0..<6).map { i in
-                    do throws(BlockIOError) {
+                    do throws(BlockIORefusal) {
                         try e.read(file, at: UInt64(i) * 4096, length: 4096, into: region, regionOffset: i * 4096,
                                    token: UInt32(i))
                         return nil
