@@ -21,7 +21,7 @@ import PlexusRCLAN
 /// What a running control node did with a plan it was offered.
 public enum PlanAdoption: Sendable, Hashable, CustomStringConvertible {
     /// Adopted: these nodes were sent a new configuration (or released).
-    case adopted(reconfigured: [UInt32])
+    case adopted(reconfigured: [NodeNumber])
     /// Not newer than the plan it runs: nothing to do.
     case stale
     /// Not now: the plan does not yet know of a failover this control node carried out (it
@@ -109,7 +109,7 @@ extension VirtualLANServer {
         // Fenced nodes that the definition holds as free or assigned again: the administrator
         // returned them to the pool.
         let assigned = Set(new.nics.map(\.node))
-        var returned: [UInt32] = []
+        var returned: [NodeNumber] = []
         for n in fenced.sorted() where new.spares.contains(n) || assigned.contains(n) {
             fenced.remove(n)
             returned.append(n)
@@ -135,7 +135,7 @@ extension VirtualLANServer {
             if new.waitsAsSpare(n) && silentSince[n] == nil { standby.insert(n) }
         }
         // Each node whose configuration changed is told.
-        var told: [UInt32] = []
+        var told: [NodeNumber] = []
         let everyone = Set(old.nodes.map(\.node)).union(new.nodes.map(\.node))
         for n in everyone.sorted() where !fenced.contains(n) {
             guard let rvi = nodeRVI[n] else { continue }

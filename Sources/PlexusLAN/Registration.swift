@@ -14,23 +14,23 @@ import PlexusRCLAN
 ///   `4096 + i` at *j*; the control node sends these numbers in the configuration.
 public enum VINumbering {
     public static func managementAtNode(control k: Int) -> UInt32 { UInt32(1 + k) }
-    public static func managementAtControl(node: UInt32) -> UInt32 { 16 + node }
+    public static func managementAtControl(node: NodeNumber) -> UInt32 { 16 + node.rawValue }
     public static func addressTableAtNode(control k: Int) -> UInt32 { UInt32(3 + k) }
-    public static func addressTableAtControl(node: UInt32) -> UInt32 { 8192 + node }
+    public static func addressTableAtControl(node: NodeNumber) -> UInt32 { 8192 + node.rawValue }
     public static let addressTableBetweenControls: UInt32 = 5
-    public static func direct(toward peer: UInt32) -> UInt32 { 4096 + peer }
+    public static func direct(toward peer: NodeNumber) -> UInt32 { 4096 + peer.rawValue }
     /// The largest node number these rules allow with the engine's default 16384 VIs (the
     /// address-table VIs of a control node, `8192 + node`, stay below 16384; management VIs,
     /// `16 + node`, below 4096 + 16).
-    public static let maximumNode: UInt32 = 4095
+    public static let maximumNode: NodeNumber = 4095
 }
 
 /// A node's place on the fabrics, as the control nodes know it.
 public struct NodeAddress: Sendable, Hashable {
-    public var node: UInt32
+    public var node: NodeNumber
     public var fabricA: FabricAddress
     public var fabricB: FabricAddress
-    public init(node: UInt32, fabricA: FabricAddress, fabricB: FabricAddress) {
+    public init(node: NodeNumber, fabricA: FabricAddress, fabricB: FabricAddress) {
         self.node = node
         self.fabricA = fabricA
         self.fabricB = fabricB
@@ -48,7 +48,7 @@ public struct NodeConfiguration: Sendable, Hashable {
         /// The peer's NICs on VLANs this node shares with it.
         public var macs: [MACAddress]
     }
-    public var node: UInt32
+    public var node: NodeNumber
     /// The MTU of the node's virtual NICs.
     public var mtu: Int
     public var nics: [VirtualNICBinding]
@@ -64,7 +64,7 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// with no NICs releases it to the free pool.
     public var revision: UInt64 = 0
 
-    public init(node: UInt32, mtu: Int, nics: [VirtualNICBinding], peers: [Peer],
+    public init(node: NodeNumber, mtu: Int, nics: [VirtualNICBinding], peers: [Peer],
                 addresses: [AddressBinding] = [], workload: String? = nil, revision: UInt64 = 0) {
         self.node = node
         self.mtu = mtu
@@ -99,8 +99,8 @@ public struct AddressBinding: Sendable, Hashable {
 public struct FailoverServer: Sendable, Hashable {
     public var name: String
     /// The node numbers of its virtual nodes (processing nodes on no VLAN, hosted by it).
-    public var virtualNodes: [UInt32]
-    public init(name: String, virtualNodes: [UInt32]) {
+    public var virtualNodes: [NodeNumber]
+    public init(name: String, virtualNodes: [NodeNumber]) {
         self.name = name
         self.virtualNodes = virtualNodes
     }
@@ -165,10 +165,10 @@ public struct LANPlan: Sendable, Hashable {
     public var mtu: Int
     /// The free pool: processing nodes with no personality that wait as spares ("Cluster
     /// Management Logic"). A node on no VLAN that is not a spare is refused.
-    public var spares: [UInt32] = []
+    public var spares: [NodeNumber] = []
     /// Each node's IPv4 addresses, and its workload: the rest of its personality.
-    public var addresses: [UInt32: [AddressBinding]] = [:]
-    public var workloads: [UInt32: String] = [:]
+    public var addresses: [NodeNumber: [AddressBinding]] = [:]
+    public var workloads: [NodeNumber: String] = [:]
     /// The failover server, then the backup server (seed 002): each hosts virtual nodes that
     /// wait like spares. A failed workload process resumes on a virtual node of the first server
     /// that has one free and answering; a processor that fails with the free pool empty does
@@ -188,7 +188,7 @@ public struct LANPlan: Sendable, Hashable {
     }
 
     /// The configuration node `node` gets when it registers, or why it is refused.
-    public func configuration(for node: UInt32) -> Result<NodeConfiguration, LANRefusal> {
+    public func configuration(for node: NodeNumber) -> Result<NodeConfiguration, LANRefusal> {
         let mine = nics.filter { $0.node == node }
         guard !mine.isEmpty, nodes.contains(where: { $0.node == node }) else { return .failure(.notMember) }
         let c = peers(of: node, mine)
@@ -197,7 +197,7 @@ public struct LANPlan: Sendable, Hashable {
     }
 
     /// The peer entries of node `node` (whose NICs are `mine`).
-    func peers(of node: UInt32, _ mine: [VirtualNICBinding]) -> [NodeConfiguration.Peer] {
+    func peers(of node: NodeNumber, _ mine: [VirtualNICBinding]) -> [NodeConfiguration.Peer] {
         let vlans = Set(mine.map(\.vlan))
         var peers: [NodeConfiguration.Peer] = []
         for other in nodes where other.node != node {
@@ -211,7 +211,7 @@ public struct LANPlan: Sendable, Hashable {
 
     /// Moves node `failed`'s whole personality (its NICs with their MACs, its addresses and its
     /// workload) to `spare`, which leaves the free pool. Returns the NICs moved.
-    public mutating func move(_ failed: UInt32, to spare: UInt32) -> [VirtualNICBinding] {
+    public mutating func move(_ failed: NodeNumber, to spare: NodeNumber) -> [VirtualNICBinding] {
         var moved: [VirtualNICBinding] = []
         for i in nics.indices where nics[i].node == failed {
             nics[i].node = spare
@@ -224,13 +224,13 @@ public struct LANPlan: Sendable, Hashable {
     }
 
     /// The failover server hosting virtual node `node` (its index in ``failoverServers``).
-    public func server(hosting node: UInt32) -> Int? {
+    public func server(hosting node: NodeNumber) -> Int? {
         failoverServers.firstIndex { $0.virtualNodes.contains(node) }
     }
 
     /// Whether `node` waits for a personality: a spare of the free pool or a virtual node of
     /// a failover server, holding none now.
-    public func waitsAsSpare(_ node: UInt32) -> Bool {
+    public func waitsAsSpare(_ node: NodeNumber) -> Bool {
         (spares.contains(node) || server(hosting: node) != nil) && !nics.contains { $0.node == node }
     }
 
@@ -240,7 +240,7 @@ public struct LANPlan: Sendable, Hashable {
     /// - a failed virtual node (its server died): a virtual node of another server, then the
     ///   free pool;
     /// - a failed processor: the free pool, then the servers' virtual nodes.
-    public func candidates(for failed: UInt32, cause: FailoverCause) -> [UInt32] {
+    public func candidates(for failed: NodeNumber, cause: FailoverCause) -> [NodeNumber] {
         let own = server(hosting: failed)
         let virtual = failoverServers.indices.filter { $0 != own }.flatMap { failoverServers[$0].virtualNodes }
         let pool = spares

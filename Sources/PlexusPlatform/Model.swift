@@ -1,3 +1,4 @@
+import PlexusCore
 import PlexusLAN
 import PlexusNode
 
@@ -21,7 +22,7 @@ public struct Processor: Codable, Sendable, Hashable {
         case fenced
     }
     /// The node number (as in the platform definition).
-    public var node: Int
+    public var node: NodeNumber
     public var state: State
     /// The personality it holds (when assigned).
     public var personality: String?
@@ -72,7 +73,7 @@ public struct Personality: Codable, Sendable, Hashable {
     public var name: String
     public var pan: String
     /// The processor holding it; nil while it waits for a spare.
-    public var node: Int?
+    public var node: NodeNumber?
     public var nics: [NICRecord]
     public var ips: [IPBinding]
     public var storage: [StorageMapping]
@@ -137,8 +138,8 @@ enum Check {
         return id
     }
 
-    static func node(_ n: Int, field: String = "node") throws(PlatformError) {
-        guard (1...65535).contains(n) else { throw PlatformError(.invalid, field: field, "\(n) is not a node number (1...65535)") }
+    static func node(_ n: NodeNumber, field: String = "node") throws(PlatformError) {
+        guard (1...65535).contains(n.rawValue) else { throw PlatformError(.invalid, field: field, "\(n) is not a node number (1...65535)") }
     }
 
     /// `a.b.c.d/len`, a host address (not the network or broadcast address of a /0–30).

@@ -27,7 +27,7 @@ extension PlatformStore {
             guard let node = p.node else { return [] }
             return p.nics.compactMap { n in
                 guard let vlan = VLANID(n.vlan) else { return nil }
-                return VirtualNICBinding(node: UInt32(node), mac: n.mac, vlan: vlan, promiscuousAllowed: n.promiscuousAllowed)
+                return VirtualNICBinding(node: node, mac: n.mac, vlan: vlan, promiscuousAllowed: n.promiscuousAllowed)
             }
         }
     }

@@ -214,7 +214,7 @@ struct NodeCommand: ParsableCommand {
     var platform: String
 
     @Option(help: "This node's number (one of processingNodes).")
-    var node: Int
+    var node: NodeNumber
 
     @Option(help: "tap (TAP devices, needs CAP_NET_ADMIN) or frames (in-process, counts frames).")
     var backend: Backend = .tap
