@@ -86,22 +86,22 @@ public enum ControlMessage: Sendable, Hashable {
             w.append(2)
             u32(c.node)
             u16(c.mtu)
-            u16(c.nics.count)
-            for n in c.nics {
+            u16(c.personality.nics.count)
+            for n in c.personality.nics {
                 w += n.mac.bytes
                 u16(Int(n.vlan.rawValue))
                 w.append(n.promiscuousAllowed ? 1 : 0)
             }
             u16(c.peers.count)
             for p in c.peers { peer(p) }
-            u16(c.addresses.count)
-            for a in c.addresses {
+            u16(c.personality.addresses.count)
+            for a in c.personality.addresses {
                 u16(Int(a.vlan.rawValue))
                 let t = Self.utf8Prefix(a.cidr, 255)
                 w.append(UInt8(t.count))
                 w += t
             }
-            let workload = Self.utf8Prefix(c.workload ?? "", 4096)
+            let workload = Self.utf8Prefix(c.personality.workload ?? "", 4096)
             u16(workload.count)
             w += workload
             u32(UInt32(truncatingIfNeeded: c.revision >> 32))
@@ -223,8 +223,8 @@ public enum ControlMessage: Sendable, Hashable {
             guard let workloadLength = u16(), let workload = text(workloadLength),
                   let high = u32(), let low = u32() else { return nil }
             guard i == m.count, (68...TAP.maximumMTU).contains(mtu) else { return nil }
-            self = .configuration(NodeConfiguration(node: node, mtu: mtu, nics: nics, peers: peers, addresses: addresses,
-                                                    workload: workload.isEmpty ? nil : workload,
+            let personality = ProcessorPersonality(nics: nics, addresses: addresses, workload: workload.isEmpty ? nil : workload)
+            self = .configuration(NodeConfiguration(node: node, mtu: mtu, personality: personality, peers: peers,
                                                     revision: UInt64(high) << 32 | UInt64(low)))
         case 3:
             guard let n = u8(), need(Int(n)), i + Int(n) == m.count else { return nil }

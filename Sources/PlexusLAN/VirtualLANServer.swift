@@ -106,7 +106,7 @@ public final class VirtualLANServer: RVIDelegate {
         case .success(let c):
             registrations += 1
             if registered.insert(node).inserted {
-                log.append("node \(node) registered: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+                log.append("node \(node) registered: " + c.personality.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
             }
             reply = .configuration(c)
         case .failure(let why):
@@ -116,7 +116,7 @@ public final class VirtualLANServer: RVIDelegate {
         }
         _ = try? layer.send(reply.encoded(), on: rvi)
         if case .configuration(let c) = reply {
-            announceListeners(to: node, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
+            announceListeners(to: node, vlans: Set(c.personality.nics.map(\.vlan)), on: rvi, layer: layer)
         }
     }
 

@@ -48,11 +48,8 @@ extension LANPlatform {
         let running = Set(plan.nodes.map(\.node))
         var d = new.restricted(to: running)
         d.failoverServers = definition.failoverServers
-        var next = plan
-        next.nics = try d.nics(known: macs, allocator: MACAllocator(serial: d.serial, stateFile: macState))
-        next.spares = []
-        next.addresses = [:]
-        next.workloads = [:]
+        var next = LANPlan(controls: plan.controls, nodes: plan.nodes,
+                           nics: try d.nics(known: macs, allocator: MACAllocator(serial: d.serial, stateFile: macState)), mtu: plan.mtu)
         d.apply(to: &next)
         var results: [PlanAdoption] = []
         for case let t? in controls {

@@ -33,7 +33,7 @@ public final class PersonalityManager: Sendable {
     let running = Atomic<Bool>(false)
     let finished = DispatchSemaphore(value: 0)
     let threads = Mutex<[NodeNumber: EngineThread]>([:])
-    let up = Mutex<[NodeNumber: NodeConfiguration]>([:])
+    let up = Mutex<[NodeNumber: ProcessorPersonality]>([:])
     let processes = Mutex<[NodeNumber: BackgroundProcess]>([:])
     let failures = Mutex<[String]>([])
 
@@ -71,7 +71,7 @@ public final class PersonalityManager: Sendable {
     /// Whether node `n`'s personality is up (addresses added, workload started).
     public func isUp(_ n: NodeNumber) -> Bool { up.withLock { $0[n] != nil } }
     /// The personality node `n` carries now, if it is up.
-    public func personality(of n: NodeNumber) -> NodeConfiguration? { up.withLock { $0[n] } }
+    public func personality(of n: NodeNumber) -> ProcessorPersonality? { up.withLock { $0[n] } }
     /// What went wrong bringing personalities up (an address refused, a workload that did not start).
     public var errors: [String] { failures.withLock { $0 } }
     /// Node `n`'s workload, if one runs.
@@ -88,8 +88,8 @@ public final class PersonalityManager: Sendable {
                 }
                 for (n, w) in batch {
                     switch w {
-                    case .bringUp(let c): bringUp(n, c)
-                    case .reconfigure(let old, let new): reconfigure(n, from: old, to: new)
+                    case .bringUp(let c): bringUp(n, c.personality)
+                    case .reconfigure(let old, let new): reconfigure(n, from: old.personality, to: new?.personality)
                     case .fence:
                         console(n, "fenced: the personality moved away; the workload is stopped")
                         kill(n)
@@ -129,16 +129,16 @@ public final class PersonalityManager: Sendable {
         }) ?? false
     }
 
-    func bringUp(_ n: NodeNumber, _ c: NodeConfiguration) {
+    func bringUp(_ n: NodeNumber, _ p: ProcessorPersonality) {
         let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, Int(n)) }
         if ns != nil || here {
-            for a in c.addresses { addAddress(n, ns: ns, a) }
-            if let w = c.workload {
+            for a in p.addresses { addAddress(n, ns: ns, a) }
+            if let w = p.workload {
                 console(n, "starting workload: \(w)")
                 startWorkload(n, ns: ns, command: w)
             }
         }
-        up.withLock { $0[n] = c }
+        up.withLock { $0[n] = p }
         if let t = threads.withLock({ $0[n] }) {
             _ = try? t.runAndWait { e in
                 (RCLAN.on(e)?.service(VirtualEthernet.self))?.report(.workloadStarted)
@@ -161,7 +161,7 @@ public final class PersonalityManager: Sendable {
     /// a NIC's when its TAP device is new), and the workload restarted if its command changed
     /// (stopped on purpose: not a failure). Released to the free pool (`new` nil), the node
     /// stops its workload and waits as a spare.
-    func reconfigure(_ n: NodeNumber, from old: NodeConfiguration, to new: NodeConfiguration?) {
+    func reconfigure(_ n: NodeNumber, from old: ProcessorPersonality, to new: ProcessorPersonality?) {
         let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, Int(n)) }
         guard let new else {
             if processes.withLock({ $0[n] }) != nil { console(n, "released to the free pool: the workload is stopped") }
@@ -284,11 +284,13 @@ public final class PersonalityManager: Sendable {
 }
 
 extension PlatformDefinition {
-    /// Puts the personality parts of the definition (spares, addresses, workloads) in `plan`.
+    /// Puts the rest of each node's personality (its addresses and workload, beside the NICs
+    /// `plan` was made with) and the free pool in `plan`: the one place a definition's
+    /// per-node parts become ``LANPlan/personalities``.
     func apply(to plan: inout LANPlan) {
         plan.spares = spares
-        for (n, a) in addresses { plan.addresses[n] = a }
-        for (n, w) in workloads { plan.workloads[n] = w }
+        for (n, a) in addresses { plan.personalities[n, default: ProcessorPersonality()].addresses = a }
+        for (n, w) in workloads { plan.personalities[n, default: ProcessorPersonality()].workload = w }
         plan.failoverServers = failoverServers
         plan.revision = revision
     }

@@ -81,6 +81,20 @@ public struct Personality: Codable, Sendable, Hashable {
     public var workload: String?
     /// How many times it has moved to another processor.
     public var generation: Int
+
+    /// The part of this personality that moves on failover, as the virtual LAN layer holds it
+    /// (``ProcessorPersonality``: NICs held by ``node``, their addresses, the workload), or nil
+    /// while no processor holds it. The storage map stays here: the LAN layer does not carry
+    /// it. NICs and addresses on a number that is no VLAN are left out. Every conversion of a
+    /// stored personality to the LAN's shape goes through here.
+    public var processorPersonality: ProcessorPersonality? {
+        guard let node else { return nil }
+        let nics = self.nics.compactMap { n in
+            VLANID(n.vlan).map { VirtualNICBinding(node: node, mac: n.mac, vlan: $0, promiscuousAllowed: n.promiscuousAllowed) }
+        }
+        let addresses = ips.compactMap { ip in VLANID(ip.vlan).map { AddressBinding(vlan: $0, cidr: ip.address) } }
+        return ProcessorPersonality(nics: nics, addresses: addresses, workload: workload)
+    }
 }
 
 /// Something that happened to the platform, kept for audit and for `plexus events`.

@@ -44,15 +44,13 @@ extension PlatformStore {
             var workloads: [NodeNumber: String] = [:]
             var promiscuous: [VLANID: Set<NodeNumber>] = [:]
             for p in personalities {
-                guard let node = p.node else { continue }
-                for nic in p.nics {
-                    guard let v = VLANID(nic.vlan) else { continue }
-                    vlans[v, default: []].append(node)
-                    if nic.promiscuousAllowed { promiscuous[v, default: []].insert(node) }
+                guard let node = p.node, let held = p.processorPersonality else { continue }
+                for nic in held.nics {
+                    vlans[nic.vlan, default: []].append(node)
+                    if nic.promiscuousAllowed { promiscuous[nic.vlan, default: []].insert(node) }
                 }
-                let ips = p.ips.compactMap { ip in VLANID(ip.vlan).map { AddressBinding(vlan: $0, cidr: ip.address) } }
-                if !ips.isEmpty { addresses[node] = ips }
-                if let w = p.workload { workloads[node] = w }
+                if !held.addresses.isEmpty { addresses[node] = held.addresses }
+                if let w = held.workload { workloads[node] = w }
             }
             let virtual = Set(base.failoverServers.flatMap(\.virtualNodes))
             var d = base
@@ -77,7 +75,7 @@ extension PlatformStore {
         try db.write { db in
             let holder = try String.fetchOne(db, sql: "SELECT name FROM personalities WHERE node = ?", arguments: [f.failed])
             guard let name = holder else { return nil }
-            if let mac = f.nics.first?.mac {
+            if let mac = f.personality.nics.first?.mac {
                 let macs = try String.fetchAll(db, sql: "SELECT mac FROM nics WHERE personality = ?", arguments: [name])
                 guard macs.contains(mac.description) else { return nil }
             }

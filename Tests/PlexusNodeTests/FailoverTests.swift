@@ -42,7 +42,7 @@ struct FailoverTests {
         for k in 0..<2 {
             let f = p.failovers(k)
             #expect(f.first?.failed == 54 && f.first?.spare == 56, "control node \(k): \(f.map { "\($0.failed)→\($0.spare)" })")
-            #expect(Set(f.first?.nics.map(\.mac) ?? []) == [m54a, m54b])
+            #expect(Set(f.first?.personality.nics.map(\.mac) ?? []) == [m54a, m54b])
             #expect(try p.server(k) { $0.fenced } == [54])
             #expect(try p.server(k) { s in s.table.nics[m54a]?.node == 56 && s.table.nics[m54b]?.node == 56 })
         }
