@@ -31,9 +31,9 @@ public struct ProcessorPersonality: Sendable, Hashable {
         self.workload = workload
     }
 
-    /// Whether a node with this personality is on a VLAN: only a node with NICs is a member
-    /// (a personality with no NICs gives no configuration).
-    public var isOnAVLAN: Bool { !nics.isEmpty }
+    /// Whether it has NICs: only then is a node holding it on a VLAN, and given a
+    /// configuration (a personality of addresses or a workload alone gives none).
+    public var hasNICs: Bool { !nics.isEmpty }
 
     /// The same personality held by `node`: every NIC names it.
     public func held(by node: NodeNumber) -> ProcessorPersonality {

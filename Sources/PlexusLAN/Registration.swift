@@ -195,11 +195,11 @@ public struct LANPlan: Sendable, Hashable {
     }
 
     /// Whether `node` holds a personality (has NICs). Allocates nothing.
-    public func holdsPersonality(_ node: NodeNumber) -> Bool { personalities[node]?.isOnAVLAN ?? false }
+    public func holdsPersonality(_ node: NodeNumber) -> Bool { personalities[node]?.hasNICs ?? false }
 
     /// The configuration node `node` gets when it registers, or why it is refused.
     public func configuration(for node: NodeNumber) -> Result<NodeConfiguration, LANRefusal> {
-        guard let mine = personalities[node], mine.isOnAVLAN, nodes.contains(where: { $0.node == node }) else {
+        guard let mine = personalities[node], mine.hasNICs, nodes.contains(where: { $0.node == node }) else {
             return .failure(.notMember)
         }
         return .success(NodeConfiguration(node: node, mtu: mtu, personality: mine, peers: peers(of: node, mine.nics), revision: revision))
