@@ -138,7 +138,7 @@ let package = Package(
         // MARK: - The management API a control node serves (hummingbird).
         .target(
             name: "PlexusAPI",
-            dependencies: ["PlexusPlatform", "PlexusLAN", "PlexusNode", "PlexusNamespaces", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["PlexusCore", "PlexusPlatform", "PlexusLAN", "PlexusNode", "PlexusNamespaces", .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

@@ -1,4 +1,5 @@
 import Foundation
+import PlexusCore
 import PlexusPlatform
 
 // The management API's JSON, in one place: the request bodies every route takes, the answers
@@ -22,8 +23,8 @@ extension APIRequestBody {
 
 /// `POST /v1/processors`: processing nodes into the free pool.
 public struct AddProcessorsBody: APIRequestBody, Hashable {
-    public var nodes: [Int]
-    public init(nodes: [Int]) { self.nodes = nodes }
+    public var nodes: [NodeNumber]
+    public init(nodes: [NodeNumber]) { self.nodes = nodes }
     public enum CodingKeys: String, CodingKey, CaseIterable { case nodes }
 }
 
@@ -45,8 +46,8 @@ public struct AddVLANBody: APIRequestBody, Hashable {
 /// one) with a new personality (`name`, else `<pan>-<node>`).
 public struct AddPANProcessorBody: APIRequestBody, Hashable {
     public var name: String?
-    public var node: Int?
-    public init(name: String? = nil, node: Int? = nil) { self.name = name; self.node = node }
+    public var node: NodeNumber?
+    public init(name: String? = nil, node: NodeNumber? = nil) { self.name = name; self.node = node }
     public enum CodingKeys: String, CodingKey, CaseIterable { case name, node }
 }
 
@@ -106,8 +107,8 @@ public struct SetWorkloadBody: APIRequestBody, Hashable {
 
 /// `POST /v1/personalities/{name}/migrate`: to a particular free node, else the lowest free one.
 public struct MigrateBody: APIRequestBody, Hashable {
-    public var to: Int?
-    public init(to: Int? = nil) { self.to = to }
+    public var to: NodeNumber?
+    public init(to: NodeNumber? = nil) { self.to = to }
     public enum CodingKeys: String, CodingKey, CaseIterable { case to }
 }
 
@@ -127,14 +128,14 @@ public struct HealthAnswer: Codable, Sendable, Hashable {
 /// `GET /v1/processors/{node}/console`: bytes `from..<next` of a node's console log at this
 /// control node.
 public struct ConsoleText: Codable, Sendable, Hashable {
-    public var node: Int
+    public var node: NodeNumber
     public var from: Int
     /// Where the next read starts (`from` when there was nothing new).
     public var next: Int
     /// The bytes, as UTF-8 (an invalid sequence becomes U+FFFD).
     public var text: String
 
-    public init(node: Int, from: Int, next: Int, text: String) {
+    public init(node: NodeNumber, from: Int, next: Int, text: String) {
         self.node = node
         self.from = from
         self.next = next
@@ -201,6 +202,11 @@ public enum APIBody {
             return PlatformError(.invalid, field: field(context.codingPath), "missing")
         case .typeMismatch(let type, let context):
             return PlatformError(.invalid, field: field(context.codingPath), expectation(type, nested: context.codingPath.count > 1))
+        case .dataCorrupted(let context) where (context.underlyingError as? NodeNumber.OutOfRange) != nil:
+            // A negative node number, or one beyond u32: refused as the store refuses one
+            // beyond its range.
+            let value = (context.underlyingError as! NodeNumber.OutOfRange).value
+            return PlatformError(.invalid, field: field(context.codingPath), "\(value) is not a node number (1...65535)")
         case .dataCorrupted(let context):
             // A number that is not an integer (1.5), where every number a body takes is one. The
             // decoder may lose the path of that error: the field is then the first (sorted) whose

@@ -3,6 +3,7 @@ import PlexusNamespaces
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import PlexusCore
 import PlexusLAN
 import PlexusPlatform
 
@@ -88,24 +89,24 @@ public final class ManagementClient: Sendable {
 
     public func processors() async throws(APIRefusal) -> [Processor] { try await call("GET", "/v1/processors") }
 
-    public func addProcessors(_ nodes: [Int]) async throws(APIRefusal) -> [Processor] {
+    public func addProcessors(_ nodes: [NodeNumber]) async throws(APIRefusal) -> [Processor] {
         try await call("POST", "/v1/processors", AddProcessorsBody(nodes: nodes))
     }
 
-    public func removeProcessor(_ node: Int) async throws(APIRefusal) -> EmptyAnswer {
+    public func removeProcessor(_ node: NodeNumber) async throws(APIRefusal) -> EmptyAnswer {
         try await call("DELETE", "/v1/processors/\(node)")
     }
 
-    public func returnProcessor(_ node: Int) async throws(APIRefusal) -> Processor {
+    public func returnProcessor(_ node: NodeNumber) async throws(APIRefusal) -> Processor {
         try await call("POST", "/v1/processors/\(node)/return")
     }
 
-    public func personality(node: Int) async throws(APIRefusal) -> Personality {
+    public func personality(node: NodeNumber) async throws(APIRefusal) -> Personality {
         try await call("GET", "/v1/processors/\(node)/personality")
     }
 
     /// Bytes of node `node`'s console from `from` (at most `limit`, the API's default when nil).
-    public func console(node: Int, from: Int = 0, limit: Int? = nil) async throws(APIRefusal) -> ConsoleText {
+    public func console(node: NodeNumber, from: Int = 0, limit: Int? = nil) async throws(APIRefusal) -> ConsoleText {
         try await call("GET", "/v1/processors/\(node)/console?from=\(from)" + (limit.map { "&limit=\($0)" } ?? ""))
     }
 
@@ -131,7 +132,7 @@ public final class ManagementClient: Sendable {
 
     /// A processor from the free pool (`node`, else the lowest free one) into `pan`, with a new
     /// personality (`name`, else `<pan>-<node>`).
-    public func addProcessor(to pan: String, name: String? = nil, node: Int? = nil) async throws(APIRefusal) -> Personality {
+    public func addProcessor(to pan: String, name: String? = nil, node: NodeNumber? = nil) async throws(APIRefusal) -> Personality {
         try await call("POST", "/v1/pans/\(Self.escape(pan))/processors", AddPANProcessorBody(name: name, node: node))
     }
 
@@ -178,7 +179,7 @@ public final class ManagementClient: Sendable {
     }
 
     /// Moves a personality by hand to `to`, else to the lowest free node.
-    public func migrate(_ name: String, to: Int? = nil) async throws(APIRefusal) -> PlatformStore.Migration {
+    public func migrate(_ name: String, to: NodeNumber? = nil) async throws(APIRefusal) -> PlatformStore.Migration {
         try await call("POST", "/v1/personalities/\(Self.escape(name))/migrate", MigrateBody(to: to))
     }
 

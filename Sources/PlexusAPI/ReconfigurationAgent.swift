@@ -3,6 +3,7 @@ import PlexusNamespaces
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import PlexusCore
 import PlexusLAN
 import PlexusPlatform
 
@@ -44,12 +45,12 @@ public struct AgentAction: Sendable, Hashable, Codable, CustomStringConvertible 
     public var kind: Kind
     public var pan: String
     public var personality: String?
-    public var node: Int?
+    public var node: NodeNumber?
     /// The refusal, for `refused`, `rolledBack` and `rollbackPending`.
     public var refusal: APIRefusal?
     public var message: String
 
-    public init(_ kind: Kind, pan: String, personality: String? = nil, node: Int? = nil, refusal: APIRefusal? = nil,
+    public init(_ kind: Kind, pan: String, personality: String? = nil, node: NodeNumber? = nil, refusal: APIRefusal? = nil,
                 _ message: String) {
         self.kind = kind
         self.pan = pan

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import PlexusCore
 import PlexusLAN
 import PlexusNode
 import PlexusPlatform
@@ -42,14 +43,16 @@ public enum ManagementAPI {
             try await run(req, AddProcessorsBody.self) { b in try store.addProcessors(b.nodes) }
         }
         v1.delete("/processors/{node}") { _, ctx in
-            try run { try store.removeProcessor(try ctx.int("node")); return EmptyAnswer() }
+            try run { try store.removeProcessor(try ctx.node("node")); return EmptyAnswer() }
         }
-        v1.post("/processors/{node}/return") { _, ctx in try run { try store.returnProcessor(try ctx.int("node")) } }
-        v1.get("/processors/{node}/personality") { _, ctx in try run { try store.personality(node: try ctx.int("node")) } }
+        v1.post("/processors/{node}/return") { _, ctx in try run { try store.returnProcessor(try ctx.node("node")) } }
+        v1.get("/processors/{node}/personality") { _, ctx in try run { try store.personality(node: try ctx.node("node")) } }
         v1.get("/processors/{node}/console") { req, ctx in
             try run { () throws(PlatformError) -> ConsoleText in
-                let node = try ctx.int("node")
-                guard (1...65535).contains(node) else { throw PlatformError(.invalid, field: "node", "\(node) is not a node number (1...65535)") }
+                let number = try ctx.int("node")
+                guard (1...65535).contains(number), let node = NodeNumber(exactly: number) else {
+                    throw PlatformError(.invalid, field: "node", "\(number) is not a node number (1...65535)")
+                }
                 let from = try req.uri.queryParameters.get("from").map { s throws(PlatformError) -> Int in
                     guard let v = Int(s), v >= 0 else { throw PlatformError(.invalid, field: "from", "'\(s)' is not a byte offset") }
                     return v
@@ -59,7 +62,7 @@ public enum ManagementAPI {
                     return v
                 } ?? 65536
                 guard let console else { throw PlatformError(.notFound, field: "node", "this control node keeps no console archive") }
-                let r = console.read(node: UInt32(node), from: from, limit: limit)
+                let r = console.read(node: node, from: from, limit: limit)
                 return ConsoleText(node: node, from: from, next: r.next, text: String(decoding: r.text, as: UTF8.self))
             }
         }
@@ -184,6 +187,14 @@ extension BasicRequestContext {
         let s = try string(k)
         guard let v = Int(s) else { throw PlatformError(.invalid, field: k, "'\(s)' is not an integer") }
         return v
+    }
+
+    /// Path parameter `k` as a node number. Not an integer: refused (400). An integer no node
+    /// can have (negative, above u32) names no node (404), as an unknown number does.
+    func node(_ k: String) throws(PlatformError) -> NodeNumber {
+        let v = try int(k)
+        guard let n = NodeNumber(exactly: v) else { throw PlatformError(.notFound, field: k, "no node \(v)") }
+        return n
     }
 }
 

@@ -38,7 +38,7 @@ struct VLANBed {
                                                           vlans: [Self.vlan: [3, 4]]),
                                        macState: state, fabric: fabric, layerConfiguration: rclanConfiguration(heartbeatUs: heartbeatUs),
                                        nodePollMode: busyPoll ? .busyPoll : .blocking)
-            for n in [3, 4] { try platform.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.vlan) }
+            for n: NodeNumber in [3, 4] { try platform.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.vlan) }
             // The baseline: a veth pair straight between the two namespaces.
             let (a, b) = ("\(fabric.prefix)v3", "\(fabric.prefix)v4")
             try NamespaceFabric.run(["ip", "link", "add", a, "netns", fabric.namespace(3), "type", "veth", "peer", "name", b,

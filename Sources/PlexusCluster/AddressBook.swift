@@ -11,7 +11,7 @@ extension NodeEntry {
     /// the same `mtu`, adapter type and mask.
     /// `gatewayA`/`gatewayB` (host order) are the routers on the node's subnets through which
     /// nodes on other subnets reach it (and it them).
-    public static func own(node: UInt32, version: UInt64 = 1, fabricA: [FabricAddress], fabricB: [FabricAddress],
+    public static func own(node: NodeNumber, version: UInt64 = 1, fabricA: [FabricAddress], fabricB: [FabricAddress],
                            mtu: Int, adapterType: String = "udp", subnetMask: UInt32 = 0xFFFF_FF00,
                            gatewayA: UInt32? = nil, gatewayB: UInt32? = nil) -> NodeEntry {
         func adapters(_ f: Fabric, _ list: [FabricAddress], _ gateway: UInt32?) -> [AdapterEntry] {
@@ -47,7 +47,7 @@ extension AddressTable {
     /// adapters there in order (the first the primary, up to three more as alternates), and the
     /// smallest of their MTUs when it is below `pathMTU`. Nil when the table has no entry for
     /// `node` or the entry has no reachable adapter on one of the fabrics.
-    public func path(to node: UInt32, localVI: UInt32, remoteVI: UInt32, pathMTU: Int = 65536) -> RVIPath? {
+    public func path(to node: NodeNumber, localVI: UInt32, remoteVI: UInt32, pathMTU: Int = 65536) -> RVIPath? {
         let reachable = destinations(of: node)
         let a = reachable.filter { $0.fabric == .a }.prefix(4)
         let b = reachable.filter { $0.fabric == .b }.prefix(4)

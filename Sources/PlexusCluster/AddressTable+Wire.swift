@@ -25,7 +25,7 @@ extension AddressTable {
         u(UInt32(entries.count))
         for node in entries.keys.sorted() {
             let e = entries[node]!
-            u(e.node)
+            u(e.node.rawValue)
             u(e.version)
             // At most maxAdapters (the decoder's limit; TableDistributor refuses larger entries
             // before they get here), so the count always fits its byte.
@@ -78,7 +78,7 @@ extension AddressTable {
         guard count <= Self.maxEntries else { throw .badValue("\(count) entries (at most \(Self.maxEntries))") }
         var table = AddressTable()
         for _ in 0..<count {
-            let node = try u(UInt32.self)
+            let node = NodeNumber(try u(UInt32.self))
             let version = try u(UInt64.self)
             let n = Int(try u8())
             guard n <= Self.maxAdapters else { throw .badValue("\(n) adapters for node \(node)") }

@@ -41,11 +41,11 @@ public struct AdapterEntry: Sendable, Hashable {
 /// A node's entry: its adapters in order, primary first, then alternates; versioned by the node
 /// that owns it, which is the only one that changes it.
 public struct NodeEntry: Sendable, Hashable {
-    public var node: UInt32
+    public var node: NodeNumber
     public var version: UInt64
     public var adapters: [AdapterEntry]
 
-    public init(node: UInt32, version: UInt64, adapters: [AdapterEntry]) {
+    public init(node: NodeNumber, version: UInt64, adapters: [AdapterEntry]) {
         self.node = node
         self.version = version
         self.adapters = adapters
@@ -59,7 +59,7 @@ public struct NodeEntry: Sendable, Hashable {
 /// identical table on every node (claims 29, 35). A node that changes an adapter bumps its own
 /// entry's version, and the change spreads the same way.
 public struct AddressTable: Sendable, Hashable {
-    public private(set) var entries: [UInt32: NodeEntry] = [:]
+    public private(set) var entries: [NodeNumber: NodeEntry] = [:]
 
     public init(entries: [NodeEntry] = []) {
         for e in entries { update(e) }
@@ -86,7 +86,7 @@ public struct AddressTable: Sendable, Hashable {
     public var digest: UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for node in entries.keys.sorted() {
-            for v in [UInt64(node), entries[node]!.version] {
+            for v in [UInt64(node.rawValue), entries[node]!.version] {
                 h = (h ^ v) &* 0x100_0000_01b3
             }
         }
@@ -95,7 +95,7 @@ public struct AddressTable: Sendable, Hashable {
 
     /// The addresses to try for `node`, in order: reachable adapters, primary first, then
     /// alternates.
-    public func destinations(of node: UInt32) -> [AdapterEntry] {
+    public func destinations(of node: NodeNumber) -> [AdapterEntry] {
         entries[node]?.adapters.filter { $0.status == .reachable } ?? []
     }
 }

@@ -14,7 +14,7 @@ extension TableDistributor {
     /// `node`'s entry in the table: now, if the table has the entry, and whenever a newer one is
     /// taken (``PlexusRCLAN/RCLAN/setPeers(of:from:)``: the primary, the alternates, the MTU).
     /// Called on the engine thread.
-    public func follow(_ rvi: RVI, node: UInt32, localVI: UInt32, remoteVI: UInt32, pathMTU: Int = 65536, layer: RCLAN) {
+    public func follow(_ rvi: RVI, node: NodeNumber, localVI: UInt32, remoteVI: UInt32, pathMTU: Int = 65536, layer: RCLAN) {
         followed[node, default: []].append(FollowedRVI(rvi: rvi, localVI: localVI, remoteVI: remoteVI, pathMTU: pathMTU))
         refollow(node, layer: layer)
     }
@@ -24,7 +24,7 @@ extension TableDistributor {
 
     /// Gives every RVI that follows `node` the path of its entry, where that differs from the
     /// path it has; forgets RVIs that are closed.
-    func refollow(_ node: UInt32, layer: RCLAN) {
+    func refollow(_ node: NodeNumber, layer: RCLAN) {
         guard var list = followed[node] else { return }
         list.removeAll { layer.path(of: $0.rvi) == nil }
         followed[node] = list.isEmpty ? nil : list

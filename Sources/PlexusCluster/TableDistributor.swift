@@ -18,7 +18,7 @@ import Glibc
 
 /// Counters of a ``TableDistributor``, readable from another thread as a value.
 public struct DistributionStatistics: Sendable, Hashable {
-    public var node: UInt32 = 0
+    public var node: NodeNumber = 0
     public var neighbours: Int = 0
     public var entries: Int = 0
     /// ``AddressTable/digest`` of the table held.
@@ -105,7 +105,7 @@ public final class TableDistributor: RVIDelegate {
     /// one held): how a node's services follow a peer's addresses as they change.
     public var onEntryTaken: ((NodeEntry) -> Void)?
     /// RVIs that follow the entry of the node at their other end (``follow(_:node:localVI:remoteVI:pathMTU:)``).
-    var followed: [UInt32: [FollowedRVI]] = [:]
+    var followed: [NodeNumber: [FollowedRVI]] = [:]
     /// The protocol state: the table, this node's entry, and the exchange's counters.
     public private(set) var exchange: TableExchange
     var peers: [Peer] = []
@@ -132,7 +132,7 @@ public final class TableDistributor: RVIDelegate {
     /// A distributor for node `node`, which knows nothing until ``setLocalEntry(_:)`` and its
     /// neighbours tell it (seed 003, claim 35: each computer updates the table with the adapter
     /// information about itself).
-    public init(node: UInt32, configuration: Configuration = Configuration()) {
+    public init(node: NodeNumber, configuration: Configuration = Configuration()) {
         self.configuration = configuration
         exchange = TableExchange(node: node, maxMessageBytes: configuration.maxMessageBytes)
         let c = configuration.interval.components
@@ -147,7 +147,7 @@ public final class TableDistributor: RVIDelegate {
     }
 
     /// This node's number.
-    public var node: UInt32 { exchange.node }
+    public var node: NodeNumber { exchange.node }
     /// The table as this node holds it now.
     public var table: AddressTable { exchange.table }
     /// This node's own entry, once set.

@@ -23,7 +23,7 @@ import Glibc
 /// status, which changes like any other part of the owner's entry.
 public struct TableExchange: Sendable {
     /// This node's number.
-    public let node: UInt32
+    public let node: NodeNumber
     /// The largest message this side sends (``TableMessage/minimumLimit`` … 16896 bytes).
     public let maxMessageBytes: Int
     /// The table as this node holds it now.
@@ -38,25 +38,25 @@ public struct TableExchange: Sendable {
     public private(set) var malformedMessages: UInt64 = 0
     public private(set) var lastMalformed: TableMessageDecodeError?
     /// Stamps of the table's entries, kept with the table.
-    private var stamps: [UInt32: EntryStamp] = [:]
+    private var stamps: [NodeNumber: EntryStamp] = [:]
     /// Per peer: the stamps of entries it has (it sent them) or will have (they were sent to it).
-    private var known: [UInt32: [UInt32: EntryStamp]] = [:]
+    private var known: [UInt32: [NodeNumber: EntryStamp]] = [:]
     /// The nodes whose entries the last ``handle(_:from:)`` took from the peer.
-    public private(set) var lastTaken: [UInt32] = []
+    public private(set) var lastTaken: [NodeNumber] = []
     /// Nodes whose entry changed since the last ``pushMessages(to:)``.
-    private var changed: Set<UInt32> = []
+    private var changed: Set<NodeNumber> = []
 
     /// - Parameters:
     ///   - node: this node's number; the only entry this side changes on its own is this node's.
     ///   - maxMessageBytes: the largest message to send (clamped to
     ///     ``TableMessage/minimumLimit`` … ``TableMessage/maxBytes``).
-    public init(node: UInt32, maxMessageBytes: Int = TableMessage.maxBytes) {
+    public init(node: NodeNumber, maxMessageBytes: Int = TableMessage.maxBytes) {
         self.node = node
         self.maxMessageBytes = min(TableMessage.maxBytes, max(TableMessage.minimumLimit, maxMessageBytes))
     }
 
     /// The stamp of the entry held for `node`, if any.
-    public func stamp(of node: UInt32) -> EntryStamp? { stamps[node] }
+    public func stamp(of node: NodeNumber) -> EntryStamp? { stamps[node] }
 
     /// Sets this node's own entry (its adapters, their status, MTU, mask …: seed 003, claims 9,
     /// 29, 35). The version stored is the larger of `entry.version` and one more than any version
@@ -88,7 +88,7 @@ public struct TableExchange: Sendable {
 
     /// The digest of the whole table, as one message or several (see ``TableMessage``).
     public func digestMessages() -> [[UInt8]] {
-        TableMessage.digestMessages(stamps: stamps, range: 0...UInt32.max, reply: false, limit: maxMessageBytes)
+        TableMessage.digestMessages(stamps: stamps, range: NodeNumber.wireRange, reply: false, limit: maxMessageBytes)
     }
 
     /// Whether entries changed since the last ``pushMessages(to:)``.
@@ -143,7 +143,7 @@ public struct TableExchange: Sendable {
     }
 
     /// Whether an entry stamped `theirs` should replace what this side holds for `node`.
-    private func wants(_ node: UInt32, _ theirs: EntryStamp) -> Bool {
+    private func wants(_ node: NodeNumber, _ theirs: EntryStamp) -> Bool {
         if node == self.node, localEntry != nil { return false }  // the owner never takes a copy of itself
         guard let mine = stamps[node] else { return true }
         return theirs > mine

@@ -49,11 +49,11 @@ public struct TableDigest: Sendable, Hashable {
     /// Whether this digest answers another (and so asks only for entries, not for a digest).
     public var isReply: Bool
     /// The node numbers the digest covers.
-    public var low: UInt32
-    public var high: UInt32
-    public var stamps: [UInt32: EntryStamp]
+    public var low: NodeNumber
+    public var high: NodeNumber
+    public var stamps: [NodeNumber: EntryStamp]
 
-    public init(isReply: Bool, low: UInt32 = 0, high: UInt32 = .max, stamps: [UInt32: EntryStamp]) {
+    public init(isReply: Bool, low: NodeNumber = 0, high: NodeNumber = NodeNumber(.max), stamps: [NodeNumber: EntryStamp]) {
         self.isReply = isReply
         self.low = low
         self.high = high
@@ -61,7 +61,7 @@ public struct TableDigest: Sendable, Hashable {
     }
 
     /// Whether `node` lies in the range this digest covers.
-    public func covers(_ node: UInt32) -> Bool { node >= low && node <= high }
+    public func covers(_ node: NodeNumber) -> Bool { node >= low && node <= high }
 }
 
 /// Why a distribution message was refused. Every refused message is counted
@@ -126,12 +126,12 @@ public enum TableMessage: Sendable, Hashable {
             var out: [UInt8] = []
             out.reserveCapacity(Self.digestHeaderBytes + Self.digestPairBytes * nodes.count)
             out.append(d.isReply ? Kind.reply.rawValue : Kind.digest.rawValue)
-            Self.put(d.low, &out)
-            Self.put(d.high, &out)
+            Self.put(d.low.rawValue, &out)
+            Self.put(d.high.rawValue, &out)
             Self.put(UInt32(nodes.count), &out)
             for n in nodes {
                 let s = d.stamps[n]!
-                Self.put(n, &out)
+                Self.put(n.rawValue, &out)
                 Self.put(s.version, &out)
                 Self.put(s.hash, &out)
             }
@@ -143,13 +143,13 @@ public enum TableMessage: Sendable, Hashable {
 
     /// The digest of the entries of `table` whose nodes lie in `range`, as one message or, when
     /// one would exceed `limit` bytes, as several covering consecutive parts of the range.
-    public static func digestMessages(of table: AddressTable, range: ClosedRange<UInt32> = 0...UInt32.max,
+    public static func digestMessages(of table: AddressTable, range: ClosedRange<NodeNumber> = NodeNumber.wireRange,
                                       reply: Bool = false, limit: Int = maxBytes) -> [[UInt8]] {
         let stamps = table.entries.values.lazy.filter { range.contains($0.node) }.map { ($0.node, EntryStamp($0)) }
         return digestMessages(stamps: Dictionary(uniqueKeysWithValues: stamps), range: range, reply: reply, limit: limit)
     }
 
-    static func digestMessages(stamps: [UInt32: EntryStamp], range: ClosedRange<UInt32>, reply: Bool,
+    static func digestMessages(stamps: [NodeNumber: EntryStamp], range: ClosedRange<NodeNumber>, reply: Bool,
                                limit: Int) -> [[UInt8]] {
         let perMessage = max(1, (max(limit, minimumLimit) - digestHeaderBytes) / digestPairBytes)
         let nodes = stamps.keys.filter { range.contains($0) }.sorted()
@@ -159,8 +159,8 @@ public enum TableMessage: Sendable, Hashable {
             let end = min(nodes.count, start + perMessage)
             let low = start == 0 ? range.lowerBound : nodes[start]
             // The next part starts at its first node; this part ends just before it.
-            let high = end == nodes.count ? range.upperBound : nodes[end] - 1
-            var part: [UInt32: EntryStamp] = [:]
+            let high = end == nodes.count ? range.upperBound : NodeNumber(nodes[end].rawValue - 1)
+            var part: [NodeNumber: EntryStamp] = [:]
             part.reserveCapacity(end - start)
             for n in nodes[start..<end] { part[n] = stamps[n]! }
             out.append(TableMessage.digest(TableDigest(isReply: reply, low: low, high: high, stamps: part)).encoded())
@@ -235,16 +235,16 @@ public enum TableMessage: Sendable, Hashable {
                 i += n
                 return v
             }
-            let low = try u(UInt32.self), high = try u(UInt32.self)
+            let low = NodeNumber(try u(UInt32.self)), high = NodeNumber(try u(UInt32.self))
             guard low <= high else { throw .badDigest("range \(low)...\(high) is empty") }
             let count = Int(try u(UInt32.self))
             // Checked against what is left before anything is allocated for it.
             guard (bytes.count - i) / Self.digestPairBytes >= count else { throw .truncated }
-            var stamps: [UInt32: EntryStamp] = [:]
+            var stamps: [NodeNumber: EntryStamp] = [:]
             stamps.reserveCapacity(count)
-            var previous: UInt32? = nil
+            var previous: NodeNumber? = nil
             for _ in 0..<count {
-                let node = try u(UInt32.self)
+                let node = NodeNumber(try u(UInt32.self))
                 let version = try u(UInt64.self)
                 let hash = try u(UInt32.self)
                 guard node >= low && node <= high else { throw .badDigest("node \(node) outside \(low)...\(high)") }

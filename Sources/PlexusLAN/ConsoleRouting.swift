@@ -10,9 +10,9 @@ import PlexusRCLAN
 public protocol ConsoleSink: AnyObject, Sendable {
     /// Keeps a piece of node `node`'s console, once: returns false when the piece was kept
     /// already (the same incarnation and sequence, offered again) or could not be written.
-    func append(node: UInt32, incarnation: UInt64, sequence: UInt32, _ text: [UInt8]) -> Bool
+    func append(node: NodeNumber, incarnation: UInt64, sequence: UInt32, _ text: [UInt8]) -> Bool
     /// Adds a line of the control node's own to node `node`'s console (a failover, a fencing).
-    func note(node: UInt32, _ line: String)
+    func note(node: NodeNumber, _ line: String)
 }
 
 extension VirtualEthernet {

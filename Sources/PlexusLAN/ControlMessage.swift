@@ -27,22 +27,22 @@ import PlexusRCLAN
 ///
 /// All integers big-endian. A message that does not parse is counted and dropped.
 public enum ControlMessage: Sendable, Hashable {
-    case register(node: UInt32)
+    case register(node: NodeNumber)
     case configuration(NodeConfiguration)
-    case refused(node: UInt32, reason: String)
-    case join(node: UInt32, nic: MACAddress, group: MACAddress)
-    case leave(node: UInt32, nic: MACAddress, group: MACAddress)
-    case promiscuous(node: UInt32, nic: MACAddress, on: Bool)
-    case listener(node: UInt32, vlan: VLANID, mac: MACAddress, on: Bool)
-    case standby(node: UInt32)
-    case moved(spare: UInt32, failed: UInt32, peer: NodeConfiguration.Peer)
-    case fenced(node: UInt32)
-    case milestone(node: UInt32, step: FailoverStep)
-    case processFailed(node: UInt32, status: Int32)
+    case refused(node: NodeNumber, reason: String)
+    case join(node: NodeNumber, nic: MACAddress, group: MACAddress)
+    case leave(node: NodeNumber, nic: MACAddress, group: MACAddress)
+    case promiscuous(node: NodeNumber, nic: MACAddress, on: Bool)
+    case listener(node: NodeNumber, vlan: VLANID, mac: MACAddress, on: Bool)
+    case standby(node: NodeNumber)
+    case moved(spare: NodeNumber, failed: NodeNumber, peer: NodeConfiguration.Peer)
+    case fenced(node: NodeNumber)
+    case milestone(node: NodeNumber, step: FailoverStep)
+    case processFailed(node: NodeNumber, status: Int32)
     /// A piece of a node's console. `incarnation` tells one run of the node from the next (its
     /// start time); `sequence` counts the pieces of that run from 1, so a control node that
     /// keeps the console writes each piece once however many times it is offered.
-    case console(node: UInt32, incarnation: UInt64, sequence: UInt32, text: [UInt8])
+    case console(node: NodeNumber, incarnation: UInt64, sequence: UInt32, text: [UInt8])
 
     public static let kind: UInt8 = 2
     /// The UTF-8 of `text`, cut to at most `limit` bytes at a character boundary (a cut inside
@@ -63,6 +63,7 @@ public enum ControlMessage: Sendable, Hashable {
         var w = [UInt8]()
         func u16(_ v: Int) { w += [UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)] }
         func u32(_ v: UInt32) { w += [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)] }
+        func u32(_ n: NodeNumber) { u32(n.rawValue) }
         func address(_ a: FabricAddress) {
             u32(a.ip)
             u16(Int(a.port))
@@ -85,22 +86,22 @@ public enum ControlMessage: Sendable, Hashable {
             w.append(2)
             u32(c.node)
             u16(c.mtu)
-            u16(c.nics.count)
-            for n in c.nics {
+            u16(c.personality.nics.count)
+            for n in c.personality.nics {
                 w += n.mac.bytes
                 u16(Int(n.vlan.rawValue))
                 w.append(n.promiscuousAllowed ? 1 : 0)
             }
             u16(c.peers.count)
             for p in c.peers { peer(p) }
-            u16(c.addresses.count)
-            for a in c.addresses {
+            u16(c.personality.addresses.count)
+            for a in c.personality.addresses {
                 u16(Int(a.vlan.rawValue))
                 let t = Self.utf8Prefix(a.cidr, 255)
                 w.append(UInt8(t.count))
                 w += t
             }
-            let workload = Self.utf8Prefix(c.workload ?? "", 4096)
+            let workload = Self.utf8Prefix(c.personality.workload ?? "", 4096)
             u16(workload.count)
             w += workload
             u32(UInt32(truncatingIfNeeded: c.revision >> 32))
@@ -188,14 +189,14 @@ public enum ControlMessage: Sendable, Hashable {
                 guard let x = mac() else { return nil }
                 macs.append(x)
             }
-            return .init(address: NodeAddress(node: n, fabricA: a, fabricB: b), localVI: local, remoteVI: remote, macs: macs)
+            return .init(address: NodeAddress(node: NodeNumber(n), fabricA: a, fabricB: b), localVI: local, remoteVI: remote, macs: macs)
         }
         func text(_ n: Int) -> String? {
             guard need(n) else { return nil }
             defer { i += n }
             return String(validating: UnsafeRawBufferPointer(rebasing: m[i..<(i + n)]), as: UTF8.self)
         }
-        guard u8() == Self.kind, let op = u8(), let node = u32() else { return nil }
+        guard u8() == Self.kind, let op = u8(), let node = u32().map({ NodeNumber($0) }) else { return nil }
         switch op {
         case 1:
             guard i == m.count else { return nil }
@@ -222,8 +223,8 @@ public enum ControlMessage: Sendable, Hashable {
             guard let workloadLength = u16(), let workload = text(workloadLength),
                   let high = u32(), let low = u32() else { return nil }
             guard i == m.count, (68...TAP.maximumMTU).contains(mtu) else { return nil }
-            self = .configuration(NodeConfiguration(node: node, mtu: mtu, nics: nics, peers: peers, addresses: addresses,
-                                                    workload: workload.isEmpty ? nil : workload,
+            let personality = ProcessorPersonality(nics: nics, addresses: addresses, workload: workload.isEmpty ? nil : workload)
+            self = .configuration(NodeConfiguration(node: node, mtu: mtu, personality: personality, peers: peers,
                                                     revision: UInt64(high) << 32 | UInt64(low)))
         case 3:
             guard let n = u8(), need(Int(n)), i + Int(n) == m.count else { return nil }
@@ -245,7 +246,7 @@ public enum ControlMessage: Sendable, Hashable {
             self = .standby(node: node)
         case 9:
             guard let failed = u32(), let p = peer(), i == m.count else { return nil }
-            self = .moved(spare: node, failed: failed, peer: p)
+            self = .moved(spare: node, failed: NodeNumber(failed), peer: p)
         case 10:
             guard i == m.count else { return nil }
             self = .fenced(node: node)

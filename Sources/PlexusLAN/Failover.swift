@@ -49,14 +49,13 @@ public struct FailoverSettings: Sendable, Hashable {
 /// One failover: which node failed, which spare took its personality, what moved, and when
 /// each step happened.
 public struct FailoverRecord: Sendable {
-    public var failed: UInt32
-    public var spare: UInt32
+    public var failed: NodeNumber
+    public var spare: NodeNumber
     /// Why it happened: silence on both fabrics, or a workload process that ended.
     public var cause: FailoverCause
-    /// The NICs (MACs and VLANs) the spare took over.
-    public var nics: [VirtualNICBinding]
-    public var addresses: [AddressBinding]
-    public var workload: String?
+    /// The personality the spare took over (its NICs, MACs and VLANs, its addresses and its
+    /// workload), as the spare holds it.
+    public var personality: ProcessorPersonality
     /// When the failed node's management RVI became unusable, or its report that its workload
     /// process ended arrived (nanoseconds, `nowNanos()`).
     public var silentSince: UInt64
@@ -67,14 +66,12 @@ public struct FailoverRecord: Sendable {
     /// deferred.
     public var acknowledged = false
 
-    public init(failed: UInt32, spare: UInt32, cause: FailoverCause = .silent, nics: [VirtualNICBinding], addresses: [AddressBinding],
-                workload: String?, silentSince: UInt64, steps: [(step: FailoverStep, at: UInt64)]) {
+    public init(failed: NodeNumber, spare: NodeNumber, cause: FailoverCause = .silent, personality: ProcessorPersonality,
+                silentSince: UInt64, steps: [(step: FailoverStep, at: UInt64)]) {
         self.failed = failed
         self.spare = spare
         self.cause = cause
-        self.nics = nics
-        self.addresses = addresses
-        self.workload = workload
+        self.personality = personality
         self.silentSince = silentSince
         self.steps = steps
     }
@@ -95,7 +92,7 @@ public struct FailoverRecord: Sendable {
 extension VirtualLANServer {
     /// The reply to a registration that does not get a configuration: standby for a spare,
     /// a refusal for a fenced node; nil when the plan decides.
-    func poolReply(_ node: UInt32) -> ControlMessage? {
+    func poolReply(_ node: NodeNumber) -> ControlMessage? {
         guard let plan else { return nil }
         if fenced.contains(node) {
             refusedRegistrations += 1
@@ -145,7 +142,7 @@ extension VirtualLANServer {
         // Only a silent node that holds a personality matters (a dead spare stays silent for
         // good): found without allocating, since this runs every turn while any node is silent.
         var anyAssigned = false
-        for n in silentSince.keys where !fenced.contains(n) && plan.nics.contains(where: { $0.node == n }) {
+        for n in silentSince.keys where !fenced.contains(n) && plan.holdsPersonality(n) {
             anyAssigned = true
             break
         }
@@ -153,7 +150,7 @@ extension VirtualLANServer {
         let now = nowNanos()
         let confirm = UInt64(settings.confirmation.components.seconds) * 1_000_000_000
             + UInt64(settings.confirmation.components.attoseconds / 1_000_000_000)
-        let assigned = Set(plan.nics.map(\.node))
+        let assigned = Set(plan.personalities.keys.filter { plan.holdsPersonality($0) })
         let silent = silentSince.keys.filter { assigned.contains($0) && !fenced.contains($0) }
         guard !silent.isEmpty else { return }
         if Double(silent.count) > max(1, settings.isolationFraction * Double(assigned.count)) {
@@ -175,8 +172,8 @@ extension VirtualLANServer {
     /// watches the processes too). The node is alive, but its service is not: its personality
     /// resumes on a virtual node of the failover server (or the backup server), and the node
     /// is fenced like a failed one.
-    func processFailed(_ node: UInt32, status: Int32, layer: RCLAN) {
-        guard let plan, failoverSettings != nil, !fenced.contains(node), plan.nics.contains(where: { $0.node == node }),
+    func processFailed(_ node: NodeNumber, status: Int32, layer: RCLAN) {
+        guard let plan, failoverSettings != nil, !fenced.contains(node), plan.holdsPersonality(node),
               processFailures[node] == nil else { return }
         let now = nowNanos()
         log.append("node \(node): \(FailoverCause.processFailed(status: status))")
@@ -186,15 +183,15 @@ extension VirtualLANServer {
 
     /// Moves failed node `node`'s personality to a spare (see the top of this file), chosen
     /// by ``LANPlan/candidates(for:cause:)``.
-    func failOver(_ node: UInt32, since: UInt64, cause: FailoverCause, now: UInt64, layer: RCLAN) {
+    func failOver(_ node: NodeNumber, since: UInt64, cause: FailoverCause, now: UInt64, layer: RCLAN) {
         guard var plan, !fenced.contains(node) else { return }
-        guard plan.nics.contains(where: { $0.node == node }) else {
+        guard plan.holdsPersonality(node) else {
             // Its personality went elsewhere meanwhile (migrated or removed by the administrator).
             processFailures[node] = nil
             stranded.remove(node)
             return
         }
-        let answering = { (n: UInt32) in n != node && self.standby.contains(n) && self.silentSince[n] == nil && self.nodeRVI[n] != nil }
+        let answering = { (n: NodeNumber) in n != node && self.standby.contains(n) && self.silentSince[n] == nil && self.nodeRVI[n] != nil }
         guard let spare = plan.candidates(for: node, cause: cause).first(where: answering) else {
             if stranded.insert(node).inserted {
                 log.append("node \(node) failed (\(cause), \(String(format: "%.1f", Double(now &- since) / 1e6)) ms ago) and no spare or virtual node answers: its personality waits")
@@ -203,11 +200,11 @@ extension VirtualLANServer {
         }
         stranded.remove(node)
         processFailures[node] = nil
-        var record = FailoverRecord(failed: node, spare: spare, cause: cause, nics: [], addresses: plan.addresses[node] ?? [],
-                                    workload: plan.workloads[node], silentSince: since, steps: [(.detected, now)])
+        var record = FailoverRecord(failed: node, spare: spare, cause: cause, personality: ProcessorPersonality(),
+                                    silentSince: since, steps: [(.detected, now)])
         record.steps.append((.spareChosen, nowNanos()))
-        let moved = plan.move(node, to: spare)
-        record.nics = moved
+        record.personality = plan.move(node, to: spare)
+        let moved = record.personality.nics
         self.plan = plan
         for nic in moved { table.move(nic.mac, to: spare) }
         fenced.insert(node)
@@ -216,7 +213,7 @@ extension VirtualLANServer {
         if let rvi = nodeRVI[node] { _ = try? layer.send(ControlMessage.fenced(node: node).encoded(), on: rvi) }
         if let rvi = nodeRVI[spare], case .success(let c) = plan.configuration(for: spare) {
             _ = try? layer.send(ControlMessage.configuration(c).encoded(), on: rvi)
-            announceListeners(to: spare, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
+            announceListeners(to: spare, vlans: Set(c.personality.nics.map(\.vlan)), on: rvi, layer: layer)
         }
         record.steps.append((.personalityMoved, nowNanos()))
         // Every other node sharing a VLAN with the moved NICs reaches them at the spare now.
@@ -243,7 +240,7 @@ extension VirtualLANServer {
     }
 
     /// A spare's report of a step of its take-over.
-    func milestone(_ step: FailoverStep, from node: UInt32) {
+    func milestone(_ step: FailoverStep, from node: NodeNumber) {
         guard let i = failovers.lastIndex(where: { $0.spare == node }), failovers[i].time(of: step) == nil else { return }
         failovers[i].steps.append((step, nowNanos()))
         log.append("node \(node): \(step) (failover of node \(failovers[i].failed))")
@@ -254,7 +251,7 @@ extension VirtualLANServer {
     }
 
     /// An administrator returns a fenced node to the free pool (it registers again as a spare).
-    public func returnToPool(_ node: UInt32) {
+    public func returnToPool(_ node: NodeNumber) {
         guard fenced.remove(node) != nil else { return }
         if let plan, !plan.spares.contains(node), plan.server(hosting: node) == nil { self.plan?.spares.append(node) }
         log.append("node \(node) returned to the free pool")
@@ -285,7 +282,7 @@ extension VirtualEthernet {
     /// failed node is torn down (fencing: nothing it sends is accepted any more) and the MACs
     /// map to an RVI to the spare. This node's software and ARP cache are not involved: the
     /// MACs are the same.
-    func moved(to spare: UInt32, from failed: UInt32, peer: NodeConfiguration.Peer, layer: RCLAN) {
+    func moved(to spare: NodeNumber, from failed: NodeNumber, peer: NodeConfiguration.Peer, layer: RCLAN) {
         guard configuration != nil, spare != node else { return }
         if let old = peerRVI.removeValue(forKey: failed) {
             for (mac, rvi) in direct where rvi == old { direct[mac] = nil }

@@ -203,7 +203,7 @@ extension VirtualEthernet {
 
 extension VirtualLANServer {
     /// Tells a node that just registered which NICs on its VLANs listen promiscuously.
-    func announceListeners(to node: UInt32, vlans: Set<VLANID>, on rvi: RVI, layer: RCLAN) {
+    func announceListeners(to node: NodeNumber, vlans: Set<VLANID>, on rvi: RVI, layer: RCLAN) {
         for v in vlans.sorted() {
             for l in (table.promiscuous[v] ?? []).sorted() {
                 guard let b = table.nics[l], b.node != node else { continue }
@@ -215,7 +215,7 @@ extension VirtualLANServer {
     /// A join, leave or promiscuous request on node `node`'s management RVI. Only for the node's
     /// own NICs; joins are idempotent per NIC (a node says it once per group, but says it again
     /// to a control node that restarted).
-    func membership(_ m: ControlMessage, from node: UInt32, on rvi: RVI, layer: RCLAN) {
+    func membership(_ m: ControlMessage, from node: NodeNumber, on rvi: RVI, layer: RCLAN) {
         switch m {
         case .join(let n, let nic, let group), .leave(let n, let nic, let group):
             guard n == node, let binding = table.nics[nic], binding.node == node, group.isMulticast else {

@@ -21,7 +21,7 @@ import PlexusRCLAN
 /// What a running control node did with a plan it was offered.
 public enum PlanAdoption: Sendable, Hashable, CustomStringConvertible {
     /// Adopted: these nodes were sent a new configuration (or released).
-    case adopted(reconfigured: [UInt32])
+    case adopted(reconfigured: [NodeNumber])
     /// Not newer than the plan it runs: nothing to do.
     case stale
     /// Not now: the plan does not yet know of a failover this control node carried out (it
@@ -56,7 +56,7 @@ extension VirtualLANServer {
         // still gives the failed node the personality that moved.
         let placed = Dictionary(new.nics.map { ($0.mac, $0.node) }, uniquingKeysWith: { a, _ in a })
         for i in failovers.indices where !failovers[i].acknowledged {
-            if failovers[i].nics.contains(where: { placed[$0.mac] == failovers[i].failed }) {
+            if failovers[i].personality.nics.contains(where: { placed[$0.mac] == failovers[i].failed }) {
                 return .deferred("it gives node \(failovers[i].failed) back the personality that moved to node \(failovers[i].spare) (a failover not yet in the administrator's definition)")
             }
             failovers[i].acknowledged = true
@@ -109,7 +109,7 @@ extension VirtualLANServer {
         // Fenced nodes that the definition holds as free or assigned again: the administrator
         // returned them to the pool.
         let assigned = Set(new.nics.map(\.node))
-        var returned: [UInt32] = []
+        var returned: [NodeNumber] = []
         for n in fenced.sorted() where new.spares.contains(n) || assigned.contains(n) {
             fenced.remove(n)
             returned.append(n)
@@ -135,7 +135,7 @@ extension VirtualLANServer {
             if new.waitsAsSpare(n) && silentSince[n] == nil { standby.insert(n) }
         }
         // Each node whose configuration changed is told.
-        var told: [UInt32] = []
+        var told: [NodeNumber] = []
         let everyone = Set(old.nodes.map(\.node)).union(new.nodes.map(\.node))
         for n in everyone.sorted() where !fenced.contains(n) {
             guard let rvi = nodeRVI[n] else { continue }
@@ -144,11 +144,11 @@ extension VirtualLANServer {
             case .success(let c):
                 if let was, was.sameSetUp(as: c) { continue }
                 _ = try? layer.send(ControlMessage.configuration(c).encoded(), on: rvi)
-                announceListeners(to: n, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
+                announceListeners(to: n, vlans: Set(c.personality.nics.map(\.vlan)), on: rvi, layer: layer)
                 standby.remove(n)
                 stranded.remove(n)
                 log.append("node \(n) reconfigured (plan revision \(new.revision)): "
-                           + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+                           + c.personality.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
             case .failure:
                 guard was != nil else { continue }
                 let release = NodeConfiguration(node: n, mtu: new.mtu, nics: [], peers: [], revision: new.revision)
@@ -230,7 +230,7 @@ extension VirtualEthernet {
     /// file.
     func reconfigure(to c: NodeConfiguration, layer: RCLAN) {
         guard let old = configuration else { return }
-        if c.nics.isEmpty {
+        if c.personality.nics.isEmpty {
             dropPersonality(layer: layer)
             configuration = nil
             releasedAt = c.revision
@@ -242,10 +242,10 @@ extension VirtualEthernet {
         }
         configuration = c
         // NICs: those that left (or changed VLAN) go first, so that a TAP name is free again.
-        let wanted = Dictionary(c.nics.map { ($0.mac, $0) }, uniquingKeysWith: { a, _ in a })
+        let wanted = Dictionary(c.personality.nics.map { ($0.mac, $0) }, uniquingKeysWith: { a, _ in a })
         for (mac, vlan) in nics where wanted[mac]?.vlan != vlan { removeNIC(mac, layer: layer) }
         tapsToCreate.removeAll { wanted[$0.mac] == nil }
-        for nic in c.nics where nics[nic.mac] == nil && !tapsToCreate.contains(where: { $0.mac == nic.mac }) {
+        for nic in c.personality.nics where nics[nic.mac] == nil && !tapsToCreate.contains(where: { $0.mac == nic.mac }) {
             do {
                 try addNIC(nic, mtu: c.mtu, layer: layer)
             } catch {
@@ -271,11 +271,11 @@ extension VirtualEthernet {
             }
         }
         // A NIC that asked to listen promiscuously and has just been allowed to asks again.
-        let allowedBefore = Set(old.nics.filter(\.promiscuousAllowed).map(\.mac))
-        for nic in c.nics where nic.promiscuousAllowed && !allowedBefore.contains(nic.mac) && promiscuousNICs.contains(nic.mac) {
+        let allowedBefore = Set(old.personality.nics.filter(\.promiscuousAllowed).map(\.mac))
+        for nic in c.personality.nics where nic.promiscuousAllowed && !allowedBefore.contains(nic.mac) && promiscuousNICs.contains(nic.mac) {
             toServers(.promiscuous(node: node, nic: nic.mac, on: true), layer: layer)
         }
-        events.append("reconfigured (plan revision \(c.revision)): " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+        events.append("reconfigured (plan revision \(c.revision)): " + c.personality.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
         // What the embedding program last heard of (a change still waiting for its TAP devices
         // was not told yet).
         let told = pendingReconfiguration ?? old

@@ -14,23 +14,23 @@ import PlexusRCLAN
 ///   `4096 + i` at *j*; the control node sends these numbers in the configuration.
 public enum VINumbering {
     public static func managementAtNode(control k: Int) -> UInt32 { UInt32(1 + k) }
-    public static func managementAtControl(node: UInt32) -> UInt32 { 16 + node }
+    public static func managementAtControl(node: NodeNumber) -> UInt32 { 16 + node.rawValue }
     public static func addressTableAtNode(control k: Int) -> UInt32 { UInt32(3 + k) }
-    public static func addressTableAtControl(node: UInt32) -> UInt32 { 8192 + node }
+    public static func addressTableAtControl(node: NodeNumber) -> UInt32 { 8192 + node.rawValue }
     public static let addressTableBetweenControls: UInt32 = 5
-    public static func direct(toward peer: UInt32) -> UInt32 { 4096 + peer }
+    public static func direct(toward peer: NodeNumber) -> UInt32 { 4096 + peer.rawValue }
     /// The largest node number these rules allow with the engine's default 16384 VIs (the
     /// address-table VIs of a control node, `8192 + node`, stay below 16384; management VIs,
     /// `16 + node`, below 4096 + 16).
-    public static let maximumNode: UInt32 = 4095
+    public static let maximumNode: NodeNumber = 4095
 }
 
 /// A node's place on the fabrics, as the control nodes know it.
 public struct NodeAddress: Sendable, Hashable {
-    public var node: UInt32
+    public var node: NodeNumber
     public var fabricA: FabricAddress
     public var fabricB: FabricAddress
-    public init(node: UInt32, fabricA: FabricAddress, fabricB: FabricAddress) {
+    public init(node: NodeNumber, fabricA: FabricAddress, fabricB: FabricAddress) {
         self.node = node
         self.fabricA = fabricA
         self.fabricB = fabricB
@@ -48,31 +48,32 @@ public struct NodeConfiguration: Sendable, Hashable {
         /// The peer's NICs on VLANs this node shares with it.
         public var macs: [MACAddress]
     }
-    public var node: UInt32
+    public var node: NodeNumber
     /// The MTU of the node's virtual NICs.
     public var mtu: Int
-    public var nics: [VirtualNICBinding]
+    /// The personality the node holds: its NICs, their addresses, its workload. A
+    /// configuration with no NICs gives the node none.
+    public var personality: ProcessorPersonality
     public var peers: [Peer]
-    /// The IPv4 addresses the node's NICs carry (part of its personality: a spare that takes
-    /// the personality over puts the same addresses on the same MACs).
-    public var addresses: [AddressBinding] = []
-    /// The command the node runs in its network namespace, if any (its workload).
-    public var workload: String?
     /// The revision of the plan this configuration comes from (``LANPlan/revision``). A
     /// configured node takes a configuration of a higher revision as a change to apply while
     /// it runs (NICs, peers, addresses, workload: ``VirtualEthernet``'s reconfiguration); one
     /// with no NICs releases it to the free pool.
     public var revision: UInt64 = 0
 
-    public init(node: UInt32, mtu: Int, nics: [VirtualNICBinding], peers: [Peer],
-                addresses: [AddressBinding] = [], workload: String? = nil, revision: UInt64 = 0) {
+    public init(node: NodeNumber, mtu: Int, personality: ProcessorPersonality, peers: [Peer], revision: UInt64 = 0) {
         self.node = node
         self.mtu = mtu
-        self.nics = nics
+        self.personality = personality
         self.peers = peers
-        self.addresses = addresses
-        self.workload = workload
         self.revision = revision
+    }
+
+    /// A configuration whose personality is `nics`, `addresses` and `workload`.
+    public init(node: NodeNumber, mtu: Int, nics: [VirtualNICBinding], peers: [Peer],
+                addresses: [AddressBinding] = [], workload: String? = nil, revision: UInt64 = 0) {
+        self.init(node: node, mtu: mtu, personality: ProcessorPersonality(nics: nics, addresses: addresses, workload: workload),
+                  peers: peers, revision: revision)
     }
 
     /// Whether `other` asks for the same thing, whatever its revision.
@@ -99,8 +100,8 @@ public struct AddressBinding: Sendable, Hashable {
 public struct FailoverServer: Sendable, Hashable {
     public var name: String
     /// The node numbers of its virtual nodes (processing nodes on no VLAN, hosted by it).
-    public var virtualNodes: [UInt32]
-    public init(name: String, virtualNodes: [UInt32]) {
+    public var virtualNodes: [NodeNumber]
+    public init(name: String, virtualNodes: [NodeNumber]) {
         self.name = name
         self.virtualNodes = virtualNodes
     }
@@ -161,14 +162,13 @@ public enum FailoverStep: UInt8, Sendable, Hashable, CaseIterable, CustomStringC
 public struct LANPlan: Sendable, Hashable {
     public var controls: [NodeAddress]
     public var nodes: [NodeAddress]
-    public var nics: [VirtualNICBinding]
+    /// Each node's personality: its NICs (MACs on VLANs), their addresses, its workload. A node
+    /// holds a personality when it has NICs.
+    public var personalities: [NodeNumber: ProcessorPersonality] = [:]
     public var mtu: Int
     /// The free pool: processing nodes with no personality that wait as spares ("Cluster
     /// Management Logic"). A node on no VLAN that is not a spare is refused.
-    public var spares: [UInt32] = []
-    /// Each node's IPv4 addresses, and its workload: the rest of its personality.
-    public var addresses: [UInt32: [AddressBinding]] = [:]
-    public var workloads: [UInt32: String] = [:]
+    public var spares: [NodeNumber] = []
     /// The failover server, then the backup server (seed 002): each hosts virtual nodes that
     /// wait like spares. A failed workload process resumes on a virtual node of the first server
     /// that has one free and answering; a processor that fails with the free pool empty does
@@ -180,28 +180,37 @@ public struct LANPlan: Sendable, Hashable {
     /// not change it (both control nodes move the personality alike, by the same rule).
     public var revision: UInt64 = 0
 
+    /// A plan whose personalities are `nics`, each held by the node it names (addresses and
+    /// workloads come after, in ``personalities``).
     public init(controls: [NodeAddress], nodes: [NodeAddress], nics: [VirtualNICBinding], mtu: Int = TAP.maximumMTU) {
         self.controls = controls
         self.nodes = nodes
-        self.nics = nics
         self.mtu = mtu
+        for n in nics { personalities[n.node, default: ProcessorPersonality()].nics.append(n) }
     }
 
+    /// Every NIC of the plan: by node number, each node's in its personality's order.
+    public var nics: [VirtualNICBinding] {
+        personalities.keys.sorted().flatMap { personalities[$0]!.nics }
+    }
+
+    /// Whether `node` holds a personality (has NICs). Allocates nothing.
+    public func holdsPersonality(_ node: NodeNumber) -> Bool { personalities[node]?.hasNICs ?? false }
+
     /// The configuration node `node` gets when it registers, or why it is refused.
-    public func configuration(for node: UInt32) -> Result<NodeConfiguration, LANRefusal> {
-        let mine = nics.filter { $0.node == node }
-        guard !mine.isEmpty, nodes.contains(where: { $0.node == node }) else { return .failure(.notMember) }
-        let c = peers(of: node, mine)
-        return .success(NodeConfiguration(node: node, mtu: mtu, nics: mine, peers: c, addresses: addresses[node] ?? [],
-                                          workload: workloads[node], revision: revision))
+    public func configuration(for node: NodeNumber) -> Result<NodeConfiguration, LANRefusal> {
+        guard let mine = personalities[node], mine.hasNICs, nodes.contains(where: { $0.node == node }) else {
+            return .failure(.notMember)
+        }
+        return .success(NodeConfiguration(node: node, mtu: mtu, personality: mine, peers: peers(of: node, mine.nics), revision: revision))
     }
 
     /// The peer entries of node `node` (whose NICs are `mine`).
-    func peers(of node: UInt32, _ mine: [VirtualNICBinding]) -> [NodeConfiguration.Peer] {
+    func peers(of node: NodeNumber, _ mine: [VirtualNICBinding]) -> [NodeConfiguration.Peer] {
         let vlans = Set(mine.map(\.vlan))
         var peers: [NodeConfiguration.Peer] = []
         for other in nodes where other.node != node {
-            let macs = nics.filter { $0.node == other.node && vlans.contains($0.vlan) }.map(\.mac)
+            let macs = (personalities[other.node]?.nics ?? []).filter { vlans.contains($0.vlan) }.map(\.mac)
             guard !macs.isEmpty else { continue }
             peers.append(.init(address: other, localVI: VINumbering.direct(toward: other.node),
                                remoteVI: VINumbering.direct(toward: node), macs: macs))
@@ -210,28 +219,24 @@ public struct LANPlan: Sendable, Hashable {
     }
 
     /// Moves node `failed`'s whole personality (its NICs with their MACs, its addresses and its
-    /// workload) to `spare`, which leaves the free pool. Returns the NICs moved.
-    public mutating func move(_ failed: UInt32, to spare: UInt32) -> [VirtualNICBinding] {
-        var moved: [VirtualNICBinding] = []
-        for i in nics.indices where nics[i].node == failed {
-            nics[i].node = spare
-            moved.append(nics[i])
-        }
-        addresses[spare] = addresses.removeValue(forKey: failed)
-        workloads[spare] = workloads.removeValue(forKey: failed)
+    /// workload) to `spare`, which leaves the free pool. Returns the personality moved, as
+    /// `spare` holds it.
+    public mutating func move(_ failed: NodeNumber, to spare: NodeNumber) -> ProcessorPersonality {
+        let moved = (personalities.removeValue(forKey: failed) ?? ProcessorPersonality()).held(by: spare)
+        personalities[spare] = moved
         spares.removeAll { $0 == spare }  // a virtual node stays its server's: it is busy while it holds NICs
         return moved
     }
 
     /// The failover server hosting virtual node `node` (its index in ``failoverServers``).
-    public func server(hosting node: UInt32) -> Int? {
+    public func server(hosting node: NodeNumber) -> Int? {
         failoverServers.firstIndex { $0.virtualNodes.contains(node) }
     }
 
     /// Whether `node` waits for a personality: a spare of the free pool or a virtual node of
     /// a failover server, holding none now.
-    public func waitsAsSpare(_ node: UInt32) -> Bool {
-        (spares.contains(node) || server(hosting: node) != nil) && !nics.contains { $0.node == node }
+    public func waitsAsSpare(_ node: NodeNumber) -> Bool {
+        (spares.contains(node) || server(hosting: node) != nil) && !holdsPersonality(node)
     }
 
     /// Where `failed`'s personality may go, best first ("Cluster Management Logic", seed 002):
@@ -240,7 +245,7 @@ public struct LANPlan: Sendable, Hashable {
     /// - a failed virtual node (its server died): a virtual node of another server, then the
     ///   free pool;
     /// - a failed processor: the free pool, then the servers' virtual nodes.
-    public func candidates(for failed: UInt32, cause: FailoverCause) -> [UInt32] {
+    public func candidates(for failed: NodeNumber, cause: FailoverCause) -> [NodeNumber] {
         let own = server(hosting: failed)
         let virtual = failoverServers.indices.filter { $0 != own }.flatMap { failoverServers[$0].virtualNodes }
         let pool = spares
@@ -253,7 +258,9 @@ public struct LANPlan: Sendable, Hashable {
     /// The server's table for this plan.
     public func table() throws(PlexusError) -> VirtualLANTable {
         var t = VirtualLANTable()
-        for n in nics { try t.attach(n) }
+        for p in personalities.values {
+            for n in p.nics { try t.attach(n) }
+        }
         return t
     }
 }

@@ -33,22 +33,22 @@ extension VirtualEthernet {
                 // first node's requests and reports reached it. Said again; the servers ignore
                 // what they have.
                 if tookOver && !reportedSteps.isEmpty { pendingReports += reportedSteps }
-                for nic in c.nics where nic.promiscuousAllowed && promiscuousNICs.contains(nic.mac) {
+                for nic in c.personality.nics where nic.promiscuousAllowed && promiscuousNICs.contains(nic.mac) {
                     toServers(.promiscuous(node: node, nic: nic.mac, on: true), layer: layer)
                 }
             }
             return
         }
-        guard !c.nics.isEmpty else { return }  // a release, and this node holds nothing
+        guard !c.personality.nics.isEmpty else { return }  // a release, and this node holds nothing
         if registration == .standby {
             // A spare taking a failed node's personality over: it reports how far it got.
             tookOver = true
             reportedSteps = []
-            events.append("took over a personality: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+            events.append("took over a personality: " + c.personality.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
         }
         configuration = c
         do {
-            for nic in c.nics { try addNIC(nic, mtu: c.mtu, layer: layer) }
+            for nic in c.personality.nics { try addNIC(nic, mtu: c.mtu, layer: layer) }
             for p in c.peers { try openPeer(p, layer: layer) }
             registration = .configured
             onConfigured?(c)

@@ -18,7 +18,7 @@ import PlexusRCLAN
 /// other alone while one is not usable ("Load Balancing and Failover"). A frame arriving on a
 /// direct RVI is accepted only for one of this node's NICs, on that NIC's VLAN.
 public final class VirtualEthernet: RVIDelegate {
-    public let node: UInt32
+    public let node: NodeNumber
     /// This node's NICs: MAC → VLAN.
     public internal(set) var nics: [MACAddress: VLANID] = [:]
     /// The management RVIs to the control nodes' virtual LAN servers.
@@ -33,12 +33,12 @@ public final class VirtualEthernet: RVIDelegate {
     /// The node's address book: the path of the direct RVI to a peer node (its number, the VI
     /// here, the VI there), from the peer's entry in the distributed address table, or nil when
     /// the table has no entry for it yet (the configuration's address is used then).
-    public var addressBook: ((_ node: UInt32, _ localVI: UInt32, _ remoteVI: UInt32) -> RVIPath?)?
+    public var addressBook: ((_ node: NodeNumber, _ localVI: UInt32, _ remoteVI: UInt32) -> RVIPath?)?
     /// Direct RVIs opened with a path from ``addressBook``.
     public internal(set) var peersFromAddressBook = 0
     /// Called with each direct RVI opened (the peer node, the RVI, the VI here and there): how
     /// the node's address book keeps it at the peer's addresses as its entry changes.
-    public var onDirectRVIOpened: ((_ node: UInt32, _ rvi: RVI, _ localVI: UInt32, _ remoteVI: UInt32) -> Void)?
+    public var onDirectRVIOpened: ((_ node: NodeNumber, _ rvi: RVI, _ localVI: UInt32, _ remoteVI: UInt32) -> Void)?
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
     public internal(set) var sentDirect: UInt64 = 0
     public internal(set) var sentToServer: [UInt64] = []
@@ -49,7 +49,7 @@ public final class VirtualEthernet: RVIDelegate {
     /// or the RVI was full); TCP retransmits them.
     public internal(set) var dropped: UInt64 = 0
 
-    public init(node: UInt32) {
+    public init(node: NodeNumber) {
         self.node = node
         registrationErrors.logger[metadataKey: "node"] = "\(node)"
         events.logger[metadataKey: "node"] = "\(node)"
@@ -65,7 +65,7 @@ public final class VirtualEthernet: RVIDelegate {
         case unregistered, pending, standby, configured, refused(String), fenced
     }
     /// The direct RVI to each peer node.
-    public internal(set) var peerRVI: [UInt32: RVI] = [:]
+    public internal(set) var peerRVI: [NodeNumber: RVI] = [:]
     /// Whether this node took a personality over from the free pool (it reports its steps).
     public internal(set) var tookOver = false
     /// Failover steps to report to the servers on the next turn.

@@ -15,8 +15,8 @@ import PlexusRCLAN
 public final class VirtualLANServer: RVIDelegate {
     public var table = VirtualLANTable()
     /// Each processing node's management RVI.
-    public internal(set) var nodeRVI: [UInt32: RVI] = [:]
-    var nodeOf: [RVI: UInt32] = [:]
+    public internal(set) var nodeRVI: [NodeNumber: RVI] = [:]
+    var nodeOf: [RVI: NodeNumber] = [:]
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameLayout.maxPayload, alignment: 8)
     public private(set) var switched: UInt64 = 0
     public private(set) var copiesSent: UInt64 = 0
@@ -33,7 +33,7 @@ public final class VirtualLANServer: RVIDelegate {
     public private(set) var registrations: UInt64 = 0
     public internal(set) var refusedRegistrations: UInt64 = 0
     /// Nodes that registered (each is logged once).
-    public private(set) var registered: Set<UInt32> = []
+    public private(set) var registered: Set<NodeNumber> = []
     /// What the server did that an operator wants to read: refusals, registrations, failovers
     /// (the last 1000 lines; every line also goes to swift-log as `plexus.lan-server`).
     public internal(set) var log = BoundedLog(label: "plexus.lan-server")
@@ -44,18 +44,18 @@ public final class VirtualLANServer: RVIDelegate {
     /// Every failover this server carried out, with its timeline.
     public internal(set) var failovers: [FailoverRecord] = []
     /// Spares that registered and wait in the free pool.
-    public internal(set) var standby: Set<UInt32> = []
+    public internal(set) var standby: Set<NodeNumber> = []
     /// Nodes whose personality moved away: refused until an administrator returns them.
-    public internal(set) var fenced: Set<UInt32> = []
+    public internal(set) var fenced: Set<NodeNumber> = []
     /// Nodes whose management RVI is unusable, since when (nanoseconds).
-    var silentSince: [UInt32: UInt64] = [:]
+    var silentSince: [NodeNumber: UInt64] = [:]
     /// Silent nodes never heard since their management RVI was opened (``FailoverSettings/startupGrace``).
-    var neverHeard: Set<UInt32> = []
+    var neverHeard: Set<NodeNumber> = []
     /// Nodes whose failover could not happen yet (no spare), each logged once.
-    var stranded: Set<UInt32> = []
+    var stranded: Set<NodeNumber> = []
     var isolationLogged = false
     /// Nodes that reported their workload process ended, waiting for a virtual node or spare.
-    var processFailures: [UInt32: (since: UInt64, status: Int32)] = [:]
+    var processFailures: [NodeNumber: (since: UInt64, status: Int32)] = [:]
     /// Where this control node keeps every processing node's console ("Console routing"):
     /// each piece a node sends is appended once. Nil: pieces are counted and dropped.
     public var console: (any ConsoleSink)?
@@ -75,7 +75,7 @@ public final class VirtualLANServer: RVIDelegate {
     deinit { scratch.deallocate() }
 
     /// Binds node `node`'s management RVI (opened by the control plane).
-    public func attachNode(_ node: UInt32, rvi: RVI) {
+    public func attachNode(_ node: NodeNumber, rvi: RVI) {
         nodeRVI[node] = rvi
         nodeOf[rvi] = node
     }
@@ -95,7 +95,7 @@ public final class VirtualLANServer: RVIDelegate {
         }
     }
 
-    func register(_ node: UInt32, on rvi: RVI, layer: RCLAN) {
+    func register(_ node: NodeNumber, on rvi: RVI, layer: RCLAN) {
         guard let plan else { return }
         if let reply = poolReply(node) {
             _ = try? layer.send(reply.encoded(), on: rvi)
@@ -106,7 +106,7 @@ public final class VirtualLANServer: RVIDelegate {
         case .success(let c):
             registrations += 1
             if registered.insert(node).inserted {
-                log.append("node \(node) registered: " + c.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
+                log.append("node \(node) registered: " + c.personality.nics.map { "\($0.mac) on \($0.vlan)" }.joined(separator: ", "))
             }
             reply = .configuration(c)
         case .failure(let why):
@@ -116,7 +116,7 @@ public final class VirtualLANServer: RVIDelegate {
         }
         _ = try? layer.send(reply.encoded(), on: rvi)
         if case .configuration(let c) = reply {
-            announceListeners(to: node, vlans: Set(c.nics.map(\.vlan)), on: rvi, layer: layer)
+            announceListeners(to: node, vlans: Set(c.personality.nics.map(\.vlan)), on: rvi, layer: layer)
         }
     }
 
@@ -210,7 +210,7 @@ public final class VirtualLANServer: RVIDelegate {
 extension VirtualLANServer {
     /// The least level of the server's log lines that reach swift-log, and the node number
     /// its lines carry as metadata.
-    public func setLogging(level: Logger.Level, node: Int) {
+    public func setLogging(level: Logger.Level, node: NodeNumber) {
         log.logger.logLevel = level
         log.logger[metadataKey: "node"] = "\(node)"
     }

@@ -67,12 +67,12 @@ public struct VLANID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
 /// A processing node's virtual NIC on one VLAN.
 public struct VirtualNICBinding: Hashable, Sendable {
-    public var node: UInt32
+    public var node: NodeNumber
     public var mac: MACAddress
     public var vlan: VLANID
     /// Whether the administrator lets this NIC listen promiscuously.
     public var promiscuousAllowed: Bool
-    public init(node: UInt32, mac: MACAddress, vlan: VLANID, promiscuousAllowed: Bool = false) {
+    public init(node: NodeNumber, mac: MACAddress, vlan: VLANID, promiscuousAllowed: Bool = false) {
         self.node = node
         self.mac = mac
         self.vlan = vlan
@@ -157,7 +157,7 @@ public struct VirtualLANTable: Sendable {
     /// Moves NIC `mac` to node `node` (failover: a spare takes the NIC over with its MAC). Its
     /// VLAN, multicast groups, promiscuous listening and ARP bindings stay: only the node that
     /// answers for it changes. Frames from the old node claiming the MAC are refused from now on.
-    public mutating func move(_ mac: MACAddress, to node: UInt32) {
+    public mutating func move(_ mac: MACAddress, to node: NodeNumber) {
         guard var nic = nics[mac] else { return }
         nic.node = node
         replace(nic)
@@ -219,7 +219,7 @@ public struct VirtualLANTable: Sendable {
     /// Decides where a frame that node `from` sent on `vlan` goes, as a list (for tests and
     /// tools; the server's switching path uses ``forEachDestination(from:vlan:destination:source:_:)``,
     /// which builds no list). The NICs are in MAC order.
-    public mutating func route(from node: UInt32, vlan: VLANID, destination: MACAddress, source: MACAddress)
+    public mutating func route(from node: NodeNumber, vlan: VLANID, destination: MACAddress, source: MACAddress)
         -> Result<LANDelivery, LANRefusal>
     {
         var to: [VirtualNICBinding] = [], copies = 0
@@ -246,7 +246,7 @@ public struct VirtualLANTable: Sendable {
     ///
     /// - Returns: nil when the frame is switched, else why it is refused (and counted).
     @discardableResult
-    public mutating func forEachDestination(from node: UInt32, vlan: VLANID, destination: MACAddress, source: MACAddress,
+    public mutating func forEachDestination(from node: NodeNumber, vlan: VLANID, destination: MACAddress, source: MACAddress,
                                             _ body: (VirtualNICBinding, _ promiscuousCopy: Bool) -> Void) -> LANRefusal?
     {
         guard let sender = nics[source], sender.vlan == vlan else {

@@ -26,7 +26,7 @@ public final class ConsoleArchive: ConsoleSink, Sendable {
         var fd: Int32
         var seq: Int32
     }
-    let state = Mutex<[UInt32: NodeState]>([:])
+    let state = Mutex<[NodeNumber: NodeState]>([:])
 
     /// Opens (creating it if need be) the archive in `directory`.
     public init(directory: String) throws {
@@ -44,12 +44,12 @@ public final class ConsoleArchive: ConsoleSink, Sendable {
     }
 
     /// The file holding node `node`'s console.
-    public func path(of node: UInt32) -> String { "\(directory)/node\(node).log" }
+    public func path(of node: NodeNumber) -> String { "\(directory)/node\(node).log" }
 
     /// Appends a piece of node `node`'s console unless it was written already. Returns whether
     /// it was written.
     @discardableResult
-    public func append(node: UInt32, incarnation: UInt64, sequence: UInt32, _ text: [UInt8]) -> Bool {
+    public func append(node: NodeNumber, incarnation: UInt64, sequence: UInt32, _ text: [UInt8]) -> Bool {
         state.withLock { s in
             guard let d = Self.descriptors(&s, node, path(of: node)) else { return false }
             flock(d.fd, LOCK_EX)
@@ -71,7 +71,7 @@ public final class ConsoleArchive: ConsoleSink, Sendable {
 
     /// Appends a line the control node itself says about node `node` (its failure, its
     /// failover), stamped with the time.
-    public func note(node: UInt32, _ line: String) {
+    public func note(node: NodeNumber, _ line: String) {
         let stamp = ISO8601DateFormatter().string(from: Date())
         let text = Array("[\(stamp)] plexus control: \(line)\n".utf8)
         state.withLock { s in
@@ -84,7 +84,7 @@ public final class ConsoleArchive: ConsoleSink, Sendable {
 
     /// Node `node`'s console from byte `offset`, at most `limit` bytes, and the offset to read
     /// from next. A node that never wrote has an empty console.
-    public func read(node: UInt32, from offset: Int = 0, limit: Int = 1 << 20) -> (text: [UInt8], next: Int) {
+    public func read(node: NodeNumber, from offset: Int = 0, limit: Int = 1 << 20) -> (text: [UInt8], next: Int) {
         let fd = open(path(of: node), O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return ([], offset) }
         defer { close(fd) }
@@ -95,15 +95,15 @@ public final class ConsoleArchive: ConsoleSink, Sendable {
     }
 
     /// The nodes that have a console here.
-    public func nodes() -> [UInt32] {
+    public func nodes() -> [NodeNumber] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.compactMap { n -> UInt32? in
+        return names.compactMap { n -> NodeNumber? in
             guard n.hasPrefix("node"), n.hasSuffix(".log") else { return nil }
-            return UInt32(n.dropFirst(4).dropLast(4))
+            return NodeNumber(String(n.dropFirst(4).dropLast(4)))
         }.sorted()
     }
 
-    static func descriptors(_ s: inout [UInt32: NodeState], _ node: UInt32, _ path: String) -> NodeState? {
+    static func descriptors(_ s: inout [NodeNumber: NodeState], _ node: NodeNumber, _ path: String) -> NodeState? {
         if let have = s[node] { return have }
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { return nil }

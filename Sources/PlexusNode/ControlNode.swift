@@ -18,7 +18,7 @@ import PlexusRCLAN
 /// ```
 public final class ControlNode: Sendable {
     /// The node's number.
-    public let node: Int
+    public let node: NodeNumber
     /// Which control node it is: 0 (the first) or 1. It decides the management VI numbers
     /// (``VINumbering``).
     public let index: Int
@@ -28,7 +28,7 @@ public final class ControlNode: Sendable {
     /// The host routes the node keeps to nodes on other subnets, if it keeps any.
     public let routes: RouteKeeper?
 
-    init(node: Int, index: Int, thread: EngineThread, routes: RouteKeeper? = nil) {
+    init(node: NodeNumber, index: Int, thread: EngineThread, routes: RouteKeeper? = nil) {
         self.node = node
         self.index = index
         self.thread = thread
@@ -45,7 +45,7 @@ public final class ControlNode: Sendable {
     ///   - logLevel: the least level of the server's log lines that reach swift-log (label
     ///     `plexus.lan-server`, metadata `node`); every line is kept in memory regardless.
     /// - Throws: ``NodeStartError`` naming the step that failed; nothing is left running.
-    public static func start(node: Int, index: Int, plan: LANPlan, engine: EngineConfiguration,
+    public static func start(node: NodeNumber, index: Int, plan: LANPlan, engine: EngineConfiguration,
                              layer: RCLANConfiguration = RCLANConfiguration(),
                              failover: FailoverSettings? = FailoverSettings(), console: (any ConsoleSink)? = nil,
                              logLevel: Logger.Level = .notice, adapters: NodeAdapters = NodeAdapters(),

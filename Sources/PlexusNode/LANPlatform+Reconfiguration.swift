@@ -27,7 +27,7 @@ extension PlatformDefinition {
 
     /// This definition restricted to processing nodes `running` (the rest are dropped from its
     /// VLANs, spares, addresses and workloads).
-    func restricted(to running: Set<Int>) -> PlatformDefinition {
+    func restricted(to running: Set<NodeNumber>) -> PlatformDefinition {
         var d = self
         d.processingNodes = processingNodes.filter(running.contains)
         d.vlans = vlans.mapValues { $0.filter(running.contains) }.filter { !$0.value.isEmpty }
@@ -45,14 +45,11 @@ extension LANPlatform {
     /// Only the processing nodes this process runs take part; the failover servers stay as
     /// defined at start. Returns what each running control node did.
     public func adopt(_ new: PlatformDefinition, macs: [VirtualNICBinding]) throws -> [PlanAdoption] {
-        let running = Set(plan.nodes.map { Int($0.node) })
+        let running = Set(plan.nodes.map(\.node))
         var d = new.restricted(to: running)
         d.failoverServers = definition.failoverServers
-        var next = plan
-        next.nics = try d.nics(known: macs, allocator: MACAllocator(serial: d.serial, stateFile: macState))
-        next.spares = []
-        next.addresses = [:]
-        next.workloads = [:]
+        var next = LANPlan(controls: plan.controls, nodes: plan.nodes,
+                           nics: try d.nics(known: macs, allocator: MACAllocator(serial: d.serial, stateFile: macState)), mtu: plan.mtu)
         d.apply(to: &next)
         var results: [PlanAdoption] = []
         for case let t? in controls {

@@ -21,11 +21,11 @@ public final class LANPlatform {
     /// The control nodes, by index (nil: stopped).
     public private(set) var controlNodes: [ControlNode?] = []
     /// The processing nodes, by number.
-    public private(set) var processingNodes: [Int: ProcessingNode] = [:]
+    public private(set) var processingNodes: [NodeNumber: ProcessingNode] = [:]
     /// The control nodes' engine threads, by index (nil: stopped).
     public var controls: [EngineThread?] { controlNodes.map { $0?.thread } }
     /// The processing nodes' engine threads, by number.
-    public var nodes: [Int: EngineThread] { processingNodes.mapValues(\.thread) }
+    public var nodes: [NodeNumber: EngineThread] { processingNodes.mapValues(\.thread) }
     var controlConfigurations: [EngineConfiguration] = []
     /// Brings personalities up on the nodes that get them (Personalities.swift).
     public let personalities: PersonalityManager
@@ -61,20 +61,20 @@ public final class LANPlatform {
         self.archive = archive
         let personalities = PersonalityManager(namespacePrefix: fabric?.prefix, archive: archive)
         self.personalities = personalities
-        func configuration(_ n: Int) -> EngineConfiguration {
+        func configuration(_ n: NodeNumber) -> EngineConfiguration {
             if let fabric {
-                var c = fabric.configuration(node: n)
+                var c = fabric.configuration(node: Int(n))
                 c.poolFrames = 1024
                 c.receiveBuffers = 1024
                 return c
             }
-            var c = EngineConfiguration.loopback(node: UInt8(truncatingIfNeeded: n))
+            var c = EngineConfiguration.loopback(node: UInt8(truncatingIfNeeded: n.rawValue))
             c.name = "node\(n)"
             return c
         }
         let tap = fabric != nil
         // The processing nodes first, so that their addresses are known.
-        var addresses: [Int: NodeAddress] = [:]
+        var addresses: [NodeNumber: NodeAddress] = [:]
         do {
             let cpus = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
             for (i, n) in definition.processingNodes.enumerated() {
@@ -89,7 +89,7 @@ public final class LANPlatform {
                                                     personalities: personalities)
                 let t = node.thread
                 processingNodes[n] = node
-                addresses[n] = NodeAddress(node: UInt32(n), info: t.info)
+                addresses[n] = NodeAddress(node: n, info: t.info)
             }
             // MACs from the first control node's serial and persistent counter, in a stable order.
             var known: [NICKey: MACAddress] = [:]
@@ -101,13 +101,13 @@ public final class LANPlatform {
                 var cfg = configuration(c)
                 if fabric == nil {
                     let probe = try EngineThread.start(cfg)
-                    let a = NodeAddress(node: UInt32(c), info: probe.info)
+                    let a = NodeAddress(node: c, info: probe.info)
                     probe.stopAndWait()
                     cfg.fabricA = a.fabricA
                     cfg.fabricB = a.fabricB
                 }
                 controlConfigurations.append(cfg)
-                controlAddresses.append(NodeAddress(node: UInt32(c), fabricA: cfg.fabricA, fabricB: cfg.fabricB))
+                controlAddresses.append(NodeAddress(node: c, fabricA: cfg.fabricA, fabricB: cfg.fabricB))
             }
             plan = LANPlan(controls: controlAddresses, nodes: definition.processingNodes.map { addresses[$0]! },
                            nics: nics, mtu: definition.mtu)
@@ -125,7 +125,7 @@ public final class LANPlatform {
             throw error
         }
         let members = Set(definition.vlans.values.flatMap { $0 })
-        let spares = definition.spares + definition.failoverServers.flatMap { $0.virtualNodes.map(Int.init) }
+        let spares = definition.spares + definition.failoverServers.flatMap { $0.virtualNodes }
         let ready = waitUntil(seconds: seconds) {
             members.allSatisfy { n in (try? self.ethernet(n) { $0.registration == .configured }) ?? false }
                 && spares.allSatisfy { n in (try? self.ethernet(n) { $0.registration == .standby }) ?? false }
@@ -161,7 +161,7 @@ public final class LANPlatform {
     }
 
     /// Runs `body` with node `n`'s driver on its engine thread.
-    public func ethernet<T: Sendable>(_ n: Int, _ body: @escaping @Sendable (VirtualEthernet) throws -> T) throws -> T {
+    public func ethernet<T: Sendable>(_ n: NodeNumber, _ body: @escaping @Sendable (VirtualEthernet) throws -> T) throws -> T {
         guard let node = processingNodes[n] else { throw PlexusError(.configuration, "no processing node \(n)") }
         return try node.ethernet { eth, _ in try body(eth) }
     }
@@ -173,8 +173,8 @@ public final class LANPlatform {
     }
 
     /// Node `n`'s NIC on `vlan`.
-    public func mac(node n: Int, vlan: VLANID) -> MACAddress? {
-        plan.nics.first { $0.node == UInt32(n) && $0.vlan == vlan }?.mac
+    public func mac(node n: NodeNumber, vlan: VLANID) -> MACAddress? {
+        plan.nics.first { $0.node == n && $0.vlan == vlan }?.mac
     }
 
     /// The TAP interface name of node `n`'s NIC on `vlan` (TAP backend).
@@ -182,9 +182,9 @@ public final class LANPlatform {
 
     /// Adds an IPv4 address (`a.b.c.d/len`) to node `n`'s NIC on `vlan` (TAP backend): what an
     /// administrator or DHCP does on a real NIC.
-    public func addAddress(_ cidr: String, node n: Int, vlan: VLANID) throws {
+    public func addAddress(_ cidr: String, node n: NodeNumber, vlan: VLANID) throws {
         guard let fabric else { throw PlexusError(.configuration, "IP addresses need the TAP backend (a namespace fabric)") }
-        try NamespaceFabric.run(["ip", "-n", fabric.namespace(n), "addr", "add", cidr, "dev", Self.interface(vlan: vlan)])
+        try NamespaceFabric.run(["ip", "-n", fabric.namespace(Int(n)), "addr", "add", cidr, "dev", Self.interface(vlan: vlan)])
     }
 
     public func stop() {
@@ -199,7 +199,7 @@ public final class LANPlatform {
 }
 
 extension NodeAddress {
-    init(node: UInt32, info: EngineInfo) {
+    init(node: NodeNumber, info: EngineInfo) {
         self.init(node: node, fabricA: FabricAddress(info.ports[0].address)!, fabricB: FabricAddress(info.ports[1].address)!)
     }
 }

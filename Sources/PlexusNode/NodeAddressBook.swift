@@ -51,15 +51,15 @@ public struct NodeAdapters: Sendable, Hashable {
 }
 
 enum NodeAddressBook {
-    static func factory(node: Int) -> NodeServiceFactory {
-        NodeServiceFactory("address-table distributor") { TableDistributor(node: UInt32(node)) }
+    static func factory(node: NodeNumber) -> NodeServiceFactory {
+        NodeServiceFactory("address-table distributor") { TableDistributor(node: node) }
     }
 
     /// Sets the node's own entry (on the engine thread): its primary addresses (given, or its
     /// ports'), then its alternates.
     /// - Returns: the node's route keeper, when `adapters` asks for routes.
     @discardableResult
-    static func setOwnEntry(_ thread: EngineThread, node: Int, adapters: NodeAdapters, pathMTU: Int,
+    static func setOwnEntry(_ thread: EngineThread, node: NodeNumber, adapters: NodeAdapters, pathMTU: Int,
                             namespace: String?) throws -> RouteKeeper? {
         let info = thread.info
         guard let portA = FabricAddress(info.ports[0].address), let portB = FabricAddress(info.ports[1].address) else {
@@ -73,7 +73,7 @@ enum NodeAddressBook {
         guard (0...32).contains(adapters.prefixLength) else {
             throw PlexusError(.configuration, "node \(node): a prefix length is 0...32, not \(adapters.prefixLength)")
         }
-        let entry = NodeEntry.own(node: UInt32(node), fabricA: a, fabricB: b, mtu: adapters.mtu ?? pathMTU,
+        let entry = NodeEntry.own(node: node, fabricA: a, fabricB: b, mtu: adapters.mtu ?? pathMTU,
                                   subnetMask: adapters.subnetMask, gatewayA: adapters.gatewayA, gatewayB: adapters.gatewayB)
         let keeper = adapters.installRoutes ? RouteKeeper(own: entry, namespace: namespace) : nil
         try thread.runAndWait { e in
@@ -88,7 +88,7 @@ enum NodeAddressBook {
 
     /// Opens the address-table RVIs `paths` (on the engine thread) and makes each a neighbour of
     /// the node's distributor.
-    static func openNeighbours(_ layer: RCLAN, _ neighbours: [(node: UInt32, path: RVIPath)], pathMTU: Int) throws {
+    static func openNeighbours(_ layer: RCLAN, _ neighbours: [(node: NodeNumber, path: RVIPath)], pathMTU: Int) throws {
         guard let d = layer.service(TableDistributor.self) else {
             throw PlexusError(.engineStopped, "the address-table distributor is not running")
         }
@@ -100,7 +100,7 @@ enum NodeAddressBook {
     }
 
     /// Keeps `rvi` (opened by another service) at the addresses of `node`'s entry.
-    static func follow(_ layer: RCLAN, _ rvi: RVI, node: UInt32, localVI: UInt32, remoteVI: UInt32, pathMTU: Int) {
+    static func follow(_ layer: RCLAN, _ rvi: RVI, node: NodeNumber, localVI: UInt32, remoteVI: UInt32, pathMTU: Int) {
         layer.service(TableDistributor.self)?.follow(rvi, node: node, localVI: localVI, remoteVI: remoteVI,
                                                      pathMTU: pathMTU, layer: layer)
     }

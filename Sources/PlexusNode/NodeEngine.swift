@@ -18,7 +18,7 @@ public struct NodeServiceFactory: Sendable {
 /// main service as the layer's delegate and the other services hosted beside it. A failure at
 /// any step stops what was started and throws a ``NodeStartError`` naming the step.
 enum NodeEngine {
-    static func start(node: Int, role: NodeRole, engine: EngineConfiguration, layer: RCLANConfiguration,
+    static func start(node: NodeNumber, role: NodeRole, engine: EngineConfiguration, layer: RCLANConfiguration,
                       main: NodeServiceFactory, services: [NodeServiceFactory]) throws(NodeStartError) -> EngineThread {
         do { try layer.validate() } catch { throw NodeStartError(node: node, role: role, step: .configuration, error) }
         let failure = Mutex<NodeStartError?>(nil)

@@ -29,7 +29,7 @@ public struct NodeStartError: Error, Sendable, Hashable, CustomStringConvertible
         case registration = "registering with the control nodes"
     }
 
-    public let node: Int
+    public let node: NodeNumber
     public let role: NodeRole
     public let step: Step
     /// The service that failed (``Step/service``), by name.
@@ -39,7 +39,7 @@ public struct NodeStartError: Error, Sendable, Hashable, CustomStringConvertible
     /// What the underlying error said.
     public let reason: String
 
-    public init(node: Int, role: NodeRole, step: Step, service: String? = nil, _ error: any Error) {
+    public init(node: NodeNumber, role: NodeRole, step: Step, service: String? = nil, _ error: any Error) {
         self.node = node
         self.role = role
         self.step = step

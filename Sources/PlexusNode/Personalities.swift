@@ -28,13 +28,13 @@ public final class PersonalityManager: Sendable {
         case reconfigure(old: NodeConfiguration, new: NodeConfiguration?)
         case fence
     }
-    let queue = Mutex<[(node: Int, work: Work)]>([])
+    let queue = Mutex<[(node: NodeNumber, work: Work)]>([])
     let signal = DispatchSemaphore(value: 0)
     let running = Atomic<Bool>(false)
     let finished = DispatchSemaphore(value: 0)
-    let threads = Mutex<[Int: EngineThread]>([:])
-    let up = Mutex<[Int: NodeConfiguration]>([:])
-    let processes = Mutex<[Int: BackgroundProcess]>([:])
+    let threads = Mutex<[NodeNumber: EngineThread]>([:])
+    let up = Mutex<[NodeNumber: ProcessorPersonality]>([:])
+    let processes = Mutex<[NodeNumber: BackgroundProcess]>([:])
     let failures = Mutex<[String]>([])
 
     /// Whether personalities come up in this process's own network namespace (a node running
@@ -50,32 +50,32 @@ public final class PersonalityManager: Sendable {
     }
 
     /// Node `n`'s engine thread, to report through.
-    public func attach(_ n: Int, _ t: EngineThread) { threads.withLock { $0[n] = t } }
-    func detach(_ n: Int) { _ = threads.withLock { $0.removeValue(forKey: n) } }
+    public func attach(_ n: NodeNumber, _ t: EngineThread) { threads.withLock { $0[n] = t } }
+    func detach(_ n: NodeNumber) { _ = threads.withLock { $0.removeValue(forKey: n) } }
 
     /// Called on node `n`'s engine thread when it is configured.
-    public func arrived(_ n: Int, _ c: NodeConfiguration) { enqueue(n, .bringUp(c)) }
+    public func arrived(_ n: NodeNumber, _ c: NodeConfiguration) { enqueue(n, .bringUp(c)) }
     /// Called on node `n`'s engine thread when the control nodes changed its personality while
     /// it runs (`new`), or released it to the free pool (nil).
-    public func reconfigured(_ n: Int, from old: NodeConfiguration, to new: NodeConfiguration?) {
+    public func reconfigured(_ n: NodeNumber, from old: NodeConfiguration, to new: NodeConfiguration?) {
         enqueue(n, .reconfigure(old: old, new: new))
     }
     /// Called on node `n`'s engine thread when the servers fenced it.
-    public func fenced(_ n: Int) { enqueue(n, .fence) }
+    public func fenced(_ n: NodeNumber) { enqueue(n, .fence) }
 
-    func enqueue(_ n: Int, _ w: Work) {
+    func enqueue(_ n: NodeNumber, _ w: Work) {
         queue.withLock { $0.append((n, w)) }
         signal.signal()
     }
 
     /// Whether node `n`'s personality is up (addresses added, workload started).
-    public func isUp(_ n: Int) -> Bool { up.withLock { $0[n] != nil } }
+    public func isUp(_ n: NodeNumber) -> Bool { up.withLock { $0[n] != nil } }
     /// The personality node `n` carries now, if it is up.
-    public func personality(of n: Int) -> NodeConfiguration? { up.withLock { $0[n] } }
+    public func personality(of n: NodeNumber) -> ProcessorPersonality? { up.withLock { $0[n] } }
     /// What went wrong bringing personalities up (an address refused, a workload that did not start).
     public var errors: [String] { failures.withLock { $0 } }
     /// Node `n`'s workload, if one runs.
-    public func workload(of n: Int) -> BackgroundProcess? { processes.withLock { $0[n] } }
+    public func workload(of n: NodeNumber) -> BackgroundProcess? { processes.withLock { $0[n] } }
 
     public func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
@@ -88,8 +88,8 @@ public final class PersonalityManager: Sendable {
                 }
                 for (n, w) in batch {
                     switch w {
-                    case .bringUp(let c): bringUp(n, c)
-                    case .reconfigure(let old, let new): reconfigure(n, from: old, to: new)
+                    case .bringUp(let c): bringUp(n, c.personality)
+                    case .reconfigure(let old, let new): reconfigure(n, from: old.personality, to: new?.personality)
                     case .fence:
                         console(n, "fenced: the personality moved away; the workload is stopped")
                         kill(n)
@@ -109,18 +109,18 @@ public final class PersonalityManager: Sendable {
     }
 
     /// The console log of node `n` at the control nodes.
-    public func consolePath(_ n: Int) -> String? { archive?.path(of: UInt32(n)) }
+    public func consolePath(_ n: NodeNumber) -> String? { archive?.path(of: n) }
 
     /// Adds a line to node `n`'s console: through its driver to the control nodes, or, when
     /// the node is gone, straight into the archive as the control node's note.
-    public func console(_ n: Int, _ line: String) {
+    public func console(_ n: NodeNumber, _ line: String) {
         let stamp = ISO8601DateFormatter().string(from: Date())
         let text = Array("[\(stamp)] plexus node \(n): \(line)\n".utf8)
-        if !forward(n, text) { archive?.note(node: UInt32(n), "node \(n) (gone): \(line)") }
+        if !forward(n, text) { archive?.note(node: n, "node \(n) (gone): \(line)") }
     }
 
     /// Hands console bytes to node `n`'s driver; false when the node has no engine any more.
-    func forward(_ n: Int, _ bytes: [UInt8]) -> Bool {
+    func forward(_ n: NodeNumber, _ bytes: [UInt8]) -> Bool {
         guard let t = threads.withLock({ $0[n] }) else { return false }
         return (try? t.runAndWait { e -> Bool in
             guard let eth = RCLAN.on(e)?.service(VirtualEthernet.self) else { return false }
@@ -129,16 +129,16 @@ public final class PersonalityManager: Sendable {
         }) ?? false
     }
 
-    func bringUp(_ n: Int, _ c: NodeConfiguration) {
-        let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, n) }
+    func bringUp(_ n: NodeNumber, _ p: ProcessorPersonality) {
+        let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, Int(n)) }
         if ns != nil || here {
-            for a in c.addresses { addAddress(n, ns: ns, a) }
-            if let w = c.workload {
+            for a in p.addresses { addAddress(n, ns: ns, a) }
+            if let w = p.workload {
                 console(n, "starting workload: \(w)")
                 startWorkload(n, ns: ns, command: w)
             }
         }
-        up.withLock { $0[n] = c }
+        up.withLock { $0[n] = p }
         if let t = threads.withLock({ $0[n] }) {
             _ = try? t.runAndWait { e in
                 (RCLAN.on(e)?.service(VirtualEthernet.self))?.report(.workloadStarted)
@@ -147,7 +147,7 @@ public final class PersonalityManager: Sendable {
     }
 
     /// Puts address `a` on node `n`'s NIC (in namespace `ns`, or here), and says so on its console.
-    func addAddress(_ n: Int, ns: String?, _ a: AddressBinding) {
+    func addAddress(_ n: NodeNumber, ns: String?, _ a: AddressBinding) {
         let dev = LANPlatform.interface(vlan: a.vlan)
         let r = NamespaceFabric.execute((ns.map { ["ip", "-n", $0] } ?? ["ip"]) + ["addr", "add", a.cidr, "dev", dev])
         if r.status != 0 && !r.output.contains("File exists") {
@@ -161,8 +161,8 @@ public final class PersonalityManager: Sendable {
     /// a NIC's when its TAP device is new), and the workload restarted if its command changed
     /// (stopped on purpose: not a failure). Released to the free pool (`new` nil), the node
     /// stops its workload and waits as a spare.
-    func reconfigure(_ n: Int, from old: NodeConfiguration, to new: NodeConfiguration?) {
-        let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, n) }
+    func reconfigure(_ n: NodeNumber, from old: ProcessorPersonality, to new: ProcessorPersonality?) {
+        let ns = namespacePrefix.map { NamespaceFabric.namespace(prefix: $0, Int(n)) }
         guard let new else {
             if processes.withLock({ $0[n] }) != nil { console(n, "released to the free pool: the workload is stopped") }
             else { console(n, "released to the free pool") }
@@ -199,7 +199,7 @@ public final class PersonalityManager: Sendable {
     /// Starts node `n`'s workload with its output on a pipe that a thread of its own reads
     /// into the node's console, and watches it: if it ends while it is still node `n`'s
     /// workload (nobody stopped it), the node reports a failed process.
-    func startWorkload(_ n: Int, ns: String?, command: String) {
+    func startWorkload(_ n: NodeNumber, ns: String?, command: String) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0, fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0 else {
             failures.withLock { $0.append("node \(n): no pipe for its workload's output: \(String(cString: strerror(errno)))") }
@@ -225,7 +225,7 @@ public final class PersonalityManager: Sendable {
                 if got < 0 && errno == EINTR { continue }
                 guard got > 0 else { break }
                 let bytes = Array(buffer[0..<got])
-                if !forward(n, bytes) { archive?.append(node: UInt32(n), incarnation: 0, sequence: 0, bytes) }
+                if !forward(n, bytes) { archive?.append(node: n, incarnation: 0, sequence: 0, bytes) }
             }
             close(readEnd)
         }
@@ -235,7 +235,7 @@ public final class PersonalityManager: Sendable {
 
     /// A workload ended. Unless it was stopped on purpose (then it is no longer in
     /// ``processes``), that is a failed process: the node reports it.
-    func exited(_ n: Int, pid: Int32, status: Int32) {
+    func exited(_ n: NodeNumber, pid: Int32, status: Int32) {
         let unexpected = processes.withLock { p -> Bool in
             guard let have = p[n], have.processIdentifier == pid else { return false }
             p[n] = nil
@@ -253,7 +253,7 @@ public final class PersonalityManager: Sendable {
 
     /// Kills node `n`'s workload (SIGKILL, its whole process group) and forgets its
     /// personality here.
-    func kill(_ n: Int) {
+    func kill(_ n: NodeNumber) {
         let p = processes.withLock { $0.removeValue(forKey: n) }
         p?.kill()
         _ = up.withLock { $0.removeValue(forKey: n) }
@@ -268,7 +268,7 @@ public final class PersonalityManager: Sendable {
     }
 
     /// Stops node `n`'s workload on purpose (SIGKILL): not a failure, nothing is reported.
-    public func stopWorkload(of n: Int) {
+    public func stopWorkload(of n: NodeNumber) {
         processes.withLock { $0.removeValue(forKey: n) }?.kill()
     }
 
@@ -276,7 +276,7 @@ public final class PersonalityManager: Sendable {
     /// `n`'s: the manager sees it end and the node reports a failed process. Returns whether a
     /// workload ran.
     @discardableResult
-    public func crashWorkload(of n: Int) -> Bool {
+    public func crashWorkload(of n: NodeNumber) -> Bool {
         guard let p = processes.withLock({ $0[n] }) else { return false }
         p.signal(SIGKILL)
         return true
@@ -284,11 +284,13 @@ public final class PersonalityManager: Sendable {
 }
 
 extension PlatformDefinition {
-    /// Puts the personality parts of the definition (spares, addresses, workloads) in `plan`.
+    /// Puts the rest of each node's personality (its addresses and workload, beside the NICs
+    /// `plan` was made with) and the free pool in `plan`: the one place a definition's
+    /// per-node parts become ``LANPlan/personalities``.
     func apply(to plan: inout LANPlan) {
-        plan.spares = spares.map(UInt32.init)
-        for (n, a) in addresses { plan.addresses[UInt32(n)] = a }
-        for (n, w) in workloads { plan.workloads[UInt32(n)] = w }
+        plan.spares = spares
+        for (n, a) in addresses { plan.personalities[n, default: ProcessorPersonality()].addresses = a }
+        for (n, w) in workloads { plan.personalities[n, default: ProcessorPersonality()].workload = w }
         plan.failoverServers = failoverServers
         plan.revision = revision
     }
@@ -298,7 +300,7 @@ extension LANPlatform {
     /// Kills processing node `n` as `kill -9` kills a processor: its engine stops at once (it
     /// sends nothing more on either fabric, its TAP NICs vanish) and its workload is killed.
     /// The control nodes notice its silence and move its personality to a spare.
-    public func kill(node n: Int) {
+    public func kill(node n: NodeNumber) {
         personalities.detach(n)
         nodes[n]?.stopAndWait()
         personalities.kill(n)
@@ -309,7 +311,7 @@ extension LANPlatform {
     /// hosts stops at once. The personalities they carried move to the next server's virtual
     /// nodes.
     public func kill(server name: String) {
-        for n in definition.failoverServers.first(where: { $0.name == name })?.virtualNodes ?? [] { kill(node: Int(n)) }
+        for n in definition.failoverServers.first(where: { $0.name == name })?.virtualNodes ?? [] { kill(node: n) }
     }
 
     /// The failovers control node `k` carried out, with their timelines.
@@ -319,7 +321,7 @@ extension LANPlatform {
 
     /// Returns a fenced node to the free pool at both control nodes (an administrator's act,
     /// once it is repaired). It registers again as a spare when it next starts.
-    public func returnToPool(_ n: Int) {
-        for k in controls.indices { _ = try? server(k) { $0.returnToPool(UInt32(n)) } }
+    public func returnToPool(_ n: NodeNumber) {
+        for k in controls.indices { _ = try? server(k) { $0.returnToPool(n) } }
     }
 }

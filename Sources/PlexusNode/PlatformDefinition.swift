@@ -7,12 +7,12 @@ import PlexusRCLAN
 /// on which VLAN (one virtual NIC per node and VLAN, "Virtual LAN Server" item 1).
 public struct PlatformDefinition: Sendable, Hashable {
     /// Node numbers of the control nodes (one or two).
-    public var controlNodes: [Int]
-    public var processingNodes: [Int]
+    public var controlNodes: [NodeNumber]
+    public var processingNodes: [NodeNumber]
     /// Each VLAN's member nodes.
-    public var vlans: [VLANID: [Int]]
+    public var vlans: [VLANID: [NodeNumber]]
     /// Nodes whose NIC on a VLAN may listen promiscuously.
-    public var promiscuousAllowed: [VLANID: Set<Int>] = [:]
+    public var promiscuousAllowed: [VLANID: Set<NodeNumber>] = [:]
     /// The serial number of the control node that defines the MACs (the first).
     public var serial: UInt16 = 1
     /// The MTU of every virtual NIC.
@@ -25,11 +25,11 @@ public struct PlatformDefinition: Sendable, Hashable {
     /// The largest datagram the fabrics carry; Plexus segments frames above it.
     public var pathMTU = 65536
     /// Processing nodes on no VLAN that wait in the free pool as spares (failover).
-    public var spares: [Int] = []
+    public var spares: [NodeNumber] = []
     /// Each node's IPv4 addresses, per VLAN, and its workload (a shell command run in its
     /// network namespace): with its NICs, the node's personality, which a spare takes over.
-    public var addresses: [Int: [AddressBinding]] = [:]
-    public var workloads: [Int: String] = [:]
+    public var addresses: [NodeNumber: [AddressBinding]] = [:]
+    public var workloads: [NodeNumber: String] = [:]
     /// The failover server, then the backup server (seed 002), each with the virtual nodes it
     /// hosts: processing nodes on no VLAN that wait like spares, in one process per server.
     public var failoverServers: [FailoverServer] = []
@@ -37,7 +37,7 @@ public struct PlatformDefinition: Sendable, Hashable {
     /// change counter when the definition comes from the store; 0 for a file.
     public var revision: UInt64 = 0
 
-    public init(controlNodes: [Int], processingNodes: [Int], vlans: [VLANID: [Int]]) {
+    public init(controlNodes: [NodeNumber], processingNodes: [NodeNumber], vlans: [VLANID: [NodeNumber]]) {
         self.controlNodes = controlNodes
         self.processingNodes = processingNodes
         self.vlans = vlans
@@ -48,7 +48,7 @@ public struct PlatformDefinition: Sendable, Hashable {
         guard (1...2).contains(controlNodes.count) else { throw bad("one or two control nodes, not \(controlNodes.count)") }
         let all = controlNodes + processingNodes
         guard Set(all).count == all.count else { throw bad("a node number is used twice") }
-        guard all.allSatisfy({ (1...Int(VINumbering.maximumNode)).contains($0) }) else {
+        guard all.allSatisfy({ (1...VINumbering.maximumNode).contains($0) }) else {
             throw bad("node numbers are 1...\(VINumbering.maximumNode)")
         }
         for (v, members) in vlans {
@@ -75,12 +75,12 @@ public struct PlatformDefinition: Sendable, Hashable {
                 guard isIPv4CIDR(a.cidr) else { throw bad("addresses: node \(n): \"\(a.cidr)\" is not a.b.c.d/len") }
             }
         }
-        var hosted = Set<UInt32>()
+        var hosted = Set<NodeNumber>()
         for server in failoverServers {
             guard !server.name.isEmpty, !server.virtualNodes.isEmpty else { throw bad("failoverServers: each has a name and virtual nodes") }
             for v in server.virtualNodes {
-                guard processingNodes.contains(Int(v)) else { throw bad("failoverServers: virtual node \(v) of \(server.name) is not a processing node") }
-                guard hosted.insert(v).inserted, !spares.contains(Int(v)) else {
+                guard processingNodes.contains(v) else { throw bad("failoverServers: virtual node \(v) of \(server.name) is not a processing node") }
+                guard hosted.insert(v).inserted, !spares.contains(v) else {
                     throw bad("failoverServers: node \(v) is hosted twice, or is also a spare")
                 }
                 // A virtual node on a VLAN carries a personality it took over (a definition

@@ -66,15 +66,21 @@ extension PlatformDefinition {
             }
             return i
         }
-        func nodes(_ v: Any?, _ field: String) throws(PlexusError) -> [Int] {
+        // A number no node can have (negative, above u32) is refused as validate() refuses
+        // one outside the VI numbering's range.
+        func node(_ v: Any?, _ field: String) throws(PlexusError) -> NodeNumber {
+            guard let n = NodeNumber(exactly: try int(v, field)) else { throw bad("node numbers are 1...\(VINumbering.maximumNode)") }
+            return n
+        }
+        func nodes(_ v: Any?, _ field: String) throws(PlexusError) -> [NodeNumber] {
             guard let a = v as? [Any] else { throw bad("\(field): expected an array of node numbers") }
-            var out: [Int] = []
-            for (i, x) in a.enumerated() { out.append(try int(x, "\(field)[\(i)]")) }
+            var out: [NodeNumber] = []
+            for (i, x) in a.enumerated() { out.append(try node(x, "\(field)[\(i)]")) }
             return out
         }
-        func vlanMap(_ v: Any?, _ field: String) throws(PlexusError) -> [VLANID: [Int]] {
+        func vlanMap(_ v: Any?, _ field: String) throws(PlexusError) -> [VLANID: [NodeNumber]] {
             guard let m = v as? [String: Any] else { throw bad("\(field): expected an object of VLAN number to node numbers") }
-            var out: [VLANID: [Int]] = [:]
+            var out: [VLANID: [NodeNumber]] = [:]
             for (k, x) in m {
                 guard let n = Int(k), let id = VLANID(n) else { throw bad("\(field).\(k): a VLAN number is 1...4094") }
                 out[id] = try nodes(x, "\(field).\(k)")
@@ -95,11 +101,11 @@ extension PlatformDefinition {
         }
         if let v = o["mtu"] { d.mtu = try int(v, "mtu") }
         if let v = o["spares"] { d.spares = try nodes(v, "spares") }
-        func perNode(_ v: Any, _ field: String) throws(PlexusError) -> [(Int, Any)] {
+        func perNode(_ v: Any, _ field: String) throws(PlexusError) -> [(NodeNumber, Any)] {
             guard let m = v as? [String: Any] else { throw bad("\(field): expected an object of node number to its value") }
-            var out: [(Int, Any)] = []
+            var out: [(NodeNumber, Any)] = []
             for (k, x) in m.sorted(by: { $0.key < $1.key }) {
-                guard let n = Int(k) else { throw bad("\(field).\(k): not a node number") }
+                guard let n = NodeNumber(k) else { throw bad("\(field).\(k): not a node number") }
                 out.append((n, x))
             }
             return out
@@ -131,10 +137,10 @@ extension PlatformDefinition {
                     throw bad("failoverServers[\(i)]: expected {\"name\": \"...\", \"virtualNodes\": [...]}")
                 }
                 let virtual = try nodes(server["virtualNodes"], "failoverServers[\(i)].virtualNodes")
-                guard virtual.allSatisfy({ (1...Int(VINumbering.maximumNode)).contains($0) }) else {
+                guard virtual.allSatisfy({ (1...VINumbering.maximumNode).contains($0) }) else {
                     throw bad("failoverServers[\(i)].virtualNodes: node numbers are 1...\(VINumbering.maximumNode)")
                 }
-                d.failoverServers.append(FailoverServer(name: name, virtualNodes: virtual.map(UInt32.init)))
+                d.failoverServers.append(FailoverServer(name: name, virtualNodes: virtual))
             }
         }
         if let v = o["pathMTU"] { d.pathMTU = try int(v, "pathMTU") }
@@ -151,7 +157,7 @@ extension PlatformDefinition {
         // A file defines virtual nodes waiting with no personality (one from the platform store
         // may show a virtual node carrying a personality it took over).
         for server in d.failoverServers {
-            for v in server.virtualNodes where d.vlans.values.contains(where: { $0.contains(Int(v)) }) {
+            for v in server.virtualNodes where d.vlans.values.contains(where: { $0.contains(v) }) {
                 throw bad("failoverServers: virtual node \(v) is on a VLAN; it waits with no personality")
             }
         }
@@ -159,10 +165,10 @@ extension PlatformDefinition {
     }
 
     /// Node `n`'s address on both fabrics, from the templates.
-    public func address(of n: Int) -> NodeAddress? {
+    public func address(of n: NodeNumber) -> NodeAddress? {
         func fill(_ t: String) -> FabricAddress? { FabricAddress(t.replacingOccurrences(of: "{node}", with: "\(n)")) }
         guard let a = fill(fabricA), let b = fill(fabricB) else { return nil }
-        return NodeAddress(node: UInt32(n), fabricA: a, fabricB: b)
+        return NodeAddress(node: n, fabricA: a, fabricB: b)
     }
 
     /// The control nodes' addresses, in order (index 0 first).
@@ -173,7 +179,7 @@ extension PlatformDefinition {
     }
 
     /// An engine configuration for node `n` on its fabric addresses.
-    public func engineConfiguration(node n: Int) throws(PlexusError) -> EngineConfiguration {
+    public func engineConfiguration(node n: NodeNumber) throws(PlexusError) -> EngineConfiguration {
         guard let a = address(of: n) else { throw PlexusError(.configuration, "node \(n) has no valid fabric address") }
         var c = EngineConfiguration(name: "node\(n)", fabricA: a.fabricA, fabricB: a.fabricB)
         c.pathMTU = pathMTU
@@ -189,8 +195,8 @@ extension PlatformDefinition {
         for v in vlans.keys.sorted() {
             for n in vlans[v]!.sorted() {
                 let mac: MACAddress
-                if let m = known[NICKey(node: UInt32(n), vlan: v)] { mac = m } else { mac = try allocator.allocate() }
-                out.append(VirtualNICBinding(node: UInt32(n), mac: mac, vlan: v,
+                if let m = known[NICKey(node: n, vlan: v)] { mac = m } else { mac = try allocator.allocate() }
+                out.append(VirtualNICBinding(node: n, mac: mac, vlan: v,
                                              promiscuousAllowed: promiscuousAllowed[v]?.contains(n) ?? false))
             }
         }
@@ -200,7 +206,7 @@ extension PlatformDefinition {
 
 /// A NIC's identity apart from its MAC: which node, which VLAN.
 struct NICKey: Hashable {
-    var node: UInt32
+    var node: NodeNumber
     var vlan: VLANID
 }
 
@@ -234,11 +240,11 @@ public enum PlanStore {
                 throw PlexusError(.configuration, "\(nicsFile): not the NIC list this version writes")
             }
             for r in rows {
-                guard let n = r["node"] as? Int, let v = (r["vlan"] as? Int).flatMap(VLANID.init),
+                guard let n = (r["node"] as? Int).flatMap({ NodeNumber(exactly: $0) }), let v = (r["vlan"] as? Int).flatMap(VLANID.init),
                       let m = (r["mac"] as? String).flatMap(MACAddress.init) else {
                     throw PlexusError(.configuration, "\(nicsFile): a malformed NIC entry \(r)")
                 }
-                known[NICKey(node: UInt32(n), vlan: v)] = m
+                known[NICKey(node: n, vlan: v)] = m
             }
         }
         let allocator = try MACAllocator(serial: d.serial, stateFile: dir + "/mac-counter")
@@ -253,7 +259,7 @@ public enum PlanStore {
         return try d.plan(nics: nics)
     }
 
-    static func address(_ d: PlatformDefinition, _ n: Int) throws(PlexusError) -> NodeAddress {
+    static func address(_ d: PlatformDefinition, _ n: NodeNumber) throws(PlexusError) -> NodeAddress {
         guard let a = d.address(of: n) else { throw PlexusError(.configuration, "node \(n): the fabric templates do not give an address") }
         return a
     }

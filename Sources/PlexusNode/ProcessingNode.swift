@@ -13,7 +13,7 @@ import PlexusRCLAN
 /// this type.
 public final class ProcessingNode: Sendable {
     /// The node's number.
-    public let node: Int
+    public let node: NodeNumber
     /// The engine thread everything of this node runs on.
     public let thread: EngineThread
 
@@ -23,7 +23,7 @@ public final class ProcessingNode: Sendable {
     /// The engine's path MTU (what the address book's paths are bounded by).
     let pathMTU: Int
 
-    init(node: Int, thread: EngineThread, routes: RouteKeeper? = nil, pathMTU: Int = 65536) {
+    init(node: NodeNumber, thread: EngineThread, routes: RouteKeeper? = nil, pathMTU: Int = 65536) {
         self.node = node
         self.thread = thread
         self.routes = routes
@@ -44,17 +44,17 @@ public final class ProcessingNode: Sendable {
     ///   - adapters: the node's own addresses for its entry in the address book, with any
     ///     alternate adapters (``NodeAdapters``); by default its ports' addresses.
     /// - Throws: ``NodeStartError`` naming the step that failed; nothing is left running.
-    public static func start(node: Int, engine: EngineConfiguration, layer: RCLANConfiguration = RCLANConfiguration(),
+    public static func start(node: NodeNumber, engine: EngineConfiguration, layer: RCLANConfiguration = RCLANConfiguration(),
                              tap: Bool, personalities: PersonalityManager? = nil, logLevel: Logger.Level = .notice,
                              configure: (@Sendable (VirtualEthernet) -> Void)? = nil,
                              adapters: NodeAdapters = NodeAdapters(),
                              services: [NodeServiceFactory] = []) throws(NodeStartError) -> ProcessingNode {
-        guard (1...Int(VINumbering.maximumNode)).contains(node) else {
+        guard (1...VINumbering.maximumNode).contains(node) else {
             throw NodeStartError(node: node, role: .processing, step: .configuration,
                                  PlexusError(.configuration, "node numbers are 1...\(VINumbering.maximumNode)"))
         }
         let driver = NodeServiceFactory("virtual Ethernet driver") {
-            let eth = VirtualEthernet(node: UInt32(node))
+            let eth = VirtualEthernet(node: node)
             eth.tapBackend = tap
             eth.setLogging(level: logLevel)
             if let personalities {
@@ -94,7 +94,7 @@ public final class ProcessingNode: Sendable {
     /// registration is repeated until a control node answers. Opens the address-table RVI to
     /// each control node too: the node's address book fills from them.
     public func register(controls: [NodeAddress]) throws(NodeStartError) {
-        let me = UInt32(node), pathMTU = self.pathMTU
+        let me = node, pathMTU = self.pathMTU
         do {
             try ethernet { eth, layer in
                 try NodeAddressBook.openNeighbours(layer, controls.enumerated().map { k, c in

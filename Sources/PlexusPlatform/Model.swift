@@ -1,3 +1,4 @@
+import PlexusCore
 import PlexusLAN
 import PlexusNode
 
@@ -21,7 +22,7 @@ public struct Processor: Codable, Sendable, Hashable {
         case fenced
     }
     /// The node number (as in the platform definition).
-    public var node: Int
+    public var node: NodeNumber
     public var state: State
     /// The personality it holds (when assigned).
     public var personality: String?
@@ -72,7 +73,7 @@ public struct Personality: Codable, Sendable, Hashable {
     public var name: String
     public var pan: String
     /// The processor holding it; nil while it waits for a spare.
-    public var node: Int?
+    public var node: NodeNumber?
     public var nics: [NICRecord]
     public var ips: [IPBinding]
     public var storage: [StorageMapping]
@@ -80,6 +81,20 @@ public struct Personality: Codable, Sendable, Hashable {
     public var workload: String?
     /// How many times it has moved to another processor.
     public var generation: Int
+
+    /// The part of this personality that moves on failover, as the virtual LAN layer holds it
+    /// (``ProcessorPersonality``: NICs held by ``node``, their addresses, the workload), or nil
+    /// while no processor holds it. The storage map stays here: the LAN layer does not carry
+    /// it. NICs and addresses on a number that is no VLAN are left out. Every conversion of a
+    /// stored personality to the LAN's shape goes through here.
+    public var processorPersonality: ProcessorPersonality? {
+        guard let node else { return nil }
+        let nics = self.nics.compactMap { n in
+            VLANID(n.vlan).map { VirtualNICBinding(node: node, mac: n.mac, vlan: $0, promiscuousAllowed: n.promiscuousAllowed) }
+        }
+        let addresses = ips.compactMap { ip in VLANID(ip.vlan).map { AddressBinding(vlan: $0, cidr: ip.address) } }
+        return ProcessorPersonality(nics: nics, addresses: addresses, workload: workload)
+    }
 }
 
 /// Something that happened to the platform, kept for audit and for `plexus events`.
@@ -137,8 +152,8 @@ enum Check {
         return id
     }
 
-    static func node(_ n: Int, field: String = "node") throws(PlatformError) {
-        guard (1...65535).contains(n) else { throw PlatformError(.invalid, field: field, "\(n) is not a node number (1...65535)") }
+    static func node(_ n: NodeNumber, field: String = "node") throws(PlatformError) {
+        guard (1...65535).contains(n.rawValue) else { throw PlatformError(.invalid, field: field, "\(n) is not a node number (1...65535)") }
     }
 
     /// `a.b.c.d/len`, a host address (not the network or broadcast address of a /0–30).

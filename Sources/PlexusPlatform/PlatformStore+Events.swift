@@ -23,12 +23,6 @@ extension PlatformStore {
 
     /// Every NIC of every assigned personality, as the virtual LAN layer binds them.
     public func nicBindings() throws -> [VirtualNICBinding] {
-        try personalities().flatMap { p -> [VirtualNICBinding] in
-            guard let node = p.node else { return [] }
-            return p.nics.compactMap { n in
-                guard let vlan = VLANID(n.vlan) else { return nil }
-                return VirtualNICBinding(node: UInt32(node), mac: n.mac, vlan: vlan, promiscuousAllowed: n.promiscuousAllowed)
-            }
-        }
+        try personalities().flatMap { $0.processorPersonality?.nics ?? [] }
     }
 }

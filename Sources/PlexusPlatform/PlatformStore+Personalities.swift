@@ -1,10 +1,11 @@
 import GRDB
+import PlexusCore
 import PlexusLAN
 
 extension PlatformStore {
     /// Adds a processor from the free pool to a PAN, with a new personality `name` (default
     /// `<pan>-<node>`). `node` picks a particular free processor; else the lowest free one.
-    public func addProcessor(to pan: String, name: String? = nil, node: Int? = nil) throws -> Personality {
+    public func addProcessor(to pan: String, name: String? = nil, node: NodeNumber? = nil) throws -> Personality {
         if let name { try Check.name(name) }
         if let node { try Check.node(node) }
         return try db.write { db in
@@ -152,7 +153,7 @@ extension PlatformStore {
     }
 
     /// The personality processor `node` holds.
-    public func personality(node: Int) throws -> Personality {
+    public func personality(node: NodeNumber) throws -> Personality {
         try db.read { db in
             guard let p = try Self.processor(db, node) else { throw PlatformError(.notFound, field: "node", "no node \(node)") }
             guard let name = p.personality else {

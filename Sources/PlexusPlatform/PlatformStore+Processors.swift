@@ -1,9 +1,10 @@
 import GRDB
+import PlexusCore
 
 extension PlatformStore {
     /// Adds processing nodes to the platform's free pool.
     @discardableResult
-    public func addProcessors(_ nodes: [Int]) throws -> [Processor] {
+    public func addProcessors(_ nodes: [NodeNumber]) throws -> [Processor] {
         guard !nodes.isEmpty else { throw PlatformError(.invalid, field: "nodes", "name at least one node") }
         for n in nodes { try Check.node(n, field: "nodes") }
         guard Set(nodes).count == nodes.count else { throw PlatformError(.invalid, field: "nodes", "a node is named twice") }
@@ -18,7 +19,7 @@ extension PlatformStore {
     }
 
     /// Takes a free processor off the platform.
-    public func removeProcessor(_ node: Int) throws {
+    public func removeProcessor(_ node: NodeNumber) throws {
         try db.write { db in
             guard let p = try Self.processor(db, node) else { throw PlatformError(.notFound, field: "node", "no node \(node)") }
             guard p.state == .free else {
@@ -30,7 +31,7 @@ extension PlatformStore {
     }
 
     /// Returns a fenced (repaired) processor to the free pool.
-    public func returnProcessor(_ node: Int) throws -> Processor {
+    public func returnProcessor(_ node: NodeNumber) throws -> Processor {
         try db.write { db in
             guard let p = try Self.processor(db, node) else { throw PlatformError(.notFound, field: "node", "no node \(node)") }
             guard p.state == .fenced else {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import PlexusCore
 import PlexusLAN
 
 extension PlatformStore {
@@ -15,7 +16,7 @@ extension PlatformStore {
                   fencedReason: r["fencedReason"])
     }
 
-    static func processor(_ db: Database, _ node: Int) throws -> Processor? {
+    static func processor(_ db: Database, _ node: NodeNumber) throws -> Processor? {
         try Row.fetchOne(db, sql: "SELECT * FROM processors WHERE node = ?", arguments: [node]).map(processor(row:))
     }
 
@@ -61,13 +62,13 @@ extension PlatformStore {
     }
 
     /// A free processor: `preferring` if given (it must be free), else the lowest free one.
-    static func takeSpare(_ db: Database, preferring node: Int?, field: String = "node") throws -> Int {
+    static func takeSpare(_ db: Database, preferring node: NodeNumber?, field: String = "node") throws -> NodeNumber {
         if let node {
             guard let p = try processor(db, node) else { throw PlatformError(.notFound, field: field, "no node \(node)") }
             guard p.state == .free else { throw PlatformError(.conflict, field: field, "node \(node) is \(p.state.rawValue), not free") }
             return node
         }
-        guard let n = try Int.fetchOne(db, sql: "SELECT node FROM processors WHERE state = 'free' ORDER BY node LIMIT 1") else {
+        guard let n = try NodeNumber.fetchOne(db, sql: "SELECT node FROM processors WHERE state = 'free' ORDER BY node LIMIT 1") else {
             throw PlatformError(.conflict, field: field, "the free pool is empty")
         }
         return n

@@ -21,7 +21,7 @@ extension PlatformStore {
     /// The definition of the virtual LANs the store describes, for `controlNodes`: every
     /// processor (assigned ones with their personalities' NICs, addresses and workloads; free
     /// ones as spares), and the MACs the store handed out (the plan keeps them).
-    public func lanDefinition(controlNodes: [Int]) throws -> (definition: PlatformDefinition, macs: [VirtualNICBinding]) {
+    public func lanDefinition(controlNodes: [NodeNumber]) throws -> (definition: PlatformDefinition, macs: [VirtualNICBinding]) {
         try definition(over: PlatformDefinition(controlNodes: controlNodes, processingNodes: [], vlans: [:]))
     }
 
@@ -39,22 +39,20 @@ extension PlatformStore {
             let macs = try nicBindings()
             let after = try revision()
             guard before == after else { continue }
-            var vlans: [VLANID: [Int]] = [:]
-            var addresses: [Int: [AddressBinding]] = [:]
-            var workloads: [Int: String] = [:]
-            var promiscuous: [VLANID: Set<Int>] = [:]
+            var vlans: [VLANID: [NodeNumber]] = [:]
+            var addresses: [NodeNumber: [AddressBinding]] = [:]
+            var workloads: [NodeNumber: String] = [:]
+            var promiscuous: [VLANID: Set<NodeNumber>] = [:]
             for p in personalities {
-                guard let node = p.node else { continue }
-                for nic in p.nics {
-                    guard let v = VLANID(nic.vlan) else { continue }
-                    vlans[v, default: []].append(node)
-                    if nic.promiscuousAllowed { promiscuous[v, default: []].insert(node) }
+                guard let node = p.node, let held = p.processorPersonality else { continue }
+                for nic in held.nics {
+                    vlans[nic.vlan, default: []].append(node)
+                    if nic.promiscuousAllowed { promiscuous[nic.vlan, default: []].insert(node) }
                 }
-                let ips = p.ips.compactMap { ip in VLANID(ip.vlan).map { AddressBinding(vlan: $0, cidr: ip.address) } }
-                if !ips.isEmpty { addresses[node] = ips }
-                if let w = p.workload { workloads[node] = w }
+                if !held.addresses.isEmpty { addresses[node] = held.addresses }
+                if let w = held.workload { workloads[node] = w }
             }
-            let virtual = Set(base.failoverServers.flatMap(\.virtualNodes).map(Int.init))
+            let virtual = Set(base.failoverServers.flatMap(\.virtualNodes))
             var d = base
             let stored = processors.map(\.node).filter { !base.controlNodes.contains($0) }
             d.processingNodes = Array(Set(base.processingNodes).union(stored)).sorted()
@@ -75,18 +73,18 @@ extension PlatformStore {
     /// (the other control node wrote it).
     public func recordFailoverMove(_ f: FailoverRecord, spareHost: String? = nil) throws -> Migration? {
         try db.write { db in
-            let holder = try String.fetchOne(db, sql: "SELECT name FROM personalities WHERE node = ?", arguments: [Int(f.failed)])
+            let holder = try String.fetchOne(db, sql: "SELECT name FROM personalities WHERE node = ?", arguments: [f.failed])
             guard let name = holder else { return nil }
-            if let mac = f.nics.first?.mac {
+            if let mac = f.personality.nics.first?.mac {
                 let macs = try String.fetchAll(db, sql: "SELECT mac FROM nics WHERE personality = ?", arguments: [name])
                 guard macs.contains(mac.description) else { return nil }
             }
-            if try Self.processor(db, Int(f.spare)) == nil {
-                try db.execute(sql: "INSERT INTO processors(node, state) VALUES (?, 'free')", arguments: [Int(f.spare)])
+            if try Self.processor(db, f.spare) == nil {
+                try db.execute(sql: "INSERT INTO processors(node, state) VALUES (?, 'free')", arguments: [f.spare])
                 try Self.log(db, "processor-added", "node \(f.spare)",
                              spareHost.map { "a virtual node of failover server \($0), carrying a failover" } ?? "carrying a failover")
             }
-            return try Self.migrate(db, name, to: Int(f.spare), fence: true, reason: "failed: \(f.cause) (detected by the control nodes)")
+            return try Self.migrate(db, name, to: f.spare, fence: true, reason: "failed: \(f.cause) (detected by the control nodes)")
         }
     }
 
@@ -99,7 +97,7 @@ extension PlatformStore {
             }
             let total = f.milliseconds(to: f.steps.last?.step ?? .detected) ?? 0
             try Self.log(db, "failover", "personality \(name)",
-                         String(format: "node %d → spare node %d in %.1f ms after it failed (%@): ", f.failed, f.spare, total, f.cause.description)
+                         String(format: "node %d → spare node %d in %.1f ms after it failed (%@): ", f.failed.rawValue, f.spare.rawValue, total, f.cause.description)
                              + f.timeline.joined(separator: ", "))
         }
     }
@@ -152,8 +150,8 @@ public final class PlatformFollower {
     /// How long a failover's timeline waits for its last step before it is written as it is.
     public var timelineWait: Duration = .seconds(5)
     struct Key: Hashable {
-        var failed: UInt32
-        var spare: UInt32
+        var failed: NodeNumber
+        var spare: NodeNumber
         var since: UInt64
     }
     struct Written {

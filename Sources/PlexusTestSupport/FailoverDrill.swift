@@ -96,7 +96,7 @@ public enum FailoverDrill {
     /// The baseline of `plexus bench failover`: the same service restarted in place on node
     /// `node` (its workload killed and started again, no failover), from the kill to the first
     /// good reply at `client`: what the service itself costs to come back.
-    public static func restartInPlace(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, node: Int, url: String,
+    public static func restartInPlace(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, node: NodeNumber, url: String,
                                       seconds: Double = 20) throws -> (totalMilliseconds: Double, failedRequests: Int) {
         guard let command = p.personalities.personality(of: node)?.workload, p.personalities.workload(of: node) != nil else {
             throw PlexusError(.configuration, "node \(node) runs no workload")
@@ -107,7 +107,7 @@ public enum FailoverDrill {
         defer { again?.kill() }
         let o = try log.outage(of: "node \(node)'s service restarted in place", seconds: seconds) {
             p.personalities.stopWorkload(of: node)  // on purpose: not a failed process
-            again = try fabric.spawn(in: node, ["sh", "-c", command])
+            again = try fabric.spawn(in: Int(node), ["sh", "-c", command])
         }
         return (Double(o.first.end &- o.killed) / 1e6, o.failed)
     }
@@ -174,14 +174,14 @@ public enum FailoverDrill {
     /// Runs the drill on a platform that is up: `client` requests `url` (served by the workload
     /// of node `service`), the drill waits for good replies, kills `service`, and waits (up to
     /// `seconds`) for the spare to answer.
-    public static func run(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, service: Int, url: String,
+    public static func run(_ p: LANPlatform, fabric: NamespaceFabric, client: Int, service: NodeNumber, url: String,
                            seconds: Double = 20) throws -> Result {
         let log = try ClientLog(fabric: fabric, client: client, url: url, seconds: seconds)
         defer { log.stop() }
         let o = try log.outage(of: "killing node \(service)", seconds: seconds) { p.kill(node: service) }
         // The spare's own report of its first frame can trail the client's reply by a turn.
         _ = waitUntil(seconds: 2) { p.failovers(0).last?.time(of: .firstPacketServed) != nil }
-        guard let record = p.failovers(0).last(where: { $0.failed == UInt32(service) }),
+        guard let record = p.failovers(0).last(where: { $0.failed == service }),
               let detected = record.time(of: .detected), let started = record.time(of: .workloadStarted) else {
             throw PlexusError(.timedOut, "the control node recorded no complete failover of node \(service)")
         }

@@ -6,6 +6,7 @@ import FoundationNetworking
 #endif
 import Hummingbird
 import PlexusAPI
+import PlexusCore
 import PlexusLAN
 import PlexusNode
 import PlexusPlatform
@@ -169,19 +170,19 @@ struct Pool: ParsableCommand {
     }
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add processing nodes to the free pool.")
-        @Argument(help: "Node numbers.") var nodes: [Int]
+        @Argument(help: "Node numbers.") var nodes: [NodeNumber]
         @OptionGroup var client: ClientOptions
         func run() async throws { try await client.call { try await $0.addProcessors(nodes) } }
     }
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Take a free processor off the platform.")
-        @Argument var node: Int
+        @Argument var node: NodeNumber
         @OptionGroup var client: ClientOptions
         func run() async throws { try await client.call { try await $0.removeProcessor(node) } }
     }
     struct Return: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Return a fenced (repaired) processor to the free pool.")
-        @Argument var node: Int
+        @Argument var node: NodeNumber
         @OptionGroup var client: ClientOptions
         func run() async throws { try await client.call { try await $0.returnProcessor(node) } }
     }
@@ -234,7 +235,7 @@ struct PANCommand: ParsableCommand {
             commandName: "add-processor", abstract: "Add a processor from the free pool to a PAN, with a new personality.")
         @Argument var pan: String
         @Option(help: "The personality's name (default <pan>-<node>).") var name: String?
-        @Option(help: "A particular free node (default: the lowest free one).") var node: Int?
+        @Option(help: "A particular free node (default: the lowest free one).") var node: NodeNumber?
         @OptionGroup var client: ClientOptions
         func run() async throws { try await client.call { try await $0.addProcessor(to: pan, name: name, node: node) } }
     }
@@ -254,7 +255,7 @@ struct PersonalityCommand: ParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One personality, by name or by the node holding it.")
         @Argument(help: "A personality's name.") var name: String?
-        @Option(help: "The node holding it, instead of a name.") var node: Int?
+        @Option(help: "The node holding it, instead of a name.") var node: NodeNumber?
         @OptionGroup var client: ClientOptions
         func validate() throws {
             if (name == nil) == (node == nil) { throw ValidationError("give a personality's name or --node, not both") }
@@ -340,7 +341,7 @@ struct PersonalityCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Move a personality to another processor by hand (the old one returns to the pool).")
         @Argument var name: String
-        @Option(help: "A particular free node (default: the lowest free one).") var to: Int?
+        @Option(help: "A particular free node (default: the lowest free one).") var to: NodeNumber?
         @OptionGroup var client: ClientOptions
         func run() async throws { try await client.call { try await $0.migrate(name, to: to) } }
     }

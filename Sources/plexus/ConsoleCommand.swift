@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PlexusAPI
+import PlexusCore
 
 // `plexus console NODE [--follow]`: a processing node's console as its control node keeps it
 // ("Management logic": console routing). The node sends its workload's output and its own log
@@ -23,14 +24,14 @@ struct ConsoleCommand: AsyncParsableCommand {
             Example: plexus console 4 --follow
             """)
 
-    @Argument(help: "The processing node's number.") var node: Int
+    @Argument(help: "The processing node's number.") var node: NodeNumber
     @Flag(help: "Keep printing what arrives (until Ctrl-C).") var follow = false
     @Option(help: "Start at this byte offset of the log.") var from: Int = 0
     @Option(help: "How often to ask for more with --follow, in milliseconds.") var interval: Int = 250
     @OptionGroup var client: ClientOptions
 
     func validate() throws {
-        guard (1...65535).contains(node) else { throw ValidationError("NODE: \(node) is not a node number (1...65535)") }
+        guard (1...65535).contains(node.rawValue) else { throw ValidationError("NODE: \(node) is not a node number (1...65535)") }
         guard from >= 0 else { throw ValidationError("--from: a byte offset is 0 or more") }
         guard (10...60000).contains(interval) else { throw ValidationError("--interval: 10...60000 ms") }
     }

@@ -76,7 +76,7 @@ func failoverShowcase() throws -> Bool {
         print("   \(passed ? "ok " : "FAILED") \(what)")
         ok = ok && passed
     }
-    check("the spare (node \(r.record.spare)) has the same MAC, IP and storage mapping", after.node == Int(r.record.spare)
+    check("the spare (node \(r.record.spare)) has the same MAC, IP and storage mapping", after.node == r.record.spare
           && after.nics == before.nics && after.ips == before.ips && after.storage == before.storage)
     check(String(format: "the client's requests succeed again, %.0f ms after the kill (%d failed meanwhile)", r.totalMilliseconds, r.failedRequests),
           r.repliesAfter >= 1)

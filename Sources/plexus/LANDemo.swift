@@ -33,8 +33,8 @@ func lanShowcase() throws -> Bool {
         ok = ok && passed
     }
     if let fabric {
-        for n in [3, 4, 5] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: v10) }
-        for n in [5, 6, 7] { try p.addAddress("10.20.0.\(n)/24", node: n, vlan: v20) }
+        for n: NodeNumber in [3, 4, 5] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: v10) }
+        for n: NodeNumber in [5, 6, 7] { try p.addAddress("10.20.0.\(n)/24", node: n, vlan: v20) }
         // Node 7 also claims an address in VLAN 10's subnet: only the VLAN keeps it out.
         try p.addAddress("10.10.0.7/24", node: 7, vlan: v20)
         func ping(_ from: Int, _ to: String, _ extra: [String] = []) -> Bool {
@@ -52,11 +52,11 @@ func lanShowcase() throws -> Bool {
         let direct = try p.ethernet(3) { $0.sentDirect }, viaServers = try p.ethernet(3) { $0.sentToServers }
         print("   node 3 sent \(direct) frames straight to other nodes and \(viaServers) through the virtual LAN servers")
     } else {
-        let inbox = Mutex<[Int: Int]>([:])
+        let inbox = Mutex<[NodeNumber: Int]>([:])
         for n in definition.processingNodes {
             try p.ethernet(n) { eth in eth.onFrame = { _, _ in inbox.withLock { $0[n, default: 0] += 1 } } }
         }
-        func send(from n: Int, vlan: VLANID, to destination: MACAddress) throws {
+        func send(from n: NodeNumber, vlan: VLANID, to destination: MACAddress) throws {
             let source = p.mac(node: n, vlan: vlan)!
             let frame = destination.bytes + source.bytes + [0x88, 0xB5] + Array("hello from node \(n)".utf8)
             try p.nodes[n]!.runAndWait { e in

@@ -214,7 +214,7 @@ struct NodeCommand: ParsableCommand {
     var platform: String
 
     @Option(help: "This node's number (one of processingNodes).")
-    var node: Int
+    var node: NodeNumber
 
     @Option(help: "tap (TAP devices, needs CAP_NET_ADMIN) or frames (in-process, counts frames).")
     var backend: Backend = .tap
@@ -308,14 +308,14 @@ struct NodeCommand: ParsableCommand {
             print("standby: a spare (free pool, or a virtual node of a failover server); waiting for a personality")
         } else if let c = try ethernet({ $0.configuration }) {
             print("configured: MTU \(c.mtu)")
-            for nic in c.nics {
+            for nic in c.personality.nics {
                 print("  NIC \(tap ? LANPlatform.interface(vlan: nic.vlan) + " " : "")\(nic.mac) on \(nic.vlan)\(nic.promiscuousAllowed ? " (may listen promiscuously)" : "")")
             }
             for p in c.peers {
                 print("  peer node \(p.address.node): MACs \(p.macs.map(\.description).joined(separator: ", ")), direct RVI VI \(p.localVI)")
             }
-            for a in c.addresses { print("  address \(a.cidr) on \(LANPlatform.interface(vlan: a.vlan)) (personality)") }
-            if let w = c.workload { print("  workload: \(w)") }
+            for a in c.personality.addresses { print("  address \(a.cidr) on \(LANPlatform.interface(vlan: a.vlan)) (personality)") }
+            if let w = c.personality.workload { print("  workload: \(w)") }
         }
         for (v, cidr) in addresses {
             try NamespaceFabric.run(["ip", "addr", "add", cidr, "dev", LANPlatform.interface(vlan: v)])

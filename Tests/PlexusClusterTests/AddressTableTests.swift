@@ -3,7 +3,7 @@ import PlexusCore
 import Testing
 
 func entry(_ n: UInt32, version: UInt64 = 1, aUp: Bool = true) -> NodeEntry {
-    NodeEntry(node: n, version: version, adapters: [
+    NodeEntry(node: NodeNumber(n), version: version, adapters: [
         AdapterEntry(fabric: .a, address: .loopback(node: UInt8(n % 250), fabric: .a, port: 7000),
                      status: aUp ? .reachable : .unreachable, adapterType: "loopback", mtu: 65536,
                      subnetMask: 0xFF00_0000, classOfService: 1),
@@ -108,7 +108,7 @@ struct AddressTableTests {
     func routesThroughGateways() {
         func ip(_ s: String) -> UInt32 { FabricAddress("\(s):0")!.ip }
         func node(_ n: UInt32, a: String, gatewayA: String?, b: String = "198.18.2.9") -> NodeEntry {
-            NodeEntry.own(node: n, fabricA: [FabricAddress("\(a):7000")!], fabricB: [FabricAddress("\(b):7000")!], mtu: 1500,
+            NodeEntry.own(node: NodeNumber(n), fabricA: [FabricAddress("\(a):7000")!], fabricB: [FabricAddress("\(b):7000")!], mtu: 1500,
                           gatewayA: gatewayA.map(ip))
         }
         let me = node(1, a: "198.18.1.1", gatewayA: "198.18.1.254")

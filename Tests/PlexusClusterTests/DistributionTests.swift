@@ -11,7 +11,7 @@ private func nanosNow() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 /// An entry of the size a real one has at most per adapter: a 32-byte type and a gateway.
 private func wideEntry(_ n: UInt32, version: UInt64 = 1) -> NodeEntry {
-    NodeEntry(node: n, version: version, adapters: [
+    NodeEntry(node: NodeNumber(n), version: version, adapters: [
         AdapterEntry(fabric: .a, address: FabricAddress(ip: 0x0A00_0000 | n, port: 7000), adapterType: "ethernet-adapter-of-fabric-a-000",
                      mtu: 9000, subnetMask: 0xFFFF_0000, classOfService: 1, gateway: 0x0A00_0001),
         AdapterEntry(fabric: .b, address: FabricAddress(ip: 0x0B00_0000 | n, port: 7000), adapterType: "ethernet-adapter-of-fabric-b-000",
@@ -79,7 +79,7 @@ private func address(_ t: EngineThread, _ f: Fabric) -> FabricAddress {
 
 /// Node `n`'s own entry: one adapter per fabric, at the addresses its engine bound.
 private func ownEntry(_ n: UInt32, _ t: EngineThread, version: UInt64 = 1, aUp: Bool = true, classOfService: UInt8 = 1) -> NodeEntry {
-    NodeEntry(node: n, version: version, adapters: [
+    NodeEntry(node: NodeNumber(n), version: version, adapters: [
         AdapterEntry(fabric: .a, address: address(t, .a), status: aUp ? .reachable : .unreachable, adapterType: "loopback",
                      mtu: 65536, subnetMask: 0xFFFF_FF00, classOfService: classOfService),
         AdapterEntry(fabric: .b, address: address(t, .b), adapterType: "loopback", mtu: 65536,
@@ -95,7 +95,7 @@ private func engineConfiguration(_ n: UInt32) -> EngineConfiguration {
 }
 
 private func startNode(_ n: UInt32, _ c: EngineConfiguration, layer: RCLANConfiguration = RCLANConfiguration()) throws -> EngineThread {
-    try EngineThread.start(c) { try! RCLAN(configuration: layer, delegate: TableDistributor(node: n)) }
+    try EngineThread.start(c) { try! RCLAN(configuration: layer, delegate: TableDistributor(node: NodeNumber(n))) }
 }
 
 /// The RVI from node `me` to node `peer`: VI number = the other end's node number on each side.
@@ -159,8 +159,8 @@ struct DistributionTests {
             var named = 0
             for m in digests {
                 guard case .digest(let d) = try TableMessage(decoding: m) else { Issue.record("not a digest"); continue }
-                #expect(UInt64(d.low) == next)
-                next = UInt64(d.high) + 1
+                #expect(UInt64(d.low.rawValue) == next)
+                next = UInt64(d.high.rawValue) + 1
                 named += d.stamps.count
                 #expect(d.stamps.allSatisfy { big.entries[$0.key]!.version == $0.value.version })
             }
@@ -274,7 +274,7 @@ struct DistributionTests {
         // A line 0 — 1 — 2: node 3 (index 2) is not a neighbour of node 1 (index 0).
         var nodes: [TableExchange] = []
         for n in UInt32(1)...3 {
-            var ex = TableExchange(node: n)
+            var ex = TableExchange(node: NodeNumber(n))
             try ex.setLocalEntry(wideEntry(n))
             nodes.append(ex)
         }
@@ -326,7 +326,7 @@ struct DistributionTests {
         let sentFirst = afterFirst.reduce(0) { $0 + $1.stats.messagesSent }
         // Every node holds every node's adapters as that node's engine bound them.
         for n in ids {
-            #expect(afterFirst[0].table.entries[n]?.adapters.map(\.address) == [address(threads[n]!, .a), address(threads[n]!, .b)])
+            #expect(afterFirst[0].table.entries[NodeNumber(n)]?.adapters.map(\.address) == [address(threads[n]!, .a), address(threads[n]!, .b)])
         }
         print(String(format: "distribution: 6 nodes (ring + chord, 7 RVIs) identical after %.1f ms from the first join (%.1f ms after the last), %llu messages sent in all",
                      converged, converged - Double(joined - started) / 1e6, sentFirst))

@@ -19,7 +19,7 @@ struct SwitchingTests {
         for n in 1...3 {
             let inbox = inboxes[n - 1]
             nodes.append(try EngineThread.start(.loopback(node: UInt8(30 + n))) {
-                let eth = VirtualEthernet(node: UInt32(n))
+                let eth = VirtualEthernet(node: NodeNumber(UInt32(n)))
                 eth.onFrame = { nic, f in inbox.record(nic, f) }
                 return RCLAN(delegate: eth)
             })
@@ -38,7 +38,7 @@ struct SwitchingTests {
             let toNode = path(UInt32(n), to: nodes[n - 1], remote: 1)
             try control.runAndWait { e in
                 let layer = RCLAN.on(e)!
-                layer.service(VirtualLANServer.self)!.attachNode(UInt32(n), rvi: try layer.open(toNode))
+                layer.service(VirtualLANServer.self)!.attachNode(NodeNumber(UInt32(n)), rvi: try layer.open(toNode))
             }
             let toControl = path(1, to: control, remote: UInt32(n))
             try nodes[n - 1].runAndWait { e in

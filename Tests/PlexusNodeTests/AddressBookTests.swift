@@ -20,14 +20,14 @@ struct AddressBookTests {
             for p in processing { p.stop() }
             for c in controls { c.stop() }
         }
-        for n in [61, 62] {
+        for n: NodeNumber in [61, 62] {
             let adapters = n == 62 ? NodeAdapters(alternatesA: [alternate], mtu: 9000) : NodeAdapters()
-            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n)), tap: false,
+            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n.rawValue)), tap: false,
                                                        configure: { $0.onFrame = { _, _ in } }, adapters: adapters))
         }
         let controlConfigs = [try loopbackOnFreePorts(node: 71), try loopbackOnFreePorts(node: 72)]
-        let controlAddresses = zip([71, 72], controlConfigs).map {
-            NodeAddress(node: UInt32($0), fabricA: $1.fabricA, fabricB: $1.fabricB)
+        let controlAddresses = zip([71, 72] as [NodeNumber], controlConfigs).map {
+            NodeAddress(node: $0, fabricA: $1.fabricA, fabricB: $1.fabricB)
         }
         let v = VLANID(10)!
         let nodes = processing.map { nodeAddress($0.thread, node: $0.node) }
@@ -35,7 +35,7 @@ struct AddressBookTests {
             VirtualNICBinding(node: n.node, mac: MACAddress("02:00:01:00:00:\(String(format: "%02x", 0x60 + i))")!, vlan: v)
         }
         let plan = LANPlan(controls: controlAddresses, nodes: nodes, nics: nics)
-        for (k, n) in [71, 72].enumerated() {
+        for (k, n) in ([71, 72] as [NodeNumber]).enumerated() {
             controls.append(try ControlNode.start(node: n, index: k, plan: plan, engine: controlConfigs[k]))
         }
         for p in processing { try p.register(controls: controlAddresses) }

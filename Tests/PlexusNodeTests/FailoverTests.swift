@@ -8,7 +8,7 @@ import PlexusTestSupport
 import Testing
 
 /// Sends `frame` from node `n`'s NIC `nic` (on its engine thread).
-func transmit(_ p: LANPlatform, from n: Int, _ frame: [UInt8], nic: MACAddress) throws {
+func transmit(_ p: LANPlatform, from n: NodeNumber, _ frame: [UInt8], nic: MACAddress) throws {
     try p.nodes[n]!.runAndWait { e in
         let layer = RCLAN.on(e)!
         try frame.withUnsafeBytes { try layer.service(VirtualEthernet.self)!.transmit($0, from: nic, layer: layer) }
@@ -32,7 +32,7 @@ struct FailoverTests {
         #expect(try p.ethernet(56) { $0.registration } == .standby)
         #expect(try p.server(0) { $0.standby } == [56, 57])
         let inbox = Inbox()
-        for n in [53, 55, 56, 57] { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
+        for n: NodeNumber in [53, 55, 56, 57] { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
         let m53 = p.mac(node: 53, vlan: v10)!, m55 = p.mac(node: 55, vlan: v20)!
         let m54a = p.mac(node: 54, vlan: v10)!, m54b = p.mac(node: 54, vlan: v20)!
 
@@ -42,7 +42,7 @@ struct FailoverTests {
         for k in 0..<2 {
             let f = p.failovers(k)
             #expect(f.first?.failed == 54 && f.first?.spare == 56, "control node \(k): \(f.map { "\($0.failed)→\($0.spare)" })")
-            #expect(Set(f.first?.nics.map(\.mac) ?? []) == [m54a, m54b])
+            #expect(Set(f.first?.personality.nics.map(\.mac) ?? []) == [m54a, m54b])
             #expect(try p.server(k) { $0.fenced } == [54])
             #expect(try p.server(k) { s in s.table.nics[m54a]?.node == 56 && s.table.nics[m54b]?.node == 56 })
         }
@@ -248,7 +248,7 @@ struct ProcessFailoverTests {
         // The consoles at the control nodes: node 4's says its workload ended and it was fenced;
         // the virtual nodes' carry their workload's own output.
         let archive = try #require(p.archive)
-        func log(_ n: UInt32) -> String { String(decoding: archive.read(node: n).text, as: UTF8.self) }
+        func log(_ n: NodeNumber) -> String { String(decoding: archive.read(node: n).text, as: UTF8.self) }
         #expect(waitUntil(seconds: 5) { log(4).contains("serving run 1") && log(4).contains("workload ended by itself") && log(4).contains("fenced") },
                 "\(log(4))")
         #expect(waitUntil(seconds: 5) { log(5).contains("serving run 2") && log(6).contains("serving run 3") }, "\(log(5))\n\(log(6))")

@@ -26,7 +26,7 @@ struct GatewayTests {
         }
         func address(_ n: Int) -> NodeAddress {
             let c = config(n)
-            return NodeAddress(node: UInt32(n), fabricA: c.fabricA, fabricB: c.fabricB)
+            return NodeAddress(node: NodeNumber(UInt32(n)), fabricA: c.fabricA, fabricB: c.fabricB)
         }
         // Before anything runs, node 2 has no way to node 3 on fabric A.
         #expect(fabric.execute(in: 2, ["ip", "route", "get", fabric.routedIP(3, .a)]).status != 0)
@@ -39,12 +39,12 @@ struct GatewayTests {
             control?.stop()
         }
         for n in [2, 3] {
-            processing.append(try ProcessingNode.start(node: n, engine: config(n), tap: false, configure: { eth in
+            processing.append(try ProcessingNode.start(node: NodeNumber(UInt32(n)), engine: config(n), tap: false, configure: { eth in
                 eth.onFrame = n == 3 ? { nic, f in inbox.record(nic, f) } : { _, _ in }
             }, adapters: adapters(n)))
         }
         let v = VLANID(10)!
-        let nics = [2, 3].map { n in VirtualNICBinding(node: UInt32(n), mac: MACAddress("02:00:01:00:00:3\(n)")!, vlan: v) }
+        let nics = [2, 3].map { n in VirtualNICBinding(node: NodeNumber(UInt32(n)), mac: MACAddress("02:00:01:00:00:3\(n)")!, vlan: v) }
         let plan = LANPlan(controls: [address(1)], nodes: [address(2), address(3)], nics: nics)
         control = try ControlNode.start(node: 1, index: 0, plan: plan, engine: config(1), adapters: adapters(1))
         for p in processing { try p.register(controls: [address(1)]) }

@@ -46,7 +46,7 @@ struct IsolationTests {
         let p = try LANPlatform(d, macState: state)
         defer { p.stop() }
         let inbox = Inbox()
-        for n in [72, 73] { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
+        for n: NodeNumber in [72, 73] { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
         let m72 = p.mac(node: 72, vlan: v10)!, m74 = p.mac(node: 74, vlan: v20)!
         let victim = p.plan.nodes.first { $0.node == 72 }!, control = p.plan.controls[0]
 

@@ -13,7 +13,7 @@ func loopbackOnFreePorts(node n: Int) throws -> EngineConfiguration {
 }
 
 /// Where node `node`, running on `thread`, is on the fabrics.
-func nodeAddress(_ thread: EngineThread, node: Int) -> NodeAddress {
-    NodeAddress(node: UInt32(node), fabricA: FabricAddress(thread.info.ports[0].address)!,
+func nodeAddress(_ thread: EngineThread, node: NodeNumber) -> NodeAddress {
+    NodeAddress(node: node, fabricA: FabricAddress(thread.info.ports[0].address)!,
                 fabricB: FabricAddress(thread.info.ports[1].address)!)
 }

@@ -74,10 +74,10 @@ struct MembershipTests {
         let p = try LANPlatform(d, macState: state)
         defer { p.stop() }
         let inbox = Inbox()
-        for n in [53, 54, 55, 56] { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
+        for n: NodeNumber in [53, 54, 55, 56] { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
         let group = MACAddress("01:00:5e:01:02:03")!
-        let mac = { (n: Int) in p.mac(node: n, vlan: v10)! }
-        func node(_ n: Int, _ body: @escaping @Sendable (VirtualEthernet, RCLAN) throws -> Void) throws {
+        let mac = { (n: NodeNumber) in p.mac(node: n, vlan: v10)! }
+        func node(_ n: NodeNumber, _ body: @escaping @Sendable (VirtualEthernet, RCLAN) throws -> Void) throws {
             try p.nodes[n]!.runAndWait { e in
                 let layer = RCLAN.on(e)!
                 try body(layer.service(VirtualEthernet.self)!, layer)
@@ -153,7 +153,7 @@ struct KernelMembershipTests {
         defer { try? FileManager.default.removeItem(atPath: state) }
         let p = try LANPlatform(d, macState: state, fabric: fabric)
         defer { p.stop() }
-        for n in [3, 4, 5] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: v10) }
+        for n: NodeNumber in [3, 4, 5] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: v10) }
         let group = MACAddress("01:00:5e:01:02:03")!, m3 = p.mac(node: 3, vlan: v10)!
         func groupAtServers() -> [Set<MACAddress>] {
             (0..<2).map { k in (try? p.server(k) { Set(($0.table.groups[v10]?[group] ?? [:]).keys) }) ?? [] }

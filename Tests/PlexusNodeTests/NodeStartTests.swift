@@ -27,8 +27,8 @@ struct NodeStartTests {
         let inbox = Inbox()
         var processing: [ProcessingNode] = []
         defer { for p in processing { p.stop() } }
-        for n in [52, 53] {
-            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n)), tap: false) { eth in
+        for n: NodeNumber in [52, 53] {
+            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n.rawValue)), tap: false) { eth in
                 if n == 53 { eth.onFrame = { nic, f in inbox.record(nic, f) } } else { eth.onFrame = { _, _ in } }
             })
         }

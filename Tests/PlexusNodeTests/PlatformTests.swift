@@ -32,18 +32,18 @@ struct PlatformTests {
         let refusedAtServers = try (0..<2).map { k in try p.server(k) { $0.refusedRegistrations } }
         #expect(refusedAtServers.allSatisfy { $0 >= 1 })
         // Both control nodes computed the same configuration for every node.
-        for n in [43, 44, 45, 46] {
+        for n: NodeNumber in [43, 44, 45, 46] {
             #expect(try p.ethernet(n) { $0.conflictingConfigurations } == 0)
         }
         // Every MAC is locally administered and from the first control node's serial.
         #expect(p.plan.nics.count == 5 && p.plan.nics.allSatisfy { $0.mac.isLocallyAdministered && $0.mac.rawValue >> 24 & 0xFFFF == 1 })
 
         let inbox = Inbox()
-        for n in [43, 44, 45, 46] {
+        for n: NodeNumber in [43, 44, 45, 46] {
             try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } }
         }
         let m43 = p.mac(node: 43, vlan: v10)!, m44 = p.mac(node: 44, vlan: v10)!
-        func send(from n: Int, _ frame: [UInt8], nic: MACAddress) throws {
+        func send(from n: NodeNumber, _ frame: [UInt8], nic: MACAddress) throws {
             try p.nodes[n]!.runAndWait { e in
                 let layer = RCLAN.on(e)!
                 try frame.withUnsafeBytes { try layer.service(VirtualEthernet.self)!.transmit($0, from: nic, layer: layer) }
@@ -61,7 +61,7 @@ struct PlatformTests {
         let before = inbox.count
         var sent = 0
         for round in 0..<20 {
-            for (n, v) in [(43, v10), (44, v10), (46, v20)] {
+            for (n, v) in [(43, v10), (44, v10), (46, v20)] as [(NodeNumber, VLANID)] {
                 let m = p.mac(node: n, vlan: v)!
                 try send(from: n, ethernet(.broadcast, m, [UInt8(round)]), nic: m)
                 sent += n == 46 ? 1 : 2  // VLAN 20 has one other member, VLAN 10 two
@@ -74,7 +74,7 @@ struct PlatformTests {
         let usedBefore = try [43, 44, 46].map { n in try p.ethernet(n) { $0.sentToServer[0] } }.reduce(0, +)
         try p.startControl(0)
         #expect(waitUntil(seconds: 10) {
-            for (n, v) in [(43, v10), (44, v10), (46, v20)] {
+            for (n, v) in [(43, v10), (44, v10), (46, v20)] as [(NodeNumber, VLANID)] {
                 let m = p.mac(node: n, vlan: v)!
                 try? send(from: n, ethernet(.broadcast, m, [9]), nic: m)
             }
@@ -108,8 +108,8 @@ struct TAPTests {
         let d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6],
                                    vlans: [v10: [3, 4, 5], v20: [5, 6]])
         let p = try LANPlatform(d, macState: state, fabric: fabric)
-        for n in [3, 4, 5] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: v10) }
-        for n in [5, 6] { try p.addAddress("10.20.0.\(n)/24", node: n, vlan: v20) }
+        for n: NodeNumber in [3, 4, 5] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: v10) }
+        for n: NodeNumber in [5, 6] { try p.addAddress("10.20.0.\(n)/24", node: n, vlan: v20) }
         for n in 3...6 { _ = fabric.execute(in: n, ["sysctl", "-qw", "net.ipv4.icmp_echo_ignore_broadcasts=0"]) }
         return p
     }
@@ -123,7 +123,7 @@ struct TAPTests {
         let d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4], vlans: [Self.v10: [3, 4]])
         let p = try LANPlatform(d, macState: state, fabric: fabric, nodePollMode: .busyPoll)
         defer { p.stop() }
-        for n in [3, 4] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.v10) }
+        for n: NodeNumber in [3, 4] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.v10) }
         // Each echo is answered before the next is sent: a device read right after its port.
         var ping = (status: Int32(-1), output: "")
         #expect(waitUntil(seconds: 10) {

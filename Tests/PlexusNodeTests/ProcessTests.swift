@@ -212,7 +212,7 @@ struct ProcessTests {
         #expect(waitUntil(seconds: 10) { fetch() == "served by the personality\n" }, "node 4 serves: \(fetch())")
         // The workload's output reached the control nodes' console archive.
         let archive = try ConsoleArchive(directory: state + "/console")
-        func log(_ n: UInt32) -> String { String(decoding: archive.read(node: n).text, as: UTF8.self) }
+        func log(_ n: NodeNumber) -> String { String(decoding: archive.read(node: n).text, as: UTF8.self) }
         #expect(waitUntil(seconds: 5) { log(4).contains("workload up") }, "\(log(4))")
 
         n4.process.kill()  // kill -9 of node 4's process

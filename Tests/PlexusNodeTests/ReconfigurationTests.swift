@@ -20,7 +20,7 @@ struct ReconfigurationTests {
         let p = try LANPlatform(d, macState: state)
         defer { p.stop() }
         let inbox = Inbox()
-        for n in 73...76 { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
+        for n: NodeNumber in [73, 74, 75, 76] { try p.ethernet(n) { eth in eth.onFrame = { nic, f in inbox.record(nic, f) } } }
         let m73 = p.mac(node: 73, vlan: v10)!, m74 = p.mac(node: 74, vlan: v10)!
         func adopted(_ r: [PlanAdoption]) -> Bool { r.count == 2 && r.allSatisfy { if case .adopted = $0 { true } else { false } } }
 

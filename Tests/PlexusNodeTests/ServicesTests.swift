@@ -82,11 +82,11 @@ struct ServicesTests {
         for n in 1...2 {
             let counter = n - 1
             nodes.append(try EngineThread.start(.loopback(node: UInt8(40 + n))) { () -> any EngineDriver in
-                let eth = VirtualEthernet(node: UInt32(n))
+                let eth = VirtualEthernet(node: NodeNumber(UInt32(n)))
                 let inbox = inboxes[counter]
                 eth.onFrame = { nic, f in inbox.record(nic, f) }
                 // The LAN is not the layer's first service here: routing must not depend on order.
-                let layer = RCLAN(delegate: TableDistributor(node: UInt32(n)))
+                let layer = RCLAN(delegate: TableDistributor(node: NodeNumber(UInt32(n))))
                 layer.host(EchoService())
                 layer.host(eth)
                 return layer
@@ -96,7 +96,7 @@ struct ServicesTests {
         func path(_ local: UInt32, to peer: EngineThread, remote: UInt32) -> RVIPath {
             RVIPath(localA: local, localB: local, peerA: addr(peer, .a), peerB: addr(peer, .b), remoteA: remote, remoteB: remote)
         }
-        func entry(_ n: UInt32, _ t: EngineThread) -> NodeEntry {
+        func entry(_ n: NodeNumber, _ t: EngineThread) -> NodeEntry {
             NodeEntry(node: n, version: 1, adapters: [
                 AdapterEntry(fabric: .a, address: addr(t, .a), adapterType: "loopback", mtu: 65536, subnetMask: 0xFFFF_FF00),
                 AdapterEntry(fabric: .b, address: addr(t, .b), adapterType: "loopback", mtu: 65536, subnetMask: 0xFFFF_FF00),
@@ -106,13 +106,13 @@ struct ServicesTests {
         // VI 1 at the node), the distributor's (VI 100+n / 100), and the echo's (VI 200+n / 200).
         let controlEntry = entry(40, control)
         for n in 1...2 {
-            let node = nodes[n - 1], nodeEntry = entry(UInt32(n), node)
+            let node = nodes[n - 1], nodeEntry = entry(NodeNumber(UInt32(n)), node)
             let lan = path(UInt32(n), to: node, remote: 1), table = path(100 + UInt32(n), to: node, remote: 100)
             let echo = path(200 + UInt32(n), to: node, remote: 200)
             try control.runAndWait { e in
                 let layer = RCLAN.on(e)!
                 let server = layer.service(VirtualLANServer.self)!
-                server.attachNode(UInt32(n), rvi: try layer.open(lan, service: server))
+                server.attachNode(NodeNumber(UInt32(n)), rvi: try layer.open(lan, service: server))
                 let d = layer.service(TableDistributor.self)!
                 d.addNeighbour(try layer.open(table, service: d))
                 try d.setLocalEntry(controlEntry)

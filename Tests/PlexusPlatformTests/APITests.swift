@@ -89,6 +89,10 @@ struct APITests {
                 (.post, "/v1/pans/zz/vlans", #"{"vlan": 5}"#, 404, "not-found", "pan"),
                 (.post, "/v1/processors", #"{"nodes": "1"}"#, 400, "invalid", "nodes"),
                 (.post, "/v1/processors", #"{"nodes": [true]}"#, 400, "invalid", "nodes"),
+                (.post, "/v1/processors", #"{"nodes": [3, -1]}"#, 400, "invalid", "nodes"),
+                (.post, "/v1/processors", #"{"nodes": [70000]}"#, 400, "invalid", "nodes"),
+                (.post, "/v1/pans/a/processors", #"{"node": -2}"#, 400, "invalid", "node"),
+                (.delete, "/v1/processors/-1", nil, 404, "not-found", "node"),
                 (.delete, "/v1/processors/x", nil, 400, "invalid", "node"),
                 (.get, "/v1/personalities/nobody", nil, 404, "not-found", "personality"),
                 (.post, "/v1/pans/a/processors", #"{"node": 9}"#, 404, "not-found", "node"),
@@ -101,6 +105,9 @@ struct APITests {
                 let e = error(r)
                 #expect(e.kind == kind && e.field == field, "\(method) \(uri) \(body ?? ""): \(r.raw)")
             }
+            // A node number no node has reads as the store's range check says it.
+            let negative = try await call(c, .post, "/v1/processors", #"{"nodes": [-1]}"#)
+            #expect((negative.body["error"] as? [String: Any])?["message"] as? String == "-1 is not a node number (1...65535)", "\(negative.raw)")
             // The token.
             for token in [nil, "", String(repeating: "ab", count: 31) + "ac"] {
                 let r = try await call(c, .get, "/v1/pans", token: token)

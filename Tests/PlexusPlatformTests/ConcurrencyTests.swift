@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import PlexusAPI
+import PlexusCore
 import PlexusLAN
 import Testing
 
@@ -143,7 +144,7 @@ struct ConcurrencyTests {
             let answers = try await burst([node], (1...16).map { ("POST", "/v1/pans/p/processors", #"{"name": "w\#($0)"}"#) })
             let won = answers.compactMap(\.personality)
             #expect(won.count == 8)
-            #expect(won.compactMap(\.node).sorted() == Array(1...8), "each node assigned exactly once")
+            #expect(won.compactMap(\.node).sorted() == (1...8).map { NodeNumber(UInt32($0)) }, "each node assigned exactly once")
             let refused = answers.compactMap(\.refusal)
             #expect(refused.count == 8)
             for r in refused {
@@ -244,7 +245,7 @@ struct ConcurrencyTests {
                 // 20 processors asked for, half at each control node, on a pool of 10.
                 let added = try await burst(both, (1...20).map { ("POST", "/v1/pans/p/processors", #"{"name": "w\#($0)"}"#) })
                 let won = added.compactMap(\.personality)
-                #expect(won.count == 10 && won.compactMap(\.node).sorted() == Array(1...10), "each node assigned exactly once")
+                #expect(won.count == 10 && won.compactMap(\.node).sorted() == (1...10).map { NodeNumber(UInt32($0)) }, "each node assigned exactly once")
                 #expect(added.compactMap(\.refusal).allSatisfy { $0.field == "node" && $0.message.contains("free pool is empty") })
 
                 // Every NIC asked for at both control nodes at once.

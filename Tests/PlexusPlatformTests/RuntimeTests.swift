@@ -35,8 +35,9 @@ struct RuntimeTests {
         #expect(Set(macs.filter { $0.node == 4 }.map(\.mac.description)) == Set(web.nics.map(\.mac.description)))
 
         // The control nodes moved node 4's personality to node 5.
-        var f = FailoverRecord(failed: 4, spare: 5, nics: macs.filter { $0.node == 4 }, addresses: d.addresses[4] ?? [],
-                               workload: d.workloads[4], silentSince: 1_000_000, steps: [])
+        #expect(web.processorPersonality == ProcessorPersonality(nics: macs.filter { $0.node == 4 }, addresses: d.addresses[4] ?? [],
+                                                                 workload: d.workloads[4]))
+        var f = FailoverRecord(failed: 4, spare: 5, personality: web.processorPersonality!.held(by: 5), silentSince: 1_000_000, steps: [])
         for (i, step) in FailoverStep.allCases.enumerated() { f.steps.append((step, 1_000_000 + UInt64(i + 1) * 10_000_000)) }
         let m = try s.recordFailover(f)
         #expect(m.from == 4 && m.to == 5 && m.fenced)

@@ -1,4 +1,5 @@
 import Foundation
+import PlexusCore
 import PlexusLAN
 import PlexusNode
 import Testing
@@ -215,7 +216,7 @@ struct StoreTests {
         let t = try TempDatabase()
         let path = t.path
         let s = try PlatformStore(path: path)
-        try s.addProcessors(Array(1...64))
+        try s.addProcessors((1...64).map { NodeNumber(UInt32($0)) })
         // 8 writers, half through a second store on the same file (two control nodes on one host).
         let other = try PlatformStore(path: path)
         try await withThrowingTaskGroup(of: Void.self) { group in

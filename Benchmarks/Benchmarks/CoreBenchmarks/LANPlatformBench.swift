@@ -88,7 +88,7 @@ final class LANBed: Sendable, StreamBed {
             throw BenchError("no NICs on VLAN 10")
         }
         let length = frameBytes
-        for n in [4, 5] {
+        for n: NodeNumber in [4, 5] {
             let nic = p.mac(node: n, vlan: Self.vlan)!
             try p.nodes[n]!.runAndWait { e in
                 let layer = RCLAN.on(e)!
