@@ -141,6 +141,14 @@ extension VirtualEthernet {
     /// The RVI that reaches `ip` (learned by ARP): the direct one to its node, or nil.
     public func rvi(reaching ip: IPv4Address) -> RVI? { arpLearned[ip].flatMap { direct[$0] } }
 
+    /// Frames the layer will not deliver: counted as lost in a failover (the virtual LAN, like
+    /// Ethernet, does not send them again; TCP above it does). Frames of a stopping engine are
+    /// not counted.
+    public func sendFailed(on rvi: RVI, messages: Range<UInt64>, reason: RVIFailure, layer: RCLAN) {
+        guard !rerouting, reason != .stopped else { return }
+        lostInFailover += UInt64(messages.count)
+    }
+
     public func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {
         switch event {
         case .unusable:
@@ -157,6 +165,8 @@ extension VirtualEthernet {
     /// what it had not acknowledged goes through a server that still answers; nothing is lost.
     func reroute(from rvi: RVI, layer: RCLAN) {
         guard servers.contains(where: { $0 != rvi && !unusable.contains($0) }) else { return }
+        rerouting = true
+        defer { rerouting = false }
         let (_, unreadable) = layer.reclaimUnacknowledged(on: rvi) { message in
             message.withUnsafeBytes { m in
                 // A registration is not moved: the other control node has its own.

@@ -164,9 +164,12 @@ public final class VirtualEthernet: RVIDelegate {
     public internal(set) var arpLearned: [IPv4Address: MACAddress] = [:]
 
     /// Frames taken back from an RVI that stopped being usable and sent another way, and those
-    /// that could not be (no other way, or in the kernel at that moment).
+    /// that could not be (no other way, or in the kernel at that moment, or failed by the layer
+    /// when the RVI started over: its peer restarted or gave up on it).
     public internal(set) var rerouted: UInt64 = 0
     public internal(set) var lostInFailover: UInt64 = 0
+    /// Set while ``reroute(from:layer:)`` takes frames back (their failures are counted there).
+    var rerouting = false
 
     // MARK: Turns and paths
 

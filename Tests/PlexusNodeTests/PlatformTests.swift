@@ -121,7 +121,15 @@ struct TAPTests {
         let state = macStateFile()
         defer { try? FileManager.default.removeItem(atPath: state) }
         let d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4], vlans: [Self.v10: [3, 4]])
-        let p = try LANPlatform(d, macState: state, fabric: fabric, nodePollMode: .busyPoll)
+        // Two busy-polling nodes, two control nodes, ping, iperf3 and this process share two
+        // CPUs: a node is off its CPU for tens of milliseconds at times, longer than the default
+        // dead time (20 ms with both legs silent), and its peer would take it for dead and
+        // reroute (losing what the peer's restart fails). Busy-poll wants a CPU per engine, or a
+        // dead time above the host's scheduling gaps (docs/operations.md): 25 × 1 ms, 100 ms for
+        // both legs silent.
+        var layer = RCLANConfiguration()
+        layer.missedHeartbeats = 25
+        let p = try LANPlatform(d, macState: state, fabric: fabric, layerConfiguration: layer, nodePollMode: .busyPoll)
         defer { p.stop() }
         for n: NodeNumber in [3, 4] { try p.addAddress("10.10.0.\(n)/24", node: n, vlan: Self.v10) }
         // Each echo is answered before the next is sent: a device read right after its port.
@@ -131,7 +139,10 @@ struct TAPTests {
             return ping.status == 0
         }, "ping: \(ping.output)")
         ping = fabric.execute(in: 3, ["ping", "-c", "200", "-i", "0.002", "-W", "1", "10.10.0.4"])
-        #expect(ping.output.contains("200 received"), "\(ping.output.suffix(300))")
+        let counts = try [NodeNumber(3), 4].map { n in
+            try p.ethernet(n) { e in "node \(n): direct \(e.sentDirect) to servers \(e.sentToServer) delivered \(e.delivered) dropped \(e.dropped) refused \(e.refused) tap write failures \(e.tapWriteFailures) relayed fallbacks \(e.relayedFallbacks) rerouted \(e.rerouted) lost in failover \(e.lostInFailover)" }
+        }
+        #expect(ping.output.contains("200 received"), "\(ping.output.suffix(300)); \(counts.joined(separator: "; "))")
         // A TCP stream: devices with a backlog are read in batches.
         let server = try fabric.spawn(in: 4, ["iperf3", "-s", "-B", "10.10.0.4"])
         defer { server.kill() }
