@@ -19,12 +19,10 @@ struct AlternateAdapterTests {
         // is reached at either adapter; node 2 knows both, the primary first.
         var c1 = fabric.configuration(node: 1)
         c1.fabricA = FabricAddress(0, 0, 0, 0, port: 7001)
-        var c2 = fabric.configuration(node: 2)
-        // The nodes' own pool size (1024 frames, as the platform's nodes have). With the
-        // namespace harness's 256, two ends streaming at full windows both ways can still stall
-        // (held and reassembling frames take the pool): a known fault, not what this test is about.
-        c1.poolFrames = 1024
-        c2.poolFrames = 1024
+        // The namespace harness's 256-frame pools: two ends streaming at full windows both ways,
+        // with frames held out of order and reassembled in pool frames (RCLAN keeps frames back
+        // from sending and holding so that the next frame in order is always received).
+        let c2 = fabric.configuration(node: 2)
         let primary = fabric.address(1, .a, port: 7001)
         let alternate = FabricAddress("\(fabric.alternateIP(1, .a)):7001")!
         // Messages up to 4 KiB, and an RVI that never gives up: on a loaded 2-core machine a debug
