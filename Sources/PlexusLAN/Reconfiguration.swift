@@ -69,8 +69,12 @@ extension VirtualLANServer {
                                remoteA: VINumbering.managementAtNode(control: controlIndex),
                                remoteB: VINumbering.managementAtNode(control: controlIndex))
             do {
-                attachNode(n.node, rvi: try layer.open(path, service: self))
+                let rvi = try layer.open(path, service: self)
+                attachNode(n.node, rvi: rvi)
                 log.append("node \(n.node) added to the platform")
+                do { try onNodeAdded?(n, rvi, layer) } catch {
+                    log.append("node \(n.node) added, but what its host keeps per node did not open: \(error)")
+                }
             } catch {
                 log.append("node \(n.node) added, but no management RVI opens to it: \(error)")
             }

@@ -59,6 +59,11 @@ public final class VirtualLANServer: RVIDelegate {
     /// Where this control node keeps every processing node's console ("Console routing"):
     /// each piece a node sends is appended once. Nil: pieces are counted and dropped.
     public var console: (any ConsoleSink)?
+    /// Called on the engine thread when an adopted plan adds a processing node and its
+    /// management RVI is open: the node's host opens what else it keeps per node (the
+    /// address-table RVI) and keeps the RVI at the addresses the node's entry gives. What it
+    /// throws goes to the server's log.
+    public var onNodeAdded: ((NodeAddress, RVI, RCLAN) throws -> Void)?
     /// Which control node this is (0 or 1), once its management RVIs are open.
     public internal(set) var controlIndex = 0
     /// Console pieces received, and those written (the rest were already written: the other

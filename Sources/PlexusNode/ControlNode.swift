@@ -101,6 +101,16 @@ public final class ControlNode: Sendable {
                     NodeAddressBook.follow(layer, rvi, node: n, localVI: VINumbering.managementAtControl(node: n),
                                            remoteVI: VINumbering.managementAtNode(control: index), pathMTU: pathMTU)
                 }
+                // A node a later plan adds gets the same: an address-table RVI, and its
+                // management RVI kept at its entry's addresses.
+                server.onNodeAdded = { n, rvi, layer in
+                    NodeAddressBook.follow(layer, rvi, node: n.node, localVI: VINumbering.managementAtControl(node: n.node),
+                                           remoteVI: VINumbering.managementAtNode(control: index), pathMTU: pathMTU)
+                    try NodeAddressBook.openNeighbours(
+                        layer, [(n.node, NodeAddressBook.path(n, local: VINumbering.addressTableAtControl(node: n.node),
+                                                              remote: VINumbering.addressTableAtNode(control: index)))],
+                        pathMTU: pathMTU)
+                }
             }
         } catch {
             thread.stopAndWait()

@@ -72,4 +72,68 @@ struct AddressBookTests {
         print("Address book: 4 nodes (2 control, 2 processing), one table everywhere (digest \(try digests()[0])); "
               + "node 61's direct RVI to node 62 on fabric A: \(s.addresses ?? [])")
     }
+
+    @Test("a node a later plan adds gets an address-table RVI from each control node, and its management RVI follows its entry")
+    func nodeAddedByALaterPlan() throws {
+        // Node 64 is not in the control nodes' first plan, and has an alternate adapter on fabric
+        // A that only its own entry names.
+        let alternate = FabricAddress(127, 0, 3, 64, port: 7000)
+        var processing: [ProcessingNode] = []
+        var controls: [ControlNode] = []
+        defer {
+            for p in processing { p.stop() }
+            for c in controls { c.stop() }
+        }
+        for n: NodeNumber in [63, 64] {
+            let adapters = n == 64 ? NodeAdapters(alternatesA: [alternate]) : NodeAdapters()
+            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n.rawValue)), tap: false,
+                                                       configure: { $0.onFrame = { _, _ in } }, adapters: adapters))
+        }
+        let controlConfigs = [try loopbackOnFreePorts(node: 73), try loopbackOnFreePorts(node: 74)]
+        let controlAddresses = zip([73, 74] as [NodeNumber], controlConfigs).map {
+            NodeAddress(node: $0, fabricA: $1.fabricA, fabricB: $1.fabricB)
+        }
+        let v = VLANID(10)!
+        let nodes = processing.map { nodeAddress($0.thread, node: $0.node) }
+        let nics = nodes.enumerated().map { i, n in
+            VirtualNICBinding(node: n.node, mac: MACAddress("02:00:01:00:00:\(String(format: "%02x", 0x70 + i))")!, vlan: v)
+        }
+        let first = LANPlan(controls: controlAddresses, nodes: [nodes[0]], nics: [nics[0]])
+        for (k, n) in ([73, 74] as [NodeNumber]).enumerated() {
+            controls.append(try ControlNode.start(node: n, index: k, plan: first, engine: controlConfigs[k]))
+        }
+        var second = LANPlan(controls: controlAddresses, nodes: nodes, nics: nics)
+        second.revision = 1
+        let plan = second
+        for c in controls {
+            let result = try c.server { s, layer in s.adopt(plan, layer: layer) }
+            guard case .adopted = result else {
+                Issue.record("the second plan was not adopted: \(result)")
+                return
+            }
+        }
+        for p in processing { try p.register(controls: controlAddresses) }
+
+        // Every table converges to the four entries, through the control nodes' new RVIs too.
+        func digests() throws -> [UInt64] {
+            try processing.map { p in try p.service(TableDistributor.self) { d, _ in d.table.entries.count == 4 ? d.table.digest : 0 } }
+                + controls.map { c in try c.service(TableDistributor.self) { d, _ in d.table.entries.count == 4 ? d.table.digest : 1 } }
+        }
+        let converged = waitUntil(seconds: 20) { (try? digests()).map { Set($0).count == 1 } ?? false }
+        #expect(converged, "the tables did not converge: \((try? digests()) ?? [])")
+        let neighbours = try controls.map { c in try c.service(TableDistributor.self) { d, _ in d.neighbours.count } }
+        // Each control node: the two processing nodes and the other control node.
+        #expect(neighbours == [3, 3])
+        // Each control node's management RVI to node 64 goes to the addresses of node 64's entry.
+        let management = VINumbering.managementAtControl(node: 64)
+        let followed = waitUntil(seconds: 20) {
+            controls.allSatisfy { c in
+                (try? c.service(TableDistributor.self) { _, layer in layer.engine.peerAddresses(VI(.a, management))?.all })
+                    == [nodes[1].fabricA, alternate]
+            }
+        }
+        #expect(followed, "the control nodes' management RVIs to node 64 do not follow its entry")
+        print("Address book: node 64, added by plan revision 1, has an address-table RVI from both control nodes "
+              + "(neighbours \(neighbours)); their management RVIs to it go to its primary and alternate on fabric A")
+    }
 }
