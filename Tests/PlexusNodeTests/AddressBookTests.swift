@@ -14,25 +14,14 @@ struct AddressBookTests {
         // Node 62 has an alternate adapter on fabric A and adapters of MTU 9000: neither is in
         // the control nodes' plan, only in the entry node 62 makes of itself.
         let alternate = FabricAddress(127, 0, 3, 62, port: 7000)
-        var processing: [ProcessingNode] = []
         var controls: [ControlNode] = []
+        let bed = try BookBed(processing: [61, 62], controls: [71, 72],
+                              secondAdapters: NodeAdapters(alternatesA: [alternate], mtu: 9000), macBase: 0x60)
+        let processing = bed.processing, controlConfigs = bed.controlConfigs, controlAddresses = bed.controlAddresses
+        let nodes = bed.nodes, nics = bed.nics
         defer {
             for p in processing { p.stop() }
             for c in controls { c.stop() }
-        }
-        for n: NodeNumber in [61, 62] {
-            let adapters = n == 62 ? NodeAdapters(alternatesA: [alternate], mtu: 9000) : NodeAdapters()
-            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n.rawValue)), tap: false,
-                                                       configure: { $0.onFrame = { _, _ in } }, adapters: adapters))
-        }
-        let controlConfigs = [try loopbackOnFreePorts(node: 71), try loopbackOnFreePorts(node: 72)]
-        let controlAddresses = zip([71, 72] as [NodeNumber], controlConfigs).map {
-            NodeAddress(node: $0, fabricA: $1.fabricA, fabricB: $1.fabricB)
-        }
-        let v = VLANID(10)!
-        let nodes = processing.map { nodeAddress($0.thread, node: $0.node) }
-        let nics = nodes.enumerated().map { i, n in
-            VirtualNICBinding(node: n.node, mac: MACAddress("02:00:01:00:00:\(String(format: "%02x", 0x60 + i))")!, vlan: v)
         }
         let plan = LANPlan(controls: controlAddresses, nodes: nodes, nics: nics)
         for (k, n) in ([71, 72] as [NodeNumber]).enumerated() {
@@ -41,10 +30,7 @@ struct AddressBookTests {
         for p in processing { try p.register(controls: controlAddresses) }
 
         // Every node's table converges to the same four entries.
-        func digests() throws -> [UInt64] {
-            try processing.map { p in try p.service(TableDistributor.self) { d, _ in d.table.entries.count == 4 ? d.table.digest : 0 } }
-                + controls.map { c in try c.service(TableDistributor.self) { d, _ in d.table.entries.count == 4 ? d.table.digest : 1 } }
-        }
+        func digests() throws -> [UInt64] { try bed.digests(controls, entries: 4) }
         let converged = waitUntil(seconds: 20) { (try? digests()).map { Set($0).count == 1 } ?? false }
         #expect(converged, "the tables did not converge: \((try? digests()) ?? [])")
         let entry = try processing[0].service(TableDistributor.self) { d, _ in d.table.entries[62] }
@@ -78,25 +64,14 @@ struct AddressBookTests {
         // Node 64 is not in the control nodes' first plan, and has an alternate adapter on fabric
         // A that only its own entry names.
         let alternate = FabricAddress(127, 0, 3, 64, port: 7000)
-        var processing: [ProcessingNode] = []
         var controls: [ControlNode] = []
+        let bed = try BookBed(processing: [63, 64], controls: [73, 74], secondAdapters: NodeAdapters(alternatesA: [alternate]),
+                              macBase: 0x70)
+        let processing = bed.processing, controlConfigs = bed.controlConfigs, controlAddresses = bed.controlAddresses
+        let nodes = bed.nodes, nics = bed.nics
         defer {
             for p in processing { p.stop() }
             for c in controls { c.stop() }
-        }
-        for n: NodeNumber in [63, 64] {
-            let adapters = n == 64 ? NodeAdapters(alternatesA: [alternate]) : NodeAdapters()
-            processing.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n.rawValue)), tap: false,
-                                                       configure: { $0.onFrame = { _, _ in } }, adapters: adapters))
-        }
-        let controlConfigs = [try loopbackOnFreePorts(node: 73), try loopbackOnFreePorts(node: 74)]
-        let controlAddresses = zip([73, 74] as [NodeNumber], controlConfigs).map {
-            NodeAddress(node: $0, fabricA: $1.fabricA, fabricB: $1.fabricB)
-        }
-        let v = VLANID(10)!
-        let nodes = processing.map { nodeAddress($0.thread, node: $0.node) }
-        let nics = nodes.enumerated().map { i, n in
-            VirtualNICBinding(node: n.node, mac: MACAddress("02:00:01:00:00:\(String(format: "%02x", 0x70 + i))")!, vlan: v)
         }
         let first = LANPlan(controls: controlAddresses, nodes: [nodes[0]], nics: [nics[0]])
         for (k, n) in ([73, 74] as [NodeNumber]).enumerated() {
@@ -115,10 +90,7 @@ struct AddressBookTests {
         for p in processing { try p.register(controls: controlAddresses) }
 
         // Every table converges to the four entries, through the control nodes' new RVIs too.
-        func digests() throws -> [UInt64] {
-            try processing.map { p in try p.service(TableDistributor.self) { d, _ in d.table.entries.count == 4 ? d.table.digest : 0 } }
-                + controls.map { c in try c.service(TableDistributor.self) { d, _ in d.table.entries.count == 4 ? d.table.digest : 1 } }
-        }
+        func digests() throws -> [UInt64] { try bed.digests(controls, entries: 4) }
         let converged = waitUntil(seconds: 20) { (try? digests()).map { Set($0).count == 1 } ?? false }
         #expect(converged, "the tables did not converge: \((try? digests()) ?? [])")
         let neighbours = try controls.map { c in try c.service(TableDistributor.self) { d, _ in d.neighbours.count } }
@@ -135,5 +107,43 @@ struct AddressBookTests {
         #expect(followed, "the control nodes' management RVIs to node 64 do not follow its entry")
         print("Address book: node 64, added by plan revision 1, has an address-table RVI from both control nodes "
               + "(neighbours \(neighbours)); their management RVIs to it go to its primary and alternate on fabric A")
+    }
+}
+
+/// Two processing nodes on loopback (the second with `adapters`), two control nodes' engine
+/// configurations on free ports, and the nodes' NICs on VLAN 10: what both tests start from.
+private struct BookBed {
+    let processing: [ProcessingNode]
+    let controlConfigs: [EngineConfiguration]
+    let controlAddresses: [NodeAddress]
+    let nodes: [NodeAddress]
+    let nics: [VirtualNICBinding]
+
+    init(processing numbers: [NodeNumber], controls: [NodeNumber], secondAdapters: NodeAdapters, macBase: Int) throws {
+        var started: [ProcessingNode] = []
+        do {
+            for (i, n) in numbers.enumerated() {
+                started.append(try ProcessingNode.start(node: n, engine: .loopback(node: UInt8(n.rawValue)), tap: false,
+                                                        configure: { $0.onFrame = { _, _ in } },
+                                                        adapters: i == 1 ? secondAdapters : NodeAdapters()))
+            }
+            controlConfigs = try controls.map { try loopbackOnFreePorts(node: Int($0.rawValue)) }
+        } catch {
+            for p in started { p.stop() }
+            throw error
+        }
+        processing = started
+        controlAddresses = zip(controls, controlConfigs).map { NodeAddress(node: $0, fabricA: $1.fabricA, fabricB: $1.fabricB) }
+        nodes = started.map { nodeAddress($0.thread, node: $0.node) }
+        let v = VLANID(10)!
+        nics = nodes.enumerated().map { i, n in
+            VirtualNICBinding(node: n.node, mac: MACAddress("02:00:01:00:00:\(String(format: "%02x", macBase + i))")!, vlan: v)
+        }
+    }
+
+    /// Every node's table digest, when it holds `entries` entries (else a marker that differs).
+    func digests(_ controls: [ControlNode], entries: Int) throws -> [UInt64] {
+        try processing.map { p in try p.service(TableDistributor.self) { d, _ in d.table.entries.count == entries ? d.table.digest : 0 } }
+            + controls.map { c in try c.service(TableDistributor.self) { d, _ in d.table.entries.count == entries ? d.table.digest : 1 } }
     }
 }
