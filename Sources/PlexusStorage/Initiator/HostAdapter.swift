@@ -73,6 +73,13 @@ public final class HostAdapter: RVIDelegate {
         self.data = data
     }
 
+    /// Names the adapter's RVIs before its region exists (the region's writers are the data
+    /// RVIs, so they are opened first); ``attach(command:data:region:layer:)`` completes it.
+    public func setRVIs(command: RVI, data: RVI) {
+        self.command = command
+        self.data = data
+    }
+
     /// Commands in flight.
     public var inFlight: Int { slots.reduce(0) { $0 + ($1.inUse ? 1 : 0) } }
 
