@@ -182,12 +182,18 @@ struct ProtocolRig {
     let initiator: StorageInitiator
 
     /// `maps[k]`: the processor's map at control node k.
+    /// `shared`: a control node (and its target) of another rig, served at VIs `controlVI`, +1.
     static func start(maps: [[StorageMapping]], queueDepth: Int = 8, timeout: Duration = .seconds(3),
-                      processorNode: UInt8 = 1, firstControlNode: UInt8 = 2) throws -> ProtocolRig {
+                      processorNode: UInt8 = 1, firstControlNode: UInt8 = 2,
+                      shared: (EngineThread, StorageTarget)? = nil, controlVI: UInt32 = 1) throws -> ProtocolRig {
         let driver = ProcessorDriver(queueDepth: queueDepth)
         let processor = try EngineThread.start(.loopback(node: processorNode)) { RCLAN(delegate: driver) }
         var controls: [EngineThread] = [], targets: [StorageTarget] = []
-        for k in maps.indices {
+        if let shared {
+            controls.append(shared.0)
+            targets.append(shared.1)
+        }
+        for k in maps.indices where shared == nil {
             let t = try StorageTarget(slots: 8, slotSize: 256 * 1024, queueDepth: 32)
             targets.append(t)
             controls.append(try EngineThread.start(.loopback(node: firstControlNode + UInt8(k))) { RCLAN(delegate: t) })
@@ -198,7 +204,7 @@ struct ProtocolRig {
         driver.initiator = initiator
         for (k, c) in controls.enumerated() {
             try Self.connect(processor: processor, control: c, target: targets[k], map: maps[k], adapter: adapters[k],
-                             processorVI: UInt32(2 * k + 1), controlVI: 1)
+                             processorVI: UInt32(2 * k + 1), controlVI: controlVI)
         }
         try processor.runAndWait { e in
             let layer = RCLAN.on(e)!

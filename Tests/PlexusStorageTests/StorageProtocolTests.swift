@@ -124,4 +124,83 @@ struct StorageProtocolTests {
         print("Malformed: \(c.malformed) refused, \(c.malformedAnswered) answered; the target still serves")
         #expect(c.malformed == 2 && c.malformedAnswered == 1 && tur?.isGood == true && a.stale == 1)
     }
+
+    @Test("under 2 % loss on both fabrics nothing is lost")
+    func throughLoss() throws {
+        let backing = try Backing()
+        let path = try backing.file("disk0", bytes: 8 << 20)
+        let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: path)]])
+        defer { rig.stop() }
+        for (k, t) in ([rig.processor] + rig.controls).enumerated() {
+            try t.control.setFaultsAndWait(FaultPlan(seed: 40 + UInt64(k), dropPercent: 2), on: .a)
+            try t.control.setFaultsAndWait(FaultPlan(seed: 50 + UInt64(k), dropPercent: 2), on: .b)
+        }
+        let seed: UInt64 = 0x1055
+        let chunks = 192
+        let r = try rig.workload(seed: seed, chunks: chunks)
+        let fileWrong = try wrongBytes(in: path, pattern: DiskPattern(seed: seed), bytes: chunks * ProcessorDriver.chunkBytes)
+        let retransmissions = try rig.processor.runAndWait { e in
+            RCLAN.on(e)!.rvis(of: rig.adapters[0]).reduce(UInt64(0)) { $0 + (RCLAN.on(e)!.statistics($1)?.retransmissions ?? 0) }
+        }
+        let a = try rig.processor.runAndWait { _ in rig.adapters[0].counters }
+        print("SCSI over RVIs with 2 % loss on both fabrics: seed \(seed), \(r.writesDone) writes and \(r.readsDone) reads "
+              + "of \(ProcessorDriver.chunkBytes) bytes; \(r.checked) bytes checked, \(r.wrong) wrong, \(fileWrong) wrong in "
+              + "the file, \(r.failures.count) lost, \(a.timeouts) timeouts; \(retransmissions) retransmissions by the processor")
+        #expect(r.failures.isEmpty, "\(r.failures.prefix(3))")
+        #expect(r.writesDone == chunks && r.readsDone == chunks && r.wrong == 0 && fileWrong == 0)
+        #expect(retransmissions > 0, "the loss should have cost retransmissions")
+    }
+
+    @Test("two processors with the same (target, LUN) mapped to different files see different data")
+    func twoProcessors() throws {
+        let backing = try Backing()
+        let one = try backing.file("one", bytes: 4 << 20), two = try backing.file("two", bytes: 4 << 20)
+        let rig1 = try ProtocolRig.start(maps: [[StorageMapping(target: 2, lun: 5, path: one)]], processorNode: 1)
+        defer { rig1.stop() }
+        let rig2 = try ProtocolRig.start(maps: [[StorageMapping(target: 2, lun: 5, path: two)]], processorNode: 3,
+                                         shared: (rig1.controls[0], rig1.targets[0]), controlVI: 3)
+        defer { _ = rig2.processor.stopAndWait() }
+        let chunks = 64
+        let r1 = try rig1.workload(seed: 0xA1, chunks: chunks, target: 2, lun: 5)
+        let r2 = try rig2.workload(seed: 0xB2, chunks: chunks, target: 2, lun: 5)
+        let bytes = chunks * ProcessorDriver.chunkBytes
+        let w1 = try wrongBytes(in: one, pattern: DiskPattern(seed: 0xA1), bytes: bytes)
+        let w2 = try wrongBytes(in: two, pattern: DiskPattern(seed: 0xB2), bytes: bytes)
+        let cross = try wrongBytes(in: two, pattern: DiskPattern(seed: 0xA1), bytes: bytes)
+        print("Two processors, (T 2, L 5) each: \(r1.readsDone + r2.readsDone) chunks read back, \(r1.wrong + r2.wrong) "
+              + "bytes wrong, \(w1 + w2) wrong in their files, \(r1.failures.count + r2.failures.count) lost; processor 2's "
+              + "file differs from processor 1's pattern in \(cross) of \(bytes) bytes")
+        #expect(r1.failures.isEmpty && r2.failures.isEmpty)
+        #expect(r1.readsDone == chunks && r2.readsDone == chunks && r1.wrong == 0 && r2.wrong == 0)
+        #expect(w1 == 0 && w2 == 0 && cross > bytes / 2)
+    }
+
+    @Test("the control node in use is stopped mid-stream and every command completes through the other")
+    func reissueToTheOtherControlNode() throws {
+        let backing = try Backing()
+        let path = try backing.file("shared", bytes: 16 << 20)
+        let map = [StorageMapping(target: 0, lun: 0, path: path)]
+        let rig = try ProtocolRig.start(maps: [map, map], timeout: .seconds(1))
+        defer { rig.stop() }
+        let seed: UInt64 = 0xFA11
+        let chunks = 384
+        let r = try rig.workload(seed: seed, chunks: chunks, seconds: 120) {
+            _ = rig.controls[0].stopAndWait()
+        }
+        let fileWrong = try wrongBytes(in: path, pattern: DiskPattern(seed: seed), bytes: chunks * ProcessorDriver.chunkBytes)
+        let (reissued, failed, preferred) = try rig.processor.runAndWait { _ in
+            (rig.initiator.reissued, rig.initiator.failed, rig.initiator.preferred)
+        }
+        let a0 = try rig.processor.runAndWait { _ in rig.adapters[0].counters }
+        let c1 = try rig.counters(1)
+        print("Re-issue: seed \(seed), control node 1 stopped after a third of \(chunks) writes; \(r.writesDone) writes and "
+              + "\(r.readsDone) reads completed, \(r.checked) bytes checked, \(r.wrong) wrong, \(fileWrong) wrong in the file, "
+              + "\(r.failures.count) lost; \(reissued) commands re-issued (\(a0.timeouts) timeouts, \(a0.rviFailures) RVI "
+              + "failures, \(a0.resets) resets at adapter 1), \(failed) failed everywhere; control node 2 served "
+              + "\(c1.writes) writes and \(c1.reads) reads")
+        #expect(r.failures.isEmpty, "\(r.failures.prefix(3))")
+        #expect(r.writesDone == chunks && r.readsDone == chunks && r.wrong == 0 && fileWrong == 0)
+        #expect(reissued > 0 && failed == 0 && preferred == 1)
+        #expect(c1.reads == UInt64(chunks))
+    }
 }
