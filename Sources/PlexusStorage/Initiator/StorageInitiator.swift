@@ -25,11 +25,13 @@ struct InitiatorSlot {
 /// the failure reach ``handler``. SCSI errors (CHECK CONDITION) are the device's answer and are
 /// not re-issued.
 ///
-/// Re-issuing a write is safe because writes are idempotent at the block level: the re-issued
-/// command carries the same data to the same LBAs, and a command is not complete to the caller
-/// until a STAT arrives, so the caller issues nothing that depends on it (no overlapping write)
-/// before then: the last write to complete for an LBA range is the one the caller issued last,
-/// even if the dead control node's copy reached the backend.
+/// Re-issuing a write after a control node died is safe because writes are idempotent at the
+/// block level: the re-issued command carries the same data to the same LBAs, and a command is
+/// not complete to the caller until a STAT arrives, so the caller issues nothing that depends
+/// on it (no overlapping write) before then: the last write to complete for an LBA range is
+/// the one the caller issued last, whether or not the dead node's copy reached the backend. A
+/// node that is alive but timed out is not fenced (docs/storage.md, "Re-issue to the other
+/// control node").
 ///
 /// Host it on the processing node's layer (``PlexusRCLAN/RCLAN/host(_:)``) for its turn; it
 /// owns no RVIs. Everything runs on the engine thread; nothing allocates per command.
