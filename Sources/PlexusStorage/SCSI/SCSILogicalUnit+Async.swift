@@ -16,7 +16,15 @@ public struct SCSIBlockStep: Sendable, Hashable {
     /// The first LBA (for the sense data of a failure).
     public var lba: UInt64
     /// The CDB byte where the transfer length starts (the field pointer of a refusal).
-    var lengthField: Int
+    public var lengthField: Int
+
+    public init(operation: BlockOperation, offset: UInt64, length: Int, lba: UInt64, lengthField: Int) {
+        self.operation = operation
+        self.offset = offset
+        self.length = length
+        self.lba = lba
+        self.lengthField = lengthField
+    }
 }
 
 /// What ``SCSILogicalUnit/begin(_:buffer:transferLength:)`` decided.
