@@ -203,4 +203,35 @@ struct StorageProtocolTests {
         #expect(reissued > 0 && failed == 0 && preferred == 1)
         #expect(c1.reads == UInt64(chunks))
     }
+
+    @Test("a processor that stops mid-stream leaves no slot held once its RVIs fail; the target serves on")
+    func processorStops() throws {
+        let backing = try Backing()
+        let path = try backing.file("disk0", bytes: 8 << 20)
+        let rig1 = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: path)]], processorNode: 1)
+        defer { rig1.stop() }
+        try rig1.processor.runAndWait { _ in
+            rig1.driver.pattern = DiskPattern(seed: 3)
+            rig1.driver.chunks = 1_000_000
+            rig1.driver.running = true
+        }
+        #expect(waitUntil(seconds: 30) { rig1.driver.report.withLock { $0.writesDone >= 20 } })
+        _ = rig1.processor.stopAndWait()
+        let drained = waitUntil(seconds: 15) {
+            ((try? rig1.controls[0].runAndWait { _ in rig1.targets[0].inFlight.active }) ?? 1) == 0
+        }
+        let c = try rig1.counters(0)
+        // A second processor on the same target is served as before.
+        let rig2 = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: path)]], processorNode: 3,
+                                         shared: (rig1.controls[0], rig1.targets[0]), controlVI: 3)
+        defer { _ = rig2.processor.stopAndWait() }
+        let r = try rig2.workload(seed: 4, chunks: 32)
+        print("Processor stopped mid-stream: \(c.abandoned) commands abandoned at the target, slots drained: \(drained); "
+              + "a second processor then wrote and read back \(r.readsDone) chunks, \(r.wrong) bytes wrong")
+        #expect(r.failures.isEmpty && r.readsDone == 32 && r.wrong == 0)
+        withKnownIssue("a write whose BUFs were acknowledged waits for TRANs that never come: no target-side timeout yet",
+                       isIntermittent: true) {
+            #expect(drained)
+        }
+    }
 }

@@ -90,6 +90,8 @@ public struct StorageTargetCounters: Sendable, Hashable, Codable {
     public var transfers: UInt64 = 0
     /// Protocol-control operations handled.
     public var controls: UInt64 = 0
+    /// Commands dropped because the processor's RVIs failed or reset (its end of them is gone).
+    public var abandoned: UInt64 = 0
 
     public init() {}
 }

@@ -104,6 +104,11 @@ extension StorageTarget {
     /// The engine finished the slot's block operation.
     func blockDone(_ session: TargetSession, slot: Int, result: Int32, layer: RCLAN) {
         guard session.slots[slot].phase == .blockIO, let step = session.slots[slot].step else { return }
+        if session.slots[slot].abandoned {
+            session.slots[slot].phase = .free
+            post(session, layer: layer)
+            return
+        }
         let unit = session.units[session.slots[slot].unit].unit
         var outcome: Result<Int, BlockIOError> = result >= 0 ? .success(Int(result)) : .failure(.io(-result))
         if case .success(let n) = outcome, step.length > 0, n != step.length {
@@ -211,6 +216,22 @@ extension StorageTarget {
         let s = StorageStatus(sequence: h.sequence, target: h.target, lun: h.lun, isControl: true,
                               scsiStatus: SCSIStatus.checkCondition.rawValue, controlResult: .malformedCommand)
         if sendDirect(.status(s), on: session.command, layer: layer) { counters.malformedAnswered += 1 }
+    }
+
+    /// The processor's end of its RVIs is gone (they failed its messages, or reset): its queued
+    /// commands are dropped, its slots freed (a slot whose block operation is on the ring when
+    /// that completes), nothing more is sent for them.
+    func abandon(_ session: TargetSession) {
+        counters.abandoned += UInt64(session.waitingCount)
+        session.waitingCount = 0
+        for i in session.slots.indices {
+            switch session.slots[i].phase {
+            case .free: continue
+            case .blockIO: session.slots[i].abandoned = true
+            default: session.slots[i].phase = .free
+            }
+            counters.abandoned += 1
+        }
     }
 
     static func blockError(_ refusal: BlockIORefusal) -> BlockIOError {

@@ -184,6 +184,19 @@ public final class StorageTarget: RVIDelegate {
         if let (s, _) = session(of: rvi) { post(s, layer: layer) }
     }
 
+    public func sendFailed(on rvi: RVI, messages: Range<UInt64>, reason: RVIFailure, layer: RCLAN) {
+        if let (s, _) = session(of: rvi) { abandon(s) }
+    }
+
+    public func event(_ event: RVIEvent, on rvi: RVI, layer: RCLAN) {
+        switch event {
+        case .reset, .peerRestarted:
+            if let (s, _) = session(of: rvi) { abandon(s) }
+        default:
+            break
+        }
+    }
+
     public func blockIOCompleted(token: UInt32, result: Int32, layer: RCLAN) {
         guard tokens.contains(token) else { return }
         let k = Int(token - tokens.lowerBound)

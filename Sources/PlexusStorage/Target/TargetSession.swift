@@ -37,6 +37,9 @@ struct TargetSlot {
     var lastDataMessage: UInt64 = 0
     /// The STAT's control result (``ControlResult/done`` for SCSI commands).
     var controlResult = ControlResult.done
+    /// The processor's RVIs failed or reset while the block operation was on the ring: the
+    /// slot is freed when it completes, and nothing is sent.
+    var abandoned = false
 }
 
 /// One logical unit a processor's map names.
