@@ -194,7 +194,7 @@ struct ProtocolRig {
             targets.append(shared.1)
         }
         for k in maps.indices where shared == nil {
-            let t = try StorageTarget(slots: 8, slotSize: 256 * 1024, queueDepth: 32)
+            let t = try StorageTarget(slots: 8, slotSize: 256 * 1024, queueDepth: 32, transferTimeout: .seconds(4))
             targets.append(t)
             controls.append(try EngineThread.start(.loopback(node: firstControlNode + UInt8(k))) { RCLAN(delegate: t) })
         }

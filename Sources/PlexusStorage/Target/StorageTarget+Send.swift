@@ -43,6 +43,7 @@ extension StorageTarget {
             session.slots[slot].cursor += 1
         }
         session.slots[slot].phase = .awaitingTransfers
+        session.slots[slot].transferDeadline = nowNanos() + transferTimeoutNanos
         let all: UInt32 = c.segments.count == 32 ? .max : (UInt32(1) << UInt32(c.segments.count)) - 1
         if session.slots[slot].transferred == all { submit(session, slot: slot, layer: layer) }
     }

@@ -34,6 +34,10 @@ public final class StorageTarget: RVIDelegate {
     public let queueDepth: Int
     /// The most processors (each claims `slotsPerProcessor` block I/O tokens at setup).
     public let maxProcessors: Int
+    /// How long a write may wait for its TRANs after its BUFs are out; then it is dropped
+    /// without a STAT (the processor has given up on it: its own timeout is shorter).
+    public let transferTimeout: Duration
+    let transferTimeoutNanos: UInt64
     public internal(set) var counters = StorageTargetCounters()
     /// Refusals of undecodable messages, by kind.
     public internal(set) var malformedByKind = [Int](repeating: 0, count: StorageMessageError.Kind.allCases.count)
@@ -48,9 +52,12 @@ public final class StorageTarget: RVIDelegate {
 
     /// A target whose processors each get `slots` staging slots of `slotSize` bytes (a
     /// multiple of 4096) and a queue of `queueDepth` CMDs.
-    public init(slots: Int = 16, slotSize: Int = 1 << 20, queueDepth: Int = 64, maxProcessors: Int = 64)
-        throws(StorageSetupError)
+    public init(slots: Int = 16, slotSize: Int = 1 << 20, queueDepth: Int = 64, maxProcessors: Int = 64,
+                transferTimeout: Duration = .seconds(10)) throws(StorageSetupError)
     {
+        self.transferTimeout = transferTimeout
+        let t = transferTimeout.components
+        transferTimeoutNanos = UInt64(max(0, t.seconds)) * 1_000_000_000 + UInt64(max(0, t.attoseconds) / 1_000_000_000)
         guard slots > 0, slots <= 1024, queueDepth > 0, maxProcessors > 0 else {
             throw .badParameter("slots 1…1024, a positive queue depth and processor count")
         }
@@ -177,7 +184,14 @@ public final class StorageTarget: RVIDelegate {
     }
 
     public func layerTurn(_ layer: RCLAN) {
-        for s in sessions { post(s, layer: layer) }
+        let now = sessions.isEmpty ? 0 : nowNanos()
+        for s in sessions {
+            for i in s.slots.indices where s.slots[i].phase == .awaitingTransfers && now > s.slots[i].transferDeadline {
+                s.slots[i].phase = .free
+                counters.abandoned += 1
+            }
+            post(s, layer: layer)
+        }
     }
 
     public func writable(_ rvi: RVI, layer: RCLAN) {

@@ -40,6 +40,8 @@ struct TargetSlot {
     /// The processor's RVIs failed or reset while the block operation was on the ring: the
     /// slot is freed when it completes, and nothing is sent.
     var abandoned = false
+    /// ``PlexusCore/nowNanos()`` after which a write still waiting for TRANs is dropped.
+    var transferDeadline: UInt64 = 0
 }
 
 /// One logical unit a processor's map names.
