@@ -35,7 +35,9 @@ public final class HostAdapter: RVIDelegate {
     /// Gets the completions (held weakly).
     public weak var handler: (any StorageCompletionHandler)?
     public internal(set) var counters = HostAdapterCounters()
+    /// The command RVI (CMD out, STAT in), once set.
     public private(set) var command: RVI?
+    /// The data RVI (BUF in, TRAN and RDMA WRITEs out, RDMA WRITEs of read data in), once set.
     public private(set) var data: RVI?
     var memory: StagingMemory?
     var slots: [AdapterSlot]

@@ -87,6 +87,8 @@ public final class StorageInitiator: RVIDelegate, StorageCompletionHandler {
         }
     }
 
+    /// An adapter's completion (the initiator is every adapter's handler): passed up, or
+    /// re-issued to the next adapter after a transport failure.
     public func completed(_ completion: StorageCompletion, layer: RCLAN) {
         // Which adapter: the slot records it.
         let i = Int(completion.tag)

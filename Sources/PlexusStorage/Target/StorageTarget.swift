@@ -38,6 +38,7 @@ public final class StorageTarget: RVIDelegate {
     /// without a STAT (the processor has given up on it: its own timeout is shorter).
     public let transferTimeout: Duration
     let transferTimeoutNanos: UInt64
+    /// What the target has done and refused, over all processors.
     public internal(set) var counters = StorageTargetCounters()
     /// Refusals of undecodable messages, by kind.
     public internal(set) var malformedByKind = [Int](repeating: 0, count: StorageMessageError.Kind.allCases.count)
