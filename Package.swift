@@ -58,7 +58,7 @@ let package = Package(
         // two _GNU_SOURCE calls (fallocate's hole punching, pwritev2 with RWF_DSYNC).
         .target(
             name: "PlexusStorage",
-            dependencies: ["CPlexus", "PlexusCore"],
+            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN"],
             swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
 
@@ -184,7 +184,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusStorageTests",
-            dependencies: ["PlexusStorage", "PlexusCore", "PlexusTestSupport"],
+            dependencies: ["PlexusStorage", "PlexusCore", "PlexusRCLAN", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
         .testTarget(

@@ -25,6 +25,7 @@ extension RCLAN {
     public func remove(_ service: any RVIDelegate) {
         guard service !== delegate, let i = services.firstIndex(where: { $0 === service }) else { return }
         for case let c? in connections where c.service === service { close(c.rvi) }
+        blockIOClaims.removeAll { $0.service === service }
         for (i, owner) in deviceOwners.enumerated() where owner?.service === service {
             engine?.detachDevice(owner!.device)
             deviceOwners[i] = nil
@@ -68,5 +69,32 @@ extension RCLAN {
         let i = Int(device.id)
         if i < deviceOwners.count { deviceOwners[i] = nil }
         engine?.detachDevice(device)
+    }
+}
+
+// MARK: - Block I/O completions
+
+extension RCLAN {
+    /// Claims `count` block I/O tokens for `service`: completions of the engine's block I/O
+    /// (``PlexusCore/EngineDriver/blockIOCompleted(token:result:engine:)``) whose token falls in
+    /// the returned range go to its ``RVIDelegate/blockIOCompleted(token:result:layer:)``;
+    /// tokens nobody claimed go to ``delegate``. Claims are made at setup (they allocate); a
+    /// completion costs a scan of the few claims, nothing more.
+    public func claimBlockIOTokens(_ count: UInt32, for service: any RVIDelegate) throws(PlexusError) -> Range<UInt32> {
+        let base = blockIOClaims.last?.tokens.upperBound ?? 1
+        guard count > 0, UInt32.max - base >= count else {
+            throw PlexusError(.resourceExhausted, "claimBlockIOTokens: \(count) more tokens do not fit")
+        }
+        let range = base..<(base + count)
+        blockIOClaims.append((range, service))
+        return range
+    }
+
+    public func blockIOCompleted(token: UInt32, result: Int32, engine: Engine) {
+        for claim in blockIOClaims where claim.tokens.contains(token) {
+            claim.service.blockIOCompleted(token: token, result: result, layer: self)
+            return
+        }
+        delegate.blockIOCompleted(token: token, result: result, layer: self)
     }
 }

@@ -29,6 +29,8 @@ public final class RCLAN: EngineDriver {
     public internal(set) var services: [any RVIDelegate]
     /// Device id → the service that attached it (nil: ``delegate``).
     @exclusivity(unchecked) var deviceOwners: [(device: DeviceHandle, service: any RVIDelegate)?] = []
+    /// Block I/O token ranges → the service that claimed them (``claimBlockIOTokens(_:for:)``).
+    @exclusivity(unchecked) var blockIOClaims: [(tokens: Range<UInt32>, service: any RVIDelegate)] = []
     /// Whether the engine has started (services hosted later are started at once).
     @exclusivity(unchecked) var started = false
     /// The engine the layer runs on (set when the engine starts).

@@ -240,6 +240,11 @@ public protocol RVIDelegate: AnyObject {
     /// this end sent, in the peer's sequence: before any message the peer sent after it).
     func rdmaWriteRefused(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, error: RDMAError,
                           by refuser: RDMARefuser, layer: RCLAN)
+    /// A block I/O operation the service submitted on the engine's ring
+    /// (``PlexusCore/Engine/read(_:at:length:into:regionOffset:token:)`` …) with a token in a
+    /// range it claimed (``RCLAN/claimBlockIOTokens(_:for:)``) has completed: `result` is the
+    /// bytes moved, or a negative errno. On the engine thread.
+    func blockIOCompleted(token: UInt32, result: Int32, layer: RCLAN)
 }
 
 extension RVIDelegate {
@@ -256,6 +261,7 @@ extension RVIDelegate {
                                 layer: RCLAN) {}
     public func rdmaWriteRefused(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, error: RDMAError,
                                  by refuser: RDMARefuser, layer: RCLAN) {}
+    public func blockIOCompleted(token: UInt32, result: Int32, layer: RCLAN) {}
 }
 
 /// Counters of one RVI and its legs, like the best transports report them.

@@ -45,7 +45,7 @@ public final class SCSILogicalUnit {
     public let readOnly: Bool
     public let limits: BlockLimits
     /// The sense data REQUEST SENSE returns next (the last CHECK CONDITION's).
-    public private(set) var pendingSense: SenseData?
+    public internal(set) var pendingSense: SenseData?
     var nextTag: UInt64 = 1
 
     /// A unit over `device`. `limits` default to 32 MiB transfers (or fewer blocks when the
