@@ -142,6 +142,9 @@ let benchmarks: @Sendable () -> Void = {
     // MARK: - Storage (StorageBench.swift)
 
     storageBenchmarks()
+    // The storage protocol end to end over two RVIs: a 4 KiB write then its read-back
+    // (StorageRVIBench.swift).
+    streamBenchmark("StorageRVIWriteRead_4K", unit: "pairs") { try StorageStreamBed() }
 
     // MARK: - Block I/O on the engine's ring
 
