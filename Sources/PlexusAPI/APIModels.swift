@@ -206,7 +206,7 @@ public enum APIBody {
             // A negative node number, or one beyond u32: refused as the store refuses one
             // beyond its range.
             let value = (context.underlyingError as! NodeNumber.OutOfRange).value
-            return PlatformError(.invalid, field: field(context.codingPath), "\(value) is not a node number (1...65535)")
+            return PlatformError(.invalid, field: field(context.codingPath), PlatformLimits.notANodeNumber(value))
         case .dataCorrupted(let context):
             // A number that is not an integer (1.5), where every number a body takes is one. The
             // decoder may lose the path of that error: the field is then the first (sorted) whose

@@ -120,7 +120,9 @@ public struct PANRule: Sendable, Hashable {
         guard max >= Swift.max(min, 1) else {
             throw AgentRulesError(field: o.field("max"), "\(max) is below min (\(min)) or below 1")
         }
-        guard max <= 65535 else { throw AgentRulesError(field: o.field("max"), "\(max) is more than a platform has (65535)") }
+        guard max <= PlatformLimits.nodeNumbers.count else {
+            throw AgentRulesError(field: o.field("max"), "\(max) is more than a platform has (\(PlatformLimits.nodeNumbers.count))")
+        }
         schedule = []
         for (i, w) in try o.optionalArray("schedule").enumerated() {
             schedule.append(try ScheduleWindow(parsing: w, path: o.field("schedule") + "[\(i)]", min: min, max: max))

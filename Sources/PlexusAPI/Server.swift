@@ -50,8 +50,8 @@ public enum ManagementAPI {
         v1.get("/processors/{node}/console") { req, ctx in
             try run { () throws(PlatformError) -> ConsoleText in
                 let number = try ctx.int("node")
-                guard (1...65535).contains(number), let node = NodeNumber(exactly: number) else {
-                    throw PlatformError(.invalid, field: "node", "\(number) is not a node number (1...65535)")
+                guard PlatformLimits.nodeNumbers.contains(number), let node = NodeNumber(exactly: number) else {
+                    throw PlatformError(.invalid, field: "node", PlatformLimits.notANodeNumber(number))
                 }
                 let from = try req.uri.queryParameters.get("from").map { s throws(PlatformError) -> Int in
                     guard let v = Int(s), v >= 0 else { throw PlatformError(.invalid, field: "from", "'\(s)' is not a byte offset") }

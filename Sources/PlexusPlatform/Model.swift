@@ -140,6 +140,17 @@ public struct PlatformError: Error, Sendable, Hashable, CustomStringConvertible 
 }
 
 /// Checks on the fields of requests, each naming its field.
+/// The numbers the platform gives its processors: those a node can run with (the VI numbering's
+/// range, ``PlexusLAN/VINumbering/maximumNode``). The store, the API and the agent refuse others.
+public enum PlatformLimits {
+    public static let nodeNumbers = 1...Int(VINumbering.maximumNode.rawValue)
+
+    /// How a number outside ``nodeNumbers`` is refused.
+    public static func notANodeNumber(_ value: some CustomStringConvertible) -> String {
+        "\(value) is not a node number (1...\(nodeNumbers.upperBound))"
+    }
+}
+
 enum Check {
     /// A name: 1–63 characters of `a-z 0-9 -`, starting with a letter.
     static func name(_ s: String, field: String = "name") throws(PlatformError) {
@@ -153,7 +164,9 @@ enum Check {
     }
 
     static func node(_ n: NodeNumber, field: String = "node") throws(PlatformError) {
-        guard (1...65535).contains(n.rawValue) else { throw PlatformError(.invalid, field: field, "\(n) is not a node number (1...65535)") }
+        guard PlatformLimits.nodeNumbers.contains(Int(n.rawValue)) else {
+            throw PlatformError(.invalid, field: field, PlatformLimits.notANodeNumber(n))
+        }
     }
 
     /// `a.b.c.d/len`, a host address (not the network or broadcast address of a /0–30).

@@ -107,7 +107,13 @@ struct APITests {
             }
             // A node number no node has reads as the store's range check says it.
             let negative = try await call(c, .post, "/v1/processors", #"{"nodes": [-1]}"#)
-            #expect((negative.body["error"] as? [String: Any])?["message"] as? String == "-1 is not a node number (1...65535)", "\(negative.raw)")
+            #expect((negative.body["error"] as? [String: Any])?["message"] as? String == "-1 is not a node number (1...4095)", "\(negative.raw)")
+            // One beyond the VI numbering's range: a node with that number could never run.
+            let beyond = try await call(c, .post, "/v1/processors", #"{"nodes": [4096]}"#)
+            #expect(beyond.status == 400 && error(beyond).kind == "invalid" && error(beyond).field == "nodes",
+                    "\(beyond.raw)")
+            #expect((beyond.body["error"] as? [String: Any])?["message"] as? String == "4096 is not a node number (1...4095)",
+                    "\(beyond.raw)")
             // The token.
             for token in [nil, "", String(repeating: "ab", count: 31) + "ac"] {
                 let r = try await call(c, .get, "/v1/pans", token: token)
