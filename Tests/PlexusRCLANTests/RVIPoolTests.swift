@@ -25,6 +25,12 @@ struct RVISmallPoolTests {
             p.mtuB = 1500
             (layer.delegate as! MessageStream).rvi = try layer.open(p)
         }
+        // Node 2's RVI starts over in a new epoch: node 1 must have heard it before it sends,
+        // or its first messages would be addressed to node 2's old self (dropped there) and then
+        // failed when node 1 learns of the restart, as the layer does for a restarted peer.
+        let epoch = try pair.statistics(pair.two).epoch
+        #expect(waitUntil(seconds: 10) { (try? pair.statistics(pair.one).peerEpoch) == epoch },
+                "node 1 did not hear node 2's new epoch")
         let reduced = try pair.statistics(pair.two).credit
         print("RVI credits with 512 KiB socket buffers: \(full) frames from a peer with the port's MTU, \(reduced) from one with MTU 1500")
         #expect(reduced < full && reduced >= 1)
