@@ -2,8 +2,8 @@
 ///
 /// The geometry is known when the export is made (what NBD_OPT_INFO and NBD_OPT_GO report);
 /// each connection opens its own device with ``openDevice`` on its own thread, so a device never
-/// crosses threads. A file is ``file(path:name:description:blockSize:readOnly:)``; the
-/// processor's SCSI host adapter will be another `openDevice`.
+/// crosses threads. A file is ``file(path:name:description:blockSize:readOnly:)``; any other
+/// ``BlockDevice`` is offered through its own `openDevice`.
 public struct NBDExport: Sendable {
     /// The export's name ("" is the default export).
     public var name: String

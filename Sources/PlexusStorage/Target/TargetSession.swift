@@ -60,7 +60,7 @@ final class TargetSession {
     let data: RVI
     let units: [MappedUnit]
     let staging: StagingMemory
-    /// The first block I/O token of this session's slots (token = first + slot).
+    /// The first block I/O token of the slots of this processor's session (token = first + slot).
     let firstToken: UInt32
     var slots: [TargetSlot]
     /// CMDs waiting for a slot: a ring over preallocated storage.
