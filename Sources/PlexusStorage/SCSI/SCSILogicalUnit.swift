@@ -16,6 +16,17 @@ public struct SCSIResult: Sendable, Hashable, CustomStringConvertible {
     public static func good(_ dataLength: Int = 0) -> SCSIResult { SCSIResult(status: .good, dataLength: dataLength) }
     public static func checkCondition(_ sense: SenseData) -> SCSIResult { SCSIResult(status: .checkCondition, sense: sense) }
 
+    /// Data-in written by `body` into `buffer`, at most `limit` bytes (nothing without a buffer
+    /// or with a limit of 0): GOOD with the bytes written.
+    static func dataIn(_ buffer: inout IOBuffer?, limit: Int, _ body: (inout MutableRawSpan, Int) -> Int) -> SCSIResult {
+        guard limit > 0, var b = buffer.take() else { return .good() }
+        let cut = min(limit, b.capacity)
+        var out = b.mutableBytes
+        let n = body(&out, cut)
+        buffer = consume b
+        return .good(n)
+    }
+
     /// The bytes of `transferLength` that were not transferred (a STAT's residual).
     public func residual(of transferLength: Int) -> Int { max(0, transferLength - dataLength) }
 
@@ -99,26 +110,26 @@ public final class SCSILogicalUnit {
         case .requestSense(let n):
             let sense = pendingSense ?? .noSense
             pendingSense = nil
-            return writeData(&buffer, limit: min(Int(n), transferLength)) { out, limit in
+            return .dataIn(&buffer, limit: min(Int(n), transferLength)) { out, limit in
                 sense.encodeFixed(into: &out, limit: limit)
             }
         case .inquiry(let evpd, let page, let n):
             return inquiry(evpd: evpd, page: page, limit: min(Int(n), transferLength), buffer: &buffer)
         case .readCapacity10:
             let g = device.geometry
-            return writeData(&buffer, limit: min(8, transferLength)) { out, limit in
+            return .dataIn(&buffer, limit: min(8, transferLength)) { out, limit in
                 SCSIData.writeReadCapacity10(lastLBA: g.blockCount - 1, blockSize: UInt32(g.blockSize), into: &out, limit: limit)
             }
         case .readCapacity16(let n):
             let g = device.geometry
             let data = ReadCapacityData(lastLBA: g.blockCount - 1, blockSize: UInt32(g.blockSize),
                                         provisioningEnabled: canUnmap, unmappedReadZero: canUnmap && g.unmapReadsZeroes)
-            return writeData(&buffer, limit: min(Int(n), transferLength)) { out, limit in
+            return .dataIn(&buffer, limit: min(Int(n), transferLength)) { out, limit in
                 SCSIData.writeReadCapacity16(data, into: &out, limit: limit)
             }
         case .reportLUNs(_, let n):
             let own = CollectionOfOne(lun)
-            return writeData(&buffer, limit: min(Int(n), transferLength)) { out, limit in
+            return .dataIn(&buffer, limit: min(Int(n), transferLength)) { out, limit in
                 SCSIData.writeReportLUNs(own, into: &out, limit: limit)
             }
         case .read(let lba, let blocks, _):
@@ -143,12 +154,12 @@ public final class SCSILogicalUnit {
     func inquiry(evpd: Bool, page: UInt8, limit: Int, buffer: inout IOBuffer?) -> SCSIResult {
         let identity = self.identity, limits = self.limits, unmap = canUnmap
         guard evpd else {
-            return writeData(&buffer, limit: limit) { out, limit in
+            return .dataIn(&buffer, limit: limit) { out, limit in
                 SCSIData.writeStandardInquiry(identity, into: &out, limit: limit)
             }
         }
         guard SCSIData.vpdPages(unmap: unmap).contains(page) else { return .checkCondition(.invalidFieldInCDB(byte: 2)) }
-        return writeData(&buffer, limit: limit) { out, limit in
+        return .dataIn(&buffer, limit: limit) { out, limit in
             switch page {
             case 0x00: SCSIData.writeSupportedPages(unmap: unmap, into: &out, limit: limit)
             case 0x80: SCSIData.writeSerialNumber(identity, into: &out, limit: limit)
@@ -159,16 +170,6 @@ public final class SCSILogicalUnit {
         }
     }
 
-    /// Writes data-in with `body` into `buffer` (nothing without one); GOOD with its length.
-    func writeData(_ buffer: inout IOBuffer?, limit: Int,
-                   _ body: (inout MutableRawSpan, Int) -> Int) -> SCSIResult {
-        guard limit > 0, var b = buffer.take() else { return .good() }
-        let cut = min(limit, b.capacity)
-        var out = b.mutableBytes
-        let n = body(&out, cut)
-        buffer = consume b
-        return .good(n)
-    }
 
     func readinessFailure() -> SCSIResult? {
         switch device.readiness {

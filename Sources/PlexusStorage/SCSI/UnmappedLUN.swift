@@ -10,25 +10,16 @@ public enum UnmappedLUN {
         switch cdb.operationCode {
         case SCSIOperation.inquiry where cdb.count >= 6 && cdb[1] & 1 == 0:
             let limit = min(Int(cdb.field(3, width: 2)), transferLength)
-            return write(&buffer, limit: limit) { out, limit in
+            return .dataIn(&buffer, limit: limit) { out, limit in
                 SCSIData.writeStandardInquiry(identity, connected: false, into: &out, limit: limit)
             }
         case SCSIOperation.requestSense where cdb.count >= 6:
             let limit = min(Int(cdb[4]), transferLength)
-            return write(&buffer, limit: limit) { out, limit in
+            return .dataIn(&buffer, limit: limit) { out, limit in
                 SenseData.logicalUnitNotSupported.encodeFixed(into: &out, limit: limit)
             }
         default:
             return .checkCondition(.logicalUnitNotSupported)
         }
-    }
-
-    static func write(_ buffer: inout IOBuffer?, limit: Int, _ body: (inout MutableRawSpan, Int) -> Int) -> SCSIResult {
-        guard limit > 0, var b = buffer.take() else { return .good() }
-        let cut = min(limit, b.capacity)
-        var out = b.mutableBytes
-        let n = body(&out, cut)
-        buffer = consume b
-        return .good(n)
     }
 }
