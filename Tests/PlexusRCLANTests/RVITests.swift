@@ -349,7 +349,13 @@ struct RVILegTests {
 
     @Test("a leg that goes down three times within the demotion period comes back demoted, and serves it out")
     func flapping() throws {
-        let pair = try RVIPair(seed: 4)
+        // Leg B must stay up throughout: a leg B that fell would lift leg A's demotion by design
+        // (the only path left is used). At the default 5 ms a loaded machine's scheduling gaps
+        // take leg B down now and then, so B is given 25 ms; the three flaps of A still fit in
+        // one demotion period (each is a fall of 25 ms and a 50 ms hold-down).
+        var layer = RCLANConfiguration()
+        layer.missedHeartbeats = 25
+        let pair = try RVIPair(seed: 4, layer: layer)
         #expect(waitUntil { (try? pair.statistics(pair.one).legs.allSatisfy { $0.framesIn > 3 }) ?? false })
         func isDemoted(_ e: RVIEvent) -> Bool { if case .legDemoted(.a, _) = e { true } else { false } }
         // Cut leg A and bring it back three times; wait for each fall and each return.
@@ -371,7 +377,9 @@ struct RVILegTests {
         let r1 = pair.streamOne.read(), r2 = pair.streamTwo.read()
         _ = pair.stop()
         let a = r1.events.filter { $0.event == .legDown(.a) || $0.event == .legUp(.a) || isDemoted($0.event) }
-        print("RVI flapping: leg A \(a.map { "\($0.event)@\(Int($0.ms))" })")
+        let b = r1.events.filter { $0.event == .legDown(.b) || $0.event == .legUp(.b) }
+        print("RVI flapping: leg A \(a.map { "\($0.event)@\(Int($0.ms))" }); leg B \(b.map { "\($0.event)@\(Int($0.ms))" })")
+        #expect(b.isEmpty, "leg B stayed up")
         // Down, up, down, up, down, then demoted (not up) on the third return, then up.
         let third = a.indices.filter { a[$0].event == .legDown(.a) }.dropFirst(2).first
         #expect(third.map { $0 + 1 < a.count && isDemoted(a[$0 + 1].event) } == true)
