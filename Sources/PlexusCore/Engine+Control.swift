@@ -112,6 +112,20 @@ extension Engine {
     package func registerRegion(bytes: Int, writers: [VI], permissions: RegionPermissions) throws(PlexusError)
         -> RegionKey
     {
+        try registerRegion(bytes: bytes, shared: nil, writers: writers, permissions: permissions)
+    }
+
+    /// Registers `shared` as a region: the engine writes into it (RDMA WRITEs of `writers`'
+    /// peers, block I/O) and the thread that shares it reads and writes the slots it owns.
+    package func registerRegion(shared: SharedSlots, writers: [VI], permissions: RegionPermissions) throws(PlexusError)
+        -> RegionKey
+    {
+        try registerRegion(bytes: shared.size, shared: shared, writers: writers, permissions: permissions)
+    }
+
+    func registerRegion(bytes: Int, shared: SharedSlots?, writers: [VI], permissions: RegionPermissions)
+        throws(PlexusError) -> RegionKey
+    {
         guard bytes > 0 else { throw PlexusError(.configuration, "a region needs a positive size") }
         // A region without writers is local memory no peer reaches (a storage target's staging
         // buffers for block I/O); one that grants remote writes needs a writer.
@@ -126,7 +140,7 @@ extension Engine {
             granted.append(Region.Writer(vi: w, generation: e.pointee.generation))
         }
         return try regions.insert(size: bytes, writers: granted, permissions: permissions,
-                                  hugePages: configuration.hugePages)
+                                  hugePages: configuration.hugePages, shared: shared)
     }
 
     package func deregisterRegion(_ key: RegionKey) throws(PlexusError) {

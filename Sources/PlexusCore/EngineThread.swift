@@ -14,6 +14,9 @@ final class JobInbox: Sendable {
     }
     let fd: Int32
     private let state = Mutex(State())
+    /// Jobs queued and not yet drained: a wake-up without a job (``EngineWaker``) drains
+    /// without taking the lock.
+    private let queued = Atomic<Int>(0)
 
     init() throws(PlexusError) {
         fd = eventfd(0, Int32(EFD_CLOEXEC))
@@ -25,6 +28,7 @@ final class JobInbox: Sendable {
         state.withLock { s in
             guard s.open else { return false }
             s.jobs.append(job)
+            queued.add(1, ordering: .releasing)
             var one: UInt64 = 1
             _ = write(fd, &one, 8)
             return true
@@ -32,11 +36,19 @@ final class JobInbox: Sendable {
     }
 
     func drain() -> [Job] {
-        state.withLock { s in
+        guard queued.load(ordering: .acquiring) > 0 else { return [] }
+        return state.withLock { s in
             let jobs = s.jobs
             s.jobs.removeAll(keepingCapacity: true)
+            queued.store(0, ordering: .relaxed)
             return jobs
         }
+    }
+
+    /// Wakes the engine for a turn, with no job: no lock, no allocation.
+    func wake() {
+        var one: UInt64 = 1
+        _ = write(fd, &one, 8)
     }
 
     func close() -> [Job] {
@@ -282,4 +294,19 @@ public struct FabricControl: Sendable {
         var peer: FabricAddress
         var remoteVI: UInt32
     }
+}
+
+/// Wakes an engine for a turn from any thread, without a job: for a service that polls a
+/// queue of its own in its turn (an NBD connection handing requests to the processing node's
+/// engine through a ``SlotQueue``). One `write(2)` to the engine's eventfd; no lock, no
+/// allocation. Waking an engine that has stopped does nothing.
+public struct EngineWaker: Sendable {
+    let inbox: JobInbox
+
+    public func wake() { inbox.wake() }
+}
+
+extension Engine {
+    /// The handle other threads use to wake this engine for a turn.
+    public var waker: EngineWaker { EngineWaker(inbox: inbox) }
 }

@@ -27,13 +27,21 @@ final class Region {
     /// while any is.
     var blockIOInFlight = 0
 
+    /// Keeps shared memory alive while the region names it.
+    let shared: SharedSlots?
+
     init(key: RegionKey, size: Int, writers: [Writer], permissions: RegionPermissions,
-         hugePages: HugePagePolicy) throws(PlexusError) {
+         hugePages: HugePagePolicy, shared: SharedSlots? = nil) throws(PlexusError) {
         self.key = key
-        self.memory = try RegisteredMemory(size: size, hugePages: hugePages)
+        if let shared {
+            memory = shared.memory
+        } else {
+            memory = try RegisteredMemory(size: size, hugePages: hugePages)
+        }
         self.size = size
         self.writers = writers
         self.permissions = permissions
+        self.shared = shared
     }
 
     /// Whether `vi`, in its current establishment, may write. A VI torn down and established
@@ -63,14 +71,15 @@ struct RegionTable {
     }
 
     mutating func insert(size: Int, writers: [Region.Writer], permissions: RegionPermissions,
-                         hugePages: HugePagePolicy) throws(PlexusError) -> RegionKey {
+                         hugePages: HugePagePolicy, shared: SharedSlots? = nil) throws(PlexusError) -> RegionKey {
         guard let i = slots.firstIndex(where: { $0 == nil }) else {
             throw PlexusError(.resourceExhausted, "all \(slots.count) region slots are in use")
         }
         var high: UInt32 = 0
         while high == 0 { high = UInt32.random(in: 1..<(1 << 20)) }
         let key = RegionKey(rawValue: high << 12 | UInt32(i))
-        slots[i] = try Region(key: key, size: size, writers: writers, permissions: permissions, hugePages: hugePages)
+        slots[i] = try Region(key: key, size: size, writers: writers, permissions: permissions, hugePages: hugePages,
+                              shared: shared)
         return key
     }
 

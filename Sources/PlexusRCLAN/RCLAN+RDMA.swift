@@ -25,13 +25,27 @@ extension RCLAN {
     public func registerRegion(bytes: Int, writers: [RVI], permissions: RegionPermissions = .remoteWrite)
         throws(PlexusError) -> RegionKey
     {
+        try engine.registerRegion(bytes: bytes, writers: writerVIs(writers), permissions: permissions)
+    }
+
+    /// Registers `shared` as a region the peers of `writers` may RDMA WRITE into, as
+    /// ``registerRegion(bytes:writers:permissions:)`` does, for memory another thread shares
+    /// slot by slot (``PlexusCore/SharedSlots``).
+    public func registerRegion(shared: SharedSlots, writers: [RVI], permissions: RegionPermissions = .remoteWrite)
+        throws(PlexusError) -> RegionKey
+    {
+        try engine.registerRegion(shared: shared, writers: writerVIs(writers), permissions: permissions)
+    }
+
+    /// Both VIs of each of `writers` (open RVIs).
+    func writerVIs(_ writers: [RVI]) throws(PlexusError) -> [VI] {
         var vis: [VI] = []
         for rvi in writers {
             guard let c = live(rvi) else { throw PlexusError(.noSuchVI, "registerRegion: \(rvi) is not open") }
             vis.append(c.viA)
             vis.append(c.viB)
         }
-        return try engine.registerRegion(bytes: bytes, writers: vis, permissions: permissions)
+        return vis
     }
 
     /// Removes a region: writes that arrive for it afterwards are refused with ``RDMAError/badKey``.

@@ -14,10 +14,21 @@ struct NBDConnection {
         self.server = server
     }
 
+    /// What a connection's requests go to.
+    enum Backend {
+        /// A device of its own, one request at a time.
+        case device(any BlockDevice)
+        /// A lane to the engine, several requests in flight.
+        case lane(DiskLane)
+    }
+
     func run() {
         do throws(SocketIO.Failure) {
-            guard let (export, device) = try handshake() else { return }
-            try transmission(export: export, device: device)
+            guard let (export, backend) = try handshake() else { return }
+            switch backend {
+            case .device(let device): try transmission(export: export, device: device)
+            case .lane(let lane): transmission(export: export, lane: lane)
+            }
         } catch {
             // The client went away or the socket failed: the connection ends either way.
         }
@@ -26,7 +37,7 @@ struct NBDConnection {
     // MARK: Handshake
 
     /// Haggles options until one enters transmission; nil when the connection ends instead.
-    func handshake() throws(SocketIO.Failure) -> (NBDExport, any BlockDevice)? {
+    func handshake() throws(SocketIO.Failure) -> (NBDExport, Backend)? {
         try SocketIO.write(fd, NBDNegotiation.greeting)
         var negotiation = NBDNegotiation(exports: server.exports, maxPayload: server.maxPayload)
         guard negotiation.accept(clientFlags: try SocketIO.read(fd, as: UInt32.self)) else {
@@ -60,12 +71,22 @@ struct NBDConnection {
                 return nil
             case .transmit(let i):
                 let export = server.exports[i]
+                if let lanes = export.lanes {
+                    if let lane = lanes.claim() {
+                        try SocketIO.write(fd, out)
+                        return (export, .lane(lane))
+                    }
+                    guard option == NBDProtocol.optGo else { return nil }
+                    try SocketIO.write(fd, negotiation.errorReply(option: option, type: NBDProtocol.repErrUnknown,
+                                                                  message: "every connection of the disk is in use"))
+                    continue
+                }
                 let opened: Result<any BlockDevice, BlockIOError>
                 do throws(BlockIOError) { opened = .success(try export.openDevice()) } catch { opened = .failure(error) }
                 switch opened {
                 case .success(let device):
                     try SocketIO.write(fd, out)
-                    return (export, device)
+                    return (export, .device(device))
                 case .failure(let error):
                     // NBD_OPT_EXPORT_NAME cannot be answered with an error: the session ends.
                     guard option == NBDProtocol.optGo else { return nil }

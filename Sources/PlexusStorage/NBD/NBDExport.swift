@@ -16,6 +16,10 @@ public struct NBDExport: Sendable {
     public var multiConnection: Bool
     /// Opens the device for one connection, on that connection's thread.
     public var openDevice: @Sendable () throws(BlockIOError) -> any BlockDevice
+    /// For a disk of a processor's storage map (``VirtualDiskExporter/export(_:)``): the lanes
+    /// its connections hand requests to the engine through, several in flight at once. A
+    /// connection then opens no device.
+    public var lanes: DiskLaneSource?
 
     public init(name: String, description: String = "", geometry: BlockGeometry, readOnly: Bool = false,
                 multiConnection: Bool = false, openDevice: @escaping @Sendable () throws(BlockIOError) -> any BlockDevice) {
@@ -25,6 +29,15 @@ public struct NBDExport: Sendable {
         self.readOnly = readOnly || geometry.readOnly
         self.multiConnection = multiConnection
         self.openDevice = openDevice
+        lanes = nil
+    }
+
+    /// A disk whose connections claim a lane of `lanes` (``VirtualDiskExporter/export(_:)``).
+    public init(name: String, description: String = "", geometry: BlockGeometry, readOnly: Bool = false,
+                multiConnection: Bool = false, lanes: DiskLaneSource) {
+        self.init(name: name, description: description, geometry: geometry, readOnly: readOnly,
+                  multiConnection: multiConnection) { () throws(BlockIOError) -> any BlockDevice in throw .unsupported }
+        self.lanes = lanes
     }
 
     /// The file at `path` through ``SynchronousFileBlockDevice``, one device (one descriptor)
@@ -60,7 +73,12 @@ public struct NBDExport: Sendable {
     public func blockSizes(maxPayload: Int) -> (minimum: UInt32, preferred: UInt32, maximum: UInt32) {
         let minimum = max(1, geometry.alignment)
         let preferred = max(4096, minimum)
-        let maximum = max(minimum, maxPayload / minimum * minimum)
+        let limit = payloadLimit(maxPayload)
+        let maximum = max(minimum, limit / minimum * minimum)
         return (UInt32(minimum), UInt32(preferred), UInt32(clamping: maximum))
     }
+
+    /// The largest request payload on a server that takes `maxPayload`: a disk's lane holds at
+    /// most all its slots.
+    public func payloadLimit(_ maxPayload: Int) -> Int { min(maxPayload, lanes?.maxRequest ?? maxPayload) }
 }

@@ -41,6 +41,7 @@ public struct NBDRequest: Sendable, Hashable {
 
     /// What the server does with this request on `export`, with payloads of at most `maxPayload`.
     public func plan(on export: NBDExport, maxPayload: Int) -> NBDPlan {
+        let maxPayload = export.payloadLimit(maxPayload)
         let fua = flags & NBDProtocol.cmdFlagFUA != 0
         // FUA is valid on every command (it is offered); any other flag is refused.
         guard flags & ~NBDProtocol.cmdFlagFUA == 0 else { return .refuse(NBDProtocol.errInvalid) }

@@ -1,0 +1,181 @@
+import Foundation
+import PlexusCore
+import PlexusRCLAN
+import PlexusStorage
+import PlexusTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension VirtualDiskExporter: @unchecked Sendable {}
+
+/// A processing node whose (target 0, LUN 0) is exported over NBD, served by two control nodes
+/// (each a storage target over the same backing file), all on loopback.
+final class ExportBed {
+    static let size = 16 << 20
+    static let slotSize = 256 * 1024
+    let dir = TemporaryDirectory("plexus-disk")
+    let image: String
+    let processor: EngineThread
+    let controls: [EngineThread]
+    let initiator: StorageInitiator
+    let exporter: VirtualDiskExporter
+    let server: NBDServer
+
+    init(readOnly: Bool = false, timeout: Duration = .seconds(2)) throws {
+        image = dir.file("disk.img")
+        createSparseFile(image, size: Self.size)
+        let adapters = (0..<2).map { _ in HostAdapter(maxCommands: 64, timeout: timeout) }
+        let initiator = StorageInitiator(adapters: adapters, maxCommands: 64)
+        let exporter = try VirtualDiskExporter(initiator: initiator, lanes: 2, depth: 16, slotSize: Self.slotSize)
+        self.initiator = initiator
+        self.exporter = exporter
+        processor = try EngineThread.start(.loopback(node: 1)) { RCLAN(delegate: exporter) }
+        var controls: [EngineThread] = []
+        for k in 0..<2 {
+            let t = try StorageTarget(slots: 16, slotSize: Self.slotSize, queueDepth: 64, transferTimeout: .seconds(4))
+            let c = try EngineThread.start(.loopback(node: 2 + UInt8(k))) { RCLAN(delegate: t) }
+            controls.append(c)
+            try ProtocolRig.connect(processor: processor, control: c, target: t,
+                                    map: [StorageMapping(target: 0, lun: 0, path: image,
+                                                         access: readOnly ? .readOnly : .readWrite)],
+                                    adapter: adapters[k], processorVI: UInt32(2 * k + 1), controlVI: 1)
+        }
+        self.controls = controls
+        let geometry = BlockGeometry(blockSize: 512, blockCount: UInt64(Self.size / 512), readOnly: readOnly, alignment: 512)
+        let export = try processor.runAndWait { e in
+            let layer = RCLAN.on(e)!
+            layer.host(initiator)
+            try exporter.attach(layer: layer)
+            return exporter.export(VirtualDisk(name: "", target: 0, lun: 0, geometry: geometry))
+        }
+        server = NBDServer(socketPath: dir.file("disk.sock"), exports: [export])
+        try server.start()
+    }
+
+    deinit { stop() }
+
+    func stop() {
+        server.stop()
+        _ = processor.stopAndWait()
+        for c in controls { _ = c.stopAndWait() }
+    }
+
+    var uri: String { "nbd+unix:///?socket=\(server.socketPath)" }
+
+    /// The exporter's counters and the initiator's re-issues, read on the engine thread.
+    func counters() throws -> (VirtualDiskCounters, reissued: UInt64, failed: UInt64) {
+        let exporter = exporter, initiator = initiator
+        return try processor.runAndWait { _ in (exporter.counters, initiator.reissued, initiator.failed) }
+    }
+}
+
+@Suite("A processor's disk over NBD: the host adapter behind real clients")
+struct DiskExportTests {
+    @Test("nbdinfo shows the disk; nbdcopy writes a random image through both fabrics and reads it back, byte for byte",
+          .requiresTool("nbdinfo"), .requiresTool("nbdcopy"))
+    func copyInAndOut() throws {
+        let bed = try ExportBed()
+        let (infoStatus, info) = try runTool(["nbdinfo", "--json", bed.uri])
+        #expect(infoStatus == 0, "\(info)")
+        let e = try nbdinfoExport(info)
+        #expect(e["export-size"] as? Int == ExportBed.size)
+        #expect(e["block_size_minimum"] as? Int == 512 && e["block_size_maximum"] as? Int == 16 * ExportBed.slotSize)
+        #expect(e["is_read_only"] as? Bool == false && e["can_flush"] as? Bool == true && e["can_fua"] as? Bool == true)
+
+        let source = bed.dir.file("random.bin"), copy = bed.dir.file("copy.bin")
+        let random = randomBytes(ExportBed.size)
+        #expect(FileManager.default.createFile(atPath: source, contents: Data(random)))
+        let (inStatus, inOut) = try runTool(["nbdcopy", "--flush", "--requests=16", source, bed.uri], seconds: 120)
+        #expect(inStatus == 0, "\(inOut)")
+        #expect(fileBytes(bed.image, 0..<ExportBed.size) == random ? true : false, "the control nodes' backing file holds the image")
+        let (outStatus, outOut) = try runTool(["nbdcopy", "--requests=16", bed.uri, copy], seconds: 120)
+        #expect(outStatus == 0, "\(outOut)")
+        #expect(fileBytes(copy, 0..<(ExportBed.size + 1)) == random ? true : false, "the copy out is the image")
+        let (c, reissued, failed) = try bed.counters()
+        let nbd = bed.server.statistics.snapshot
+        print("Disk copy: \(nbd.writes) writes, \(nbd.reads) reads, \(nbd.flushes) flushes over NBD; "
+              + "\(c.submitted) SCSI commands, \(c.failed) failed, \(reissued) re-issued, \(failed) failed everywhere")
+        #expect(c.failed == 0 && nbd.errorReplies == 0 && nbd.malformed == 0)
+        #expect(c.submitted == c.completed && c.submitted >= nbd.reads + nbd.writes + nbd.flushes)
+    }
+
+    @Test("fio verifies random 4 KiB writes at queue depth 16 while the control node in use is stopped: no error reaches fio",
+          .requiresTool("fio"))
+    func controlNodeDies() throws {
+        let bed = try ExportBed(timeout: .milliseconds(500))
+        let fio = try WatchedProcess(["fio", "--name=plexus-disk", "--ioengine=nbd", "--uri=\(bed.uri)", "--rw=randwrite",
+                                      "--bs=4k", "--size=\(ExportBed.size)", "--iodepth=16", "--verify=crc32c",
+                                      "--do_verify=1", "--verify_state_save=0", "--randseed=1501", "--output-format=json"])
+        // Stop control node 1 (the preferred one) once a quarter of the writes are through.
+        #expect(waitUntil(seconds: 60) { bed.server.statistics.snapshot.writes >= UInt64(ExportBed.size / 4096 / 4) })
+        let stoppedAt = bed.server.statistics.snapshot.writes
+        _ = bed.controls[0].stopAndWait()
+        #expect(waitUntil(seconds: 120) { !fio.process.isRunning })
+        let status = fio.process.wait()
+        #expect(status == 0, "\(fio.output)")
+        let out = fio.output
+        let json = try JSONSerialization.jsonObject(with: Data(out.utf8.drop { $0 != UInt8(ascii: "{") })) as? [String: Any]
+        let job = (json?["jobs"] as? [[String: Any]])?.first
+        #expect(job?["error"] as? Int == 0)
+        let (c, reissued, failed) = try bed.counters()
+        let nbd = bed.server.statistics.snapshot
+        print("Control node stopped after \(stoppedAt) of \(ExportBed.size / 4096) fio writes: \(nbd.writes) writes and "
+              + "\(nbd.reads) verifying reads over NBD, \(nbd.errorReplies) errors; \(c.submitted) SCSI commands, "
+              + "\(reissued) re-issued to control node 2, \(failed) failed everywhere")
+        #expect(nbd.errorReplies == 0 && c.failed == 0 && failed == 0)
+        #expect(reissued > 0, "commands in flight at the stop went again through the other control node")
+        #expect(nbd.writes >= UInt64(ExportBed.size / 4096) && nbd.reads >= UInt64(ExportBed.size / 4096))
+    }
+
+    @Test("a read-only disk: writes are refused with EPERM and counted, reads go on",
+          .requiresTool("nbdcopy"))
+    func readOnly() throws {
+        let bed = try ExportBed(readOnly: true)
+        let source = bed.dir.file("random.bin")
+        #expect(FileManager.default.createFile(atPath: source, contents: Data(randomBytes(1 << 20))))
+        let (inStatus, _) = try runTool(["nbdcopy", source, bed.uri])
+        #expect(inStatus != 0, "nbdcopy into a read-only disk fails")
+        let (outStatus, outOut) = try runTool(["nbdcopy", bed.uri, bed.dir.file("copy.bin")])
+        #expect(outStatus == 0, "\(outOut)")
+        let zeroes = fileBytes(bed.dir.file("copy.bin"), 0..<(ExportBed.size + 1)) == [UInt8](repeating: 0, count: ExportBed.size)
+        #expect(zeroes, "the disk reads back as the zeroes it was")
+    }
+
+    @Test("nbdfuse, losetup, mkfs.ext4, mount on the processor's disk: files written, the chain rebuilt, files read back",
+          .requiresRoot, .requiresTool("nbdfuse"), .requiresTool("losetup"), .requiresTool("mkfs.ext4"),
+          .requiresTool("e2fsck"), .requiresTool("mount"), .requiresTool("umount"),
+          .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse"))
+    func mountedFileSystem() throws {
+        FuseLoopChain.sweepStale()
+        let bed = try ExportBed()
+        let files: [(String, [UInt8])] = [("big.bin", randomBytes(3 << 20)), ("hello.txt", Array("on a virtual disk\n".utf8))]
+        do {
+            let chain = FuseLoopChain(socket: bed.server.socketPath)
+            defer { chain.tearDown() }
+            let loop = try chain.attach()
+            let (mkfs, mkfsOut) = try runTool(["mkfs.ext4", "-q", "-F", loop], seconds: 120)
+            try #require(mkfs == 0, "\(mkfsOut)")
+            try chain.mount()
+            for (name, bytes) in files {
+                #expect(FileManager.default.createFile(atPath: "\(chain.mountPoint)/\(name)", contents: Data(bytes)))
+            }
+            _ = try runTool(["sync"])
+            try chain.unmount()
+            let (fsck, fsckOut) = try runTool(["e2fsck", "-fn", loop], seconds: 120)
+            #expect(fsck == 0, "\(fsckOut)")
+        }
+        let chain = FuseLoopChain(socket: bed.server.socketPath)
+        defer { chain.tearDown() }
+        _ = try chain.attach()
+        try chain.mount()
+        for (name, bytes) in files {
+            let back = FileManager.default.contents(atPath: "\(chain.mountPoint)/\(name)").map { [UInt8]($0) }
+            #expect(back?.count == bytes.count && back == bytes, "\(name) reads back as written")
+        }
+        try chain.unmount()
+        let (c, _, _) = try bed.counters()
+        #expect(c.failed == 0 && bed.server.statistics.snapshot.errorReplies == 0)
+    }
+}
