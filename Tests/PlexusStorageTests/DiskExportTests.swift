@@ -3,6 +3,7 @@ import PlexusCore
 import PlexusRCLAN
 import PlexusStorage
 import PlexusTestSupport
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -22,6 +23,8 @@ final class ExportBed {
     let initiator: StorageInitiator
     let exporter: VirtualDiskExporter
     let server: NBDServer
+    /// What discovery found.
+    let disks: [VirtualDisk]
 
     init(readOnly: Bool = false, timeout: Duration = .seconds(2)) throws {
         image = dir.file("disk.img")
@@ -43,13 +46,20 @@ final class ExportBed {
                                     adapter: adapters[k], processorVI: UInt32(2 * k + 1), controlVI: 1)
         }
         self.controls = controls
-        let geometry = BlockGeometry(blockSize: 512, blockCount: UInt64(Self.size / 512), readOnly: readOnly, alignment: 512)
-        let export = try processor.runAndWait { e in
+        // Discovery: the control nodes list the processor's map, and size each disk.
+        let found = Mutex<Result<[VirtualDisk], DiskDiscoveryError>?>(nil)
+        try processor.runAndWait { e in
             let layer = RCLAN.on(e)!
             layer.host(initiator)
             try exporter.attach(layer: layer)
-            return exporter.export(VirtualDisk(name: "", target: 0, lun: 0, geometry: geometry))
+            exporter.discover(layer: layer) { r in found.withLock { $0 = r } }
         }
+        _ = waitUntil(seconds: 10) { found.withLock { $0 != nil } }
+        disks = try #require(try found.withLock { $0 }?.get())
+        var disk = try #require(disks.first)
+        disk.name = ""
+        disk.geometry.readOnly = readOnly
+        let export = try processor.runAndWait { [disk] _ in exporter.export(disk) }
         server = NBDServer(socketPath: dir.file("disk.sock"), exports: [export])
         try server.start()
     }
@@ -77,6 +87,8 @@ struct DiskExportTests {
           .requiresTool("nbdinfo"), .requiresTool("nbdcopy"))
     func copyInAndOut() throws {
         let bed = try ExportBed()
+        #expect(bed.disks.map(\.name) == ["t0-l0"] && bed.disks.first?.geometry.blockCount == UInt64(ExportBed.size / 512)
+                && bed.disks.first?.geometry.blockSize == 512, "discovery found the one disk of the map, sized")
         let (infoStatus, info) = try runTool(["nbdinfo", "--json", bed.uri])
         #expect(infoStatus == 0, "\(info)")
         let e = try nbdinfoExport(info)

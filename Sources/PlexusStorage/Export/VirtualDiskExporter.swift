@@ -60,6 +60,8 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
     var region: RegionKey?
     /// Per lane, the slots submitted to the initiator (bit s): failed if the engine stops.
     var inFlight: [UInt64]
+    /// Discovery in progress (``discover(layer:done:)``).
+    var discovery: Discovery?
 
     /// An exporter over `initiator` (it becomes the initiator's handler) with `lanes`
     /// connections of `depth` (≤ 64) slots of `slotSize` bytes (a multiple of 4096, at most the
@@ -76,7 +78,8 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
         self.depth = depth
         self.slotSize = slotSize
         inFlight = Array(repeating: 0, count: lanes)
-        do { shared = try SharedSlots(count: lanes * depth, slotSize: slotSize) } catch {
+        // One more slot than the lanes have: the replies of discovery's commands.
+        do { shared = try SharedSlots(count: lanes * depth + 1, slotSize: slotSize) } catch {
             throw .resources("\(lanes * depth) slots of \(slotSize) bytes: \(error)")
         }
         initiator.handler = self
@@ -171,6 +174,10 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
     }
 
     public func completed(_ completion: StorageCompletion, layer: RCLAN) {
+        if completion.tag == Self.discoveryTag {
+            discoveryStep(completion, layer: layer)
+            return
+        }
         let l = Int(completion.tag >> 16), s = Int(completion.tag & 0xFFFF)
         guard l < lanes.count, s < depth, inFlight[l] & (1 << UInt64(s)) != 0 else { return }
         inFlight[l] &= ~(1 << UInt64(s))

@@ -64,7 +64,20 @@ public final class StorageInitiator: RVIDelegate, StorageCompletionHandler {
     /// the segments must lie in a region every adapter uses.
     public func submit(cdb: CDB, target: UInt32, lun: UInt32, direction: DataDirection,
                        segments: SegmentList = SegmentList(), tag: UInt64, layer: RCLAN) throws(StorageSubmitError) {
-        let c = StorageCommand(sequence: 0, target: target, lun: lun, direction: direction, cdb: cdb, segments: segments)
+        try submit(StorageCommand(sequence: 0, target: target, lun: lun, direction: direction, cdb: cdb, segments: segments),
+                   tag: tag, layer: layer)
+    }
+
+    /// Sends a protocol-control operation (``ControlOperation``) the same way; listLUNs takes
+    /// `segments` for its reply.
+    public func submitControl(_ operation: ControlOperation, target: UInt32 = 0, lun: UInt32 = 0, argument: UInt64 = 0,
+                              segments: SegmentList = SegmentList(), tag: UInt64, layer: RCLAN) throws(StorageSubmitError) {
+        try submit(StorageCommand(sequence: 0, target: target, lun: lun, control: operation, argument: argument,
+                                  segments: segments), tag: tag, layer: layer)
+    }
+
+    /// Sends `c` (its sequence number is the adapter's to give).
+    func submit(_ c: StorageCommand, tag: UInt64, layer: RCLAN) throws(StorageSubmitError) {
         do throws(StorageMessageError) { try c.validate() } catch { throw .invalid(error) }
         guard let i = slots.firstIndex(where: { !$0.inUse }) else { throw .full }
         slots[i] = InitiatorSlot(inUse: true, command: c, tag: tag, adapter: preferred, attempts: 1, pending: true)
@@ -90,6 +103,12 @@ public final class StorageInitiator: RVIDelegate, StorageCompletionHandler {
     /// An adapter's completion (the initiator is every adapter's handler): passed up, or
     /// re-issued to the next adapter after a transport failure.
     public func completed(_ completion: StorageCompletion, layer: RCLAN) {
+        // A command submitted to an adapter directly (a tag beyond the initiator's slots) is
+        // passed up as it is: the caller chose its adapter and handles its failure.
+        guard completion.tag < UInt64(slots.count) else {
+            handler?.completed(completion, layer: layer)
+            return
+        }
         // Which adapter: the slot records it.
         let i = Int(completion.tag)
         guard i < slots.count, slots[i].inUse else { return }

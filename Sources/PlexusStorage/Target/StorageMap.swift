@@ -92,6 +92,8 @@ public struct StorageTargetCounters: Sendable, Hashable, Codable {
     public var controls: UInt64 = 0
     /// Commands dropped because the processor's RVIs failed or reset (its end of them is gone).
     public var abandoned: UInt64 = 0
+    /// Maps replaced (a personality moved to or from a processor).
+    public var mapChanges: UInt64 = 0
 
     public init() {}
 }

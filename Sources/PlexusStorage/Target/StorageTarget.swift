@@ -93,27 +93,7 @@ public final class StorageTarget: RVIDelegate {
                 throw .resources("block I/O tokens: \(error)")
             }
         }
-        var units: [MappedUnit] = []
-        for m in map {
-            guard !units.contains(where: { $0.target == m.target && $0.lun == m.lun }) else {
-                throw .duplicateMapping(target: m.target, lun: m.lun)
-            }
-            let file: BlockFile
-            do {
-                file = try layer.engine.openBlockFile(m.path, access: m.access == .readOnly ? .readOnly : .readWrite,
-                                                      direct: m.direct)
-            } catch {
-                throw .cannotOpen(path: m.path, reason: "\(error)")
-            }
-            let device = EngineFileDevice(file: file, blockSize: m.blockSize)
-            let bs = UInt32(device.geometry.blockSize)
-            let limits = BlockLimits(maxTransferBlocks: UInt32(slotSize) / bs, optimalTransferBlocks: UInt32(slotSize) / bs)
-            let identity = LogicalUnitIdentity(serial: "T\(m.target)L\(m.lun)P\(sessions.count)",
-                                               identifier: UInt64(m.target) << 32 | UInt64(m.lun))
-            let unit = SCSILogicalUnit(device: device, identity: identity, lun: m.lun,
-                                       readOnly: m.access == .readOnly, limits: limits)
-            units.append(MappedUnit(target: m.target, lun: m.lun, unit: unit, file: file))
-        }
+        let units = try makeUnits(map, processor: sessions.count, layer: layer)
         let staging: StagingMemory
         do {
             staging = try StagingMemory(layer: layer, slots: slotsPerProcessor, slotSize: slotSize, writers: [data])

@@ -58,7 +58,8 @@ final class TargetSession {
     let index: Int
     let command: RVI
     let data: RVI
-    let units: [MappedUnit]
+    /// The units of its map (replaced whole by ``StorageTarget/setMap(ofProcessor:_:layer:)``).
+    var units: [MappedUnit]
     let staging: StagingMemory
     /// The first block I/O token of the slots of this processor's session (token = first + slot).
     let firstToken: UInt32
