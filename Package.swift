@@ -122,7 +122,7 @@ let package = Package(
         // (definition and plan files, workloads, the console archive, LANPlatform).
         .target(
             name: "PlexusNode",
-            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusCluster", "PlexusNamespaces",
+            dependencies: ["PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusCluster", "PlexusNamespaces", "PlexusStorage",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

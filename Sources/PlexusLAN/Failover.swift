@@ -211,6 +211,7 @@ extension VirtualLANServer {
         standby.remove(spare)
         silentSince[node] = nil
         if let rvi = nodeRVI[node] { _ = try? layer.send(ControlMessage.fenced(node: node).encoded(), on: rvi) }
+        onPersonalityMoved?(node, spare, layer)
         if let rvi = nodeRVI[spare], case .success(let c) = plan.configuration(for: spare) {
             _ = try? layer.send(ControlMessage.configuration(c).encoded(), on: rvi)
             announceListeners(to: spare, vlans: Set(c.personality.nics.map(\.vlan)), on: rvi, layer: layer)

@@ -12,6 +12,10 @@ import PlexusRCLAN
 ///   table over VI `5` at both.
 /// - The direct RVI between processing nodes *i* and *j* is VI `4096 + j` at *i* and
 ///   `4096 + i` at *j*; the control node sends these numbers in the configuration.
+/// - The two storage RVIs of a processing node to control node *k* ("Virtual Storage": one for
+///   CMD and STAT, one for BUF, TRAN and the data) are VIs `6 + 2k` and `7 + 2k` at the node,
+///   and `12288 + node` and `4096 + node` at the control node (a control node has no direct
+///   RVIs, so the direct range is free there).
 public enum VINumbering {
     public static func managementAtNode(control k: Int) -> UInt32 { UInt32(1 + k) }
     public static func managementAtControl(node: NodeNumber) -> UInt32 { 16 + node.rawValue }
@@ -19,8 +23,12 @@ public enum VINumbering {
     public static func addressTableAtControl(node: NodeNumber) -> UInt32 { 8192 + node.rawValue }
     public static let addressTableBetweenControls: UInt32 = 5
     public static func direct(toward peer: NodeNumber) -> UInt32 { 4096 + peer.rawValue }
+    public static func storageCommandAtNode(control k: Int) -> UInt32 { UInt32(6 + 2 * k) }
+    public static func storageDataAtNode(control k: Int) -> UInt32 { UInt32(7 + 2 * k) }
+    public static func storageCommandAtControl(node: NodeNumber) -> UInt32 { 12288 + node.rawValue }
+    public static func storageDataAtControl(node: NodeNumber) -> UInt32 { 4096 + node.rawValue }
     /// The largest node number these rules allow with the engine's default 16384 VIs (the
-    /// address-table VIs of a control node, `8192 + node`, stay below 16384; management VIs,
+    /// storage command VIs of a control node, `12288 + node`, stay below 16384; management VIs,
     /// `16 + node`, below 4096 + 16).
     public static let maximumNode: NodeNumber = 4095
 }

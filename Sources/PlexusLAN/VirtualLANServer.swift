@@ -38,6 +38,9 @@ public final class VirtualLANServer: RVIDelegate {
     /// (the last 1000 lines; every line also goes to swift-log as `plexus.lan-server`).
     public internal(set) var log = BoundedLog(label: "plexus.lan-server")
 
+    /// Adds a line to the server's log from a service beside it on the control node (storage).
+    public func note(_ line: String) { log.append(line) }
+
     // Failover ("Cluster Management Logic"; Failover.swift).
     /// How failures are detected and handled; nil turns failover off.
     public var failoverSettings: FailoverSettings? = FailoverSettings()
@@ -64,6 +67,10 @@ public final class VirtualLANServer: RVIDelegate {
     /// address-table RVI) and keeps the RVI at the addresses the node's entry gives. What it
     /// throws goes to the server's log.
     public var onNodeAdded: ((NodeAddress, RVI, RCLAN) throws -> Void)?
+    /// Called on the engine thread when a failover moves `failed`'s personality to `spare`,
+    /// before the spare is sent its configuration: what goes with the personality beyond the
+    /// LAN (its storage map) moves here.
+    public var onPersonalityMoved: ((_ failed: NodeNumber, _ spare: NodeNumber, RCLAN) -> Void)?
     /// Which control node this is (0 or 1), once its management RVIs are open.
     public internal(set) var controlIndex = 0
     /// Console pieces received, and those written (the rest were already written: the other

@@ -2,6 +2,7 @@ import Logging
 import PlexusCore
 import PlexusLAN
 import PlexusRCLAN
+import PlexusStorage
 
 /// A control node ("Network Architecture"): it creates every path of the platform and hosts the
 /// platform's control services over one engine, its two fabric ports and one RCLAN layer: the
@@ -49,6 +50,7 @@ public final class ControlNode: Sendable {
                              layer: RCLANConfiguration = RCLANConfiguration(),
                              failover: FailoverSettings? = FailoverSettings(), console: (any ConsoleSink)? = nil,
                              logLevel: Logger.Level = .notice, adapters: NodeAdapters = NodeAdapters(),
+                             storage: StorageSettings? = nil,
                              services: [NodeServiceFactory] = []) throws(NodeStartError) -> ControlNode {
         let role = NodeRole.control(index: index)
         guard (0...1).contains(index) else {
@@ -117,7 +119,44 @@ public final class ControlNode: Sendable {
             routes?.stop()
             throw NodeStartError(node: node, role: role, step: .service, service: "address-table distributor", error)
         }
+        if let storage {
+            do {
+                try startStorage(storage, thread: thread, index: index, plan: plan, pathMTU: engine.pathMTU)
+            } catch {
+                thread.stopAndWait()
+                routes?.stop()
+                throw NodeStartError(node: node, role: role, step: .service, service: "storage target", error)
+            }
+        }
         return ControlNode(node: node, index: index, thread: thread, routes: routes)
+    }
+
+    /// Hosts the storage target: two RVIs to every processing node of the plan, each served
+    /// with its map; a failover moves the map with the personality, and a node a later plan
+    /// adds is served too (with no map).
+    static func startStorage(_ settings: StorageSettings, thread: EngineThread, index: Int, plan: LANPlan,
+                             pathMTU: Int) throws {
+        let nodes = plan.nodes
+        try thread.runAndWait { e in
+            guard let layer = RCLAN.on(e), let server = layer.service(VirtualLANServer.self) else {
+                throw PlexusError(.engineStopped, "the control node stopped")
+            }
+            let target = try StorageTarget(slots: settings.slots, slotSize: settings.slotSize,
+                                           maxProcessors: max(64, nodes.count * 2))
+            layer.host(target)
+            let storage = ControlStorage(target: target, maps: settings.maps)
+            for n in nodes { try storage.add(n, control: index, pathMTU: pathMTU, layer: layer) }
+            server.onPersonalityMoved = { failed, spare, layer in
+                if let problem = storage.moved(from: failed, to: spare, layer: layer) {
+                    server.note("storage map of node \(failed) not moved to node \(spare): \(problem)")
+                }
+            }
+            let added = server.onNodeAdded
+            server.onNodeAdded = { n, rvi, layer in
+                try added?(n, rvi, layer)
+                try storage.add(n, control: index, pathMTU: pathMTU, layer: layer)
+            }
+        }
     }
 
     /// Runs `body` with the node's virtual LAN server and its layer on the engine thread.

@@ -3,6 +3,7 @@ import PlexusCore
 import PlexusLAN
 import PlexusNamespaces
 import PlexusRCLAN
+import PlexusStorage
 import Synchronization
 
 /// The platform running in this process: every control node and processing node on an engine
@@ -27,6 +28,8 @@ public final class LANPlatform {
     /// The processing nodes' engine threads, by number.
     public var nodes: [NodeNumber: EngineThread] { processingNodes.mapValues(\.thread) }
     var controlConfigurations: [EngineConfiguration] = []
+    /// What the control nodes serve as storage (nil: no storage).
+    var storageSettings: StorageSettings?
     /// Brings personalities up on the nodes that get them (Personalities.swift).
     public let personalities: PersonalityManager
     /// The control nodes' console archive (both control nodes of this process share it).
@@ -45,13 +48,18 @@ public final class LANPlatform {
     ///     new MACs from `macState`.
     ///   - consoleDirectory: the control nodes' console archive (``ConsoleArchive``: every
     ///     node's workload output and log, `node<N>.log`); nil keeps no console.
+    ///   - storage: each processing node's storage map (its personality's disks), served by
+    ///     every control node; it moves with the personality at a failover.
+    ///   - disksDirectory: where processing node *n* offers its disks, `node<n>/t<T>-l<L>.sock`
+    ///     (NBD on a Unix socket); nil: the platform has no storage.
     /// The first control node's MAC counter file.
     public let macState: String
 
     public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
                 layerConfiguration: RCLANConfiguration = RCLANConfiguration(), nodePollMode: PollMode = .blocking,
                 failover: FailoverSettings? = FailoverSettings(), knownMACs: [VirtualNICBinding] = [],
-                consoleDirectory: String? = nil, seconds: Double = 10) throws {
+                consoleDirectory: String? = nil, storage: [NodeNumber: [StorageMapping]] = [:],
+                disksDirectory: String? = nil, seconds: Double = 10) throws {
         try definition.validate()
         try failover?.validate()
         self.definition = definition
@@ -85,8 +93,9 @@ public final class LANPlatform {
                 // slice, milliseconds) while another CPU runs only sleepers. With more spinners
                 // than CPUs, pinning would force two onto one CPU, so the scheduler decides.
                 if nodePollMode == .busyPoll && c.cpu == nil && definition.processingNodes.count <= cpus { c.cpu = i }
+                let disks = disksDirectory.map { DiskSettings(directory: "\($0)/node\(n)") }
                 let node = try ProcessingNode.start(node: n, engine: c, layer: layerConfiguration, tap: tap,
-                                                    personalities: personalities)
+                                                    personalities: personalities, disks: disks)
                 let t = node.thread
                 processingNodes[n] = node
                 addresses[n] = NodeAddress(node: n, info: t.info)
@@ -113,6 +122,7 @@ public final class LANPlatform {
                            nics: nics, mtu: definition.mtu)
             definition.apply(to: &plan)
             controlNodes = Array(repeating: nil, count: definition.controlNodes.count)
+            if disksDirectory != nil { storageSettings = StorageSettings(maps: storage) }
             personalities.start()
             for k in controlNodes.indices { try startControl(k, layerConfiguration: layerConfiguration, failover: failover) }
             for n in definition.processingNodes { personalities.console(n, "node \(n) started") }
@@ -151,7 +161,7 @@ public final class LANPlatform {
         guard controlNodes[k] == nil else { return }
         controlNodes[k] = try ControlNode.start(node: definition.controlNodes[k], index: k, plan: plan,
                                                 engine: controlConfigurations[k], layer: layerConfiguration,
-                                                failover: failover, console: archive)
+                                                failover: failover, console: archive, storage: storageSettings)
     }
 
     /// Stops control node `k` as if it died: its engine stops and sends nothing more.
@@ -171,6 +181,9 @@ public final class LANPlatform {
         guard let c = controlNodes[k] else { throw PlexusError(.engineStopped, "control node \(k) is stopped") }
         return try c.server { s, _ in try body(s) }
     }
+
+    /// The disks processing node `n` offers now: name (`t<T>-l<L>`) → NBD socket path.
+    public func disks(node n: NodeNumber) -> [String: String] { processingNodes[n]?.disks?.exports ?? [:] }
 
     /// Node `n`'s NIC on `vlan`.
     public func mac(node n: NodeNumber, vlan: VLANID) -> MACAddress? {

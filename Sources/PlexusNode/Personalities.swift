@@ -303,6 +303,7 @@ extension LANPlatform {
     public func kill(node n: NodeNumber) {
         personalities.detach(n)
         nodes[n]?.stopAndWait()
+        processingNodes[n]?.disks?.stopAfterEngine()
         personalities.kill(n)
         personalities.console(n, "node \(n) killed")
     }

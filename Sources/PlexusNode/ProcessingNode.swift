@@ -3,6 +3,7 @@ import PlexusCluster
 import PlexusCore
 import PlexusLAN
 import PlexusRCLAN
+import PlexusStorage
 
 /// A processing node ("Network Architecture"): it never opens a path of its own. It hosts the
 /// virtual Ethernet driver (its virtual NICs, as TAP devices or in-process) and any further
@@ -23,11 +24,17 @@ public final class ProcessingNode: Sendable {
     /// The engine's path MTU (what the address book's paths are bounded by).
     let pathMTU: Int
 
-    init(node: NodeNumber, thread: EngineThread, routes: RouteKeeper? = nil, pathMTU: Int = 65536) {
+    /// The node's disks, when it was started with ``DiskSettings``: attached at
+    /// ``register(controls:)``, exported when a personality with a storage map arrives.
+    public let disks: ProcessorDisks?
+
+    init(node: NodeNumber, thread: EngineThread, routes: RouteKeeper? = nil, pathMTU: Int = 65536,
+         disks: ProcessorDisks? = nil) {
         self.node = node
         self.thread = thread
         self.routes = routes
         self.pathMTU = pathMTU
+        self.disks = disks
     }
 
     /// Starts a processing node: its engine, its RCLAN layer, its virtual Ethernet driver and the
@@ -47,7 +54,7 @@ public final class ProcessingNode: Sendable {
     public static func start(node: NodeNumber, engine: EngineConfiguration, layer: RCLANConfiguration = RCLANConfiguration(),
                              tap: Bool, personalities: PersonalityManager? = nil, logLevel: Logger.Level = .notice,
                              configure: (@Sendable (VirtualEthernet) -> Void)? = nil,
-                             adapters: NodeAdapters = NodeAdapters(),
+                             adapters: NodeAdapters = NodeAdapters(), disks: DiskSettings? = nil,
                              services: [NodeServiceFactory] = []) throws(NodeStartError) -> ProcessingNode {
         guard (1...VINumbering.maximumNode).contains(node) else {
             throw NodeStartError(node: node, role: .processing, step: .configuration,
@@ -86,17 +93,44 @@ public final class ProcessingNode: Sendable {
             routes?.stop()
             throw NodeStartError(node: node, role: .processing, step: .service, service: "address-table distributor", error)
         }
+        var storage: ProcessorDisks?
+        if let disks {
+            do {
+                storage = try ProcessorDisks(settings: disks, controls: 2)
+            } catch {
+                thread.stopAndWait()
+                routes?.stop()
+                throw NodeStartError(node: node, role: .processing, step: .service, service: "disks", error)
+            }
+        }
         personalities?.attach(node, thread)
-        return ProcessingNode(node: node, thread: thread, routes: routes, pathMTU: engine.pathMTU)
+        return ProcessingNode(node: node, thread: thread, routes: routes, pathMTU: engine.pathMTU, disks: storage)
     }
 
     /// Opens the management RVI to each control node (``VINumbering``) and registers with both;
     /// registration is repeated until a control node answers. Opens the address-table RVI to
     /// each control node too: the node's address book fills from them.
     public func register(controls: [NodeAddress]) throws(NodeStartError) {
-        let me = node, pathMTU = self.pathMTU
+        let me = node, pathMTU = self.pathMTU, disks = self.disks
         do {
             try ethernet { eth, layer in
+                if let disks {
+                    // Before registering: the configuration that follows finds the disks.
+                    try disks.attach(controls: controls, node: me, pathMTU: pathMTU, layer: layer)
+                    let configured = eth.onConfigured, reconfigured = eth.onReconfigured, fenced = eth.onFenced
+                    eth.onConfigured = { [unowned layer] c in
+                        configured?(c)
+                        disks.refresh(layer: layer)
+                    }
+                    eth.onReconfigured = { [unowned layer] old, new in
+                        reconfigured?(old, new)
+                        if new == nil { disks.withdraw() } else { disks.refresh(layer: layer) }
+                    }
+                    eth.onFenced = {
+                        fenced?()
+                        disks.withdraw()
+                    }
+                }
                 try NodeAddressBook.openNeighbours(layer, controls.enumerated().map { k, c in
                     (c.node, NodeAddressBook.path(c, local: VINumbering.addressTableAtNode(control: k),
                                                   remote: VINumbering.addressTableAtControl(node: me)))
@@ -124,9 +158,11 @@ public final class ProcessingNode: Sendable {
         try NodeEngine.with(thread, S.self, what: "processing node \(node)'s \(S.self)", body)
     }
 
-    /// Stops the node's engine (it sends nothing more; its TAP devices close).
+    /// Stops the node's engine (it sends nothing more; its TAP devices close) and its disks'
+    /// NBD servers.
     public func stop() {
         thread.stopAndWait()
+        disks?.stopAfterEngine()
         routes?.stop()
     }
 }

@@ -43,6 +43,9 @@ extension VirtualDiskExporter {
     static let discoveryTag: UInt64 = 1 << 62
     static let capacityLength: UInt32 = 32
 
+    /// Whether a discovery is running.
+    public var isDiscovering: Bool { discovery != nil }
+
     /// The shared slot discovery's replies land in.
     var discoverySlot: Int { laneCount * depth }
 

@@ -1,0 +1,60 @@
+import Foundation
+import PlexusCore
+import PlexusLAN
+import PlexusNode
+import PlexusStorage
+import PlexusTestSupport
+import Testing
+
+@Suite("Disks of a personality: served by both control nodes, exported by the processor, moved by failover", .serialized,
+       .requiresIOUring)
+struct DiskFailoverTests {
+    @Test("a processor's disk is written through NBD; the processor is killed; the spare exports the same disk and reads it back",
+          .requiresTool("nbdcopy"), .requiresTool("nbdinfo"))
+    func diskMovesWithPersonality() throws {
+        let v10 = VLANID(10)!
+        var d = PlatformDefinition(controlNodes: [91, 92], processingNodes: [93, 94], vlans: [v10: [93]])
+        d.spares = [94]
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-disks-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let image = "\(dir)/lun0.img", size = 16 << 20
+        #expect(FileManager.default.createFile(atPath: image, contents: nil))
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: image))
+        try h.truncate(atOffset: UInt64(size))
+        try h.close()
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try LANPlatform(d, macState: state, storage: [93: [StorageMapping(target: 0, lun: 0, path: image)]],
+                                disksDirectory: "\(dir)/disks")
+        defer { p.stop() }
+
+        #expect(waitUntil(seconds: 10) { p.disks(node: 93)["t0-l0"] != nil }, "node 93 exports its disk")
+        let socket93 = try #require(p.disks(node: 93)["t0-l0"])
+        #expect(p.disks(node: 94).isEmpty, "the spare has no disk while it holds no personality")
+        let (info, infoOut) = try runTool(["nbdinfo", "--size", "nbd+unix:///?socket=\(socket93)"])
+        #expect(info == 0 && infoOut.trimmingCharacters(in: .whitespacesAndNewlines) == "\(size)", "\(infoOut)")
+
+        var g = SplitMix64(seed: 9301)
+        let data = (0..<(4 << 20)).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+        let source = "\(dir)/written.bin", back = "\(dir)/back.bin"
+        #expect(FileManager.default.createFile(atPath: source, contents: Data(data)))
+        let (put, putOut) = try runTool(["nbdcopy", "--flush", source, "nbd+unix:///?socket=\(socket93)"], seconds: 60)
+        #expect(put == 0, "\(putOut)")
+
+        p.kill(node: 93)
+        #expect(waitUntil(seconds: 10) { p.failovers(0).count == 1 && p.failovers(1).count == 1 })
+        #expect(waitUntil(seconds: 10) { p.disks(node: 94)["t0-l0"] != nil }, "the spare exports the personality's disk")
+        let socket94 = try #require(p.disks(node: 94)["t0-l0"])
+        let (get, getOut) = try runTool(["nbdcopy", "nbd+unix:///?socket=\(socket94)", back], seconds: 60)
+        #expect(get == 0, "\(getOut)")
+        let read = (FileManager.default.contents(atPath: back).map { [UInt8]($0) }) ?? []
+        #expect(read.count == size && Array(read.prefix(data.count)) == data ? true : false,
+                "the spare reads the \(data.count) bytes node 93 wrote")
+        let spare = try #require(p.processingNodes[94]?.disks)
+        let counters = try p.processingNodes[94]!.thread.runAndWait { _ in spare.counters }
+        print("Disk failover: node 93 wrote \(data.count) bytes to t0-l0 and was killed; after "
+              + p.failovers(0)[0].timeline.joined(separator: ", ") + ", node 94 exported t0-l0 and read it back: "
+              + "\(counters.disks.submitted) SCSI commands, \(counters.disks.failed) failed")
+    }
+}
