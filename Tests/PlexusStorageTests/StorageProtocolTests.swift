@@ -102,6 +102,43 @@ struct StorageProtocolTests {
         #expect(c.reads == 1 && c.writes == 0 && file.allSatisfy { $0 == 0xAB })
     }
 
+    @Test("a map replaced at the target: the old (target, LUN) is ILLEGAL REQUEST at once, the new one serves its file")
+    func mapReplaced() throws {
+        let backing = try Backing()
+        let first = try backing.file("first", bytes: 1 << 20, fill: 0x11)
+        let second = try backing.file("second", bytes: 2 << 20, fill: 0x22)
+        let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: first)]])
+        defer { rig.stop() }
+        let (before, a) = try rig.single(.read10(lba: 0, blocks: 8), direction: .dataIn, length: 4096)
+        #expect(before?.isGood == true && a == [UInt8](repeating: 0x11, count: 4096))
+        // What a failover does: the processor loses this map (it is fenced) ...
+        let target = rig.targets[0]
+        try rig.controls[0].runAndWait { e in try target.setMap(ofProcessor: 0, [], layer: RCLAN.on(e)!) }
+        let (fenced, _) = try rig.single(.read10(lba: 0, blocks: 8), direction: .dataIn, length: 4096)
+        #expect(fenced?.sense?.key == .illegalRequest && fenced?.sense?.additional == .logicalUnitNotSupported)
+        // ... or gains another personality's: the same (target, LUN) now reaches the other file.
+        try rig.controls[0].runAndWait { e in
+            try target.setMap(ofProcessor: 0, [StorageMapping(target: 0, lun: 0, path: second)], layer: RCLAN.on(e)!)
+        }
+        let (after, b) = try rig.single(.read10(lba: 0, blocks: 8), direction: .dataIn, length: 4096)
+        #expect(after?.isGood == true && b == [UInt8](repeating: 0x22, count: 4096))
+        let (cap, capData) = try rig.single(.readCapacity10(), direction: .dataIn, length: 8)
+        let parsed = capData.withUnsafeBytes { ReadCapacityData(parsing10: $0.bytes) }
+        #expect(cap?.isGood == true && parsed?.blockCount == UInt64((2 << 20) / 512))
+        // A map that cannot be opened is refused, naming the file, and the map in place stays.
+        let missing = backing.dir.path + "/missing"
+        #expect(throws: StorageSetupError.self) {
+            try rig.controls[0].runAndWait { e in
+                try target.setMap(ofProcessor: 0, [StorageMapping(target: 0, lun: 0, path: missing)],
+                                  layer: RCLAN.on(e)!)
+            }
+        }
+        let (still, c) = try rig.single(.read10(lba: 0, blocks: 8), direction: .dataIn, length: 4096)
+        #expect(still?.isGood == true && c == [UInt8](repeating: 0x22, count: 4096))
+        let counters = try rig.counters(0)
+        #expect(counters.mapChanges == 2 && counters.unmappedRefused == 1)
+    }
+
     @Test("malformed CMDs are counted and answered, never crash")
     func malformed() throws {
         let backing = try Backing()
