@@ -57,4 +57,67 @@ struct DiskFailoverTests {
               + p.failovers(0)[0].timeline.joined(separator: ", ") + ", node 94 exported t0-l0 and read it back: "
               + "\(counters.disks.submitted) SCSI commands, \(counters.disks.failed) failed")
     }
+
+    @Test("ext4 on a processor's disk: files written and synced, the processor killed, the spare mounts the same file system and every file reads back",
+          .requiresRoot, .requiresTool("nbdfuse"), .requiresTool("losetup"), .requiresTool("mkfs.ext4"),
+          .requiresTool("e2fsck"), .requiresTool("mount"), .requiresTool("umount"),
+          .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse"))
+    func fileSystemMovesWithPersonality() throws {
+        FuseLoopChain.sweepStale()
+        let v10 = VLANID(10)!
+        var d = PlatformDefinition(controlNodes: [101, 102], processingNodes: [103, 104], vlans: [v10: [103]])
+        d.spares = [104]
+        // Named like the chains' directories, so that a killed run's leftovers are swept with them.
+        let dir = "\(fuseTestPrefix)\(getpid())-platform"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let image = "\(dir)/lun0.img"
+        #expect(FileManager.default.createFile(atPath: image, contents: nil))
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: image))
+        try h.truncate(atOffset: 64 << 20)
+        try h.close()
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try LANPlatform(d, macState: state, storage: [103: [StorageMapping(target: 0, lun: 0, path: image)]],
+                                disksDirectory: "\(dir)/disks")
+        defer { p.stop() }
+        #expect(waitUntil(seconds: 10) { p.disks(node: 103)["t0-l0"] != nil })
+        let socket = try #require(p.disks(node: 103)["t0-l0"])
+        var g = SplitMix64(seed: 10301)
+        let files: [(String, [UInt8])] = [
+            ("big.bin", (0..<(3 << 20)).map { _ in UInt8(truncatingIfNeeded: g.next()) }),
+            ("notes.txt", Array("written by node 103 before it was killed\n".utf8)),
+        ]
+        do {
+            let chain = FuseLoopChain(socket: socket)
+            defer { chain.tearDown() }
+            let loop = try chain.attach()
+            let (mkfs, mkfsOut) = try runTool(["mkfs.ext4", "-q", "-F", loop], seconds: 120)
+            try #require(mkfs == 0, "\(mkfsOut)")
+            try chain.mount()
+            for (name, bytes) in files {
+                #expect(FileManager.default.createFile(atPath: "\(chain.mountPoint)/\(name)", contents: Data(bytes)))
+            }
+            _ = try runTool(["sync", "-f", "\(chain.mountPoint)/big.bin"])
+            // kill -9 of the processor while its file system is mounted: the chain over its
+            // socket dies with it and is torn down.
+            p.kill(node: 103)
+        }
+        #expect(waitUntil(seconds: 10) { p.failovers(0).count == 1 && p.failovers(1).count == 1 })
+        #expect(waitUntil(seconds: 10) { p.disks(node: 104)["t0-l0"] != nil }, "the spare exports the personality's disk")
+        let chain = FuseLoopChain(socket: try #require(p.disks(node: 104)["t0-l0"]))
+        defer { chain.tearDown() }
+        let loop = try chain.attach()
+        try chain.mount()
+        for (name, bytes) in files {
+            let back = FileManager.default.contents(atPath: "\(chain.mountPoint)/\(name)").map { [UInt8]($0) }
+            #expect(back?.count == bytes.count && back == bytes, "\(name) reads back at the spare")
+        }
+        try chain.unmount()
+        let (fsck, fsckOut) = try runTool(["e2fsck", "-fn", loop], seconds: 120)
+        #expect(fsck == 0, "\(fsckOut)")
+        print("File system failover: node 103 wrote \(files.map(\.1.count).reduce(0, +)) bytes in \(files.count) files on "
+              + "ext4 over its disk and was killed; node 104's take-over: " + p.failovers(0)[0].timeline.joined(separator: ", ")
+              + "; node 104 mounted the same file system, every file matched, e2fsck clean")
+    }
 }
