@@ -73,6 +73,7 @@ let package = Package(
                 "PlexusNamespaces",
                 "PlexusNode",
                 "PlexusPlatform",
+                "PlexusStorage",
                 "PlexusTestSupport",
                 "PlexusAPI",
                 "PlexusBench",

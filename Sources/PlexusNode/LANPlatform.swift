@@ -48,18 +48,16 @@ public final class LANPlatform {
     ///     new MACs from `macState`.
     ///   - consoleDirectory: the control nodes' console archive (``ConsoleArchive``: every
     ///     node's workload output and log, `node<N>.log`); nil keeps no console.
-    ///   - storage: each processing node's storage map (its personality's disks), served by
-    ///     every control node; it moves with the personality at a failover.
-    ///   - disksDirectory: where processing node *n* offers its disks, `node<n>/t<T>-l<L>.sock`
-    ///     (NBD on a Unix socket); nil: the platform has no storage.
+    ///   - disksDirectory: where processing node *n* offers the disks of the definition's
+    ///     storage maps, `node<n>/t<T>-l<L>.sock` (NBD on a Unix socket); nil: beside the MAC
+    ///     state file, `<macState>-disks`. Used only when the definition has storage.
     /// The first control node's MAC counter file.
     public let macState: String
 
     public init(_ definition: PlatformDefinition, macState: String, fabric: NamespaceFabric? = nil,
                 layerConfiguration: RCLANConfiguration = RCLANConfiguration(), nodePollMode: PollMode = .blocking,
                 failover: FailoverSettings? = FailoverSettings(), knownMACs: [VirtualNICBinding] = [],
-                consoleDirectory: String? = nil, storage: [NodeNumber: [StorageMapping]] = [:],
-                disksDirectory: String? = nil, seconds: Double = 10) throws {
+                consoleDirectory: String? = nil, disksDirectory: String? = nil, seconds: Double = 10) throws {
         try definition.validate()
         try failover?.validate()
         self.definition = definition
@@ -93,7 +91,8 @@ public final class LANPlatform {
                 // slice, milliseconds) while another CPU runs only sleepers. With more spinners
                 // than CPUs, pinning would force two onto one CPU, so the scheduler decides.
                 if nodePollMode == .busyPoll && c.cpu == nil && definition.processingNodes.count <= cpus { c.cpu = i }
-                let disks = disksDirectory.map { DiskSettings(directory: "\($0)/node\(n)") }
+                let disks = definition.storage.isEmpty ? nil
+                    : DiskSettings(directory: "\(disksDirectory ?? macState + "-disks")/node\(n)")
                 let node = try ProcessingNode.start(node: n, engine: c, layer: layerConfiguration, tap: tap,
                                                     personalities: personalities, disks: disks)
                 let t = node.thread
@@ -122,7 +121,7 @@ public final class LANPlatform {
                            nics: nics, mtu: definition.mtu)
             definition.apply(to: &plan)
             controlNodes = Array(repeating: nil, count: definition.controlNodes.count)
-            if disksDirectory != nil { storageSettings = StorageSettings(maps: storage) }
+            if !definition.storage.isEmpty { storageSettings = StorageSettings(maps: definition.storage) }
             personalities.start()
             for k in controlNodes.indices { try startControl(k, layerConfiguration: layerConfiguration, failover: failover) }
             for n in definition.processingNodes { personalities.console(n, "node \(n) started") }

@@ -2,6 +2,7 @@ import Foundation
 import PlexusCore
 import PlexusLAN
 import PlexusRCLAN
+import PlexusStorage
 
 /// What an administrator defines: the control nodes, the processing nodes, and which nodes sit
 /// on which VLAN (one virtual NIC per node and VLAN, "Virtual LAN Server" item 1).
@@ -33,6 +34,10 @@ public struct PlatformDefinition: Sendable, Hashable {
     /// The failover server, then the backup server (seed 002), each with the virtual nodes it
     /// hosts: processing nodes on no VLAN that wait like spares, in one process per server.
     public var failoverServers: [FailoverServer] = []
+    /// Each processing node's storage map ("Storage Architecture"): the disks of its
+    /// personality, by (target, LUN), served by the control nodes and moved with the
+    /// personality at a failover. A platform with none has no storage.
+    public var storage: [NodeNumber: [StorageMapping]] = [:]
     /// Which version of the definition this is (``LANPlan/revision``): the platform store's
     /// change counter when the definition comes from the store; 0 for a file.
     public var revision: UInt64 = 0
@@ -88,6 +93,16 @@ public struct PlatformDefinition: Sendable, Hashable {
             }
         }
         guard Set(failoverServers.map(\.name)).count == failoverServers.count else { throw bad("failoverServers: a name is used twice") }
+        for (n, map) in storage {
+            guard processingNodes.contains(n), !spares.contains(n) else {
+                throw bad("storage: node \(n) is not a processing node with a personality")
+            }
+            var seen = Set<[UInt32]>()
+            for m in map {
+                guard seen.insert([m.target, m.lun]).inserted else { throw bad("storage: node \(n) maps target \(m.target) LUN \(m.lun) twice") }
+                guard !m.path.isEmpty, m.path.utf8.count <= 4096 else { throw bad("storage: node \(n): a path of 1...4096 bytes") }
+            }
+        }
         for (n, w) in workloads {
             guard processingNodes.contains(n), !spares.contains(n) else { throw bad("workloads: node \(n) is not a processing node with a personality") }
             guard !w.isEmpty, w.utf8.count <= 4096 else { throw bad("workloads: node \(n): a command of 1...4096 bytes") }

@@ -1,6 +1,7 @@
 import Foundation
 import PlexusCore
 import PlexusLAN
+import PlexusStorage
 
 // MARK: - The definition file
 //
@@ -19,6 +20,7 @@ import PlexusLAN
 //       "spares": [6],
 //       "addresses": { "4": ["10=10.10.0.4/24", "20=10.20.0.4/24"] },
 //       "workloads": { "4": "exec python3 -m http.server -b 10.10.0.4 8080" },
+//       "storage": { "4": ["0:0=/var/lib/plexus/web.img", "0:1=/var/lib/plexus/iso.img:ro"] },
 //       "failoverServers": [ { "name": "failover", "virtualNodes": [7] },
 //                            { "name": "backup", "virtualNodes": [8] } ]
 //     }
@@ -26,7 +28,8 @@ import PlexusLAN
 // Only `controlNodes`, `processingNodes` and `vlans` are required. `spares` (the free pool),
 // `addresses` (per node, `VLAN=a.b.c.d/len`), `workloads` (per node, a shell command) and
 // `failoverServers` (seed 002: the failover server, then the backup server, each with the
-// virtual nodes it hosts) make the personalities the control nodes fail over. Every node's fabric
+// virtual nodes it hosts) make the personalities the control nodes fail over. `storage` (per
+// node, `TARGET:LUN=PATH`, `:ro` for read-only) is each personality's disks. Every node's fabric
 // addresses follow from its number by the two templates, so a node finds the control nodes, and
 // the control nodes find every node, without being told ("Network Architecture": the paths are
 // set up by rule).
@@ -36,7 +39,7 @@ extension PlatformDefinition {
     /// otherwise be ignored in silence).
     public static let fileFields: Set<String> = [
         "serial", "controlNodes", "processingNodes", "vlans", "promiscuous", "mtu", "fabricA", "fabricB", "pathMTU",
-        "spares", "addresses", "workloads", "failoverServers",
+        "spares", "addresses", "workloads", "failoverServers", "storage",
     ]
 
     /// Reads and checks a definition file. Errors name the file and the field.
@@ -128,6 +131,19 @@ extension PlatformDefinition {
             for (n, x) in try perNode(v, "workloads") {
                 guard let w = x as? String else { throw bad("workloads.\(n): expected a command line (a string)") }
                 d.workloads[n] = w
+            }
+        }
+        if let v = o["storage"] {
+            for (n, x) in try perNode(v, "storage") {
+                guard let list = x as? [Any] else { throw bad("storage.\(n): expected an array of \"TARGET:LUN=PATH\"") }
+                var map: [StorageMapping] = []
+                for (i, e) in list.enumerated() {
+                    guard let text = e as? String, let m = StorageMapping(entry: text) else {
+                        throw bad("storage.\(n)[\(i)]: expected \"TARGET:LUN=PATH\" or \"TARGET:LUN=PATH:ro\", e.g. \"0:0=/var/lib/plexus/disk.img\"")
+                    }
+                    map.append(m)
+                }
+                d.storage[n] = map
             }
         }
         if let v = o["failoverServers"] {

@@ -7,6 +7,7 @@ import PlexusNamespaces
 import PlexusLAN
 import PlexusPlatform
 import PlexusRCLAN
+import PlexusStorage
 
 // `plexus control` and `plexus node`: the two kinds of node as processes of their own
 // ("Network Architecture"; the seed's control nodes and processing nodes). Both read the same
@@ -116,11 +117,15 @@ struct ControlCommand: ParsableCommand {
         let layerConfiguration = RCLANConfiguration()
         let console = try ConsoleArchive(directory: state + "/console")
         let control = try ControlNode.start(node: me, index: index, plan: plan, engine: config, layer: layerConfiguration,
-                                            console: console, logLevel: logLevel, adapters: nodeAdapters)
+                                            console: console, logLevel: logLevel, adapters: nodeAdapters,
+                                            storage: d.storage.isEmpty ? nil : StorageSettings(maps: d.storage))
         let t = control.thread
         defer { control.stop() }
         print("plexus control: control node \(me) (index \(index) of \(d.controlNodes.count)) on fabric A \(nodeAdapters.primaryA ?? config.fabricA), fabric B \(nodeAdapters.primaryB ?? config.fabricB)")
         print("  state \(state): \(plan.nics.count) NICs" + (platformStore != nil ? " from the platform store (revision \(plan.revision)), followed" : ""))
+        for (n, map) in d.storage.sorted(by: { $0.key < $1.key }) {
+            print("  storage of node \(n): " + map.map(\.entry).joined(separator: ", "))
+        }
         for v in Set(plan.nics.map(\.vlan)).sorted() {
             let members = plan.nics.filter { $0.vlan == v }.map { "node \($0.node) \($0.mac)" }
             print("  \(v): \(members.joined(separator: ", "))")
@@ -225,6 +230,9 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "How long to wait for a control node to answer before giving up.")
     var wait: Double = 30
 
+    @Option(help: "Where this node offers the disks of the personality it holds, as NBD sockets t<TARGET>-l<LUN>.sock (when the definition has storage; default /tmp/plexus-node<N>-disks).")
+    var disks: String?
+
     @OptionGroup(title: "This node's entry in the address book") var adapters: AdapterOptions
 
     @Option(help: "The least level of log lines written to standard error (trace, debug, info, notice, warning, error, critical); each line carries the time, the level, the service's label and the node.")
@@ -274,10 +282,11 @@ struct NodeCommand: ParsableCommand {
         // goes to the control nodes' console archive; a workload that ends by itself is
         // reported as a failed process.
         let personalities = PersonalityManager(namespacePrefix: nil, archive: nil, here: tap)
+        let diskSettings = d.storage.isEmpty ? nil : DiskSettings(directory: disks ?? "/tmp/plexus-node\(n)-disks")
         let processing = try ProcessingNode.start(node: n, engine: config, tap: tap, personalities: personalities,
                                                   logLevel: logLevel, configure: { eth in
             if !tap { eth.onFrame = { _, _ in } }
-        }, adapters: nodeAdapters)
+        }, adapters: nodeAdapters, disks: diskSettings)
         personalities.start()
         defer {
             personalities.stop()
@@ -332,11 +341,23 @@ struct NodeCommand: ParsableCommand {
         let started = nowNanos()
         var stopSignal: Int32?
         var shownFailures = personalities.errors.count
+        var shownDisks: [String: String] = [:]
+        var shownProblem: String?
         while stopSignal == nil {
             stopSignal = waitForSignal(milliseconds: 200)
             let failures = personalities.errors
             for e in failures.dropFirst(shownFailures) { print(e) }
             shownFailures = failures.count
+            if let storage = processing.disks {
+                let now = storage.exports
+                for (name, path) in now.sorted(by: { $0.key < $1.key }) where shownDisks[name] == nil {
+                    print("disk \(name): nbd+unix:///?socket=\(path)")
+                }
+                for name in shownDisks.keys.sorted() where now[name] == nil { print("disk \(name) withdrawn") }
+                shownDisks = now
+                if let p = storage.problem, p != shownProblem { print("disks: \(p)") }
+                shownProblem = storage.problem
+            }
             fflush(nil)
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
         }

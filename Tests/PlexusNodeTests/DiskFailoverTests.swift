@@ -25,8 +25,8 @@ struct DiskFailoverTests {
         try h.close()
         let state = macStateFile()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let p = try LANPlatform(d, macState: state, storage: [93: [StorageMapping(target: 0, lun: 0, path: image)]],
-                                disksDirectory: "\(dir)/disks")
+        d.storage = [93: [StorageMapping(target: 0, lun: 0, path: image)]]
+        let p = try LANPlatform(d, macState: state, disksDirectory: "\(dir)/disks")
         defer { p.stop() }
 
         #expect(waitUntil(seconds: 10) { p.disks(node: 93)["t0-l0"] != nil }, "node 93 exports its disk")
@@ -78,8 +78,8 @@ struct DiskFailoverTests {
         try h.close()
         let state = macStateFile()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        let p = try LANPlatform(d, macState: state, storage: [103: [StorageMapping(target: 0, lun: 0, path: image)]],
-                                disksDirectory: "\(dir)/disks")
+        d.storage = [103: [StorageMapping(target: 0, lun: 0, path: image)]]
+        let p = try LANPlatform(d, macState: state, disksDirectory: "\(dir)/disks")
         defer { p.stop() }
         #expect(waitUntil(seconds: 10) { p.disks(node: 103)["t0-l0"] != nil })
         let socket = try #require(p.disks(node: 103)["t0-l0"])

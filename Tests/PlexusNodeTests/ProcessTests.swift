@@ -98,6 +98,12 @@ struct ProcessTests {
         (#"{ "controlNodes": [1], "processingNodes": [2, 3], "vlans": { "10": [2, 3] }, "failoverServers": [{ "name": "fs", "virtualNodes": [3] }] }"#,
          "virtual node 3 is on a VLAN"),
         (#"{ "controlNodes": [1], "processingNodes": [2, 3], "vlans": { "10": [2] }, "spares": [2] }"#, "spares: node 2 is on a VLAN"),
+        (#"{ "controlNodes": [1], "processingNodes": [2], "vlans": { "10": [2] }, "storage": { "2": ["0=/tmp/x.img"] } }"#,
+         "storage.2[0]: expected \"TARGET:LUN=PATH\""),
+        (#"{ "controlNodes": [1], "processingNodes": [2, 3], "vlans": { "10": [2] }, "spares": [3], "storage": { "3": ["0:0=/tmp/x.img"] } }"#,
+         "storage: node 3 is not a processing node with a personality"),
+        (#"{ "controlNodes": [1], "processingNodes": [2], "vlans": { "10": [2] }, "storage": { "2": ["0:0=/a.img", "0:0=/b.img"] } }"#,
+         "storage: node 2 maps target 0 LUN 0 twice"),
     ])
     func badDefinitions(json: String, message: String) throws {
         let platform = try writeDefinition(json)

@@ -32,6 +32,28 @@ public struct StorageMapping: Sendable, Hashable {
     }
 }
 
+extension StorageMapping {
+    /// A mapping written `TARGET:LUN=PATH`, with `:ro` after the path for read-only (the form
+    /// of definition files); nil when it is not that.
+    public init?(entry: String) {
+        let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return nil }
+        let tl = parts[0].split(separator: ":").map(String.init)
+        guard tl.count == 2, let t = UInt32(tl[0]), let l = UInt32(tl[1]) else { return nil }
+        var path = parts[1]
+        var access = StorageAccess.readWrite
+        if path.hasSuffix(":ro") {
+            path.removeLast(3)
+            access = .readOnly
+        }
+        guard !path.isEmpty else { return nil }
+        self.init(target: t, lun: l, path: path, access: access)
+    }
+
+    /// The mapping as a definition file writes it.
+    public var entry: String { "\(target):\(lun)=\(path)\(access == .readOnly ? ":ro" : "")" }
+}
+
 /// Errors of the storage target's and host adapter's setup, each naming what is wrong.
 public enum StorageSetupError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The engine could not open the backing file.

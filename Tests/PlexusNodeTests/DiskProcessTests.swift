@@ -1,0 +1,57 @@
+import Foundation
+import PlexusCore
+import PlexusNode
+import PlexusTestSupport
+import Testing
+
+@Suite("Disks with plexus control and plexus node as processes", .serialized, .requiresIOUring)
+struct DiskProcessTests {
+    @Test("the definition's storage: the node process offers its disk, nbdcopy writes it; kill -9 of that process; the spare process offers the same disk and it reads back",
+          .requiresTool("nbdcopy"))
+    func diskAcrossProcesses() throws {
+        let exe = try #require(plexusExecutable)
+        let state = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let image = state + "/web.img", size = 8 << 20
+        #expect(FileManager.default.createFile(atPath: image, contents: Data(count: size)))
+        let port = Int.random(in: 20_000..<40_000)
+        let platform = try writeDefinition("""
+            { "controlNodes": [1, 2], "processingNodes": [3, 4], "vlans": { "10": [3] }, "spares": [4],
+              "storage": { "3": ["0:0=\(image)"] },
+              "fabricA": "127.0.1.{node}:\(port)", "fabricB": "127.0.2.{node}:\(port)" }
+            """)
+        defer {
+            try? FileManager.default.removeItem(atPath: platform)
+            try? FileManager.default.removeItem(atPath: state)
+        }
+        let c0 = try WatchedProcess([exe, "control", "--platform", platform, "--index", "0", "--state", state])
+        let c1 = try WatchedProcess([exe, "control", "--platform", platform, "--index", "1", "--state", state])
+        defer { _ = c0.process.terminate(); _ = c1.process.terminate() }
+        #expect(c0.waitFor("ready") && c1.waitFor("ready"), "\(c0.output) \(c1.output)")
+        #expect(c0.output.contains("storage of node 3: 0:0=\(image)"), "\(c0.output)")
+        let n3 = try WatchedProcess([exe, "node", "--platform", platform, "--node", "3", "--backend", "frames",
+                                     "--disks", state + "/node3"])
+        let n4 = try WatchedProcess([exe, "node", "--platform", platform, "--node", "4", "--backend", "frames",
+                                     "--disks", state + "/node4"])
+        defer { _ = n4.process.terminate() }
+        #expect(n3.waitFor("disk t0-l0: nbd+unix:///?socket=\(state)/node3/t0-l0.sock"), "\(n3.output)")
+        #expect(n4.waitFor("standby"), "\(n4.output)")
+
+        var g = SplitMix64(seed: 30301)
+        let data = Data((0..<(2 << 20)).map { _ in UInt8(truncatingIfNeeded: g.next()) })
+        let source = state + "/written.bin", back = state + "/back.bin"
+        #expect(FileManager.default.createFile(atPath: source, contents: data))
+        let (put, putOut) = try runTool(["nbdcopy", "--flush", source, "nbd+unix:///?socket=\(state)/node3/t0-l0.sock"])
+        #expect(put == 0, "\(putOut)")
+
+        n3.process.kill()
+        #expect(c0.waitFor("moved to spare node 4") && c1.waitFor("moved to spare node 4"), "\(c0.output)")
+        #expect(n4.waitFor("disk t0-l0: nbd+unix:///?socket=\(state)/node4/t0-l0.sock"), "\(n4.output)")
+        let (get, getOut) = try runTool(["nbdcopy", "nbd+unix:///?socket=\(state)/node4/t0-l0.sock", back])
+        #expect(get == 0, "\(getOut)")
+        let read = FileManager.default.contents(atPath: back) ?? Data()
+        #expect(read.count == size && read.prefix(data.count) == data ? true : false, "the spare reads what node 3 wrote")
+        print("Disks across processes: node 3 wrote \(data.count) bytes through its disk t0-l0 and was killed; "
+              + "node 4 took the personality over, offered t0-l0 and read them back")
+    }
+}
