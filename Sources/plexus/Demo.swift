@@ -49,7 +49,10 @@ struct Demo: ParsableCommand {
             failed for good halfway: every message arrives exactly once, in order. Then two \
             control nodes and five processing nodes bring up two virtual LANs (as root in network \
             namespaces with TAP NICs and real ping; otherwise in this process), and control node 1 \
-            is stopped. Every counter is printed.
+            is stopped. As root, a web service's processor fails over to a spare. Then a \
+            processor's disk: two control nodes serve a file as its LUN, nbdcopy writes through \
+            the processor's NBD socket, the processor is killed, and the spare reads the data \
+            back. Every counter is printed.
             """)
 
     @Option(help: "Frames node 1 streams to node 2 (split across the two fabrics).")
@@ -236,6 +239,7 @@ struct Demo: ParsableCommand {
         print("   (`plexus rvi --help` runs this with your own faults and prints every counter per leg)")
         let lanOK = try lanShowcase()
         let failoverOK = try failoverShowcase()
+        let storageOK = try storageShowcase()
 
         print("\ncounters")
         for (name, t) in [("node 1", node1), ("node 2", node2)] {
@@ -250,7 +254,7 @@ struct Demo: ParsableCommand {
         let r1 = node1.stopAndWait(), r2 = node2.stopAndWait()
         print("\nshutdown: every frame and receive buffer returned: \(r1.leakedFrames + r2.leakedFrames + r1.leakedReceiveBuffers + r2.leakedReceiveBuffers == 0 ? "yes" : "NO")")
         let faultsExplain = !injected.isEmpty
-        if corrupt != 0 || !rvi.clean || !lanOK || !failoverOK || (!faultsExplain && (delivered != frames || ooo != 0 || !check || imm == nil))
+        if corrupt != 0 || !rvi.clean || !lanOK || !failoverOK || !storageOK || (!faultsExplain && (delivered != frames || ooo != 0 || !check || imm == nil))
             || (faultsExplain && delivered != expected)
         {
             throw ExitCode.failure
