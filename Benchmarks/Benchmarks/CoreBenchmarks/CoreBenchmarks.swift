@@ -8,7 +8,9 @@
 // What one benchmark iteration is:
 //   HeaderEncode, HeaderDecode, PoolTakeRelease    1000 operations (scalingFactor .kilo)
 //   StorageMessageEncode, StorageMessageDecode,
-//   SCSIWriteRead_4K, NBDWriteRead_4K              1000 operations (StorageBench.swift)
+//   SCSIWriteRead_4K, NBDWriteRead_4K,
+//   DiskExportWriteRead_4K                        1000 operations (StorageBench.swift,
+//                                                  DiskExportBench.swift)
 //   VIDemuxAndDeliver_64B, VIDemuxAndDeliver_16896B,
 //   InterposerCanary_OneAllocPerFrame             1000 frames sent by node 1 round-robin over
 //                                                  2048 VIs (1024 per fabric) and handed to

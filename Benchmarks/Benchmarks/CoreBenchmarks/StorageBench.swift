@@ -60,6 +60,7 @@ func storageBenchmarks() {
     // MARK: An NBD connection
 
     storageBedBenchmark("NBDWriteRead_4K", unit: "requests") { try NBDBench() }
+    storageBedBenchmark("DiskExportWriteRead_4K", unit: "requests") { try diskExportBench() }
 }
 
 /// A bed (built in setup, 200 warm-up operations, stopped in teardown) whose `run(count)` does
@@ -141,21 +142,30 @@ final class UnitBench: StorageBed {
 /// export, each answered before the next is sent. The handshake (in setup) may allocate; the
 /// requests use memory allocated once.
 final class NBDBench: StorageBed {
-    let dir: String
-    let server: NBDServer
     let fd: Int32
     let io = UnsafeMutableRawBufferPointer.allocate(byteCount: 28 + 4096, alignment: 64)
     var offset: UInt64 = 0
+    /// Stops what serves the socket (after the client has closed).
+    let stopServer: () -> Void
 
-    init() throws {
+    /// A client of the file `NBDServer` over a 4 MiB image.
+    convenience init() throws {
         let image = benchImage()
-        dir = image.dir
-        server = NBDServer(socketPath: dir + "/nbd.sock", exports: [try .file(path: image.file)], maxPayload: 1 << 20)
+        let server = NBDServer(socketPath: image.dir + "/nbd.sock", exports: [try .file(path: image.file)], maxPayload: 1 << 20)
         try server.start()
+        self.init(socket: image.dir + "/nbd.sock") {
+            server.stop()
+            removeBenchImage(image.dir)
+        }
+    }
+
+    /// A client of the export at `socket` (the default export, at least 4 MiB).
+    init(socket path: String, stopServer: @escaping () -> Void) {
+        self.stopServer = stopServer
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array((dir + "/nbd.sock").utf8)) }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
         let ok = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
         }
@@ -217,8 +227,7 @@ final class NBDBench: StorageBed {
 
     func stop() {
         close(fd)
-        server.stop()
+        stopServer()
         io.deallocate()
-        removeBenchImage(dir)
     }
 }
