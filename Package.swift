@@ -132,14 +132,16 @@ let package = Package(
         // running control nodes following the store.
         .target(
             name: "PlexusPlatform",
-            dependencies: ["PlexusCore", "PlexusLAN", "PlexusNamespaces", "PlexusNode", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["PlexusCore", "PlexusLAN", "PlexusNamespaces", "PlexusNode", "PlexusStorage",
+                           .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
         // MARK: - The management API a control node serves (hummingbird).
         .target(
             name: "PlexusAPI",
-            dependencies: ["PlexusCore", "PlexusPlatform", "PlexusLAN", "PlexusNode", "PlexusNamespaces", .product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: ["PlexusCore", "PlexusPlatform", "PlexusLAN", "PlexusNode", "PlexusNamespaces", "PlexusStorage",
+                           .product(name: "Hummingbird", package: "hummingbird")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

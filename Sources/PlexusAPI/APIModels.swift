@@ -1,5 +1,6 @@
 import Foundation
 import PlexusCore
+import PlexusStorage
 import PlexusPlatform
 
 // The management API's JSON, in one place: the request bodies every route takes, the answers
@@ -73,9 +74,9 @@ public struct MapStorageBody: APIRequestBody, Hashable {
     public var lun: Int
     public var storage: String
     /// Read-write when absent.
-    public var access: StorageMapping.Access?
+    public var access: StorageAccess?
 
-    public init(target: Int, lun: Int, storage: String, access: StorageMapping.Access? = nil) {
+    public init(target: Int, lun: Int, storage: String, access: StorageAccess? = nil) {
         self.target = target
         self.lun = lun
         self.storage = storage
@@ -90,7 +91,7 @@ public struct MapStorageBody: APIRequestBody, Hashable {
         lun = try c.decode(Int.self, forKey: .lun)
         storage = try c.decode(String.self, forKey: .storage)
         access = try c.decodeIfPresent(String.self, forKey: .access).map { a throws(PlatformError) in
-            guard let v = StorageMapping.Access(rawValue: a) else {
+            guard let v = StorageAccess(rawValue: a) else {
                 throw PlatformError(.invalid, field: "access", "'\(a)' is not read-write or read-only")
             }
             return v

@@ -4,6 +4,7 @@ import PlexusNamespaces
 import FoundationNetworking
 #endif
 import PlexusCore
+import PlexusStorage
 import PlexusLAN
 import PlexusPlatform
 
@@ -164,7 +165,7 @@ public final class ManagementClient: Sendable {
     }
 
     public func mapStorage(_ name: String, target: Int, lun: Int, storage: String,
-                           access: StorageMapping.Access? = nil) async throws(APIRefusal) -> Personality {
+                           access: StorageAccess? = nil) async throws(APIRefusal) -> Personality {
         try await call("POST", "/v1/personalities/\(Self.escape(name))/storage",
                        MapStorageBody(target: target, lun: lun, storage: storage, access: access))
     }

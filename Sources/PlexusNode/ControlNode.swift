@@ -145,6 +145,8 @@ public final class ControlNode: Sendable {
                                            maxProcessors: max(64, nodes.count * 2))
             layer.host(target)
             let storage = ControlStorage(target: target, maps: settings.maps)
+            storage.note = { [unowned server] line in server.note(line) }
+            layer.host(storage)
             for n in nodes { try storage.add(n, control: index, pathMTU: pathMTU, layer: layer) }
             server.onPersonalityMoved = { failed, spare, layer in
                 if let problem = storage.moved(from: failed, to: spare, layer: layer) {
@@ -157,6 +159,21 @@ public final class ControlNode: Sendable {
                 try storage.add(n, control: index, pathMTU: pathMTU, layer: layer)
             }
         }
+    }
+
+    /// Serves new storage maps (the platform store changed): each processing node whose map
+    /// differs gets its new one at once. Does nothing on a node started without storage.
+    public func updateStorage(_ maps: [NodeNumber: [StorageMapping]]) throws {
+        try thread.runAndWait { e in
+            guard let layer = RCLAN.on(e) else { throw PlexusError(.engineStopped, "the control node stopped") }
+            layer.service(ControlStorage.self)?.update(maps, layer: layer)
+        }
+    }
+
+    /// What the node's storage could not serve (mappings whose backing does not open), most
+    /// recent last; empty without storage.
+    public func storageProblems() throws -> [String] {
+        try thread.runAndWait { e in RCLAN.on(e)?.service(ControlStorage.self)?.problems ?? [] }
     }
 
     /// Runs `body` with the node's virtual LAN server and its layer on the engine thread.

@@ -12,7 +12,9 @@ public struct StorageSettings: Sendable {
     public var slots: Int
     public var slotSize: Int
 
-    public init(maps: [NodeNumber: [StorageMapping]], slots: Int = 16, slotSize: Int = 1 << 20) {
+    /// `slots` × `slotSize` bytes of staging memory per processing node (4 MiB by default; a
+    /// processor's slots must not be larger than `slotSize`).
+    public init(maps: [NodeNumber: [StorageMapping]], slots: Int = 16, slotSize: Int = 256 * 1024) {
         self.maps = maps
         self.slots = slots
         self.slotSize = slotSize
@@ -22,15 +24,54 @@ public struct StorageSettings: Sendable {
 /// A control node's storage target and which processor is which, on the engine thread: it opens
 /// the two storage RVIs to every processing node of the plan (``VINumbering``), serves each with
 /// its map, and moves a map with its personality when a failover moves it.
-final class ControlStorage {
+///
+/// A mapping whose backing cannot be opened does not stop the others: it is left out, and the
+/// control node's log names it (``problems``).
+final class ControlStorage: RVIDelegate {
     let target: StorageTarget
     var maps: [NodeNumber: [StorageMapping]]
     /// The target's processor index of each processing node.
     var processors: [NodeNumber: Int] = [:]
+    /// What could not be served, most recent last.
+    var problems: [String] = []
+    /// Where problems are told (the virtual LAN server's log).
+    var note: (String) -> Void = { _ in }
 
     init(target: StorageTarget, maps: [NodeNumber: [StorageMapping]]) {
         self.target = target
         self.maps = maps
+    }
+
+    /// `map` without the entries whose backing cannot be opened now, each named in the log.
+    func servable(_ map: [StorageMapping], node: NodeNumber, layer: RCLAN) -> [StorageMapping] {
+        map.filter { m in
+            do {
+                let f = try layer.engine.openBlockFile(m.path, access: m.access == .readOnly ? .readOnly : .readWrite,
+                                                       direct: m.direct)
+                layer.engine.closeBlockFile(f)
+                return true
+            } catch {
+                let line = "storage: node \(node)'s target \(m.target) LUN \(m.lun) (\(m.path)) cannot be served: \(error)"
+                problems.append(line)
+                if problems.count > 64 { problems.removeFirst() }
+                note(line)
+                return false
+            }
+        }
+    }
+
+    /// Takes new maps (the platform store changed): each node whose map differs is served its
+    /// new one. A map that cannot be set is named in the log and the old one stays.
+    func update(_ new: [NodeNumber: [StorageMapping]], layer: RCLAN) {
+        for n in Set(maps.keys).union(new.keys) where maps[n] ?? [] != new[n] ?? [] {
+            maps[n] = new[n] ?? []
+            guard let p = processors[n] else { continue }
+            do {
+                try target.setMap(ofProcessor: p, servable(new[n] ?? [], node: n, layer: layer), layer: layer)
+            } catch {
+                note("storage: node \(n)'s new map not set: \(error)")
+            }
+        }
     }
 
     /// Opens the storage RVIs to `node` and serves it with its map.
@@ -42,7 +83,9 @@ final class ControlStorage {
         let data = try layer.open(NodeAddressBook.path(node, local: VINumbering.storageDataAtControl(node: node.node),
                                                        remote: VINumbering.storageDataAtNode(control: index)),
                                   service: target)
-        processors[node.node] = try target.addProcessor(command: command, data: data, map: maps[node.node] ?? [], layer: layer)
+        processors[node.node] = try target.addProcessor(command: command, data: data,
+                                                        map: servable(maps[node.node] ?? [], node: node.node, layer: layer),
+                                                        layer: layer)
         NodeAddressBook.follow(layer, command, node: node.node, localVI: VINumbering.storageCommandAtControl(node: node.node),
                                remoteVI: VINumbering.storageCommandAtNode(control: index), pathMTU: pathMTU)
         NodeAddressBook.follow(layer, data, node: node.node, localVI: VINumbering.storageDataAtControl(node: node.node),
@@ -56,12 +99,15 @@ final class ControlStorage {
         maps[spare] = map
         maps[failed] = []
         var problems: [String] = []
+        var failures: [String] = []
         if let p = processors[spare] {
-            do { try target.setMap(ofProcessor: p, map, layer: layer) } catch { problems.append("node \(spare): \(error)") }
+            do { try target.setMap(ofProcessor: p, servable(map, node: spare, layer: layer), layer: layer) } catch {
+                failures.append("node \(spare): \(error)")
+            }
         }
         if let p = processors[failed] {
-            do { try target.setMap(ofProcessor: p, [], layer: layer) } catch { problems.append("node \(failed): \(error)") }
+            do { try target.setMap(ofProcessor: p, [], layer: layer) } catch { failures.append("node \(failed): \(error)") }
         }
-        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+        return failures.isEmpty ? nil : failures.joined(separator: "; ")
     }
 }

@@ -18,7 +18,9 @@ public struct DiskSettings: Sendable {
     /// How long a command waits for its STAT before it goes to the other control node.
     public var timeout: Duration
 
-    public init(directory: String, lanes: Int = 4, depth: Int = 16, slotSize: Int = 256 * 1024,
+    /// The defaults hold 2 connections of 16 requests in 128 KiB slots (4 MiB of registered
+    /// memory; a request may be 2 MiB). `slotSize` must not exceed the control nodes' slots.
+    public init(directory: String, lanes: Int = 2, depth: Int = 16, slotSize: Int = 128 * 1024,
                 timeout: Duration = .seconds(2)) {
         self.directory = directory
         self.lanes = lanes

@@ -1,5 +1,6 @@
 import PlexusCore
 import PlexusLAN
+import PlexusStorage
 import PlexusNode
 
 /// The platform's data ("Cluster Management Logic": the data structures that record the PANs'
@@ -53,21 +54,6 @@ public struct IPBinding: Codable, Sendable, Hashable {
     public var address: String
 }
 
-/// One entry of a processor's storage correspondence ("Configuration Component"): the virtual
-/// (target, LUN) the processor uses, the storage network address it stands for, and the access
-/// the processor has. Devices not in the map are not reachable (access control).
-public struct StorageMapping: Codable, Sendable, Hashable {
-    public enum Access: String, Codable, Sendable, CaseIterable {
-        case readWrite = "read-write"
-        case readOnly = "read-only"
-    }
-    public var target: Int
-    public var lun: Int
-    /// Where the storage network keeps it: a path, a block device or a SAN address.
-    public var storage: String
-    public var access: Access
-}
-
 /// A personality: everything that makes a processor that processor.
 public struct Personality: Codable, Sendable, Hashable {
     public var name: String
@@ -76,6 +62,9 @@ public struct Personality: Codable, Sendable, Hashable {
     public var node: NodeNumber?
     public var nics: [NICRecord]
     public var ips: [IPBinding]
+    /// Its storage correspondence ("Configuration Component"): the virtual (target, LUN)s it
+    /// uses, each with the path or SAN address it stands for and its access. Devices not in
+    /// the map are not reachable (access control).
     public var storage: [StorageMapping]
     /// The workload: a command started in the processor's network namespace.
     public var workload: String?

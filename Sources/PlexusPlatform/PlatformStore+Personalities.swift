@@ -1,5 +1,6 @@
 import GRDB
 import PlexusCore
+import PlexusStorage
 import PlexusLAN
 
 extension PlatformStore {
@@ -104,7 +105,7 @@ extension PlatformStore {
     /// be mapped read-only by many personalities, but read-write by one only (and then by no
     /// other, read-only or not).
     public func mapStorage(_ name: String, target: Int, lun: Int, storage: String,
-                           access: StorageMapping.Access = .readWrite) throws -> Personality {
+                           access: StorageAccess = .readWrite) throws -> Personality {
         try Check.scsi(target, field: "target", limit: 256)
         try Check.scsi(lun, field: "lun", limit: 16384)
         try Check.storage(storage)

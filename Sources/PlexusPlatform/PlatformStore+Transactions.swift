@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PlexusCore
+import PlexusStorage
 import PlexusLAN
 
 extension PlatformStore {
@@ -54,8 +55,8 @@ extension PlatformStore {
             IPBinding(vlan: $0["vlan"], address: "\($0["host"] as String)/\($0["prefix"] as Int)")
         }
         let storage = try Row.fetchAll(db, sql: "SELECT * FROM storage WHERE personality = ? ORDER BY target, lun", arguments: [name]).map {
-            StorageMapping(target: $0["target"], lun: $0["lun"], storage: $0["address"],
-                           access: StorageMapping.Access(rawValue: $0["access"]) ?? .readOnly)
+            StorageMapping(target: UInt32($0["target"] as Int), lun: UInt32($0["lun"] as Int), path: $0["address"],
+                           access: StorageAccess(rawValue: $0["access"]) ?? .readOnly)
         }
         return Personality(name: name, pan: row["pan"], node: row["node"], nics: nics, ips: ips, storage: storage,
                            workload: row["workload"], generation: row["generation"])

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PlexusCore
+import PlexusStorage
 import PlexusNode
 import PlexusNamespaces
 import PlexusLAN
@@ -43,8 +44,10 @@ extension PlatformStore {
             var addresses: [NodeNumber: [AddressBinding]] = [:]
             var workloads: [NodeNumber: String] = [:]
             var promiscuous: [VLANID: Set<NodeNumber>] = [:]
+            var storage: [NodeNumber: [StorageMapping]] = [:]
             for p in personalities {
                 guard let node = p.node, let held = p.processorPersonality else { continue }
+                if !p.storage.isEmpty { storage[node] = p.storage }
                 for nic in held.nics {
                     vlans[nic.vlan, default: []].append(node)
                     if nic.promiscuousAllowed { promiscuous[nic.vlan, default: []].insert(node) }
@@ -61,6 +64,7 @@ extension PlatformStore {
             d.spares = processors.filter { $0.state == .free && !virtual.contains($0.node) }.map(\.node)
             d.addresses = addresses
             d.workloads = workloads
+            d.storage = storage
             d.revision = after
             return (d, macs)
         }

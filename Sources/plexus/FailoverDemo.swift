@@ -44,7 +44,7 @@ func failoverShowcase() throws -> Bool {
     _ = try store.bindIP("builder", vlan: 20, address: "10.20.0.6/24")
     func show(_ p: Personality) -> String {
         "node \(p.node.map(String.init) ?? "-"), MAC \(p.nics.map(\.mac.description).joined(separator: ", ")), IP \(p.ips.map(\.address).joined(separator: ", ")), "
-            + "storage " + p.storage.map { "(\($0.target), \($0.lun)) → \($0.storage) \($0.access.rawValue)" }.joined(separator: ", ")
+            + "storage " + p.storage.map { "(\($0.target), \($0.lun)) → \($0.path) \($0.access.rawValue)" }.joined(separator: ", ")
     }
     let before = try store.personality("web")
     print("   PANs shop (VLAN 10: web on node 4, client on node 3) and lab (VLAN 20: builder on node 6); free pool: nodes 5 and 7")

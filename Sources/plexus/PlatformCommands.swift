@@ -103,9 +103,11 @@ struct ControlCommand: ParsableCommand {
         let me = d.controlNodes[index]
         var platformStore: PlatformStore?
         let plan: LANPlan
+        var storageMaps = d.storage
         if store {
             let s = try PlatformStore(path: state + "/platform.sqlite", serial: d.serial)
             let (fromStore, macs) = try s.definition(over: d)
+            storageMaps = fromStore.storage
             plan = try fromStore.plan(nics: fromStore.nics(known: macs, allocator: MACAllocator(serial: d.serial, stateFile: state + "/mac-counter")))
             platformStore = s
         } else {
@@ -118,12 +120,12 @@ struct ControlCommand: ParsableCommand {
         let console = try ConsoleArchive(directory: state + "/console")
         let control = try ControlNode.start(node: me, index: index, plan: plan, engine: config, layer: layerConfiguration,
                                             console: console, logLevel: logLevel, adapters: nodeAdapters,
-                                            storage: d.storage.isEmpty ? nil : StorageSettings(maps: d.storage))
+                                            storage: storageMaps.isEmpty ? nil : StorageSettings(maps: storageMaps))
         let t = control.thread
         defer { control.stop() }
         print("plexus control: control node \(me) (index \(index) of \(d.controlNodes.count)) on fabric A \(nodeAdapters.primaryA ?? config.fabricA), fabric B \(nodeAdapters.primaryB ?? config.fabricB)")
         print("  state \(state): \(plan.nics.count) NICs" + (platformStore != nil ? " from the platform store (revision \(plan.revision)), followed" : ""))
-        for (n, map) in d.storage.sorted(by: { $0.key < $1.key }) {
+        for (n, map) in storageMaps.sorted(by: { $0.key < $1.key }) {
             print("  storage of node \(n): " + map.map(\.entry).joined(separator: ", "))
         }
         for v in Set(plan.nics.map(\.vlan)).sorted() {
@@ -133,7 +135,11 @@ struct ControlCommand: ParsableCommand {
         print("ready")
         fflush(nil)
         let started = nowNanos()
-        let follower = platformStore.map { PlatformFollower(store: $0, base: d, platform: RunningControl(thread: t, base: d, plan: plan, macState: state + "/mac-counter"), revision: plan.revision) }
+        let follower = platformStore.map {
+            PlatformFollower(store: $0, base: d, platform: RunningControl(control: control, base: d, plan: plan,
+                                                                          macState: state + "/mac-counter"),
+                             revision: plan.revision)
+        }
         var stopSignal: Int32?
         while stopSignal == nil {
             stopSignal = waitForSignal(milliseconds: follower == nil ? 200 : 25)
@@ -154,12 +160,13 @@ struct ControlCommand: ParsableCommand {
 
 /// The control node of this process, as the platform store's follower sees it.
 final class RunningControl: FollowingPlatform {
-    let thread: EngineThread
+    let control: ControlNode
+    var thread: EngineThread { control.thread }
     let base: PlatformDefinition
     let macState: String
     var plan: LANPlan
-    init(thread: EngineThread, base: PlatformDefinition, plan: LANPlan, macState: String) {
-        self.thread = thread
+    init(control: ControlNode, base: PlatformDefinition, plan: LANPlan, macState: String) {
+        self.control = control
         self.base = base
         self.plan = plan
         self.macState = macState
@@ -174,7 +181,11 @@ final class RunningControl: FollowingPlatform {
             guard let layer = RCLAN.on(e), let server = layer.service(VirtualLANServer.self) else { return .refused("no server") }
             return server.adopt(offered, layer: layer)
         }
-        if case .adopted = result { plan = next }
+        if case .adopted = result {
+            plan = next
+            // The storage maps follow the store too (a node started without storage ignores them).
+            try control.updateStorage(definition.storage)
+        }
         return [result]
     }
 
@@ -230,7 +241,7 @@ struct NodeCommand: ParsableCommand {
     @Option(help: "How long to wait for a control node to answer before giving up.")
     var wait: Double = 30
 
-    @Option(help: "Where this node offers the disks of the personality it holds, as NBD sockets t<TARGET>-l<LUN>.sock (when the definition has storage; default /tmp/plexus-node<N>-disks).")
+    @Option(help: "Where this node offers the disks of the personality it holds, as NBD sockets t<TARGET>-l<LUN>.sock (given, or when the definition has storage: default /tmp/plexus-node<N>-disks). With control nodes following the platform store (plexus control --store), give it to use the store's storage maps.")
     var disks: String?
 
     @OptionGroup(title: "This node's entry in the address book") var adapters: AdapterOptions
@@ -282,7 +293,7 @@ struct NodeCommand: ParsableCommand {
         // goes to the control nodes' console archive; a workload that ends by itself is
         // reported as a failed process.
         let personalities = PersonalityManager(namespacePrefix: nil, archive: nil, here: tap)
-        let diskSettings = d.storage.isEmpty ? nil : DiskSettings(directory: disks ?? "/tmp/plexus-node\(n)-disks")
+        let diskSettings = d.storage.isEmpty && disks == nil ? nil : DiskSettings(directory: disks ?? "/tmp/plexus-node\(n)-disks")
         let processing = try ProcessingNode.start(node: n, engine: config, tap: tap, personalities: personalities,
                                                   logLevel: logLevel, configure: { eth in
             if !tap { eth.onFrame = { _, _ in } }

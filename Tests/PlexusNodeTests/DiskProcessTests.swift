@@ -42,10 +42,11 @@ struct DiskProcessTests {
         let source = state + "/written.bin", back = state + "/back.bin"
         #expect(FileManager.default.createFile(atPath: source, contents: data))
         let (put, putOut) = try runTool(["nbdcopy", "--flush", source, "nbd+unix:///?socket=\(state)/node3/t0-l0.sock"])
-        #expect(put == 0, "\(putOut)")
+        #expect(put == 0, "\(putOut)\ncontrol 1: \(c0.output)\ncontrol 2: \(c1.output)\nnode 3: \(n3.output)")
 
         n3.process.kill()
-        #expect(c0.waitFor("moved to spare node 4") && c1.waitFor("moved to spare node 4"), "\(c0.output)")
+        #expect(c0.waitFor("moved to spare node 4") && c1.waitFor("moved to spare node 4"),
+                "control 1: \(c0.output)\ncontrol 2: \(c1.output)\nnode 4: \(n4.output)")
         #expect(n4.waitFor("disk t0-l0: nbd+unix:///?socket=\(state)/node4/t0-l0.sock"), "\(n4.output)")
         let (get, getOut) = try runTool(["nbdcopy", "nbd+unix:///?socket=\(state)/node4/t0-l0.sock", back])
         #expect(get == 0, "\(getOut)")

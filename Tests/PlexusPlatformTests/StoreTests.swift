@@ -149,7 +149,7 @@ struct StoreTests {
         #expect(try s.appliedMigrations() == PlatformStore.migrations)
         #expect(try s.pans().map(\.name) == ["db"])
         let p = try s.personality(node: 6)
-        #expect(p.name == "primary" && p.ips.map(\.address) == ["192.168.42.6/24"] && p.storage.map(\.storage) == ["/dev/vdb"])
+        #expect(p.name == "primary" && p.ips.map(\.address) == ["192.168.42.6/24"] && p.storage.map(\.path) == ["/dev/vdb"])
         #expect(try s.macsHandedOut() == 2)
         _ = try s.addProcessor(to: "db", name: "replica")
         let mac = try s.attachNIC("replica", vlan: 42).nics[0].mac.description

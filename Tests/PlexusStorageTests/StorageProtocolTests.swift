@@ -139,6 +139,24 @@ struct StorageProtocolTests {
         #expect(counters.mapChanges == 2 && counters.unmappedRefused == 1)
     }
 
+    @Test("a LUN one control node does not serve (yet) goes to the other: redirected and counted; unserved by both, ILLEGAL REQUEST")
+    func redirectedToTheOtherControlNode() throws {
+        let backing = try Backing()
+        let path = try backing.file("disk0", bytes: 1 << 20, fill: 0x5A)
+        // Control node 1 has not got the personality's map yet (a failover in progress there).
+        let rig = try ProtocolRig.start(maps: [[], [StorageMapping(target: 0, lun: 0, path: path)]])
+        defer { rig.stop() }
+        let (r, data) = try rig.single(.read10(lba: 0, blocks: 8), direction: .dataIn, length: 4096)
+        #expect(r?.isGood == true && data == [UInt8](repeating: 0x5A, count: 4096))
+        let (other, _) = try rig.single(.read10(lba: 0, blocks: 8), lun: 9, direction: .dataIn, length: 4096)
+        #expect(other?.sense?.key == .illegalRequest && other?.sense?.additional == .logicalUnitNotSupported)
+        let initiator = rig.initiator
+        let (redirected, reissued, preferred) = try rig.processor.runAndWait { _ in
+            (initiator.redirected, initiator.reissued, initiator.preferred)
+        }
+        #expect(redirected == 2 && reissued == 0 && preferred == 0, "redirected \(redirected), re-issued \(reissued)")
+    }
+
     @Test("malformed CMDs are counted and answered, never crash")
     func malformed() throws {
         let backing = try Backing()

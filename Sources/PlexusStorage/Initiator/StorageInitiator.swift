@@ -23,7 +23,9 @@ struct InitiatorSlot {
 /// re-issued, with the same CDB, target, LUN and segments, to the next adapter, and counted in
 /// ``reissued``; the preferred adapter moves there. Only when every adapter has failed it does
 /// the failure reach ``handler``. SCSI errors (CHECK CONDITION) are the device's answer and are
-/// not re-issued.
+/// not re-issued, except LOGICAL UNIT NOT SUPPORTED: that control node does not serve the LUN to
+/// this processor (around a failover the two maps may differ for a moment), so the command goes
+/// to the other, counted in ``redirected``, without moving ``preferred``.
 ///
 /// Re-issuing a write after a control node died is safe because writes are idempotent at the
 /// block level: the re-issued command carries the same data to the same LBAs, and a command is
@@ -46,6 +48,9 @@ public final class StorageInitiator: RVIDelegate, StorageCompletionHandler {
     public private(set) var reissued: UInt64 = 0
     /// Commands that failed on every adapter.
     public private(set) var failed: UInt64 = 0
+    /// Commands sent to another control node because the first answered LOGICAL UNIT NOT
+    /// SUPPORTED (it does not serve the LUN to this processor, the other may).
+    public private(set) var redirected: UInt64 = 0
     var slots: [InitiatorSlot]
 
     /// An initiator over `adapters` (one per control node); it becomes their handler.
@@ -118,6 +123,15 @@ public final class StorageInitiator: RVIDelegate, StorageCompletionHandler {
     func completed(_ completion: StorageCompletion, from adapter: HostAdapter, layer: RCLAN) {
         let i = Int(completion.tag)
         guard i < slots.count, slots[i].inUse else { return }
+        if Self.unitNotServed(completion), slots[i].attempts < adapters.count {
+            // This control node does not serve the LUN to this processor (yet): around a
+            // failover the two control nodes' maps may differ for a moment. The other may.
+            slots[i].adapter = (slots[i].adapter + 1) % adapters.count
+            slots[i].attempts += 1
+            redirected += 1
+            issue(i, layer: layer)
+            return
+        }
         if case .transportFailure = completion.outcome, slots[i].attempts < adapters.count {
             let next = (slots[i].adapter + 1) % adapters.count
             if slots[i].adapter == preferred { preferred = next }
@@ -137,5 +151,14 @@ public final class StorageInitiator: RVIDelegate, StorageCompletionHandler {
 
     public func layerTurn(_ layer: RCLAN) {
         for i in slots.indices where slots[i].inUse && slots[i].pending { issue(i, layer: layer) }
+    }
+
+    /// CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED (ASC 0x25), in fixed or
+    /// descriptor format: read in place, without parsing the sense into a value.
+    static func unitNotServed(_ c: StorageCompletion) -> Bool {
+        guard case .status(let status, _, let sense, _) = c.outcome, status == SCSIStatus.checkCondition.rawValue,
+              sense.count >= 3 else { return false }
+        if sense[0] & 0x7F >= 0x72 { return sense[1] & 0x0F == SenseKey.illegalRequest.rawValue && sense[2] == 0x25 }
+        return sense.count >= 13 && sense[2] & 0x0F == SenseKey.illegalRequest.rawValue && sense[12] == 0x25
     }
 }

@@ -2,7 +2,7 @@ import PlexusCore
 import PlexusRCLAN
 
 /// How a processor may use a mapped logical unit.
-public enum StorageAccess: String, Sendable, Hashable, Codable {
+public enum StorageAccess: String, Sendable, Hashable, Codable, CaseIterable {
     case readWrite = "read-write"
     case readOnly = "read-only"
 }
@@ -52,6 +52,27 @@ extension StorageMapping {
 
     /// The mapping as a definition file writes it.
     public var entry: String { "\(target):\(lun)=\(path)\(access == .readOnly ? ":ro" : "")" }
+}
+
+/// In JSON (the platform store's personalities, the management API): `target`, `lun`,
+/// `storage` (the path or SAN address) and `access`; the block size and O_DIRECT take their
+/// defaults.
+extension StorageMapping: Codable {
+    enum CodingKeys: String, CodingKey { case target, lun, storage, access }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(target: try c.decode(UInt32.self, forKey: .target), lun: try c.decode(UInt32.self, forKey: .lun),
+                  path: try c.decode(String.self, forKey: .storage), access: try c.decode(StorageAccess.self, forKey: .access))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(target, forKey: .target)
+        try c.encode(lun, forKey: .lun)
+        try c.encode(path, forKey: .storage)
+        try c.encode(access, forKey: .access)
+    }
 }
 
 /// Errors of the storage target's and host adapter's setup, each naming what is wrong.
