@@ -84,6 +84,10 @@ public struct BenchOptions: Sendable {
     /// storage: bypass the page cache on every side (the control nodes' O_DIRECT, nbdkit's
     /// cache=none, fio --direct=1); false: every side through the page cache.
     public var direct = true
+    /// storage: the processor's exporter, per NBD connection: slots (requests in flight, ≤ 64)
+    /// and bytes per slot in KiB (a request takes as many slots as it needs).
+    public var laneDepth = 32
+    public var slotKiB = 1024
     public var output = BenchOutput.standard
 
     public init() {}

@@ -19,10 +19,13 @@ public struct BenchParameters: Codable, Sendable, Hashable {
     public var queueDepth: Int?
     public var fileMiB: Int?
     public var direct: Bool?
+    public var laneDepth: Int?
+    public var slotKiB: Int?
 
     enum CodingKeys: String, CodingKey {
         case size, seconds, count, rounds, fabric, busyPoll = "busy_poll", vis, policy, link, loss, mtu
         case pattern, blockSize = "block_size", queueDepth = "queue_depth", fileMiB = "file_mib", direct
+        case laneDepth = "lane_depth", slotKiB = "slot_kib"
     }
 
     /// The parameters `scenario` reads from `o`.
@@ -41,7 +44,7 @@ public struct BenchParameters: Codable, Sendable, Hashable {
         case .failover: rounds = o.rounds
         case .storage:
             (pattern, blockSize, queueDepth, seconds, rounds) = (o.pattern, o.blockSize, o.queueDepth, o.seconds, o.rounds)
-            (fileMiB, direct) = (o.storageFileMiB, o.direct)
+            (fileMiB, direct, laneDepth, slotKiB) = (o.storageFileMiB, o.direct, o.laneDepth, o.slotKiB)
         }
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PlexusCore
 import PlexusNamespaces
 import PlexusRCLAN
@@ -35,13 +38,12 @@ struct EngineOwned<T>: @unchecked Sendable {
 /// nodes each running a storage target over the same backing file, every engine on loopback in
 /// this process: the stack of a processor's disk, end to end.
 final class StorageBed {
-    /// Exporter slots: `depth` per connection of `slotSize` bytes (a larger request takes
-    /// several, each its own SCSI command); the targets' slots are at least as large.
+    /// Exporter lanes (NBD connections at once); each has `depth` slots of `slotSize` bytes (a
+    /// larger request takes several, each its own SCSI command). The targets' slots are at
+    /// least as large as the exporter's, and as many.
     static let lanes = 2
-    static let depth = 64
-    static let slotSize = 128 << 10
+    static func targetSlotSize(_ slotSize: Int) -> Int { max(1 << 20, slotSize) }
     static let targetSlots = 64
-    static let targetSlotSize = 1 << 20
 
     let processor: EngineThread
     let controls: [EngineThread]
@@ -49,11 +51,11 @@ final class StorageBed {
     let exporter: VirtualDiskExporter
     let server: NBDServer
 
-    init(file: String, bytes: Int, socket: String, direct: Bool) throws {
-        let commands = Self.lanes * Self.depth
+    init(file: String, bytes: Int, socket: String, direct: Bool, depth: Int, slotSize: Int) throws {
+        let commands = Self.lanes * depth
         let adapters = (0..<2).map { _ in HostAdapter(maxCommands: commands, timeout: .seconds(5)) }
         let initiator = StorageInitiator(adapters: adapters, maxCommands: commands)
-        let exporter = try VirtualDiskExporter(initiator: initiator, lanes: Self.lanes, depth: Self.depth, slotSize: Self.slotSize)
+        let exporter = try VirtualDiskExporter(initiator: initiator, lanes: Self.lanes, depth: depth, slotSize: slotSize)
         self.initiator = initiator
         self.exporter = exporter
         let owned = EngineOwned(value: (exporter, initiator, adapters))
@@ -61,7 +63,7 @@ final class StorageBed {
         var controls: [EngineThread] = []
         do {
             for k in 0..<2 {
-                let t = EngineOwned(value: try StorageTarget(slots: Self.targetSlots, slotSize: Self.targetSlotSize,
+                let t = EngineOwned(value: try StorageTarget(slots: max(Self.targetSlots, depth), slotSize: Self.targetSlotSize(slotSize),
                                                              queueDepth: commands, transferTimeout: .seconds(10)))
                 let c = try EngineThread.start(.loopback(node: 2 + UInt8(k))) { RCLAN(delegate: t.value) }
                 controls.append(c)
@@ -207,7 +209,8 @@ extension BenchOptions {
 
     /// fio through NBD into the processor's disk.
     func plexusStorageRun(socket: String) throws -> FioRun {
-        let bed = try StorageBed(file: storageFile, bytes: storageFileMiB << 20, socket: socket, direct: direct)
+        let bed = try StorageBed(file: storageFile, bytes: storageFileMiB << 20, socket: socket, direct: direct,
+                                 depth: laneDepth, slotSize: slotKiB << 10)
         defer { bed.stop() }
         let before = try bed.counters()
         var run = try fio(["--ioengine=nbd", "--uri=nbd+unix:///?socket=\(socket)"])
@@ -286,14 +289,14 @@ extension BenchOptions {
             plexus: plexus, baseline: nbdkit, limit: limit, ratio: ratio, ratioToLimit: plexus.iops / limit.iops, target: target,
             note: "the same fio job (\(pattern), bs \(blockSize), iodepth \(queueDepth), \(seconds) s) on each side, interleaved over the rounds, the file's cached pages dropped before each; "
                 + "ratio is Plexus IOPS ÷ nbdkit IOPS; ratio_to_limit is Plexus IOPS ÷ io_uring on the file; latencies are fio's completion latency (clat) percentiles; "
-                + "exporter \(StorageBed.lanes) lanes × \(StorageBed.depth) slots of \(StorageBed.slotSize >> 10) KiB, targets \(StorageBed.targetSlots) slots of \(StorageBed.targetSlotSize >> 10) KiB, "
+                + "exporter \(StorageBed.lanes) lanes × \(laneDepth) slots of \(slotKiB) KiB, targets \(max(StorageBed.targetSlots, laneDepth)) slots of \(StorageBed.targetSlotSize(slotKiB << 10) >> 10) KiB, "
                 + "backing file opened \(direct ? "with O_DIRECT" : "through the page cache")")
     }
 }
 
 /// Whether a server accepts connections on the Unix socket at `path`.
 func unixSocketAnswers(_ path: String) -> Bool {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    let fd = Glibc.socket(AF_UNIX, 1 | 0o2000000, 0)  // SOCK_STREAM | SOCK_CLOEXEC (Linux)
     guard fd >= 0 else { return false }
     defer { close(fd) }
     var sa = sockaddr_un()

@@ -57,7 +57,8 @@ struct Bench: ParsableCommand {
             against nbdkit's file plugin on the same file (the baseline; ratio = Plexus IOPS ÷ \
             nbdkit IOPS) and fio with io_uring and O_DIRECT on the file itself (the limit); \
             --file PATH (default /var/tmp/plexus-bench-storage.img, --file-mib 1024, written once \
-            and kept); --buffered: every side through the page cache instead
+            and kept); --buffered: every side through the page cache instead; --lane-depth 32 \
+            --slot-kib 1024: the processor's exporter's slots per NBD connection and their size
 
             With --json the last line of output is one JSON object: scenario, parameters, \
             `plexus`, `baseline`, `ratio`, machine and date.
@@ -101,6 +102,10 @@ struct Bench: ParsableCommand {
     var fileMib: Int = 1024
     @Flag(help: "storage: every side through the page cache (no O_DIRECT, nbdkit without cache=none).")
     var buffered = false
+    @Option(help: "storage: the processor's exporter's slots per NBD connection (requests in flight, 1...64).")
+    var laneDepth: Int = 32
+    @Option(help: "storage: the exporter's slot size in KiB (a multiple of 4; a larger request takes several slots).")
+    var slotKib: Int = 1024
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
     @Option(name: .customLong("fault"), parsing: .singleValue,
@@ -123,6 +128,11 @@ struct Bench: ParsableCommand {
             throw ValidationError("--bs must be a multiple of 512 bytes up to 8m (4k, 1m, …)")
         }
         guard (1...1024).contains(qd) else { throw ValidationError("--qd must be in 1...1024") }
+        guard (1...64).contains(laneDepth) else { throw ValidationError("--lane-depth must be in 1...64") }
+        guard slotKib >= 4, slotKib % 4 == 0, slotKib <= 16 << 10 else { throw ValidationError("--slot-kib must be a multiple of 4 up to 16384") }
+        guard let b2 = parseByteSize(bs), b2 <= laneDepth * slotKib << 10 else {
+            throw ValidationError("--bs must fit in --lane-depth × --slot-kib")
+        }
         guard (16...(1 << 20)).contains(fileMib), fileMib << 20 >= b else { throw ValidationError("--file-mib must be in 16...1048576") }
     }
 
@@ -132,6 +142,7 @@ struct Bench: ParsableCommand {
         (o.busyPoll, o.policy, o.heartbeatUs, o.loss, o.link) = (busyPoll, policy, heartbeatUs, loss, link)
         (o.pattern, o.blockSize, o.queueDepth, o.storageFile, o.storageFileMiB, o.direct) =
             (pattern, parseByteSize(bs)!, qd, file, fileMib, !buffered)
+        (o.laneDepth, o.slotKiB) = (laneDepth, slotKib)
         o.faults = faults.compactMap(FaultOption.init(argument:)).map { ($0.fabric, $0.plan) }
         switch scenario {
         case .viThroughput: try report(PlexusBench.viThroughput(o), o)
