@@ -51,8 +51,8 @@ struct Bench: ParsableCommand {
             and failed_requests, against the same service restarted in place
 
             Storage (fio and nbdkit installed):
-              storage        --pattern randread|randwrite|read|write --bs 4k|1m --qd N \
-            --seconds S   the same fio job through NBD into a processor's disk (one processing \
+              storage        --pattern randread|randwrite|read|write --bs 4k|1m
+                             --qd N --seconds S: the same fio job through NBD into a processor's disk (one processing \
             node, RVIs on both fabrics, two control nodes' storage targets over one backing file), \
             against nbdkit's file plugin on the same file (the baseline; ratio = Plexus IOPS ÷ \
             nbdkit IOPS) and fio with io_uring and O_DIRECT on the file itself (the limit); \
