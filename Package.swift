@@ -84,12 +84,12 @@ let package = Package(
         ),
 
         // MARK: - The benchmark scenarios of `plexus bench`: Plexus against raw UDP pairs, veth
-        // pairs and restarts in place, measured in the same run; their drivers, the far end
+        // pairs, restarts in place and nbdkit, measured in the same run; their drivers, the far end
         // (`plexus bench-peer`) and the Codable results.
         .target(
             name: "PlexusBench",
             dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces", "PlexusNode",
-                           "PlexusTestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")],
+                           "PlexusStorage", "PlexusTestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

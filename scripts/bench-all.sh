@@ -4,7 +4,8 @@
 # date, parameters, plexus, baseline, ratio), a size sweep as CSV, a plot of it, and README.md.
 # Nothing in bench-results/ is edited by hand; run this again to refresh it.
 #   ROUNDS (default 5) and SECONDS_PER_RUN (default 2) set the effort; `scripts/bench-all.sh vlan`
-#   runs only the virtual LAN scenarios, `scripts/bench-all.sh failover` only processor failover.
+#   runs only the virtual LAN scenarios, `scripts/bench-all.sh failover` only processor failover,
+#   `scripts/bench-all.sh storage` only the storage scenarios.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds="${ROUNDS:-5}"
@@ -37,7 +38,16 @@ failover() {  # processor failover: root, iproute2, python3
         echo "== failover skipped: needs root, iproute2 and python3 (scripts/setup.sh)" >&2
     fi
 }
-if [ "${1:-}" = "vlan" ] || [ "${1:-}" = "failover" ]; then  # scripts/bench-all.sh vlan|failover: only these
+storage() {  # a processor's disk over NBD against nbdkit and io_uring on the file: fio, nbdkit
+    if command -v fio >/dev/null && command -v nbdkit >/dev/null; then
+        run storage-randread-4k-qd32 storage --pattern randread --bs 4k --qd 32 --seconds "$secs" --rounds "$rounds"
+        run storage-read-1m storage --pattern read --bs 1m --qd 32 --seconds "$secs" --rounds "$rounds"
+        run storage-write-1m storage --pattern write --bs 1m --qd 32 --seconds "$secs" --rounds "$rounds"
+    else
+        echo "== storage-* skipped: needs fio and nbdkit" >&2
+    fi
+}
+if [ "${1:-}" = "vlan" ] || [ "${1:-}" = "failover" ] || [ "${1:-}" = "storage" ]; then  # scripts/bench-all.sh vlan|failover|storage: only these
     "$1"
     python3 scripts/bench-table.py "$out" > "$out/README.md"
     exit 0
@@ -66,6 +76,7 @@ run rvi-loss-5 rvi-loss --size 16896 --loss 5 --seconds "$secs" --rounds "$round
 
 vlan
 failover
+storage
 
 # Throughput against frame size, Plexus and both baselines, for the plot.
 echo "size,plexus_gbytes_per_s,io_uring_gbytes_per_s,plain_gbytes_per_s,plain_gso_gbytes_per_s,plexus_frames_per_s,io_uring_frames_per_s,plain_frames_per_s,plain_gso_frames_per_s,ratio,ratio_to_plain_gso" > "$out/throughput-sweep.csv"

@@ -16,6 +16,7 @@ public enum BenchScenario: String, CaseIterable, Sendable {
     case vlanPing = "vlan-ping"
     case vlanFailover = "vlan-failover"
     case failover
+    case storage
 }
 
 /// Which fabrics a scenario uses.
@@ -72,6 +73,21 @@ public struct BenchOptions: Sendable {
     public var link = false
     /// Faults under the Plexus sender's fabrics; the baselines run without.
     public var faults: [(fabric: Fabric, plan: FaultPlan)] = []
+    /// storage: fio's access pattern (randread, randwrite, read, write), block size in bytes and
+    /// I/O depth.
+    public var pattern = "randread"
+    public var blockSize = 4096
+    public var queueDepth = 32
+    /// storage: the backing file every side reads and writes (on a real disk), and its size.
+    public var storageFile = "/var/tmp/plexus-bench-storage.img"
+    public var storageFileMiB = 1024
+    /// storage: bypass the page cache on every side (the control nodes' O_DIRECT, nbdkit's
+    /// cache=none, fio --direct=1); false: every side through the page cache.
+    public var direct = true
+    /// storage: the processor's exporter, per NBD connection: slots (requests in flight, ≤ 64)
+    /// and bytes per slot in KiB (a request takes as many slots as it needs).
+    public var laneDepth = 32
+    public var slotKiB = 1024
     public var output = BenchOutput.standard
 
     public init() {}

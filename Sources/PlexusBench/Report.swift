@@ -14,9 +14,18 @@ public struct BenchParameters: Codable, Sendable, Hashable {
     public var link: Bool?
     public var loss: Double?
     public var mtu: Int?
+    public var pattern: String?
+    public var blockSize: Int?
+    public var queueDepth: Int?
+    public var fileMiB: Int?
+    public var direct: Bool?
+    public var laneDepth: Int?
+    public var slotKiB: Int?
 
     enum CodingKeys: String, CodingKey {
         case size, seconds, count, rounds, fabric, busyPoll = "busy_poll", vis, policy, link, loss, mtu
+        case pattern, blockSize = "block_size", queueDepth = "queue_depth", fileMiB = "file_mib", direct
+        case laneDepth = "lane_depth", slotKiB = "slot_kib"
     }
 
     /// The parameters `scenario` reads from `o`.
@@ -33,6 +42,9 @@ public struct BenchParameters: Codable, Sendable, Hashable {
         case .vlanPing: (count, rounds, busyPoll) = (o.count, o.rounds, o.busyPoll)
         case .vlanFailover: seconds = max(o.seconds, 3)
         case .failover: rounds = o.rounds
+        case .storage:
+            (pattern, blockSize, queueDepth, seconds, rounds) = (o.pattern, o.blockSize, o.queueDepth, o.seconds, o.rounds)
+            (fileMiB, direct, laneDepth, slotKiB) = (o.storageFileMiB, o.direct, o.laneDepth, o.slotKiB)
         }
     }
 }

@@ -294,3 +294,44 @@ public struct FailoverResult: Codable, Sendable, Hashable {
         case plexus, baseline, ratio, target, ratioToRestartInPlace = "ratio_to_restart_in_place", note
     }
 }
+
+// MARK: - Storage
+
+/// One side of the storage scenario: fio's figures for the pattern's direction (the median
+/// round by IOPS), each round's IOPS, and what the side is.
+public struct StorageFigures: Codable, Sendable, Hashable {
+    public var iops: Double
+    public var mbytesPerSecond: Double
+    /// fio's completion latency (clat) percentiles, in microseconds.
+    public var p50: Double
+    public var p99: Double
+    /// I/Os fio completed in the median round.
+    public var ios: UInt64
+    public var runsIOPS: [Double]
+    public var method: String
+    /// Plexus: the SCSI commands the exporter submitted in the median round, and those that failed.
+    public var scsiCommands: UInt64?
+    public var failed: UInt64?
+
+    enum CodingKeys: String, CodingKey {
+        case iops, mbytesPerSecond = "mbytes_per_s", p50 = "p50_us", p99 = "p99_us", ios, runsIOPS = "runs_iops", method
+        case scsiCommands = "scsi_commands", failed
+    }
+}
+
+/// storage: fio through NBD into a processor's disk, against nbdkit's file plugin on the same
+/// file (`baseline`, `ratio` = Plexus IOPS ÷ nbdkit IOPS) and fio with io_uring on the file
+/// itself (`limit`).
+public struct StorageResult: Codable, Sendable, Hashable {
+    public var plexus: StorageFigures
+    public var baseline: StorageFigures
+    public var limit: StorageFigures
+    public var ratio: Double
+    public var ratioToLimit: Double
+    public var target: Double?
+    public var note: String
+
+    enum CodingKeys: String, CodingKey {
+        case plexus, baseline, limit, ratio, ratioToLimit = "ratio_to_limit", target, note
+    }
+}

@@ -50,13 +50,23 @@ struct Bench: ParsableCommand {
             detect_ms, migrate_ms, total_ms to the first good reply from the spare (target ≤ 300) \
             and failed_requests, against the same service restarted in place
 
+            Storage (fio and nbdkit installed):
+              storage        --pattern randread|randwrite|read|write --bs 4k|1m
+                             --qd N --seconds S: the same fio job through NBD into a processor's disk (one processing \
+            node, RVIs on both fabrics, two control nodes' storage targets over one backing file), \
+            against nbdkit's file plugin on the same file (the baseline; ratio = Plexus IOPS ÷ \
+            nbdkit IOPS) and fio with io_uring and O_DIRECT on the file itself (the limit); \
+            --file PATH (default /var/tmp/plexus-bench-storage.img, --file-mib 1024, written once \
+            and kept); --buffered: every side through the page cache instead; --lane-depth 32 \
+            --slot-kib 1024: the processor's exporter's slots per NBD connection and their size
+
             With --json the last line of output is one JSON object: scenario, parameters, \
             `plexus`, `baseline`, `ratio`, machine and date.
             """)
 
     typealias Scenario = BenchScenario
 
-    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover, rvi-loss, vlan-tcp, vlan-ping, vlan-failover or failover.")
+    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover, rvi-loss, vlan-tcp, vlan-ping, vlan-failover, failover or storage.")
     var scenario: Scenario
     @Option(help: "Payload bytes per frame (1...16896).")
     var size: Int = 16896
@@ -80,6 +90,22 @@ struct Bench: ParsableCommand {
     var loss: Double = 5
     @Flag(help: "rvi-failover: fail fabric A with `ip link set down` on a veth pair (needs root).")
     var link = false
+    @Option(help: "storage: fio's access pattern: randread, randwrite, read or write.")
+    var pattern: String = "randread"
+    @Option(help: "storage: fio's block size (4k, 1m, or bytes).")
+    var bs: String = "4k"
+    @Option(help: "storage: fio's I/O depth.")
+    var qd: Int = 32
+    @Option(help: "storage: the backing file (on a real disk; written once, then kept).")
+    var file: String = "/var/tmp/plexus-bench-storage.img"
+    @Option(help: "storage: the backing file's size in MiB.")
+    var fileMib: Int = 1024
+    @Flag(help: "storage: every side through the page cache (no O_DIRECT, nbdkit without cache=none).")
+    var buffered = false
+    @Option(help: "storage: the processor's exporter's slots per NBD connection (requests in flight, 1...64).")
+    var laneDepth: Int = 32
+    @Option(help: "storage: the exporter's slot size in KiB (a multiple of 4; a larger request takes several slots).")
+    var slotKib: Int = 1024
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
     @Option(name: .customLong("fault"), parsing: .singleValue,
@@ -97,12 +123,26 @@ struct Bench: ParsableCommand {
         guard heartbeatUs >= 100 && heartbeatUs <= 10_000_000 else { throw ValidationError("--heartbeat-us must be in 100...10000000") }
         guard loss > 0 && loss < 100 else { throw ValidationError("--loss must be in (0, 100)") }
         if link && scenario != .rviFailover { throw ValidationError("--link applies to rvi-failover only") }
+        guard StoragePattern(rawValue: pattern) != nil else { throw ValidationError("--pattern must be randread, randwrite, read or write") }
+        guard let b = parseByteSize(bs), b % 512 == 0, b <= 8 << 20 else {
+            throw ValidationError("--bs must be a multiple of 512 bytes up to 8m (4k, 1m, …)")
+        }
+        guard (1...1024).contains(qd) else { throw ValidationError("--qd must be in 1...1024") }
+        guard (1...64).contains(laneDepth) else { throw ValidationError("--lane-depth must be in 1...64") }
+        guard slotKib >= 4, slotKib % 4 == 0, slotKib <= 16 << 10 else { throw ValidationError("--slot-kib must be a multiple of 4 up to 16384") }
+        guard let b2 = parseByteSize(bs), b2 <= laneDepth * slotKib << 10 else {
+            throw ValidationError("--bs must fit in --lane-depth × --slot-kib")
+        }
+        guard (16...(1 << 20)).contains(fileMib), fileMib << 20 >= b else { throw ValidationError("--file-mib must be in 16...1048576") }
     }
 
     func run() throws {
         var o = BenchOptions()
         (o.size, o.seconds, o.count, o.vis, o.rounds, o.fabric) = (size, seconds, count, vis, rounds, fabric)
         (o.busyPoll, o.policy, o.heartbeatUs, o.loss, o.link) = (busyPoll, policy, heartbeatUs, loss, link)
+        (o.pattern, o.blockSize, o.queueDepth, o.storageFile, o.storageFileMiB, o.direct) =
+            (pattern, parseByteSize(bs)!, qd, file, fileMib, !buffered)
+        (o.laneDepth, o.slotKiB) = (laneDepth, slotKib)
         o.faults = faults.compactMap(FaultOption.init(argument:)).map { ($0.fabric, $0.plan) }
         switch scenario {
         case .viThroughput: try report(PlexusBench.viThroughput(o), o)
@@ -118,6 +158,7 @@ struct Bench: ParsableCommand {
         case .vlanPing: try report(PlexusBench.vlanPing(o), o)
         case .vlanFailover: try report(PlexusBench.vlanFailover(o), o)
         case .failover: try report(PlexusBench.processorFailover(o), o)
+        case .storage: try report(PlexusBench.storage(o), o)
         }
     }
 

@@ -29,6 +29,7 @@ struct ReportTests {
         case .vlanPing: return try again(VLANPingResult.self)
         case .vlanFailover: return try again(VLANFailoverComparison.self)
         case .failover: return try again(FailoverResult.self)
+        case .storage: return try again(StorageResult.self)
         }
     }
 
