@@ -58,7 +58,7 @@ let package = Package(
         // two _GNU_SOURCE calls (fallocate's hole punching, pwritev2 with RWF_DSYNC).
         .target(
             name: "PlexusStorage",
-            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN"],
+            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
 

@@ -296,7 +296,7 @@ extension BenchOptions {
 
 /// Whether a server accepts connections on the Unix socket at `path`.
 func unixSocketAnswers(_ path: String) -> Bool {
-    let fd = Glibc.socket(AF_UNIX, 1 | 0o2000000, 0)  // SOCK_STREAM | SOCK_CLOEXEC (Linux)
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
     var sa = sockaddr_un()

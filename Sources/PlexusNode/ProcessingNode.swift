@@ -147,6 +147,13 @@ public final class ProcessingNode: Sendable {
         }
     }
 
+    /// Each disk's statistics (operations, bytes, busy time, latency p50/p99), by name; empty
+    /// without disks.
+    public func diskStatistics() throws -> [String: DiskStatistics] {
+        guard let disks else { return [:] }
+        return try thread.runAndWait { _ in disks.exporter.statistics() }
+    }
+
     /// Runs `body` with the node's virtual Ethernet driver and its layer on the engine thread.
     /// - Throws: ``PlexusError`` when the node has stopped, or what `body` throws.
     public func ethernet<T: Sendable>(_ body: @escaping @Sendable (VirtualEthernet, RCLAN) throws -> T) throws -> T {

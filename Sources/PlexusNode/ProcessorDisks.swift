@@ -108,11 +108,8 @@ public final class ProcessorDisks: @unchecked Sendable {
                     queue.async { server.stop() }
                 }
                 for (name, disk) in wanted where servers[name] == nil {
-                    let export = exporter.export(disk)
                     let server = NBDServer(socketPath: "\(settings.directory)/\(name).sock",
-                                           exports: [NBDExport(name: "", description: export.description,
-                                                               geometry: export.geometry, readOnly: export.readOnly,
-                                                               lanes: export.lanes!)])
+                                           exports: [exporter.export(disk, as: "")])
                     servers[name] = server
                     queue.async { [self] in
                         do throws(PlexusError) { try server.start() } catch {

@@ -378,6 +378,11 @@ struct NodeCommand: ParsableCommand {
                 + "\(e.lostInFailover) lost in failover, \(e.relayedFallbacks) relayed as a last resort"
         }
         print("node \(node) stopping\(stopSignal.map { " on signal \($0)" } ?? ""): \(summary)")
+        for (name, s) in ((try? processing.diskStatistics()) ?? [:]).sorted(by: { $0.key < $1.key }) {
+            print(String(format: "disk %@: %llu operations (%llu reads, %llu writes, %llu flushes, %llu errors), %llu bytes read, %llu written, busy %.3f s, latency p50 %.0f µs p99 %.0f µs",
+                         name as NSString, s.operations, s.reads, s.writes, s.flushes, s.errors, s.bytesRead, s.bytesWritten,
+                         s.busySeconds, s.p50Microseconds, s.p99Microseconds))
+        }
     }
 }
 

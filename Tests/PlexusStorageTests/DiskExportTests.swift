@@ -57,9 +57,8 @@ final class ExportBed {
         _ = waitUntil(seconds: 10) { found.withLock { $0 != nil } }
         disks = try #require(try found.withLock { $0 }?.get())
         var disk = try #require(disks.first)
-        disk.name = ""
         disk.geometry.readOnly = readOnly
-        let export = try processor.runAndWait { [disk] _ in exporter.export(disk) }
+        let export = try processor.runAndWait { [disk] _ in exporter.export(disk, as: "") }
         server = NBDServer(socketPath: dir.file("disk.sock"), exports: [export])
         try server.start()
     }
@@ -110,6 +109,13 @@ struct DiskExportTests {
         print("Disk copy: \(nbd.writes) writes, \(nbd.reads) reads, \(nbd.flushes) flushes over NBD; "
               + "\(c.submitted) SCSI commands, \(c.failed) failed, \(reissued) re-issued, \(failed) failed everywhere")
         #expect(c.failed == 0 && nbd.errorReplies == 0 && nbd.malformed == 0)
+        let exporter = bed.exporter
+        let stats = try #require(try bed.processor.runAndWait { _ in exporter.statistics() }["t0-l0"])
+        print("Disk statistics: \(stats.operations) operations, \(stats.bytesWritten) bytes written, \(stats.bytesRead) read, "
+              + "busy \(stats.busySeconds) s, p50 \(stats.p50Microseconds) µs, p99 \(stats.p99Microseconds) µs")
+        #expect(stats.bytesWritten == UInt64(ExportBed.size) && stats.bytesRead >= UInt64(ExportBed.size))
+        #expect(stats.operations == c.completed && stats.errors == 0 && stats.busySeconds > 0
+                && stats.p50Microseconds > 0 && stats.p99Microseconds >= stats.p50Microseconds)
         #expect(c.submitted == c.completed && c.submitted >= nbd.reads + nbd.writes + nbd.flushes)
     }
 
@@ -189,5 +195,61 @@ struct DiskExportTests {
         try chain.unmount()
         let (c, _, _) = try bed.counters()
         #expect(c.failed == 0 && bed.server.statistics.snapshot.errorReplies == 0)
+    }
+
+    @Test("connections and bad requests: a third connection is refused at the handshake; one that leaves with requests in flight gives its lane back; unaligned, out-of-range and oversized requests get EINVAL and the connection goes on; a request over several slots comes back whole; the engine stopping ends the connections")
+    func lanesAndBadRequests() throws {
+        let bed = try ExportBed()
+        let socket = bed.server.socketPath
+        let first = try #require(NBDTestClient(socketPath: socket)), second = try #require(NBDTestClient(socketPath: socket))
+        #expect(first.go() != nil && second.go() != nil, "two lanes, two connections")
+        let third = try #require(NBDTestClient(socketPath: socket))
+        #expect(third.go() == nil, "a third connection finds no lane and is refused at the handshake")
+
+        // The first leaves with eight 64 KiB writes in flight: its lane comes back once they end.
+        for k in 0..<8 {
+            first.request(NBDProtocol.cmdWrite, handle: UInt64(k), offset: UInt64(k) << 16, length: 65536,
+                          payload: [UInt8](repeating: UInt8(k), count: 65536))
+        }
+        first.disconnect()
+        var again: NBDTestClient?
+        #expect(waitUntil(seconds: 10) {
+            guard let c = NBDTestClient(socketPath: socket), c.go() != nil else { return false }
+            again = c
+            return true
+        }, "the lane of a connection that left is given back")
+
+        // Bad requests on the second: refused, and the connection carries on.
+        for (offset, length, why) in [(UInt64(100), UInt32(4096), "unaligned"), (UInt64(ExportBed.size), UInt32(4096), "past the end"),
+                                      (UInt64(0), UInt32(8 << 20), "over the 4 MiB maximum")] {
+            second.request(NBDProtocol.cmdRead, handle: 7, offset: offset, length: length)
+            #expect(second.reply()?.error == NBDProtocol.errInvalid, "\(why)")
+        }
+        // A write over five slots (1 MiB and 512 bytes) and its read come back whole.
+        var g = SplitMix64(seed: 1505)
+        let data = (0..<((1 << 20) + 512)).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+        second.request(NBDProtocol.cmdWrite, handle: 8, offset: 1 << 20, length: UInt32(data.count), payload: data)
+        #expect(second.reply().map { $0.error == 0 && $0.handle == 8 } == true)
+        second.request(NBDProtocol.cmdRead, handle: 9, offset: 1 << 20, length: UInt32(data.count))
+        let r = second.reply()
+        #expect(r?.error == 0 && r?.handle == 9)
+        #expect(second.receive(data.count) == data ? true : false, "read back whole, in order")
+        let stats = bed.server.statistics.snapshot
+        #expect(stats.errorReplies == 3 && stats.malformed == 0)
+
+        // The processor's engine stops: the connection closes at its next request (the client's
+        // reply timeout is 10 s, so an answer within 5 s is the server's), and the server stops
+        // at once.
+        _ = bed.processor.stopAndWait()
+        var start = nowNanos()
+        second.request(NBDProtocol.cmdRead, handle: 10, offset: 0, length: 4096)
+        let late = second.reply()
+        #expect(late == nil && Double(nowNanos() - start) / 1e9 < 5, "closed at once: \(String(describing: late))")
+        start = nowNanos()
+        bed.server.stop()
+        #expect(Double(nowNanos() - start) / 1e9 < 5, "the server stops without waiting out its connections")
+        _ = again
+        print("Lanes: 2 connections served, the third refused, a departed connection's lane reused; 3 bad requests refused; "
+              + "a 1 MiB + 512 byte request over 5 slots read back whole; after the engine stopped: \(String(describing: late))")
     }
 }

@@ -31,6 +31,9 @@ final class NBDTestClient {
 
     deinit { close(fd) }
 
+    /// Ends the connection at once (the server sees it closed), without waiting for replies.
+    func disconnect() { shutdown(fd, Int32(SHUT_RDWR)) }
+
     func send(_ bytes: [UInt8]) {
         var done = 0
         while done < bytes.count {

@@ -104,7 +104,7 @@ final class DiskLane: @unchecked Sendable {
     /// Reader: a free slot, waiting for one; nil when the engine has stopped.
     func takeFreeSlot() -> Int? {
         freeBell.sleep(until: { !free.isEmpty || dead.load(ordering: .acquiring) })
-        guard let s = free.pop() else { return nil }
+        guard !dead.load(ordering: .acquiring), let s = free.pop() else { return nil }
         return Int(s)
     }
 

@@ -60,6 +60,10 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
     var region: RegionKey?
     /// Per lane, the slots submitted to the initiator (bit s): failed if the engine stops.
     var inFlight: [UInt64]
+    /// Each disk's statistics, by index in ``disks``.
+    var recorders: [DiskRecorder] = []
+    /// When each lane slot's command was submitted (lane × depth + slot).
+    var submittedAt: [UInt64]
     /// Discovery in progress (``discover(layer:done:)``).
     var discovery: Discovery?
 
@@ -78,6 +82,7 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
         self.depth = depth
         self.slotSize = slotSize
         inFlight = Array(repeating: 0, count: lanes)
+        submittedAt = Array(repeating: 0, count: lanes * depth)
         // One more slot than the lanes have: the replies of discovery's commands.
         do { shared = try SharedSlots(count: lanes * depth + 1, slotSize: slotSize) } catch {
             throw .resources("\(lanes * depth) slots of \(slotSize) bytes: \(error)")
@@ -115,14 +120,17 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
     /// on the engine thread. Multi-connection is not offered, so a client (nbdcopy, nbdfuse)
     /// opens one connection with many requests in flight and leaves the other lanes to other
     /// clients.
-    public func export(_ disk: VirtualDisk) -> NBDExport {
+    /// The export is named `name` (the disk's own name unless given; "" is NBD's default
+    /// export, what a client that names none gets).
+    public func export(_ disk: VirtualDisk, as name: String? = nil) -> NBDExport {
         let index: Int
         if let i = disks.firstIndex(of: disk) { index = i } else {
             disks.append(disk)
+            recorders.append(DiskRecorder())
             index = disks.count - 1
         }
         let source = DiskLaneSource(lanes: lanes, disk: index, maxRequest: depth * slotSize)
-        return NBDExport(name: disk.name, description: "target \(disk.target) LUN \(disk.lun)", geometry: disk.geometry,
+        return NBDExport(name: name ?? disk.name, description: "target \(disk.target) LUN \(disk.lun)", geometry: disk.geometry,
                          readOnly: disk.geometry.readOnly, multiConnection: false, lanes: source)
     }
 
@@ -169,6 +177,9 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
                 _ = lane.submitted.pop()
                 inFlight[lane.index] |= 1 << UInt64(s)
                 counters.submitted += 1
+                let now = nowNanos()
+                submittedAt[lane.index * depth + s] = now
+                recorders[lane.disk.load(ordering: .relaxed)].started(at: now)
             }
         }
     }
@@ -182,8 +193,11 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
         guard l < lanes.count, s < depth, inFlight[l] & (1 << UInt64(s)) != 0 else { return }
         inFlight[l] &= ~(1 << UInt64(s))
         counters.completed += 1
-        let error = Self.nbdError(completion, expected: lanes[l].requests[s].kind == .read ? 0 : nil)
+        let r = lanes[l].requests[s]
+        let error = Self.nbdError(completion, expected: r.kind == .read ? 0 : nil)
         if error != 0 { counters.failed += 1 }
+        recorders[lanes[l].disk.load(ordering: .relaxed)].finished(r.kind, length: r.length, error: error,
+                                                                   startedAt: submittedAt[l * depth + s], now: nowNanos())
         lanes[l].complete(s, error: error)
     }
 
