@@ -138,6 +138,8 @@ public final class ManagementClient: Sendable {
     }
 
     public func personalities() async throws(APIRefusal) -> [Personality] { try await call("GET", "/v1/personalities") }
+    /// The platform's storage map: every personality's (target, LUN)s.
+    public func storageMap() async throws(APIRefusal) -> [StorageAssignment] { try await call("GET", "/v1/storage") }
 
     public func personality(_ name: String) async throws(APIRefusal) -> Personality {
         try await call("GET", "/v1/personalities/\(Self.escape(name))")

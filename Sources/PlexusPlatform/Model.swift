@@ -54,6 +54,22 @@ public struct IPBinding: Codable, Sendable, Hashable {
     public var address: String
 }
 
+/// One entry of the platform's storage map: which PAN and personality (and the processor
+/// holding it, if any) use a (target, LUN), and the storage it stands for.
+public struct StorageAssignment: Codable, Sendable, Hashable {
+    public var pan: String
+    public var personality: String
+    public var node: NodeNumber?
+    public var mapping: StorageMapping
+
+    public init(pan: String, personality: String, node: NodeNumber?, mapping: StorageMapping) {
+        self.pan = pan
+        self.personality = personality
+        self.node = node
+        self.mapping = mapping
+    }
+}
+
 /// A personality: everything that makes a processor that processor.
 public struct Personality: Codable, Sendable, Hashable {
     public var name: String

@@ -29,7 +29,7 @@ struct Plexus: AsyncParsableCommand {
             removes (and so does the next run that creates anything).
             """,
         version: PlexusVersion.description,
-        subcommands: [Demo.self, ControlCommand.self, NodeCommand.self, API.self, Pool.self, PANCommand.self, PersonalityCommand.self,
+        subcommands: [Demo.self, ControlCommand.self, NodeCommand.self, API.self, Pool.self, PANCommand.self, PersonalityCommand.self, StorageCommand.self,
                       Events.self, ConsoleCommand.self, AgentCommand.self, RVIShow.self, Info.self, Bench.self, BenchPeer.self, Cleanup.self])
 
     /// Every command: the stop signals are waited for on a thread of their own (ShutdownSignals)

@@ -63,7 +63,13 @@ struct APITests {
             let after = try await call(c, .get, "/v1/personalities/front")
             #expect(((after.body["nics"] as? [[String: Any]])?.first?["mac"] as? String) == mac, "the MAC moved with it")
             #expect(try await call(c, .delete, "/v1/personalities/front/ips/10/10.10.0.3").status == 200)
+            let map = try await call(c, .get, "/v1/storage")
+            let entries = try JSONSerialization.jsonObject(with: Data(map.raw.utf8)) as? [[String: Any]] ?? []
+            #expect(entries.count == 1 && entries.first?["pan"] as? String == "web" && entries.first?["personality"] as? String == "front"
+                    && entries.first?["node"] as? Int == 4, "\(map.raw)")
+            #expect((entries.first?["mapping"] as? [String: Any])?["storage"] as? String == "/luns/front", "\(map.raw)")
             #expect(try await call(c, .delete, "/v1/personalities/front/storage/0/0").status == 200)
+            #expect(try await call(c, .get, "/v1/storage").raw.filter { !$0.isWhitespace } == "[]")
             let events = try await call(c, .get, "/v1/events?since=2&limit=3")
             #expect(events.raw.hasPrefix("["))
             let list = try JSONSerialization.jsonObject(with: Data(events.raw.utf8)) as? [[String: Any]] ?? []

@@ -55,6 +55,15 @@ struct CLITests {
             let r = plexus(exe, s, api: api, state: state)
             #expect(r.status == 0, "plexus \(s.joined(separator: " ")): \(r.output)")
         }
+        // The platform's storage map, and a second mapping through `plexus storage map`.
+        #expect(plexus(exe, ["storage", "map", "web", "0", "1", "/luns/catalog", "--read-only"], api: api, state: state).status == 0)
+        let storage = plexus(exe, ["storage", "list"], api: api, state: state)
+        #expect(storage.status == 0 && storage.output == """
+            shop/web (node 3): target 0 LUN 0 → /luns/web (read-write)
+            shop/web (node 3): target 0 LUN 1 → /luns/catalog (read-only)
+
+            """, "\(storage.output)")
+        #expect(plexus(exe, ["storage", "unmap", "web", "0", "1"], api: api, state: state).status == 0)
         // Readable, and JSON for programs.
         let shown = plexus(exe, ["personality", "show", "--node", "3"], api: api, state: state)
         #expect(shown.output.contains("name: web") && shown.output.contains("mac: 02:00:01:00:00:00"), "\(shown.output)")
@@ -115,7 +124,7 @@ struct CLITests {
         #expect(try String(contentsOfFile: state + "/api-token", encoding: .utf8).contains(token), "the same token after a restart")
         let events = plexus(exe, ["events", "--json"], api: api, state: state)
         let list = try JSONSerialization.jsonObject(with: Data(events.output.utf8)) as? [[String: Any]] ?? []
-        #expect(list.count == 10, "3 nodes added and 7 commands: \(events.output)")
+        #expect(list.count == 12, "3 nodes added and 9 commands (storage map and unmap included): \(events.output)")
         _ = server
     }
 
