@@ -149,7 +149,7 @@ let package = Package(
         // fabrics in namespaces, seeded message streams over RVIs, the failover drill.
         .target(
             name: "PlexusTestSupport",
-            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces", "PlexusNode"],
+            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", "PlexusLAN", "PlexusNamespaces", "PlexusNode", "PlexusStorage"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 

@@ -68,8 +68,8 @@ final class StorageBed {
                 let c = try EngineThread.start(.loopback(node: 2 + UInt8(k))) { RCLAN(delegate: t.value) }
                 controls.append(c)
                 let map = [StorageMapping(target: 0, lun: 0, path: file, access: .readWrite, direct: direct)]
-                try Self.connect(processor: processor, control: c, target: t, map: map, adapter: EngineOwned(value: adapters[k]),
-                                 processorVI: UInt32(2 * k + 1), controlVI: 1)
+                try StorageLink.connect(processor: processor, control: c, target: t.value, map: map, adapter: adapters[k],
+                                        processorVI: UInt32(2 * k + 1), controlVI: 1)
             }
             let geometry = BlockGeometry(blockSize: 512, blockCount: UInt64(bytes / 512), alignment: 512)
             let export = try processor.runAndWait { e in
@@ -86,29 +86,6 @@ final class StorageBed {
             throw error
         }
         self.controls = controls
-    }
-
-    /// Opens the command and data RVIs between the processor and a control node (VIs
-    /// `processorVI`, +1 and `controlVI`, +1, both fabrics) and serves the processor there.
-    static func connect(processor: EngineThread, control: EngineThread, target: EngineOwned<StorageTarget>,
-                        map: [StorageMapping], adapter: EngineOwned<HostAdapter>, processorVI: UInt32, controlVI: UInt32) throws {
-        @Sendable func path(_ to: EngineThread, local: UInt32, remote: UInt32) -> RVIPath {
-            RVIPath(localA: local, localB: local, peerA: RVIPair.address(to, .a), peerB: RVIPair.address(to, .b),
-                    remoteA: remote, remoteB: remote)
-        }
-        try control.runAndWait { e in
-            let layer = RCLAN.on(e)!
-            let cmd = try layer.open(path(processor, local: controlVI, remote: processorVI))
-            let data = try layer.open(path(processor, local: controlVI + 1, remote: processorVI + 1))
-            try target.value.addProcessor(command: cmd, data: data, map: map, layer: layer)
-        }
-        try processor.runAndWait { e in
-            let layer = RCLAN.on(e)!
-            layer.host(adapter.value)
-            let cmd = try layer.open(path(control, local: processorVI, remote: controlVI), service: adapter.value)
-            let data = try layer.open(path(control, local: processorVI + 1, remote: controlVI + 1), service: adapter.value)
-            adapter.value.setRVIs(command: cmd, data: data)
-        }
     }
 
     /// SCSI commands submitted and failed at the exporter, and the initiator's re-issues.

@@ -219,28 +219,11 @@ struct ProtocolRig {
                            adapters: adapters, initiator: initiator)
     }
 
-    /// Opens the command and data RVIs between `processor` and `control` (VIs `processorVI`,
-    /// +1 and `controlVI`, +1), and serves the processor at the target.
+    /// Opens the storage RVIs between `processor` and `control` (``StorageLink``).
     static func connect(processor: EngineThread, control: EngineThread, target: StorageTarget, map: [StorageMapping],
                         adapter: HostAdapter, processorVI: UInt32, controlVI: UInt32) throws {
-        @Sendable func path(_ to: EngineThread, local: UInt32, remote: UInt32) -> RVIPath {
-            RVIPath(localA: local, localB: local, peerA: RVIPair.address(to, .a), peerB: RVIPair.address(to, .b),
-                    remoteA: remote, remoteB: remote)
-        }
-        try control.runAndWait { e in
-            let layer = RCLAN.on(e)!
-            let cmd = try layer.open(path(processor, local: controlVI, remote: processorVI))
-            let data = try layer.open(path(processor, local: controlVI + 1, remote: processorVI + 1))
-            try target.addProcessor(command: cmd, data: data, map: map, layer: layer)
-        }
-        try processor.runAndWait { e in
-            let layer = RCLAN.on(e)!
-            layer.host(adapter)
-            let cmd = try layer.open(path(control, local: processorVI, remote: controlVI), service: adapter)
-            let data = try layer.open(path(control, local: processorVI + 1, remote: controlVI + 1), service: adapter)
-            // Attached for the RVIs now; the region follows once it is registered.
-            adapter.setRVIs(command: cmd, data: data)
-        }
+        try StorageLink.connect(processor: processor, control: control, target: target, map: map, adapter: adapter,
+                                processorVI: processorVI, controlVI: controlVI)
     }
 
     func stop() {
