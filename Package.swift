@@ -30,6 +30,13 @@ let package = Package(
             linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("numa")]
         ),
 
+        // MARK: - C glue: libiscsi, for the storage target's iSCSI SAN backend (the task callback
+        // and the READ/WRITE/SYNCHRONIZE CACHE(16) starters with the data in the caller's memory).
+        .target(
+            name: "CPlexusISCSI",
+            linkerSettings: [.linkedLibrary("iscsi")]
+        ),
+
         // MARK: - The fabric core.
         .target(
             name: "PlexusCore",
@@ -58,7 +65,7 @@ let package = Package(
         // two _GNU_SOURCE calls (fallocate's hole punching, pwritev2 with RWF_DSYNC).
         .target(
             name: "PlexusStorage",
-            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN"],
+            dependencies: ["CPlexus", "CPlexusISCSI", "PlexusCore", "PlexusRCLAN"],
             swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
 
