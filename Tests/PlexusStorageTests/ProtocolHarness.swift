@@ -39,6 +39,8 @@ final class ProcessorDriver: RVIDelegate, StorageCompletionHandler, @unchecked S
 
     struct Report {
         var writesDone = 0, readsDone = 0, checked = 0, wrong = 0, failures: [String] = []
+        /// The completions behind ``failures``.
+        var failed: [StorageCompletion] = []
         var single: StorageCompletion?
         var singleData: [UInt8] = []
     }
@@ -137,7 +139,10 @@ final class ProcessorDriver: RVIDelegate, StorageCompletionHandler, @unchecked S
         let c = slotChunk[s]
         slotChunk[s] = -1
         guard completion.isGood else {
-            report.withLock { $0.failures.append("chunk \(c) \(slotReading[s] ? "read" : "write"): \(completion.outcome)") }
+            report.withLock {
+                $0.failures.append("chunk \(c) \(slotReading[s] ? "read" : "write"): \(completion.outcome)")
+                $0.failed.append(completion)
+            }
             return
         }
         if slotReading[s] {
