@@ -87,3 +87,21 @@ int plx_iscsi_connect_async(struct iscsi_context *iscsi, const char *portal, int
     *status = plx_ISCSI_PENDING;
     return iscsi_full_connect_async(iscsi, portal, lun, connect_done, status);
 }
+
+int plx_iscsi_report_luns(struct iscsi_context *iscsi, uint16_t *luns, int capacity) {
+    struct scsi_task *task = iscsi_reportluns_sync(iscsi, 0, 16384);
+    if (task == NULL) return -1;
+    if (task->status != SCSI_STATUS_GOOD) {
+        scsi_free_scsi_task(task);
+        return -1;
+    }
+    struct scsi_reportluns_list *list = scsi_datain_unmarshall(task);
+    if (list == NULL) {
+        scsi_free_scsi_task(task);
+        return -1;
+    }
+    int n = (int)list->num;
+    for (int i = 0; i < n && i < capacity; i++) luns[i] = list->luns[i];
+    scsi_free_scsi_task(task);
+    return n;
+}

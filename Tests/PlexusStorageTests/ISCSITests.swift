@@ -190,3 +190,27 @@ struct ISCSIBackendTests {
         print("iSCSI setup refusals:\n  " + messages.joined(separator: "\n  "))
     }
 }
+
+extension ISCSIBackendTests {
+    @Test("SendTargets discovery and REPORT LUNS list what a portal offers; a portal that does not answer is named")
+    func discovery() throws {
+        let dir = TemporaryDirectory("plexus-iscsi")
+        let file = dir.file("lun1.img")
+        createSparseFile(file, size: 1 << 20)
+        let san = try ISCSITargetDaemon(backing: file)
+        defer { san.kill() }
+        let offers = try ISCSIDiscovery.discover(portal: "127.0.0.1:\(san.port)")
+        print("iSCSI discovery at 127.0.0.1:\(san.port): \(offers)")
+        #expect(offers.count == 1)
+        #expect(offers.first?.target == san.iqn)
+        #expect(offers.first?.portals.contains { $0.hasPrefix("127.0.0.1:\(san.port)") } == true)
+        #expect(offers.first?.luns.contains(1) == true)
+        // The URL it gives serves: a session logs in and reads the LUN's geometry.
+        let url = offers[0].url(portal: "127.0.0.1:\(san.port)", lun: 1)
+        #expect(url == san.url)
+        let session = try ISCSISession(url: url, slots: 1)
+        #expect(session.geometry.blockCount == UInt64((1 << 20) / 512) && session.geometry.blockSize == 512)
+        let nobody = "127.0.0.1:\(freeLocalPort())"
+        #expect { try ISCSIDiscovery.discover(portal: nobody) } throws: { "\($0)".contains(nobody) }
+    }
+}

@@ -60,6 +60,10 @@ void plx_iscsi_cancel(struct iscsi_context *iscsi, plx_iscsi_slot *slot);
 /// READ CAPACITY(16), synchronously (setup only): 0 and the geometry, or -1.
 int plx_iscsi_read_capacity16(struct iscsi_context *iscsi, int lun, uint64_t *blocks, uint32_t *block_size);
 
+/// REPORT LUNS (select report 0), synchronously (discovery only): the number of LUNs, at most
+/// `capacity` of them stored in `luns`, or -1.
+int plx_iscsi_report_luns(struct iscsi_context *iscsi, uint16_t *luns, int capacity);
+
 /// Starts a login to `portal` (a reconnection, on a new context) without blocking; the outcome
 /// (0, or -1) is stored in `*status` (plx_ISCSI_PENDING until then) by iscsi_service.
 int plx_iscsi_connect_async(struct iscsi_context *iscsi, const char *portal, int lun, int32_t *status);
