@@ -66,9 +66,13 @@ final class ISCSITargetDaemon {
         }
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT) to tgtd.
+    func signal(_ signal: Int32) { daemon?.process.signal(signal) }
+
     /// SIGKILL, and waits for it to end.
     func kill() {
         guard let d = daemon else { return }
+        d.process.signal(SIGCONT)  // a stopped tgtd ends at SIGKILL too; it is only for tidiness
         d.process.kill()
         _ = waitUntil(seconds: 10) { !d.process.isRunning }
         daemon = nil

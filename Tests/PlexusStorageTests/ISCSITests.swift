@@ -214,3 +214,47 @@ extension ISCSIBackendTests {
         #expect { try ISCSIDiscovery.discover(portal: nobody) } throws: { "\($0)".contains(nobody) }
     }
 }
+
+extension ISCSIBackendTests {
+    @Test("a SAN that stops answering (tgtd SIGSTOPped): commands end with NOT READY after the SAN time-out, counted; when it answers again the session logs in again")
+    func sanStalls() throws {
+        let dir = TemporaryDirectory("plexus-iscsi")
+        let file = dir.file("lun1.img")
+        writePatternFile(file, size: 1 << 20)
+        let san = try ISCSITargetDaemon(backing: file)
+        defer { san.kill() }
+        // The adapter waits 6 s for a STAT; the target gives the SAN 1 s.
+        let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: san.url)]],
+                                        timeout: .seconds(6), sanTimeout: .seconds(1))
+        defer { rig.stop() }
+        let (first, firstData) = try rig.single(.read10(lba: 0, blocks: 8), direction: .dataIn, length: 4096)
+        #expect(first?.isGood == true && firstData == fileBytes(file, 0..<4096))
+        san.signal(SIGSTOP)
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        let (stalled, _) = try rig.single(.read10(lba: 8, blocks: 8), direction: .dataIn, length: 4096)
+        let answeredIn = clock.now - t0
+        let c = try rig.counters(0)
+        let status = try rig.controls[0].runAndWait { _ in rig.targets[0].sanStatus }
+        print("iSCSI backend, tgtd stopped: READ answered \(stalled?.sense.map { "\($0.key)" } ?? "\(String(describing: stalled?.outcome))") "
+              + "after \(answeredIn) (SAN time-out 1 s); \(c.sanTimeouts) time-outs, \(c.sanFailures) SAN failures; \(status)")
+        #expect(stalled?.sense?.key == .notReady)
+        #expect(answeredIn < .seconds(4))
+        #expect(c.sanTimeouts >= 1 && c.sanFailures >= 1)
+        #expect(status.first?.isUp == false && status.first?.lastError?.contains("no answer") == true)
+        san.signal(SIGCONT)
+        let back = waitUntil(seconds: 20) {
+            (try? rig.controls[0].runAndWait { _ in rig.targets[0].sanStatus.first?.isUp }) == true
+        }
+        var read: StorageCompletion? = nil
+        var data: [UInt8] = []
+        for _ in 0..<5 where read?.isGood != true {
+            (read, data) = try rig.single(.read10(lba: 8, blocks: 8), direction: .dataIn, length: 4096)
+        }
+        let c2 = try rig.counters(0)
+        print("iSCSI backend, tgtd continued: up again \(back), \(c2.sanReconnections) reconnections, "
+              + "\(c2.sanFailures) SAN failures; READ \(read?.isGood == true ? "good" : "\(String(describing: read?.outcome))")")
+        #expect(back && c2.sanReconnections >= 1)
+        #expect(read?.isGood == true && data == fileBytes(file, 4096..<8192))
+    }
+}

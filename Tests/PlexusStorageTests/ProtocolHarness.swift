@@ -190,7 +190,8 @@ struct ProtocolRig {
     /// `shared`: a control node (and its target) of another rig, served at VIs `controlVI`, +1.
     static func start(maps: [[StorageMapping]], queueDepth: Int = 8, timeout: Duration = .seconds(3),
                       processorNode: UInt8 = 1, firstControlNode: UInt8 = 2,
-                      shared: (EngineThread, StorageTarget)? = nil, controlVI: UInt32 = 1) throws -> ProtocolRig {
+                      shared: (EngineThread, StorageTarget)? = nil, controlVI: UInt32 = 1,
+                      sanTimeout: Duration = .seconds(5)) throws -> ProtocolRig {
         let driver = ProcessorDriver(queueDepth: queueDepth)
         let processor = try EngineThread.start(.loopback(node: processorNode)) { RCLAN(delegate: driver) }
         var controls: [EngineThread] = [], targets: [StorageTarget] = []
@@ -199,7 +200,8 @@ struct ProtocolRig {
             targets.append(shared.1)
         }
         for k in maps.indices where shared == nil {
-            let t = try StorageTarget(slots: 8, slotSize: 256 * 1024, queueDepth: 32, transferTimeout: .seconds(4))
+            let t = try StorageTarget(slots: 8, slotSize: 256 * 1024, queueDepth: 32, transferTimeout: .seconds(4),
+                                      sanTimeout: sanTimeout)
             targets.append(t)
             controls.append(try EngineThread.start(.loopback(node: firstControlNode + UInt8(k))) { RCLAN(delegate: t) })
         }

@@ -303,6 +303,13 @@ public final class ISCSISession: BlockDevice {
         arm(engine: engine)
     }
 
+    /// A reconnection's login that has not finished is given up (the portal accepted the
+    /// connection but does not answer); the next ``reconnect(engine:)`` starts afresh.
+    public func abandonLogin(after: Duration) {
+        guard isConnecting else { return }
+        goDown("reconnecting: no answer to the login in \(after)")
+    }
+
     /// Stops watching the socket (before the session is dropped).
     public func close(engine: Engine) {
         engine.unwatch(token: watchToken)

@@ -15,6 +15,9 @@ struct SANEntry {
     var reconnectionsSeen: UInt64 = 0
     /// ``PlexusCore/nowNanos()`` of the next reconnection attempt while the session is down.
     var nextAttempt: UInt64 = 0
+    /// ``PlexusCore/nowNanos()`` after which a reconnection's login that has not finished is
+    /// given up.
+    var loginDeadline: UInt64 = 0
 }
 
 /// What an operator reads about one iSCSI LUN a storage target uses.
@@ -166,8 +169,9 @@ extension StorageTarget {
         finishBlock(session, slot: slot, outcome: result, layer: layer)
     }
 
-    /// Each turn: commands on a SAN past their deadline end (their session goes down), and a
-    /// session that is down tries to log in again (at most once a second, without blocking).
+    /// Each turn: commands on a SAN past their deadline end (their session goes down), a
+    /// session that is down tries to log in again (at most once a second, without blocking),
+    /// and a login that got no answer within ``sanTimeout`` is given up.
     func sanTurn(now: UInt64, layer: RCLAN) {
         for i in sanSessions.indices {
             guard let entry = sanSessions[i], entry.processor < sessions.count else { continue }
@@ -185,8 +189,13 @@ extension StorageTarget {
                 counters.sanTimeouts += 1
                 drainSAN(entry, layer: layer)
             }
+            if let e = sanSessions[i], e.session.isConnecting, now > e.loginDeadline {
+                e.session.abandonLogin(after: sanTimeout)
+                drainSAN(e, layer: layer)
+            }
             if let e = sanSessions[i], !e.session.isUp, !e.session.isConnecting, now >= e.nextAttempt {
                 sanSessions[i]?.nextAttempt = now + Self.reconnectIntervalNanos
+                sanSessions[i]?.loginDeadline = now + sanTimeoutNanos
                 e.session.reconnect(engine: layer.engine)
             }
         }
