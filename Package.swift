@@ -61,8 +61,9 @@ let package = Package(
 
         // MARK: - Virtual storage's leaf pieces (seed 004, "Storage Architecture"): the storage
         // messages (CMD, STAT, BUF, TRAN), SCSI commands and sense data, logical units over block
-        // devices, and an NBD server that exports a block device on a Unix socket. CPlexus only for
-        // two _GNU_SOURCE calls (fallocate's hole punching, pwritev2 with RWF_DSYNC).
+        // devices, and an NBD server that exports a block device on a Unix socket; LUNs on an iSCSI
+        // SAN through libiscsi (CPlexusISCSI). CPlexus only for two _GNU_SOURCE calls (fallocate's
+        // hole punching, pwritev2 with RWF_DSYNC).
         .target(
             name: "PlexusStorage",
             dependencies: ["CPlexus", "CPlexusISCSI", "PlexusCore", "PlexusRCLAN"],
