@@ -46,7 +46,7 @@ struct ISCSIURLTests {
 struct ISCSIBackendTests {
     static let diskBytes = 8 << 20
 
-    @Test("a processor writes a seeded pattern to a LUN on the SAN, reads it back, and tgtd's backing file holds it")
+    @Test("a processor writes a seeded pattern to a LUN on the SAN, reads it back, and tgtd's backing file holds it; the map replaced with a file closes the session")
     func writeReadBack() throws {
         let dir = TemporaryDirectory("plexus-iscsi")
         let file = dir.file("lun1.img")
@@ -83,6 +83,15 @@ struct ISCSIBackendTests {
         #expect(sync?.isGood == true && c.flushes == 1)
         #expect(c.writes == UInt64(chunks) && c.reads == UInt64(chunks) && c.sanFailures == 0)
         #expect(status.count == 1 && status.first?.isUp == true)
+        // The map replaced with a file: the session is closed and forgotten, the file serves.
+        let other = dir.file("other.img")
+        writePatternFile(other, size: 1 << 20)
+        let after = try rig.controls[0].runAndWait { e in
+            try rig.targets[0].setMap(ofProcessor: 0, [StorageMapping(target: 0, lun: 0, path: other)], layer: RCLAN.on(e)!)
+            return rig.targets[0].sanStatus
+        }
+        let (read, data) = try rig.single(.read10(lba: 0, blocks: 8), direction: .dataIn, length: 4096)
+        #expect(after.isEmpty && read?.isGood == true && data == fileBytes(other, 0..<4096))
     }
 
     @Test("tgtd killed mid-I/O: commands end with CHECK CONDITION, none hangs, the failure is counted and named; the session logs in again when tgtd is back")

@@ -79,7 +79,7 @@ extension StorageTarget {
         } catch {
             throw .cannotOpen(path: url, reason: "\(error)")
         }
-        guard san.geometry.blockSize * 1 <= slotSize else {
+        guard san.geometry.blockSize <= slotSize else {
             throw .cannotOpen(path: url, reason: "its \(san.geometry.blockSize)-byte blocks do not fit a staging slot")
         }
         san.watchToken = sanTokens.lowerBound + UInt32(2 * index)
@@ -89,8 +89,8 @@ extension StorageTarget {
         return san
     }
 
-    /// Logs out of nothing (the SAN sees the connection close) and forgets the session; its
-    /// commands in flight end (abandoned slots are freed).
+    /// Closes the session (no logout: the SAN sees the connection close when it is dropped) and
+    /// forgets it; its commands in flight end (abandoned slots are freed).
     func closeSAN(_ san: ISCSISession, layer: RCLAN) {
         guard let i = sanSessions.firstIndex(where: { $0?.session === san }), let entry = sanSessions[i] else { return }
         san.close(engine: layer.engine)

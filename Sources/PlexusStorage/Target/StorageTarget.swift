@@ -110,6 +110,7 @@ public final class StorageTarget: RVIDelegate {
         do {
             staging = try StagingMemory(layer: layer, slots: slotsPerProcessor, slotSize: slotSize, writers: [data])
         } catch {
+            close(units, layer: layer)
             throw .resources("staging region: \(error)")
         }
         let index = sessions.count
