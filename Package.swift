@@ -30,6 +30,13 @@ let package = Package(
             linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("numa")]
         ),
 
+        // MARK: - C glue: libiscsi, for the storage target's iSCSI SAN backend (the task callback
+        // and the READ/WRITE/SYNCHRONIZE CACHE(16) starters with the data in the caller's memory).
+        .target(
+            name: "CPlexusISCSI",
+            linkerSettings: [.linkedLibrary("iscsi")]
+        ),
+
         // MARK: - The fabric core.
         .target(
             name: "PlexusCore",
@@ -52,13 +59,15 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
 
-        // MARK: - Virtual storage's leaf pieces (seed 004, "Storage Architecture"): the storage
+        // MARK: - Virtual storage (seed 004, "Storage Architecture"): the storage
         // messages (CMD, STAT, BUF, TRAN), SCSI commands and sense data, logical units over block
-        // devices, and an NBD server that exports a block device on a Unix socket. CPlexus only for
-        // two _GNU_SOURCE calls (fallocate's hole punching, pwritev2 with RWF_DSYNC).
+        // devices, and an NBD server that exports a block device on a Unix socket; LUNs on an iSCSI
+        // SAN through libiscsi (CPlexusISCSI). CPlexus only for two _GNU_SOURCE calls (fallocate's
+        // hole punching, pwritev2 with RWF_DSYNC).
         .target(
             name: "PlexusStorage",
-            dependencies: ["CPlexus", "PlexusCore", "PlexusRCLAN", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: ["CPlexus", "CPlexusISCSI", "PlexusCore", "PlexusRCLAN",
+                           .product(name: "Histogram", package: "hdrhistogram-swift")],
             swiftSettings: [.swiftLanguageMode(.v6), .enableExperimentalFeature("Lifetimes")]
         ),
 

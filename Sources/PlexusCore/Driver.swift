@@ -49,6 +49,11 @@ public protocol EngineDriver: AnyObject {
     /// A read into or write from a pool frame has completed, as above: the frame comes back,
     /// a read's ``Frame/length`` set to the bytes read. Dropping it releases it.
     func blockIOCompleted(returning frame: consuming Frame, token: UInt32, result: Int32, engine: Engine)
+    /// A descriptor watched with ``Engine/watch(fd:events:token:)`` is ready: `events` holds
+    /// the poll events that fired (`POLLIN`, `POLLOUT`, `POLLERR`, `POLLHUP` …), or -errno
+    /// (`-ECANCELED` after ``Engine/unwatch(token:)`` or while the engine stops). One-shot:
+    /// watch again for the next readiness.
+    func fdReady(token: UInt32, events: Int32, engine: Engine)
     /// The engine is stopping: every operation in flight has completed. Release held frames.
     func engineWillStop(_ engine: Engine)
 }
@@ -67,6 +72,7 @@ extension EngineDriver {
     public func timerFired(token: UInt32, engine: Engine) {}
     public func blockIOCompleted(token: UInt32, result: Int32, engine: Engine) {}
     public func blockIOCompleted(returning frame: consuming Frame, token: UInt32, result: Int32, engine: Engine) {}
+    public func fdReady(token: UInt32, events: Int32, engine: Engine) {}
     public func engineWillStop(_ engine: Engine) {}
 }
 

@@ -168,6 +168,9 @@ extension Engine {
             onDevicePoll(low, res: res, flags: flags)
         case .blockIO:
             onBlockIO(Int(low), res: res)
+        case .fdWatch:
+            inflight -= 1
+            driver?.fdReady(token: UInt32(truncatingIfNeeded: low), events: res, engine: self)
         case nil:
             preconditionFailure("unknown completion tag \(userData >> 56)")
         }

@@ -108,7 +108,8 @@ public final class Engine {
 
     // user_data tags (top byte).
     enum Tag: UInt64 {
-        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer, devicePoll, blockIO
+        case receive = 1, send, sendZC, segment, timer, wake, cancel, internalSend, gso, faultTimer, devicePoll, blockIO,
+             fdWatch
     }
     @inline(__always) static func data(_ tag: Tag, _ low: UInt64) -> UInt64 { tag.rawValue << 56 | low }
 

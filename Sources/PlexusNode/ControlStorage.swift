@@ -25,8 +25,8 @@ public struct StorageSettings: Sendable {
 /// the two storage RVIs to every processing node of the plan (``VINumbering``), serves each with
 /// its map, and moves a map with its personality when a failover moves it.
 ///
-/// A mapping whose backing cannot be opened does not stop the others: it is left out, and the
-/// control node's log names it (``problems``).
+/// A mapping whose backing cannot be opened (a file, or a LUN on the SAN) does not stop the
+/// others: it is left out, and the control node's log names it (``problems``).
 final class ControlStorage: RVIDelegate {
     let target: StorageTarget
     var maps: [NodeNumber: [StorageMapping]]
@@ -42,20 +42,24 @@ final class ControlStorage: RVIDelegate {
         self.maps = maps
     }
 
-    /// `map` without the entries whose backing cannot be opened now, each named in the log.
-    func servable(_ map: [StorageMapping], node: NodeNumber, layer: RCLAN) -> [StorageMapping] {
-        map.filter { m in
-            do {
-                let f = try layer.engine.openBlockFile(m.path, access: m.access == .readOnly ? .readOnly : .readWrite,
-                                                       direct: m.direct)
-                layer.engine.closeBlockFile(f)
-                return true
-            } catch {
-                let line = "storage: node \(node)'s target \(m.target) LUN \(m.lun) (\(m.path)) cannot be served: \(error)"
-                problems.append(line)
-                if problems.count > 64 { problems.removeFirst() }
-                note(line)
-                return false
+    /// Applies `map` to `node` through `apply` (the target's addProcessor or setMap); an entry
+    /// whose backing cannot be opened (a file, or a LUN on the SAN) is left out and named in
+    /// the log, and the rest is applied. Other refusals are thrown.
+    func serve(_ map: [StorageMapping], node: NodeNumber,
+               _ apply: ([StorageMapping]) throws(StorageSetupError) -> Void) throws(StorageSetupError) {
+        var map = map
+        while true {
+            do throws(StorageSetupError) {
+                try apply(map)
+                return
+            } catch .cannotOpen(let path, let reason) where map.contains(where: { $0.path == path }) {
+                for m in map where m.path == path {
+                    let line = "storage: node \(node)'s target \(m.target) LUN \(m.lun) (\(path)) cannot be served: \(reason)"
+                    problems.append(line)
+                    if problems.count > 64 { problems.removeFirst() }
+                    note(line)
+                }
+                map.removeAll { $0.path == path }
             }
         }
     }
@@ -67,7 +71,7 @@ final class ControlStorage: RVIDelegate {
             maps[n] = new[n] ?? []
             guard let p = processors[n] else { continue }
             do {
-                try target.setMap(ofProcessor: p, servable(new[n] ?? [], node: n, layer: layer), layer: layer)
+                try serve(new[n] ?? [], node: n) { (m) throws(StorageSetupError) in try target.setMap(ofProcessor: p, m, layer: layer) }
             } catch {
                 note("storage: node \(n)'s new map not set: \(error)")
             }
@@ -83,9 +87,9 @@ final class ControlStorage: RVIDelegate {
         let data = try layer.open(NodeAddressBook.path(node, local: VINumbering.storageDataAtControl(node: node.node),
                                                        remote: VINumbering.storageDataAtNode(control: index)),
                                   service: target)
-        processors[node.node] = try target.addProcessor(command: command, data: data,
-                                                        map: servable(maps[node.node] ?? [], node: node.node, layer: layer),
-                                                        layer: layer)
+        try serve(maps[node.node] ?? [], node: node.node) { (m) throws(StorageSetupError) in
+            processors[node.node] = try target.addProcessor(command: command, data: data, map: m, layer: layer)
+        }
         NodeAddressBook.follow(layer, command, node: node.node, localVI: VINumbering.storageCommandAtControl(node: node.node),
                                remoteVI: VINumbering.storageCommandAtNode(control: index), pathMTU: pathMTU)
         NodeAddressBook.follow(layer, data, node: node.node, localVI: VINumbering.storageDataAtControl(node: node.node),
@@ -101,7 +105,9 @@ final class ControlStorage: RVIDelegate {
         var problems: [String] = []
         var failures: [String] = []
         if let p = processors[spare] {
-            do { try target.setMap(ofProcessor: p, servable(map, node: spare, layer: layer), layer: layer) } catch {
+            do {
+                try serve(map, node: spare) { (m) throws(StorageSetupError) in try target.setMap(ofProcessor: p, m, layer: layer) }
+            } catch {
                 failures.append("node \(spare): \(error)")
             }
         }

@@ -75,7 +75,8 @@ extension RCLAN {
 // MARK: - Block I/O completions
 
 extension RCLAN {
-    /// Claims `count` block I/O tokens for `service`: completions of the engine's block I/O
+    /// Claims `count` block I/O tokens for `service` (they also name its descriptor watches,
+    /// ``PlexusCore/Engine/watch(fd:events:token:)``): completions of the engine's block I/O
     /// (``PlexusCore/EngineDriver/blockIOCompleted(token:result:engine:)``) whose token falls in
     /// the returned range go to its ``RVIDelegate/blockIOCompleted(token:result:layer:)``;
     /// tokens nobody claimed go to ``delegate``. Claims are made at setup (they allocate); a
@@ -96,5 +97,14 @@ extension RCLAN {
             return
         }
         delegate.blockIOCompleted(token: token, result: result, layer: self)
+    }
+
+    /// A watched descriptor is ready: to the service that claimed the token (as block I/O).
+    public func fdReady(token: UInt32, events: Int32, engine: Engine) {
+        for claim in blockIOClaims where claim.tokens.contains(token) {
+            claim.service.fdReady(token: token, events: events, layer: self)
+            return
+        }
+        delegate.fdReady(token: token, events: events, layer: self)
     }
 }

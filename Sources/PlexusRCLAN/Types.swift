@@ -245,6 +245,10 @@ public protocol RVIDelegate: AnyObject {
     /// range it claimed (``RCLAN/claimBlockIOTokens(_:for:)``) has completed: `result` is the
     /// bytes moved, or a negative errno. On the engine thread.
     func blockIOCompleted(token: UInt32, result: Int32, layer: RCLAN)
+    /// A descriptor the service watches with ``PlexusCore/Engine/watch(fd:events:token:)``,
+    /// with a token in a range it claimed (``RCLAN/claimBlockIOTokens(_:for:)``), is ready:
+    /// `events` are the poll events, or -errno. On the engine thread.
+    func fdReady(token: UInt32, events: Int32, layer: RCLAN)
 }
 
 extension RVIDelegate {
@@ -262,6 +266,7 @@ extension RVIDelegate {
     public func rdmaWriteRefused(on rvi: RVI, region: RegionKey, offset: UInt64, length: Int, error: RDMAError,
                                  by refuser: RDMARefuser, layer: RCLAN) {}
     public func blockIOCompleted(token: UInt32, result: Int32, layer: RCLAN) {}
+    public func fdReady(token: UInt32, events: Int32, layer: RCLAN) {}
 }
 
 /// Counters of one RVI and its legs, like the best transports report them.

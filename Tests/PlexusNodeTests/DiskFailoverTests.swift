@@ -25,11 +25,18 @@ struct DiskFailoverTests {
         try h.close()
         let state = macStateFile()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        d.storage = [93: [StorageMapping(target: 0, lun: 0, path: image)]]
+        d.storage = [93: [StorageMapping(target: 0, lun: 0, path: image), StorageMapping(target: 0, lun: 1, path: "\(dir)/missing.img")]]
         let p = try LANPlatform(d, macState: state, disksDirectory: "\(dir)/disks")
         defer { p.stop() }
 
         #expect(waitUntil(seconds: 10) { p.disks(node: 93)["t0-l0"] != nil }, "node 93 exports its disk")
+        // The mapping whose file does not exist is left out at both control nodes, and named.
+        #expect(p.disks(node: 93)["t0-l1"] == nil)
+        for c in p.controlNodes {
+            let problems = try #require(c).storageProblems()
+            #expect(problems.count == 1 && problems[0].contains("node 93's target 0 LUN 1 (\(dir)/missing.img) cannot be served"),
+                    "\(problems)")
+        }
         let socket93 = try #require(p.disks(node: 93)["t0-l0"])
         #expect(p.disks(node: 94).isEmpty, "the spare has no disk while it holds no personality")
         let (info, infoOut) = try runTool(["nbdinfo", "--size", "nbd+unix:///?socket=\(socket93)"])

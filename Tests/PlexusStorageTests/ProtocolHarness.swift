@@ -39,6 +39,8 @@ final class ProcessorDriver: RVIDelegate, StorageCompletionHandler, @unchecked S
 
     struct Report {
         var writesDone = 0, readsDone = 0, checked = 0, wrong = 0, failures: [String] = []
+        /// The completions behind ``failures``.
+        var failed: [StorageCompletion] = []
         var single: StorageCompletion?
         var singleData: [UInt8] = []
     }
@@ -137,7 +139,10 @@ final class ProcessorDriver: RVIDelegate, StorageCompletionHandler, @unchecked S
         let c = slotChunk[s]
         slotChunk[s] = -1
         guard completion.isGood else {
-            report.withLock { $0.failures.append("chunk \(c) \(slotReading[s] ? "read" : "write"): \(completion.outcome)") }
+            report.withLock {
+                $0.failures.append("chunk \(c) \(slotReading[s] ? "read" : "write"): \(completion.outcome)")
+                $0.failed.append(completion)
+            }
             return
         }
         if slotReading[s] {
@@ -185,7 +190,8 @@ struct ProtocolRig {
     /// `shared`: a control node (and its target) of another rig, served at VIs `controlVI`, +1.
     static func start(maps: [[StorageMapping]], queueDepth: Int = 8, timeout: Duration = .seconds(3),
                       processorNode: UInt8 = 1, firstControlNode: UInt8 = 2,
-                      shared: (EngineThread, StorageTarget)? = nil, controlVI: UInt32 = 1) throws -> ProtocolRig {
+                      shared: (EngineThread, StorageTarget)? = nil, controlVI: UInt32 = 1,
+                      sanTimeout: Duration = .seconds(5)) throws -> ProtocolRig {
         let driver = ProcessorDriver(queueDepth: queueDepth)
         let processor = try EngineThread.start(.loopback(node: processorNode)) { RCLAN(delegate: driver) }
         var controls: [EngineThread] = [], targets: [StorageTarget] = []
@@ -194,7 +200,8 @@ struct ProtocolRig {
             targets.append(shared.1)
         }
         for k in maps.indices where shared == nil {
-            let t = try StorageTarget(slots: 8, slotSize: 256 * 1024, queueDepth: 32, transferTimeout: .seconds(4))
+            let t = try StorageTarget(slots: 8, slotSize: 256 * 1024, queueDepth: 32, transferTimeout: .seconds(4),
+                                      sanTimeout: sanTimeout)
             targets.append(t)
             controls.append(try EngineThread.start(.loopback(node: firstControlNode + UInt8(k))) { RCLAN(delegate: t) })
         }

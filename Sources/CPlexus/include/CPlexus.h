@@ -43,6 +43,7 @@ static const uint32_t plx_IORING_SETUP_DEFER_TASKRUN = IORING_SETUP_DEFER_TASKRU
 static const uint32_t plx_IORING_SETUP_COOP_TASKRUN = IORING_SETUP_COOP_TASKRUN;
 static const uint32_t plx_IORING_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
 static const uint32_t plx_IORING_ASYNC_CANCEL_ANY = IORING_ASYNC_CANCEL_ANY;
+static const uint32_t plx_IORING_ASYNC_CANCEL_ALL = IORING_ASYNC_CANCEL_ALL;
 static const uint32_t plx_IORING_TIMEOUT_MULTISHOT = (1U << 6);
 
 /// Asks the kernel to attach to each datagram received on the socket the socket's cumulative

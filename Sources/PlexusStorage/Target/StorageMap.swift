@@ -13,7 +13,8 @@ public enum StorageAccess: String, Sendable, Hashable, Codable, CaseIterable {
 public struct StorageMapping: Sendable, Hashable {
     public var target: UInt32
     public var lun: UInt32
-    /// The backing file or block device, opened on the engine's ring.
+    /// The backing file or block device, opened on the engine's ring; or a LUN on an iSCSI
+    /// SAN, `iscsi://host[:port]/target-iqn/lun` (``ISCSIURL``), its block size the SAN's.
     public var path: String
     public var access: StorageAccess
     /// The logical block size the processor sees.
@@ -137,6 +138,15 @@ public struct StorageTargetCounters: Sendable, Hashable, Codable {
     public var abandoned: UInt64 = 0
     /// Maps replaced (a personality moved to or from a processor).
     public var mapChanges: UInt64 = 0
+    /// iSCSI sessions that went down (connection lost, a command timed out, a reconnection
+    /// that failed); ``StorageTarget/sanStatus`` names the LUN and the last error.
+    public var sanFailures: UInt64 = 0
+    /// Commands on an iSCSI LUN that ended in an error (answered with CHECK CONDITION).
+    public var sanCommandErrors: UInt64 = 0
+    /// Turns in which commands on an iSCSI LUN passed ``StorageTarget/sanTimeout``.
+    public var sanTimeouts: UInt64 = 0
+    /// iSCSI sessions that logged in again after going down.
+    public var sanReconnections: UInt64 = 0
 
     public init() {}
 }

@@ -77,7 +77,11 @@ extension StorageTarget {
     /// Puts the slot's block operation on the engine's ring.
     func submit(_ session: TargetSession, slot: Int, layer: RCLAN) {
         guard let step = session.slots[slot].step else { return }
-        let file = session.units[session.slots[slot].unit].file
+        let backend = session.units[session.slots[slot].unit].backend
+        guard case .file(let file) = backend else {
+            if case .san(let san) = backend { submitSAN(san, step: step, session: session, slot: slot, layer: layer) }
+            return
+        }
         let token = session.firstToken + UInt32(slot)
         let at = session.staging.offset(ofSlot: slot)
         session.slots[slot].phase = .blockIO
@@ -103,14 +107,21 @@ extension StorageTarget {
 
     /// The engine finished the slot's block operation.
     func blockDone(_ session: TargetSession, slot: Int, result: Int32, layer: RCLAN) {
-        guard session.slots[slot].phase == .blockIO, let step = session.slots[slot].step else { return }
+        guard session.slots[slot].phase == .blockIO, session.slots[slot].step != nil else { return }
         if session.slots[slot].abandoned {
             session.slots[slot].phase = .free
             post(session, layer: layer)
             return
         }
+        finishBlock(session, slot: slot, outcome: result >= 0 ? .success(Int(result)) : .failure(.io(-result)),
+                    layer: layer)
+    }
+
+    /// The slot's block operation (on the ring or the SAN) ended: the bytes it moved, or why not.
+    func finishBlock(_ session: TargetSession, slot: Int, outcome result: Result<Int, BlockIOError>, layer: RCLAN) {
+        guard let step = session.slots[slot].step else { return }
         let unit = session.units[session.slots[slot].unit].unit
-        var outcome: Result<Int, BlockIOError> = result >= 0 ? .success(Int(result)) : .failure(.io(-result))
+        var outcome = result
         if case .success(let n) = outcome, step.length > 0, n != step.length {
             // A short transfer: the backing file ended (it shrank) or the device failed part way.
             outcome = .failure(.io(5))

@@ -20,38 +20,63 @@ extension StorageTarget {
         abandon(session)
         let old = session.units
         session.units = units
-        for u in old where !units.contains(where: { $0.file == u.file }) { layer.engine.closeBlockFile(u.file) }
+        close(old, layer: layer)
         counters.mapChanges += 1
     }
 
     /// The processor served over command RVI `command`, if any.
     public func processor(command: RVI) -> Int? { sessions.first { $0.command == command }?.index }
 
-    /// Opens each entry's backing file on the engine's ring and makes its logical unit.
+    /// Opens each entry's backing file on the engine's ring, or logs in to its iSCSI LUN (a
+    /// path that starts with `iscsi://`: setup, blocks for the login), and makes its logical unit.
     func makeUnits(_ map: [StorageMapping], processor: Int, layer: RCLAN) throws(StorageSetupError) -> [MappedUnit] {
         var units: [MappedUnit] = []
         for m in map {
             guard !units.contains(where: { $0.target == m.target && $0.lun == m.lun }) else {
-                for u in units { layer.engine.closeBlockFile(u.file) }
+                close(units, layer: layer)
                 throw .duplicateMapping(target: m.target, lun: m.lun)
             }
-            let file: BlockFile
-            do {
-                file = try layer.engine.openBlockFile(m.path, access: m.access == .readOnly ? .readOnly : .readWrite,
-                                                      direct: m.direct)
-            } catch {
-                for u in units { layer.engine.closeBlockFile(u.file) }
-                throw .cannotOpen(path: m.path, reason: "\(error)")
+            let device: any BlockDevice
+            let backend: UnitBackend
+            if ISCSIURL.isISCSI(m.path) {
+                do {
+                    let san = try openSAN(m.path, processor: processor, layer: layer)
+                    device = san
+                    backend = .san(san)
+                } catch {
+                    close(units, layer: layer)
+                    throw error
+                }
+            } else {
+                let file: BlockFile
+                do {
+                    file = try layer.engine.openBlockFile(m.path, access: m.access == .readOnly ? .readOnly : .readWrite,
+                                                          direct: m.direct)
+                } catch {
+                    close(units, layer: layer)
+                    throw .cannotOpen(path: m.path, reason: "\(error)")
+                }
+                device = EngineFileDevice(file: file, blockSize: m.blockSize)
+                backend = .file(file)
             }
-            let device = EngineFileDevice(file: file, blockSize: m.blockSize)
             let bs = UInt32(device.geometry.blockSize)
             let limits = BlockLimits(maxTransferBlocks: UInt32(slotSize) / bs, optimalTransferBlocks: UInt32(slotSize) / bs)
             let identity = LogicalUnitIdentity(serial: "T\(m.target)L\(m.lun)P\(processor)",
                                                identifier: UInt64(m.target) << 32 | UInt64(m.lun))
             let unit = SCSILogicalUnit(device: device, identity: identity, lun: m.lun,
                                        readOnly: m.access == .readOnly, limits: limits)
-            units.append(MappedUnit(target: m.target, lun: m.lun, unit: unit, file: file))
+            units.append(MappedUnit(target: m.target, lun: m.lun, unit: unit, backend: backend))
         }
         return units
+    }
+
+    /// Closes the units' files (once their I/O completes) and iSCSI sessions.
+    func close(_ units: [MappedUnit], layer: RCLAN) {
+        for u in units {
+            switch u.backend {
+            case .file(let f): layer.engine.closeBlockFile(f)
+            case .san(let s): closeSAN(s, layer: layer)
+            }
+        }
     }
 }

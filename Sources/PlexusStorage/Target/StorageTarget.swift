@@ -18,8 +18,9 @@ import PlexusRCLAN
 /// answered with CHECK CONDITION ILLEGAL REQUEST (LOGICAL UNIT NOT SUPPORTED), counted, and
 /// never reaches a backend; a write to a read-only mapping gets DATA PROTECT.
 ///
-/// Backends are files or block devices on the engine's ring (``PlexusCore/Engine/read(_:at:length:into:regionOffset:token:)``);
-/// the engine thread never blocks. Each processor has a preallocated staging region of
+/// Backends are files or block devices on the engine's ring (``PlexusCore/Engine/read(_:at:length:into:regionOffset:token:)``),
+/// or LUNs on an iSCSI SAN (a mapping whose path is an `iscsi://` URL: ``ISCSISession``, its
+/// socket watched on the same ring); the engine thread never blocks after setup. Each processor has a preallocated staging region of
 /// `slots` × `slotSize` bytes (one slot per command in flight, the largest transfer a command
 /// may move) and a bounded queue for CMDs that find no free slot; nothing allocates per command.
 ///
@@ -43,8 +44,16 @@ public final class StorageTarget: RVIDelegate {
     /// Refusals of undecodable messages, by kind.
     public internal(set) var malformedByKind = [Int](repeating: 0, count: StorageMessageError.Kind.allCases.count)
 
+    /// How long a command on an iSCSI LUN may take before it ends with NOT READY and its
+    /// session is taken down (StorageTarget+SAN.swift).
+    public let sanTimeout: Duration
+    let sanTimeoutNanos: UInt64
+
     var sessions: [TargetSession] = []
     var tokens: Range<UInt32> = 0..<0
+    /// The watch tokens of iSCSI sessions (two each) and the sessions, by token pair.
+    var sanTokens: Range<UInt32> = 0..<0
+    var sanSessions: [SANEntry?] = []
     /// Scratch for encoding one message (the largest of any type), allocated once.
     let scratch: UnsafeMutableRawBufferPointer
     /// Data-in answers of the commands a unit answers itself (INQUIRY …), before they are
@@ -54,11 +63,14 @@ public final class StorageTarget: RVIDelegate {
     /// A target whose processors each get `slots` staging slots of `slotSize` bytes (a
     /// multiple of 4096) and a queue of `queueDepth` CMDs.
     public init(slots: Int = 16, slotSize: Int = 1 << 20, queueDepth: Int = 64, maxProcessors: Int = 64,
-                transferTimeout: Duration = .seconds(10)) throws(StorageSetupError)
+                transferTimeout: Duration = .seconds(10), sanTimeout: Duration = .seconds(5)) throws(StorageSetupError)
     {
         self.transferTimeout = transferTimeout
         let t = transferTimeout.components
         transferTimeoutNanos = UInt64(max(0, t.seconds)) * 1_000_000_000 + UInt64(max(0, t.attoseconds) / 1_000_000_000)
+        self.sanTimeout = sanTimeout
+        let st = sanTimeout.components
+        sanTimeoutNanos = UInt64(max(0, st.seconds)) * 1_000_000_000 + UInt64(max(0, st.attoseconds) / 1_000_000_000)
         guard slots > 0, slots <= 1024, queueDepth > 0, maxProcessors > 0 else {
             throw .badParameter("slots 1…1024, a positive queue depth and processor count")
         }
@@ -98,6 +110,7 @@ public final class StorageTarget: RVIDelegate {
         do {
             staging = try StagingMemory(layer: layer, slots: slotsPerProcessor, slotSize: slotSize, writers: [data])
         } catch {
+            close(units, layer: layer)
             throw .resources("staging region: \(error)")
         }
         let index = sessions.count
@@ -166,6 +179,7 @@ public final class StorageTarget: RVIDelegate {
 
     public func layerTurn(_ layer: RCLAN) {
         let now = sessions.isEmpty ? 0 : nowNanos()
+        if !sanSessions.isEmpty { sanTurn(now: now, layer: layer) }
         for s in sessions {
             for i in s.slots.indices where s.slots[i].phase == .awaitingTransfers && now > s.slots[i].transferDeadline {
                 s.slots[i].phase = .free

@@ -42,6 +42,17 @@ struct TargetSlot {
     var abandoned = false
     /// ``PlexusCore/nowNanos()`` after which a write still waiting for TRANs is dropped.
     var transferDeadline: UInt64 = 0
+    /// ``PlexusCore/nowNanos()`` after which a command on an iSCSI LUN that has not answered
+    /// ends with NOT READY (and its session is taken down).
+    var sanDeadline: UInt64 = 0
+}
+
+/// What serves a mapped unit's I/O.
+enum UnitBackend {
+    /// A file or block device on the engine's ring.
+    case file(BlockFile)
+    /// A LUN on an iSCSI SAN.
+    case san(ISCSISession)
 }
 
 /// One logical unit a processor's map names.
@@ -49,7 +60,19 @@ struct MappedUnit {
     let target: UInt32
     let lun: UInt32
     let unit: SCSILogicalUnit
-    let file: BlockFile
+    let backend: UnitBackend
+
+    /// The backing file, for a unit on the engine's ring.
+    var file: BlockFile? {
+        if case .file(let f) = backend { return f }
+        return nil
+    }
+
+    /// The iSCSI session, for a unit on a SAN.
+    var san: ISCSISession? {
+        if case .san(let s) = backend { return s }
+        return nil
+    }
 }
 
 /// The state a storage target holds for one processor: its two RVIs, its map, its staging
