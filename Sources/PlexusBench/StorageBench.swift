@@ -207,7 +207,7 @@ extension BenchOptions {
             server.kill()
             unlink(socket)
         }
-        guard waitUntil(seconds: 10, { unixSocketAnswers(socket) }) else {
+        guard waitUntil(seconds: 10, { NBDServer.answers(at: socket) }) else {
             throw BenchError("nbdkit did not listen on \(socket)")
         }
         return try fio(["--ioengine=nbd", "--uri=nbd+unix:///?socket=\(socket)"])
@@ -269,21 +269,4 @@ extension BenchOptions {
                 + "exporter \(StorageBed.lanes) lanes × \(laneDepth) slots of \(slotKiB) KiB, targets \(max(StorageBed.targetSlots, laneDepth)) slots of \(StorageBed.targetSlotSize(slotKiB << 10) >> 10) KiB, "
                 + "backing file opened \(direct ? "with O_DIRECT" : "through the page cache")")
     }
-}
-
-/// Whether a server accepts connections on the Unix socket at `path`.
-func unixSocketAnswers(_ path: String) -> Bool {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var sa = sockaddr_un()
-    sa.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: sa.sun_path) else { return false }
-    withUnsafeMutableBytes(of: &sa.sun_path) { raw in
-        for (k, b) in bytes.enumerated() { raw[k] = b }
-    }
-    return withUnsafePointer(to: &sa) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-    } == 0
 }

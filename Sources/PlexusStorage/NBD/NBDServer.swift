@@ -147,6 +147,10 @@ public final class NBDServer: Sendable {
         }
     }
 
+    /// Whether a server (this one or any other, nbdkit say) accepts connections on the Unix
+    /// socket at `path`.
+    public static func answers(at path: String) -> Bool { SocketIO.answers(path) }
+
     /// The connections being served.
     public var activeConnections: Int { state.withLock { $0.connections.count } }
 

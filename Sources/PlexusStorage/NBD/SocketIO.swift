@@ -84,6 +84,24 @@ enum SocketIO {
         return T(bigEndian: v)
     }
 
+    /// Whether something accepts connections on the Unix socket at `path`.
+    static func answers(_ path: String) -> Bool {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return false }
+        defer { close(probe) }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+    }
+
     /// A listening Unix stream socket at `path`. A socket file left by a server that is gone
     /// (nothing accepts on it) is replaced; one that still answers is an error (EADDRINUSE), and
     /// so is anything at the path that is not a socket (EEXIST).
@@ -102,12 +120,7 @@ enum SocketIO {
         if lstat(path, &existing) == 0 {
             // Only a socket file is ever replaced; anything else at the path is left alone.
             guard existing.st_mode & S_IFMT == S_IFSOCK else { throw .errno(EEXIST) }
-            let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            let answered = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, length) == 0 }
-            }
-            close(probe)
-            guard !answered else { throw .errno(EADDRINUSE) }
+            guard !answers(path) else { throw .errno(EADDRINUSE) }
             unlink(path)
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
