@@ -70,12 +70,33 @@ struct DiskFailoverTests {
           .requiresTool("e2fsck"), .requiresTool("mount"), .requiresTool("umount"),
           .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse"))
     func fileSystemMovesWithPersonality() throws {
+        try fileSystemFailover(name: "platform") { image in image }
+    }
+
+    @Test("ext4 on a LUN of an iSCSI SAN (tgtd) behind the control nodes: files written and synced, the processor killed, the spare mounts the same file system and every file reads back",
+          .requiresRoot, .requiresTool("tgtd"), .requiresTool("tgtadm"), .requiresTool("nbdfuse"), .requiresTool("losetup"),
+          .requiresTool("mkfs.ext4"), .requiresTool("e2fsck"), .requiresTool("mount"), .requiresTool("umount"),
+          .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse"))
+    func fileSystemOnTheSANMovesWithPersonality() throws {
+        var san: ISCSITargetDaemon?
+        defer { san?.kill() }
+        try fileSystemFailover(name: "san") { image in
+            let daemon = try ISCSITargetDaemon(backing: image)
+            san = daemon
+            return daemon.url
+        }
+    }
+
+    /// Node 103's personality has (target 0, LUN 0) on a 64 MiB image, through `storage(image)`
+    /// (the image itself, or a SAN LUN on it): ext4 made and mounted there, files written and
+    /// synced, node 103 killed with the file system mounted, and the spare, node 104, mounts it.
+    func fileSystemFailover(name: String, storage: (String) throws -> String) throws {
         FuseLoopChain.sweepStale()
         let v10 = VLANID(10)!
         var d = PlatformDefinition(controlNodes: [101, 102], processingNodes: [103, 104], vlans: [v10: [103]])
         d.spares = [104]
         // Named like the chains' directories, so that a killed run's leftovers are swept with them.
-        let dir = "\(fuseTestPrefix)\(getpid())-platform"
+        let dir = "\(fuseTestPrefix)\(getpid())-\(name)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let image = "\(dir)/lun0.img"
@@ -85,7 +106,8 @@ struct DiskFailoverTests {
         try h.close()
         let state = macStateFile()
         defer { try? FileManager.default.removeItem(atPath: state) }
-        d.storage = [103: [StorageMapping(target: 0, lun: 0, path: image)]]
+        let path = try storage(image)
+        d.storage = [103: [StorageMapping(target: 0, lun: 0, path: path)]]
         let p = try LANPlatform(d, macState: state, disksDirectory: "\(dir)/disks")
         defer { p.stop() }
         #expect(waitUntil(seconds: 10) { p.disks(node: 103)["t0-l0"] != nil })
@@ -123,7 +145,7 @@ struct DiskFailoverTests {
         try chain.unmount()
         let (fsck, fsckOut) = try runTool(["e2fsck", "-fn", loop], seconds: 120)
         #expect(fsck == 0, "\(fsckOut)")
-        print("File system failover: node 103 wrote \(files.map(\.1.count).reduce(0, +)) bytes in \(files.count) files on "
+        print("File system failover (\(path)): node 103 wrote \(files.map(\.1.count).reduce(0, +)) bytes in \(files.count) files on "
               + "ext4 over its disk and was killed; node 104's take-over: " + p.failovers(0)[0].timeline.joined(separator: ", ")
               + "; node 104 mounted the same file system, every file matched, e2fsck clean")
     }

@@ -1,12 +1,11 @@
 import Foundation
 import PlexusCore
-import PlexusTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now (bound to port 0, read back, closed).
-func freeLocalPort() -> Int {
+public func freeLocalPort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var a = sockaddr_in()
@@ -26,17 +25,17 @@ func freeLocalPort() -> Int {
 /// a control port of its own (so tests running side by side do not clash), one target with LUN 1
 /// on `backing`. Killed (SIGKILL: tgtd ignores SIGTERM while it has targets) when stopped or
 /// dropped, even when the test fails.
-final class ISCSITargetDaemon {
-    let port: Int
-    let controlPort: Int
-    let iqn: String
-    let backing: String
-    private(set) var daemon: WatchedProcess?
+public final class ISCSITargetDaemon {
+    public let port: Int
+    public let controlPort: Int
+    public let iqn: String
+    public let backing: String
+    public private(set) var daemon: WatchedProcess?
 
     /// The LUN's URL.
-    var url: String { "iscsi://127.0.0.1:\(port)/\(iqn)/1" }
+    public var url: String { "iscsi://127.0.0.1:\(port)/\(iqn)/1" }
 
-    init(backing: String, port: Int? = nil) throws {
+    public init(backing: String, port: Int? = nil) throws {
         self.port = port ?? freeLocalPort()
         controlPort = 1000 + self.port % 31000  // tgtd takes 0…32767
         iqn = "iqn.2026-12.org.plexus.test:lun\(self.port)"
@@ -47,7 +46,7 @@ final class ISCSITargetDaemon {
     deinit { kill() }
 
     /// Starts tgtd and creates the target, the LUN and the binding; waits until it answers.
-    func start() throws {
+    public func start() throws {
         let d = try WatchedProcess(["tgtd", "-f", "-C", "\(controlPort)", "--iscsi", "portal=127.0.0.1:\(port)"])
         daemon = d
         let ready = waitUntil(seconds: 10) {
@@ -67,10 +66,10 @@ final class ISCSITargetDaemon {
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT) to tgtd.
-    func signal(_ signal: Int32) { daemon?.process.signal(signal) }
+    public func signal(_ signal: Int32) { daemon?.process.signal(signal) }
 
     /// SIGKILL, and waits for it to end.
-    func kill() {
+    public func kill() {
         guard let d = daemon else { return }
         d.process.signal(SIGCONT)  // a stopped tgtd ends at SIGKILL too; it is only for tidiness
         d.process.kill()
@@ -78,8 +77,8 @@ final class ISCSITargetDaemon {
         daemon = nil
     }
 
-    struct DaemonError: Error, CustomStringConvertible {
-        let description: String
+    public struct DaemonError: Error, CustomStringConvertible {
+        public let description: String
         init(_ d: String) { description = d }
     }
 }
