@@ -25,27 +25,36 @@ final class ExportBed {
     let server: NBDServer
     /// What discovery found.
     let disks: [VirtualDisk]
+    /// The control nodes' storage targets (engine-thread objects of `controls`).
+    let targets: [StorageTarget]
+    /// With `san`, the tgtd serving the image as the LUN the control nodes map.
+    let san: ISCSITargetDaemon?
 
-    init(readOnly: Bool = false, timeout: Duration = .seconds(2)) throws {
+    init(readOnly: Bool = false, timeout: Duration = .seconds(2), san: Bool = false) throws {
         image = dir.file("disk.img")
         createSparseFile(image, size: Self.size)
+        self.san = san ? try ISCSITargetDaemon(backing: image) : nil
+        let path = self.san?.url ?? image
         let adapters = (0..<2).map { _ in HostAdapter(maxCommands: 64, timeout: timeout) }
         let initiator = StorageInitiator(adapters: adapters, maxCommands: 64)
         let exporter = try VirtualDiskExporter(initiator: initiator, lanes: 2, depth: 16, slotSize: Self.slotSize)
         self.initiator = initiator
         self.exporter = exporter
         processor = try EngineThread.start(.loopback(node: 1)) { RCLAN(delegate: exporter) }
-        var controls: [EngineThread] = []
+        var controls: [EngineThread] = [], targets: [StorageTarget] = []
         for k in 0..<2 {
-            let t = try StorageTarget(slots: 16, slotSize: Self.slotSize, queueDepth: 64, transferTimeout: .seconds(4))
+            let t = try StorageTarget(slots: 16, slotSize: Self.slotSize, queueDepth: 64, transferTimeout: .seconds(4),
+                                      sanTimeout: .seconds(1))
             let c = try EngineThread.start(.loopback(node: 2 + UInt8(k))) { RCLAN(delegate: t) }
             controls.append(c)
+            targets.append(t)
             try ProtocolRig.connect(processor: processor, control: c, target: t,
-                                    map: [StorageMapping(target: 0, lun: 0, path: image,
+                                    map: [StorageMapping(target: 0, lun: 0, path: path,
                                                          access: readOnly ? .readOnly : .readWrite)],
                                     adapter: adapters[k], processorVI: UInt32(2 * k + 1), controlVI: 1)
         }
         self.controls = controls
+        self.targets = targets
         // Discovery: the control nodes list the processor's map, and size each disk.
         let found = Mutex<Result<[VirtualDisk], DiskDiscoveryError>?>(nil)
         try processor.runAndWait { e in
@@ -69,6 +78,13 @@ final class ExportBed {
         server.stop()
         _ = processor.stopAndWait()
         for c in controls { _ = c.stopAndWait() }
+        san?.kill()
+    }
+
+    /// Control node `k`'s view of its SAN LUNs.
+    func sanStatus(_ k: Int) throws -> [SANStatus] {
+        let t = targets[k]
+        return try controls[k].runAndWait { _ in t.sanStatus }
     }
 
     var uri: String { "nbd+unix:///?socket=\(server.socketPath)" }
@@ -251,5 +267,63 @@ struct DiskExportTests {
         _ = again
         print("Lanes: 2 connections served, the third refused, a departed connection's lane reused; 3 bad requests refused; "
               + "a 1 MiB + 512 byte request over 5 slots read back whole; after the engine stopped: \(String(describing: late))")
+    }
+
+    @Test("on a LUN of a tgtd SAN: fio verifies random 4 KiB writes while the control node in use is stopped; no error reaches fio",
+          .requiresRoot, .requiresTool("tgtd"), .requiresTool("tgtadm"), .requiresTool("fio"))
+    func controlNodeDiesOverTheSAN() throws {
+        let bed = try ExportBed(timeout: .milliseconds(500), san: true)
+        let fio = try WatchedProcess(["fio", "--name=plexus-san", "--ioengine=nbd", "--uri=\(bed.uri)", "--rw=randwrite",
+                                      "--bs=4k", "--size=\(ExportBed.size)", "--iodepth=16", "--verify=crc32c",
+                                      "--do_verify=1", "--verify_state_save=0", "--randseed=1502", "--output-format=json"])
+        #expect(waitUntil(seconds: 60) { bed.server.statistics.snapshot.writes >= UInt64(ExportBed.size / 4096 / 4) })
+        let stoppedAt = bed.server.statistics.snapshot.writes
+        _ = bed.controls[0].stopAndWait()
+        #expect(waitUntil(seconds: 120) { !fio.process.isRunning })
+        #expect(fio.process.wait() == 0, "\(fio.output)")
+        let (c, reissued, failed) = try bed.counters()
+        let nbd = bed.server.statistics.snapshot
+        print("SAN LUN, control node stopped after \(stoppedAt) of \(ExportBed.size / 4096) fio writes: \(nbd.writes) writes and "
+              + "\(nbd.reads) verifying reads, \(nbd.errorReplies) errors; \(c.submitted) SCSI commands, \(reissued) re-issued, "
+              + "\(failed) failed everywhere; the file behind tgtd: \(bed.image)")
+        #expect(nbd.errorReplies == 0 && c.failed == 0 && failed == 0 && reissued > 0)
+    }
+
+    @Test("on a LUN of a tgtd SAN: tgtd stopped mid-I/O: the NBD client gets EIO, nothing hangs, the control nodes name the LUN DOWN; tgtd back: reads are good again",
+          .requiresRoot, .requiresTool("tgtd"), .requiresTool("tgtadm"))
+    func sanStoppedMidIO() throws {
+        let bed = try ExportBed(san: true)
+        let client = try #require(NBDTestClient(socketPath: bed.server.socketPath))
+        #expect(client.go() != nil)
+        let block = [UInt8](repeating: 0xC3, count: 65536)
+        client.request(NBDProtocol.cmdWrite, handle: 1, offset: 0, length: 65536, payload: block)
+        #expect(client.reply()?.error == 0)
+        // tgtd dies with requests in flight.
+        for k in 0..<8 { client.request(NBDProtocol.cmdRead, handle: UInt64(10 + k), offset: UInt64(k) << 16, length: 65536) }
+        bed.san!.kill()
+        let start = nowNanos()
+        var errors = 0, good = 0
+        for _ in 0..<8 {
+            guard let r = client.reply() else { break }
+            if r.error == 0 { good += 1; _ = client.receive(65536) } else { errors += 1; #expect(r.error == NBDProtocol.errIO) }
+        }
+        #expect(good + errors == 8, "every request answered")
+        client.request(NBDProtocol.cmdRead, handle: 30, offset: 0, length: 4096)
+        #expect(client.reply()?.error == NBDProtocol.errIO, "a read while the SAN is down fails at once")
+        let settled = Double(nowNanos() - start) / 1e9
+        #expect(settled < 10, "nothing waits out more than the SAN time-out")
+        for k in 0..<2 {
+            let status = try bed.sanStatus(k)
+            #expect(status.count == 1 && status[0].isUp == false && status[0].url == bed.san!.url, "\(status)")
+        }
+        // tgtd back on the same port: the sessions log in again by themselves.
+        try bed.san!.start()
+        #expect(waitUntil(seconds: 15) {
+            client.request(NBDProtocol.cmdRead, handle: 40, offset: 0, length: 65536)
+            guard client.reply()?.error == 0 else { return false }
+            return client.receive(65536) == block
+        }, "reads are good again, and return what was written before tgtd died")
+        print("SAN stopped mid-I/O: of 8 reads in flight \(good) completed and \(errors) ended with EIO, settled in "
+              + String(format: "%.2f s", settled) + "; control nodes named the LUN DOWN; after tgtd restarted the data read back")
     }
 }
