@@ -65,6 +65,35 @@ struct DiskFailoverTests {
               + "\(counters.disks.submitted) SCSI commands, \(counters.disks.failed) failed")
     }
 
+    @Test("two personalities with the same (target, LUN) reach different storage; neither reaches the other's",
+          .requiresTool("nbdcopy"))
+    func sameTargetAndLUNDifferentStorage() throws {
+        let v10 = VLANID(10)!, v20 = VLANID(20)!
+        var d = PlatformDefinition(controlNodes: [111, 112], processingNodes: [113, 114], vlans: [v10: [113], v20: [114]])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-pans-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let size = 1 << 20
+        #expect(FileManager.default.createFile(atPath: dir + "/shop.img", contents: Data(repeating: 0x5A, count: size)))
+        #expect(FileManager.default.createFile(atPath: dir + "/lab.img", contents: Data(repeating: 0xA5, count: size)))
+        d.storage = [113: [StorageMapping(target: 0, lun: 0, path: dir + "/shop.img")],
+                     114: [StorageMapping(target: 0, lun: 0, path: dir + "/lab.img")]]
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try LANPlatform(d, macState: state, disksDirectory: dir + "/disks")
+        defer { p.stop() }
+        #expect(waitUntil(seconds: 10) { p.disks(node: 113)["t0-l0"] != nil && p.disks(node: 114)["t0-l0"] != nil })
+        #expect(p.disks(node: 113).count == 1 && p.disks(node: 114).count == 1, "each sees its own map only")
+        for (n, byte) in [(NodeNumber(113), UInt8(0x5A)), (NodeNumber(114), UInt8(0xA5))] {
+            let socket = try #require(p.disks(node: n)["t0-l0"])
+            let out = "\(dir)/read-\(n).bin"
+            let (status, output) = try runTool(["nbdcopy", "nbd+unix:///?socket=\(socket)", out])
+            #expect(status == 0, "\(output)")
+            let data = FileManager.default.contents(atPath: out) ?? Data()
+            #expect(data.count == size && data.allSatisfy { $0 == byte }, "node \(n)'s (0, 0) is its own storage")
+        }
+    }
+
     @Test("ext4 on a processor's disk: files written and synced, the processor killed, the spare mounts the same file system and every file reads back",
           .requiresRoot, .requiresTool("nbdfuse"), .requiresTool("losetup"), .requiresTool("mkfs.ext4"),
           .requiresTool("e2fsck"), .requiresTool("mount"), .requiresTool("umount"),
