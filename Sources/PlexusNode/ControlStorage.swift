@@ -37,9 +37,48 @@ final class ControlStorage: RVIDelegate {
     /// Where problems are told (the virtual LAN server's log).
     var note: (String) -> Void = { _ in }
 
+    /// Each SAN LUN's state when last looked at (processor, target, LUN → up), and when.
+    var sanUp: [SANKey: Bool] = [:]
+    var sanCheckedAt: UInt64 = 0
+
+    struct SANKey: Hashable {
+        var processor: Int
+        var target: UInt32
+        var lun: UInt32
+    }
+
     init(target: StorageTarget, maps: [NodeNumber: [StorageMapping]]) {
         self.target = target
         self.maps = maps
+    }
+
+    /// Once a second: a LUN on the SAN that went down, or came back, is an event in the log
+    /// naming the processing node, the (target, LUN) and the SAN's URL ("Configuration
+    /// Component": storage that vanished while assigned).
+    func layerTurn(_ layer: RCLAN) {
+        let now = nowNanos()
+        guard now &- sanCheckedAt >= 1_000_000_000 else { return }
+        sanCheckedAt = now
+        let status = target.sanStatus
+        guard !status.isEmpty || !sanUp.isEmpty else { return }
+        var seen = Set<SANKey>()
+        for s in status {
+            let key = SANKey(processor: s.processor, target: s.target, lun: s.lun)
+            seen.insert(key)
+            let was = sanUp[key]
+            sanUp[key] = s.isUp
+            guard was != s.isUp, was != nil || !s.isUp else { continue }
+            let node = processors.first { $0.value == s.processor }.map { "node \($0.key)" } ?? "processor \(s.processor)"
+            let line = s.isUp
+                ? "storage: \(node)'s target \(s.target) LUN \(s.lun) (\(s.url)) is up again"
+                : "storage: \(node)'s target \(s.target) LUN \(s.lun) (\(s.url)) is DOWN: \(s.lastError ?? "no answer")"
+            if !s.isUp {
+                problems.append(line)
+                if problems.count > 64 { problems.removeFirst() }
+            }
+            note(line)
+        }
+        for key in sanUp.keys where !seen.contains(key) { sanUp[key] = nil }
     }
 
     /// Applies `map` to `node` through `apply` (the target's addProcessor or setMap); an entry

@@ -116,6 +116,38 @@ struct DiskFailoverTests {
         }
     }
 
+    @Test("a SAN LUN that goes away while assigned is an event at both control nodes naming the node, the LUN and the URL; its return is one too",
+          .requiresRoot, .requiresTool("tgtd"), .requiresTool("tgtadm"))
+    func sanLossIsNamed() throws {
+        let v10 = VLANID(10)!
+        var d = PlatformDefinition(controlNodes: [121, 122], processingNodes: [123], vlans: [v10: [123]])
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("plexus-sanloss-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(FileManager.default.createFile(atPath: dir + "/lun.img", contents: Data(count: 4 << 20)))
+        let san = try ISCSITargetDaemon(backing: dir + "/lun.img")
+        defer { san.kill() }
+        d.storage = [123: [StorageMapping(target: 2, lun: 5, path: san.url)]]
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try LANPlatform(d, macState: state, disksDirectory: dir + "/disks")
+        defer { p.stop() }
+        #expect(waitUntil(seconds: 10) { p.disks(node: 123)["t2-l5"] != nil })
+        san.kill()
+        let down = "storage: node 123's target 2 LUN 5 (\(san.url)) is DOWN"
+        for c in p.controlNodes {
+            let control = try #require(c)
+            #expect(waitUntil(seconds: 10) { ((try? control.storageProblems()) ?? []).contains { $0.hasPrefix(down) } },
+                    "\((try? control.storageProblems()) ?? [])")
+        }
+        try san.start()
+        let up = "storage: node 123's target 2 LUN 5 (\(san.url)) is up again"
+        for k in 0..<2 {
+            #expect(waitUntil(seconds: 15) { ((try? p.server(k) { Array($0.log.suffix(20)) }) ?? []).contains { $0.contains(up) } })
+        }
+        print("SAN loss named: \((try? p.controlNodes[0]!.storageProblems().last) ?? nil ?? "?")")
+    }
+
     /// Node 103's personality has (target 0, LUN 0) on a 64 MiB image, through `storage(image)`
     /// (the image itself, or a SAN LUN on it): ext4 made and mounted there, files written and
     /// synced, node 103 killed with the file system mounted, and the spare, node 104, mounts it.
