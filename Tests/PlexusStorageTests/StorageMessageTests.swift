@@ -245,3 +245,22 @@ struct StorageMessageTests {
         #expect(types == Set(StorageMessageType.allCases) && controls == Set(ControlOperation.allCases))
     }
 }
+
+@Suite("Storage map entries as definition files write them")
+struct StorageMappingEntryTests {
+    @Test("TARGET:LUN=PATH[:ro] parses, files and SAN URLs alike, and prints back the same; anything else is refused")
+    func entries() {
+        let file = StorageMapping(entry: "0:0=/var/lib/plexus/web.img")
+        #expect(file?.target == 0 && file?.lun == 0 && file?.path == "/var/lib/plexus/web.img" && file?.access == .readWrite)
+        let readOnly = StorageMapping(entry: "3:5=/luns/iso.img:ro")
+        #expect(readOnly?.target == 3 && readOnly?.lun == 5 && readOnly?.path == "/luns/iso.img" && readOnly?.access == .readOnly)
+        let san = StorageMapping(entry: "0:1=iscsi://san:3260/iqn.2026-12.com.example:web/1")
+        #expect(san?.path == "iscsi://san:3260/iqn.2026-12.com.example:web/1" && san?.lun == 1 && san?.access == .readWrite)
+        for e in ["0:0=/var/lib/plexus/web.img", "3:5=/luns/iso.img:ro", "0:1=iscsi://san:3260/iqn.2026-12.com.example:web/1"] {
+            #expect(StorageMapping(entry: e)?.entry == e)
+        }
+        for bad in ["0=/x.img", "a:b=/x.img", "0:0=", "0:0=:ro", "0:0", "-1:0=/x", "0:0:0=/x", ""] {
+            #expect(StorageMapping(entry: bad) == nil, "\(bad)")
+        }
+    }
+}
