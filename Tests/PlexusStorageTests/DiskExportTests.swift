@@ -177,8 +177,8 @@ struct DiskExportTests {
         #expect(zeroes, "the disk reads back as the zeroes it was")
     }
 
-    @Test("nbdfuse, losetup, mkfs.ext4, mount on the processor's disk: files written, the chain rebuilt, files read back",
-          .requiresRoot, .requiresTool("nbdfuse"), .requiresTool("losetup"), .requiresTool("mkfs.ext4"),
+    @Test("nbdfuse, losetup, mkfs.ext4, mount on the processor's disk: files written, the chain rebuilt, files read back; fstrim releases the deleted file's blocks in the backing file",
+          .requiresRoot, .requiresTool("fstrim"), .requiresTool("nbdfuse"), .requiresTool("losetup"), .requiresTool("mkfs.ext4"),
           .requiresTool("e2fsck"), .requiresTool("mount"), .requiresTool("umount"),
           .enabled(if: FileManager.default.fileExists(atPath: "/dev/fuse"), "needs /dev/fuse"))
     func mountedFileSystem() throws {
@@ -208,6 +208,15 @@ struct DiskExportTests {
             let back = FileManager.default.contents(atPath: "\(chain.mountPoint)/\(name)").map { [UInt8]($0) }
             #expect(back?.count == bytes.count && back == bytes, "\(name) reads back as written")
         }
+        // fstrim: the file system's free blocks go down the chain as NBD TRIMs and UNMAPs, and
+        // the control nodes punch holes in the backing file.
+        try FileManager.default.removeItem(atPath: "\(chain.mountPoint)/big.bin")
+        _ = try runTool(["sync"])
+        let before = allocatedBlocks(bed.image)
+        let (fstrim, fstrimOut) = try runTool(["fstrim", "-v", chain.mountPoint], seconds: 60)
+        #expect(fstrim == 0, "\(fstrimOut)")
+        #expect(bed.server.statistics.snapshot.trims > 0 && allocatedBlocks(bed.image) < before,
+                "\(bed.server.statistics.snapshot.trims) trims, \(before) → \(allocatedBlocks(bed.image)) blocks")
         try chain.unmount()
         let (c, _, _) = try bed.counters()
         #expect(c.failed == 0 && bed.server.statistics.snapshot.errorReplies == 0)
@@ -325,5 +334,39 @@ struct DiskExportTests {
         }, "reads are good again, and return what was written before tgtd died")
         print("SAN stopped mid-I/O: of 8 reads in flight \(good) completed and \(errors) ended with EIO, settled in "
               + String(format: "%.2f s", settled) + "; control nodes named the LUN DOWN; after tgtd restarted the data read back")
+    }
+
+    @Test("TRIM: offered (the control nodes punch holes in the file), a trimmed range reads back as zeroes at the client and in the backing file, and the file's blocks are released; out of range is EINVAL")
+    func trim() throws {
+        let bed = try ExportBed()
+        let (infoStatus, info) = try runTool(["nbdinfo", "--json", bed.uri])
+        let shown = try nbdinfoExport(info)
+        #expect(infoStatus == 0 && shown["can_trim"] as? Bool == true, "\(info)")
+        let client = try #require(NBDTestClient(socketPath: bed.server.socketPath))
+        #expect(client.go() != nil)
+        let data = [UInt8](repeating: 0x7E, count: 1 << 20)
+        client.request(NBDProtocol.cmdWrite, handle: 1, offset: 0, length: UInt32(data.count), payload: data)
+        #expect(client.reply()?.error == 0)
+        client.request(NBDProtocol.cmdFlush, handle: 2)
+        #expect(client.reply()?.error == 0)
+        let before = allocatedBlocks(bed.image) * 512
+        // Release the middle 512 KiB.
+        client.request(NBDProtocol.cmdTrim, handle: 3, offset: 256 << 10, length: 512 << 10)
+        #expect(client.reply().map { $0.error == 0 && $0.handle == 3 } == true)
+        client.request(NBDProtocol.cmdRead, handle: 4, offset: 0, length: UInt32(data.count))
+        #expect(client.reply()?.error == 0)
+        let back = client.receive(data.count) ?? []
+        let expected = data.enumerated().map { $0.offset >= 256 << 10 && $0.offset < 768 << 10 ? UInt8(0) : $0.element }
+        #expect(back == expected ? true : false, "the trimmed range reads as zeroes, the rest as written")
+        #expect(fileBytes(bed.image, (256 << 10)..<(768 << 10)).allSatisfy { $0 == 0 }, "a hole in the backing file")
+        let after = allocatedBlocks(bed.image) * 512
+        #expect(after <= before - (512 << 10), "the file's blocks were released: \(before) → \(after) bytes")
+        client.request(NBDProtocol.cmdTrim, handle: 5, offset: UInt64(ExportBed.size), length: 4096)
+        #expect(client.reply()?.error == NBDProtocol.errInvalid)
+        let (c, _, _) = try bed.counters()
+        let exporter = bed.exporter
+        let stats = try #require(try bed.processor.runAndWait { _ in exporter.statistics() }["t0-l0"])
+        #expect(stats.trims == 1 && c.failed == 0)
+        print("TRIM: 512 KiB released, the backing file went from \(before) to \(after) allocated bytes")
     }
 }

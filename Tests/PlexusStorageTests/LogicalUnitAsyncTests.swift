@@ -60,6 +60,41 @@ struct LogicalUnitAsyncTests {
         bed.unit.clearPendingSense()
         #expect(bed.unit.pendingSense == nil)
     }
+
+    @Test("UNMAP: begins as the data-out of its parameter list; the list then names one range to release, or is refused")
+    func unmapInTwoSteps() throws {
+        let bed = try UnitBed()
+        var none: IOBuffer? = nil
+        guard case .block(let list) = bed.unit.begin(.unmap(parameterListLength: 24), buffer: &none, transferLength: 4096),
+              case .unmap = list.operation
+        else {
+            Issue.record("UNMAP did not ask for its parameter list")
+            return
+        }
+        #expect(list.length == 24)
+        #expect(bed.unit.begin(.unmap(parameterListLength: 0), buffer: &none, transferLength: 4096) == .complete(.good()))
+        #expect(bed.unit.begin(.unmap(parameterListLength: 24), buffer: &none, transferLength: 16)
+                == .complete(.checkCondition(.parameterListLengthError)))
+        func step(_ ranges: [(lba: UInt64, blocks: UInt32)]) -> SCSIStart {
+            let bytes = LogicalUnitTests.unmapList(ranges)
+            return bytes.withUnsafeBytes { bed.unit.unmapStep(list: $0.bytes) }
+        }
+        guard case .block(let range) = step([(lba: 8, blocks: 16)]), case .unmap = range.operation else {
+            Issue.record("a one-range list did not give its range")
+            return
+        }
+        #expect(range.offset == 8 * 512 && range.length == 16 * 512 && range.lba == 8)
+        #expect(step([(lba: 2047, blocks: 2)]) == .complete(.checkCondition(.lbaOutOfRange)))
+        #expect(step([(lba: 0, blocks: 0)]) == .complete(.good()))
+        guard case .complete(let two) = step([(lba: 0, blocks: 1), (lba: 8, blocks: 1)]) else {
+            Issue.record("a list of two ranges was not refused")
+            return
+        }
+        #expect(two.status == .checkCondition && two.sense?.key == .illegalRequest)
+        let readOnly = try UnitBed(readOnly: true)
+        #expect(readOnly.unit.begin(.unmap(parameterListLength: 24), buffer: &none, transferLength: 4096)
+                == .complete(.checkCondition(.writeProtected)))
+    }
 }
 
 extension SCSIBlockStep {
@@ -68,4 +103,5 @@ extension SCSIBlockStep {
     init(read: Bool, offset: UInt64, length: Int, lba: UInt64) {
         self.init(operation: read ? .read : .write(fua: false), offset: offset, length: length, lba: lba, lengthField: 7)
     }
+
 }

@@ -21,8 +21,11 @@ public final class EngineFileDevice: BlockDevice {
     public init(file: BlockFile, blockSize: Int = 512) {
         self.file = file
         let bs = max(blockSize, file.logicalBlockSize)
+        // A regular file releases a range by punching a hole (it then reads zeroes); a block
+        // device's discard needs a kernel this code cannot count on, so it is not offered.
+        let punches = file.kind == .regularFile && file.access != .readOnly
         geometry = BlockGeometry(blockSize: bs, blockCount: file.size / UInt64(bs), readOnly: file.access == .readOnly,
-                                 alignment: 1)
+                                 canUnmap: punches, unmapReadsZeroes: punches, alignment: 1)
     }
 
     public func submit(_ request: consuming BlockRequest) {

@@ -3,7 +3,7 @@ import Synchronization
 
 /// What one NBD request asks of the engine, in a lane's slot.
 struct DiskRequest {
-    enum Kind: UInt8 { case read, write, flush, refuse }
+    enum Kind: UInt8 { case read, write, flush, trim, refuse }
     var kind = Kind.refuse
     var fua = false
     var handle: UInt64 = 0
@@ -54,6 +54,9 @@ final class DiskLane: @unchecked Sendable {
     let disk = Atomic<Int>(0)
     /// The connection's writer could not send: the rest of its completions are only recycled.
     let sendFailed = Atomic<Bool>(false)
+    /// The block size of the disk the connection opened (set at the claim; the connection's
+    /// reader uses it).
+    var blockSize = 512
     /// The engine has stopped: nothing submitted completes any more.
     let dead = Atomic<Bool>(false)
 
@@ -90,9 +93,10 @@ final class DiskLane: @unchecked Sendable {
     func sharedSlot(_ s: Int) -> Int { index * depth + s }
 
     /// Claims the lane for a connection to disk `disk`; false when another holds it.
-    func claim(disk d: Int) -> Bool {
+    func claim(disk d: Int, blockSize: Int) -> Bool {
         guard claimed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
         else { return false }
+        self.blockSize = blockSize
         disk.store(d, ordering: .releasing)
         sendFailed.store(false, ordering: .relaxed)
         return true

@@ -139,7 +139,9 @@ extension VirtualDiskExporter {
             var last: UInt64 = 0, size: UInt32 = 0
             for i in 0..<8 { last = last << 8 | UInt64(raw[i]) }
             for i in 8..<12 { size = size << 8 | UInt32(raw[i]) }
-            return BlockGeometry(blockSize: Int(size), blockCount: last + 1, alignment: Int(size))
+            // LBPME: the unit releases ranges (UNMAP); LBPRZ: they then read zeroes.
+            return BlockGeometry(blockSize: Int(size), blockCount: last + 1, canUnmap: raw[14] & 0x80 != 0,
+                                 unmapReadsZeroes: raw[14] & 0x40 != 0, alignment: Int(size))
         }
         d.disks.append(VirtualDisk(name: "t\(t)-l\(l)", target: t, lun: l, geometry: geometry))
         d.adapter = 0

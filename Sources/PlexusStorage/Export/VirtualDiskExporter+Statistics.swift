@@ -9,6 +9,8 @@ public struct DiskStatistics: Sendable, Hashable, Codable {
     public var reads: UInt64 = 0
     public var writes: UInt64 = 0
     public var flushes: UInt64 = 0
+    /// Ranges released (NBD TRIM, sent as UNMAP).
+    public var trims: UInt64 = 0
     public var bytesRead: UInt64 = 0
     public var bytesWritten: UInt64 = 0
     /// Commands that ended with an error.
@@ -49,6 +51,8 @@ struct DiskRecorder {
             if error == 0 { statistics.bytesWritten &+= UInt64(length) }
         case .flush:
             statistics.flushes &+= 1
+        case .trim:
+            statistics.trims &+= 1
         case .refuse:
             break
         }

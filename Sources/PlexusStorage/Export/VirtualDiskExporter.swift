@@ -129,7 +129,7 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
             recorders.append(DiskRecorder())
             index = disks.count - 1
         }
-        let source = DiskLaneSource(lanes: lanes, disk: index, maxRequest: depth * slotSize)
+        let source = DiskLaneSource(lanes: lanes, disk: index, blockSize: disk.geometry.blockSize, maxRequest: depth * slotSize)
         return NBDExport(name: name ?? disk.name, description: "target \(disk.target) LUN \(disk.lun)", geometry: disk.geometry,
                          readOnly: disk.geometry.readOnly, multiConnection: false, lanes: source)
     }
@@ -153,6 +153,12 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
                 let direction: DataDirection
                 var segments = SegmentList()
                 switch r.kind {
+                case .trim:
+                    // The slot holds the UNMAP parameter list the reader wrote: one descriptor.
+                    cdb = .unmap(parameterListLength: UInt16(Self.unmapListLength))
+                    direction = .dataOut
+                    segments.append(Segment(key: region, offset: shared.offset(of: lane.sharedSlot(s)),
+                                            length: UInt32(Self.unmapListLength)))
                 case .read, .write:
                     let lba = r.offset / bs, blocks = UInt32(UInt64(r.length) / bs)
                     let reading = r.kind == .read
@@ -216,6 +222,12 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
         }
     }
 
+    /// Bytes of an UNMAP parameter list with one block descriptor.
+    static let unmapListLength = 24
+    /// The most one UNMAP releases (its descriptor's block count is 32 bits; a control node
+    /// takes up to 4 Mi blocks).
+    public static let maxTrimBytes = 1 << 30
+
     /// The NBD error of a completion: none for GOOD (a read that moved less than asked is an
     /// I/O error); EPERM for DATA PROTECT, EINVAL for ILLEGAL REQUEST, EIO for
     /// anything else and a failure on every control node.
@@ -244,15 +256,17 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
 public final class DiskLaneSource: Sendable {
     let lanes: [DiskLane]
     let disk: Int
+    let blockSize: Int
     /// The largest request a connection takes: all the slots of its lane.
     public let maxRequest: Int
 
-    init(lanes: [DiskLane], disk: Int, maxRequest: Int) {
+    init(lanes: [DiskLane], disk: Int, blockSize: Int, maxRequest: Int) {
         self.lanes = lanes
         self.disk = disk
+        self.blockSize = blockSize
         self.maxRequest = maxRequest
     }
 
     /// A free lane for a new connection, claimed; nil when every lane is in use.
-    func claim() -> DiskLane? { lanes.first { $0.claim(disk: disk) } }
+    func claim() -> DiskLane? { lanes.first { $0.claim(disk: disk, blockSize: blockSize) } }
 }

@@ -63,10 +63,8 @@ extension NBDConnection {
                     r.kind = .flush
                     submit(r, slot: s, lane: lane)
                 case .trim:
-                    // Not offered (the export has no trim flag): refused like any unknown request.
-                    guard let s = lane.takeFreeSlot() else { return }
-                    r.error = NBDProtocol.errInvalid
-                    submit(r, slot: s, lane: lane)
+                    statistics.add(.trims)
+                    guard try trim(request, lane: lane) else { return }
                 case .read, .write:
                     let writing = request.type == NBDProtocol.cmdWrite
                     statistics.add(writing ? .writes : .reads)
@@ -99,6 +97,43 @@ extension NBDConnection {
         } catch {
             // The client went away, or the writer shut the socket after a failed send.
         }
+    }
+
+    /// Sends a TRIM as UNMAPs of at most ``VirtualDiskExporter/maxTrimBytes`` each, one slot
+    /// per part holding its parameter list (one descriptor); a TRIM needing more parts than the
+    /// lane has slots is refused with EINVAL. False when the connection must end.
+    func trim(_ request: NBDRequest, lane: DiskLane) throws(SocketIO.Failure) -> Bool {
+        let blockSize = UInt64(max(1, lane.blockSize))
+        let chunk = VirtualDiskExporter.maxTrimBytes
+        let length = Int(request.length)
+        let parts = max(1, (length + chunk - 1) / chunk)
+        var r = DiskRequest(handle: request.handle, offset: request.offset, length: request.length)
+        guard parts <= lane.depth else {
+            guard let s = lane.takeFreeSlot() else { return false }
+            r.error = NBDProtocol.errInvalid
+            submit(r, slot: s, lane: lane)
+            return true
+        }
+        r.kind = .trim
+        r.parts = UInt16(parts)
+        guard var s = lane.takeFreeSlot() else { return false }
+        r.first = UInt16(s)
+        for k in 0..<parts {
+            let next = k + 1 < parts ? lane.takeFreeSlot() : nil
+            if k + 1 < parts && next == nil { return false }
+            var part = r
+            part.offset = request.offset + UInt64(k * chunk)
+            part.length = UInt32(min(chunk, length - k * chunk))
+            part.next = next.map { Int16($0) } ?? -1
+            let lba = part.offset / blockSize, blocks = UInt32(UInt64(part.length) / blockSize)
+            lane.shared.withSlot(lane.sharedSlot(s)) { raw in
+                var list = raw.mutableBytes
+                _ = UnmapParameterList.encode(CollectionOfOne((lba: lba, blocks: blocks)), into: &list)
+            }
+            submit(part, slot: s, lane: lane)
+            if let next { s = next }
+        }
+        return true
     }
 
     /// Hands slot `s` with request (part) `r` to the engine.

@@ -41,7 +41,9 @@ extension SCSILogicalUnit {
     /// write to a read-only unit, a transfer longer than `transferLength`) complete at once, a
     /// data-in answer written at the start of `buffer`. READ, WRITE and SYNCHRONIZE CACHE
     /// return the block operation to submit; the device itself is never called, so nothing
-    /// blocks. UNMAP is refused (INVALID OPERATION CODE) on this path.
+    /// blocks. UNMAP returns an ``BlockOperation/unmap`` step of no range whose `length` is its
+    /// parameter list's: the caller receives the list (data-out) and hands it to
+    /// ``unmapStep(list:)``, which returns the range to release.
     public func begin(_ cdb: CDB, buffer: inout IOBuffer?, transferLength: Int) -> SCSIStart {
         let command: SCSICommand
         do throws(SCSICommandError) {
@@ -62,8 +64,14 @@ extension SCSILogicalUnit {
             let count = device.geometry.blockCount
             guard lba < count, UInt64(blocks) <= count - lba else { return settle(.complete(.checkCondition(.lbaOutOfRange))) }
             return .block(SCSIBlockStep(operation: .flush, offset: 0, length: 0, lba: lba, lengthField: lengthField))
-        case .unmap:
-            return settle(.complete(.checkCondition(.invalidOperationCode)))
+        case .unmap(let listLength):
+            guard canUnmap else {
+                return settle(.complete(.checkCondition(readOnly ? .writeProtected : .invalidOperationCode)))
+            }
+            if let failure = readinessFailure() { return settle(.complete(failure)) }
+            guard listLength > 0 else { return settle(.complete(.good())) }
+            guard Int(listLength) <= transferLength else { return settle(.complete(.checkCondition(.parameterListLengthError))) }
+            return .block(SCSIBlockStep(operation: .unmap, offset: 0, length: Int(listLength), lba: 0, lengthField: 7))
         default:
             return settle(.complete(run(command, lengthField: lengthField, buffer: &buffer,
                                         transferLength: transferLength)))
@@ -85,6 +93,29 @@ extension SCSILogicalUnit {
         }
         if out.status == .checkCondition { pendingSense = out.sense }
         return out
+    }
+
+    /// The range an UNMAP releases, from its parameter list (`list`, the data-out of the step
+    /// ``begin(_:buffer:transferLength:)`` returned): an ``BlockOperation/unmap`` step of that
+    /// range, GOOD for a list that releases nothing, or CHECK CONDITION for a bad list or range.
+    /// On this path a list carries at most one descriptor (the block limits VPD page says so).
+    public func unmapStep(list: RawSpan) -> SCSIStart {
+        let parsed: UnmapParameterList
+        do throws(SenseData) {
+            parsed = try UnmapParameterList(parsing: list, length: list.byteCount, maxDescriptors: 1)
+        } catch {
+            return settle(.complete(.checkCondition(error)))
+        }
+        guard parsed.count == 1 else { return .complete(.good()) }
+        let d = parsed.descriptor(0, in: list)
+        let g = device.geometry
+        guard d.lba < g.blockCount || d.blocks == 0, UInt64(d.blocks) <= g.blockCount - min(d.lba, g.blockCount) else {
+            return settle(.complete(.checkCondition(.lbaOutOfRange)))
+        }
+        guard d.blocks <= limits.maxUnmapBlocks else { return settle(.complete(.checkCondition(.invalidFieldInParameterList(byte: 16)))) }
+        guard d.blocks > 0 else { return .complete(.good()) }
+        return .block(SCSIBlockStep(operation: .unmap, offset: d.lba * UInt64(g.blockSize), length: Int(d.blocks) * g.blockSize,
+                                    lba: d.lba, lengthField: 7))
     }
 
     /// Clears the sense data REQUEST SENSE would return (a protocol-control reset).

@@ -136,6 +136,8 @@ public struct StorageTargetCounters: Sendable, Hashable, Codable {
     public var controls: UInt64 = 0
     /// Commands dropped because the processor's RVIs failed or reset (its end of them is gone).
     public var abandoned: UInt64 = 0
+    /// UNMAPs whose range was released (holes punched).
+    public var unmaps: UInt64 = 0
     /// Maps replaced (a personality moved to or from a processor).
     public var mapChanges: UInt64 = 0
     /// iSCSI sessions that went down (connection lost, a command timed out, a reconnection

@@ -55,8 +55,9 @@ extension StorageTarget {
             complete(session, slot: slot, r)
         case .block(let step):
             session.slots[slot].step = step
+            if case .unmap = step.operation { session.slots[slot].unmapListPending = true }
             switch step.operation {
-            case .write:
+            case .write, .unmap:
                 guard c.direction == .dataOut else {
                     complete(session, slot: slot, .checkCondition(.invalidFieldInCDB(byte: 0)))
                     return
@@ -74,9 +75,26 @@ extension StorageTarget {
         }
     }
 
-    /// Puts the slot's block operation on the engine's ring.
+    /// Puts the slot's block operation on the engine's ring. An UNMAP's parameter list is in the
+    /// slot now: it becomes the range to release first.
     func submit(_ session: TargetSession, slot: Int, layer: RCLAN) {
-        guard let step = session.slots[slot].step else { return }
+        guard var step = session.slots[slot].step else { return }
+        if session.slots[slot].unmapListPending {
+            session.slots[slot].unmapListPending = false
+            let unit = session.units[session.slots[slot].unit].unit
+            guard let list = session.staging.bytes(at: session.staging.offset(ofSlot: slot), length: step.length) else {
+                complete(session, slot: slot, .checkCondition(.parameterListLengthError))
+                return
+            }
+            switch unit.unmapStep(list: UnsafeRawBufferPointer(list).bytes) {
+            case .complete(let r):
+                complete(session, slot: slot, r)
+                return
+            case .block(let range):
+                step = range
+                session.slots[slot].step = range
+            }
+        }
         let backend = session.units[session.slots[slot].unit].backend
         guard case .file(let file) = backend else {
             if case .san(let san) = backend { submitSAN(san, step: step, session: session, slot: slot, layer: layer) }
@@ -122,7 +140,9 @@ extension StorageTarget {
         guard let step = session.slots[slot].step else { return }
         let unit = session.units[session.slots[slot].unit].unit
         var outcome = result
-        if case .success(let n) = outcome, step.length > 0, n != step.length {
+        var releases = false
+        if case .unmap = step.operation { releases = true }
+        if case .success(let n) = outcome, step.length > 0, n != step.length, !releases {
             // A short transfer: the backing file ended (it shrank) or the device failed part way.
             outcome = .failure(.io(5))
         }
@@ -140,7 +160,7 @@ extension StorageTarget {
             case .flush:
                 counters.flushes += 1
             case .unmap:
-                break
+                counters.unmaps += 1
             }
         }
         complete(session, slot: slot, r)

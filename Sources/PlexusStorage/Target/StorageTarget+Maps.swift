@@ -60,7 +60,9 @@ extension StorageTarget {
                 backend = .file(file)
             }
             let bs = UInt32(device.geometry.blockSize)
-            let limits = BlockLimits(maxTransferBlocks: UInt32(slotSize) / bs, optimalTransferBlocks: UInt32(slotSize) / bs)
+            // One UNMAP releases one range here (``SCSILogicalUnit/unmapStep(list:)``).
+            let limits = BlockLimits(maxTransferBlocks: UInt32(slotSize) / bs, optimalTransferBlocks: UInt32(slotSize) / bs,
+                                     maxUnmapDescriptors: 1)
             let identity = LogicalUnitIdentity(serial: "T\(m.target)L\(m.lun)P\(processor)",
                                                identifier: UInt64(m.target) << 32 | UInt64(m.lun))
             let unit = SCSILogicalUnit(device: device, identity: identity, lun: m.lun,

@@ -25,6 +25,8 @@ struct TargetSlot {
     var command = StorageCommand(sequence: 0, target: 0, lun: 0, direction: .noData, cdb: CDB())
     /// The unit it runs on (an index in the session's units), or -1.
     var unit = -1
+    /// An UNMAP whose parameter list is still to arrive (its step names no range yet).
+    var unmapListPending = false
     var step: SCSIBlockStep?
     var result = SCSIResult.good()
     /// Data-in bytes staged in the slot, to RDMA-WRITE into the command's segments.
