@@ -55,4 +55,25 @@ struct DiskProcessTests {
         print("Disks across processes: node 3 wrote \(data.count) bytes through its disk t0-l0 and was killed; "
               + "node 4 took the personality over, offered t0-l0 and read them back")
     }
+
+    @Test("plexus storage discover asks a tgtd portal what it offers and prints each LUN as the URL to map; a portal nobody answers on is named",
+          .requiresRoot, .requiresTool("tgtd"), .requiresTool("tgtadm"))
+    func discoverAPortal() throws {
+        let dir = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(FileManager.default.createFile(atPath: dir + "/lun.img", contents: Data(count: 4 << 20)))
+        let san = try ISCSITargetDaemon(backing: dir + "/lun.img")
+        defer { san.kill() }
+        let shown = try plexus(["storage", "discover", "127.0.0.1:\(san.port)"])
+        #expect(shown.status == 0 && shown.output.contains("\(san.iqn) (portals") && shown.output.contains("LUN 1: \(san.url)"),
+                "\(shown.output)")
+        let js = try plexus(["storage", "discover", "127.0.0.1:\(san.port)", "--json"])
+        let offers = try JSONSerialization.jsonObject(with: Data(js.output.utf8)) as? [[String: Any]] ?? []
+        #expect(offers.count == 1 && offers[0]["target"] as? String == san.iqn && (offers[0]["luns"] as? [Int])?.contains(1) == true,
+                "\(js.output)")
+        let nobody = freeLocalPort()
+        let refused = try plexus(["storage", "discover", "127.0.0.1:\(nobody)"])
+        #expect(refused.status != 0 && refused.output.contains("127.0.0.1:\(nobody)"), "\(refused.output)")
+    }
 }

@@ -1,7 +1,7 @@
 import CPlexusISCSI
 
 /// What an iSCSI portal offers: one target, the portals it is reached at, and its LUNs.
-public struct ISCSIOffer: Sendable, Hashable, CustomStringConvertible {
+public struct ISCSIOffer: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The target's name (`iqn.…`).
     public var target: String
     /// `host:port,tpgt` as the portal announced them.
