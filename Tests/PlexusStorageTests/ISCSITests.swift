@@ -48,11 +48,8 @@ struct ISCSIBackendTests {
 
     @Test("a processor writes a seeded pattern to a LUN on the SAN, reads it back, and tgtd's backing file holds it; the map replaced with a file closes the session")
     func writeReadBack() throws {
-        let dir = TemporaryDirectory("plexus-iscsi")
-        let file = dir.file("lun1.img")
-        createSparseFile(file, size: Self.diskBytes)
-        let san = try ISCSITargetDaemon(backing: file)
-        defer { san.kill() }
+        let lun = try SANDisk(bytes: Self.diskBytes)
+        let dir = lun.dir, file = lun.file, san = lun.san
         let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: san.url)]])
         defer { rig.stop() }
         let seed: UInt64 = 0x15C5
@@ -96,11 +93,8 @@ struct ISCSIBackendTests {
 
     @Test("tgtd killed mid-I/O: commands end with CHECK CONDITION, none hangs, the failure is counted and named; the session logs in again when tgtd is back")
     func sanKilledMidIO() throws {
-        let dir = TemporaryDirectory("plexus-iscsi")
-        let file = dir.file("lun1.img")
-        createSparseFile(file, size: Self.diskBytes)
-        let san = try ISCSITargetDaemon(backing: file)
-        defer { san.kill() }
+        let lun = try SANDisk(bytes: Self.diskBytes)
+        let file = lun.file, san = lun.san
         let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: san.url)]])
         defer { rig.stop() }
         let chunks = Self.diskBytes / ProcessorDriver.chunkBytes
@@ -159,11 +153,8 @@ struct ISCSIBackendTests {
 
     @Test("a bad URL, an unreachable portal, an unknown target or LUN are refused at setup, naming the URL")
     func refusedAtSetup() throws {
-        let dir = TemporaryDirectory("plexus-iscsi")
-        let file = dir.file("lun1.img")
-        createSparseFile(file, size: 1 << 20)
-        let san = try ISCSITargetDaemon(backing: file)
-        defer { san.kill() }
+        let lun = try SANDisk(bytes: 1 << 20)
+        let file = lun.file, san = lun.san
         let nobody = "iscsi://127.0.0.1:\(freeLocalPort())/iqn.2026-12.org.plexus.test:none/1"
         let cases = [
             ("iscsi://127.0.0.1/disk/1", "is not an iSCSI name"),
@@ -203,11 +194,8 @@ struct ISCSIBackendTests {
 extension ISCSIBackendTests {
     @Test("SendTargets discovery and REPORT LUNS list what a portal offers; a portal that does not answer is named")
     func discovery() throws {
-        let dir = TemporaryDirectory("plexus-iscsi")
-        let file = dir.file("lun1.img")
-        createSparseFile(file, size: 1 << 20)
-        let san = try ISCSITargetDaemon(backing: file)
-        defer { san.kill() }
+        let lun = try SANDisk(bytes: 1 << 20)
+        let san = lun.san
         let offers = try ISCSIDiscovery.discover(portal: "127.0.0.1:\(san.port)")
         print("iSCSI discovery at 127.0.0.1:\(san.port): \(offers)")
         #expect(offers.count == 1)
@@ -227,11 +215,8 @@ extension ISCSIBackendTests {
 extension ISCSIBackendTests {
     @Test("a SAN that stops answering (tgtd SIGSTOPped): commands end with NOT READY after the SAN time-out, counted; when it answers again the session logs in again")
     func sanStalls() throws {
-        let dir = TemporaryDirectory("plexus-iscsi")
-        let file = dir.file("lun1.img")
-        writePatternFile(file, size: 1 << 20)
-        let san = try ISCSITargetDaemon(backing: file)
-        defer { san.kill() }
+        let lun = try SANDisk(bytes: 1 << 20, pattern: true)
+        let file = lun.file, san = lun.san
         // The adapter waits 6 s for a STAT; the target gives the SAN 1 s.
         let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: san.url)]],
                                         timeout: .seconds(6), sanTimeout: .seconds(1))
@@ -266,4 +251,20 @@ extension ISCSIBackendTests {
         #expect(back && c2.sanReconnections >= 1)
         #expect(read?.isGood == true && data == fileBytes(file, 4096..<8192))
     }
+}
+
+/// A LUN on a SAN of the test's own: an image of `bytes` in a temporary directory (zeroes, or
+/// the test pattern), served by a tgtd that is killed when this goes.
+final class SANDisk {
+    let dir = TemporaryDirectory("plexus-iscsi")
+    let file: String
+    let san: ISCSITargetDaemon
+
+    init(bytes: Int, pattern: Bool = false) throws {
+        file = dir.file("lun1.img")
+        if pattern { writePatternFile(file, size: bytes) } else { createSparseFile(file, size: bytes) }
+        san = try ISCSITargetDaemon(backing: file)
+    }
+
+    deinit { san.kill() }
 }

@@ -235,14 +235,12 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
         switch c.outcome {
         case .transportFailure:
             return NBDProtocol.errIO
-        case .status(let status, let r, let sense, _):
+        case .status(let status, let r, _, _):
             if status == SCSIStatus.good.rawValue {
                 if let residual, r != residual { return NBDProtocol.errIO }
                 return 0
             }
-            guard sense.count >= 3 else { return NBDProtocol.errIO }
-            let descriptorFormat = sense[0] & 0x7F >= 0x72
-            switch SenseKey(rawValue: (descriptorFormat ? sense[1] : sense[2]) & 0x0F) {
+            switch c.senseCode?.key {
             case .dataProtect: return NBDProtocol.errPerm
             case .illegalRequest: return NBDProtocol.errInvalid
             default: return NBDProtocol.errIO

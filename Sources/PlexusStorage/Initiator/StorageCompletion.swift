@@ -44,6 +44,15 @@ public struct StorageCompletion: Sendable, Hashable {
         return false
     }
 
+    /// The sense key and additional sense code of a CHECK CONDITION, read in place from fixed or
+    /// descriptor-format sense (no allocation); nil for any other outcome.
+    public var senseCode: (key: SenseKey?, asc: UInt8)? {
+        guard case .status(let status, _, let sense, _) = outcome, status == SCSIStatus.checkCondition.rawValue,
+              sense.count >= 3 else { return nil }
+        if sense[0] & 0x7F >= 0x72 { return (SenseKey(rawValue: sense[1] & 0x0F), sense[2]) }
+        return (SenseKey(rawValue: sense[2] & 0x0F), sense.count >= 13 ? sense[12] : 0)
+    }
+
     /// The sense data of a CHECK CONDITION, parsed.
     public var sense: SenseData? {
         guard case .status(_, _, let sense, _) = outcome, !sense.isEmpty else { return nil }

@@ -153,12 +153,9 @@ public final class StorageInitiator: RVIDelegate, StorageCompletionHandler {
         for i in slots.indices where slots[i].inUse && slots[i].pending { issue(i, layer: layer) }
     }
 
-    /// CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED (ASC 0x25), in fixed or
-    /// descriptor format: read in place, without parsing the sense into a value.
+    /// CHECK CONDITION, ILLEGAL REQUEST, LOGICAL UNIT NOT SUPPORTED (ASC 0x25).
     static func unitNotServed(_ c: StorageCompletion) -> Bool {
-        guard case .status(let status, _, let sense, _) = c.outcome, status == SCSIStatus.checkCondition.rawValue,
-              sense.count >= 3 else { return false }
-        if sense[0] & 0x7F >= 0x72 { return sense[1] & 0x0F == SenseKey.illegalRequest.rawValue && sense[2] == 0x25 }
-        return sense.count >= 13 && sense[2] & 0x0F == SenseKey.illegalRequest.rawValue && sense[12] == 0x25
+        guard let code = c.senseCode else { return false }
+        return code.key == .illegalRequest && code.asc == 0x25
     }
 }

@@ -52,7 +52,7 @@ public final class ISCSISession: BlockDevice {
     public private(set) var failures: UInt64 = 0
     /// Times a reconnection logged in again.
     public private(set) var reconnections: UInt64 = 0
-    /// The first of this session's two watch tokens (POLLIN; the second is POLLIN|POLLOUT).
+    /// The first of the two watch tokens of this iSCSI session (POLLIN; the second is POLLIN|POLLOUT).
     public var watchToken: UInt32 = 0
 
     let initiator: String
@@ -181,7 +181,7 @@ public final class ISCSISession: BlockDevice {
         arm(engine: engine)
     }
 
-    /// A watch fired (`token` is one of this session's two): runs libiscsi on `events`, then
+    /// A watch fired (`token` is one of the two of this iSCSI session): runs libiscsi on `events`, then
     /// re-arms. A cancelled watch (negative `events`) is ignored.
     public func ready(token: UInt32, events: Int32, engine: Engine) {
         guard events >= 0 else { return }
