@@ -49,6 +49,7 @@ struct ISCSIBackendTests {
     @Test("a processor writes a seeded pattern to a LUN on the SAN, reads it back, and tgtd's backing file holds it; the map replaced with a file closes the session")
     func writeReadBack() throws {
         let lun = try SANDisk(bytes: Self.diskBytes)
+        defer { lun.stop() }  // keeps the LUN (its directory, its tgtd) to the end of the test
         let dir = lun.dir, file = lun.file, san = lun.san
         let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: san.url)]])
         defer { rig.stop() }
@@ -94,6 +95,7 @@ struct ISCSIBackendTests {
     @Test("tgtd killed mid-I/O: commands end with CHECK CONDITION, none hangs, the failure is counted and named; the session logs in again when tgtd is back")
     func sanKilledMidIO() throws {
         let lun = try SANDisk(bytes: Self.diskBytes)
+        defer { lun.stop() }  // keeps the LUN (its directory, its tgtd) to the end of the test
         let file = lun.file, san = lun.san
         let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: san.url)]])
         defer { rig.stop() }
@@ -154,6 +156,7 @@ struct ISCSIBackendTests {
     @Test("a bad URL, an unreachable portal, an unknown target or LUN are refused at setup, naming the URL")
     func refusedAtSetup() throws {
         let lun = try SANDisk(bytes: 1 << 20)
+        defer { lun.stop() }  // keeps the LUN (its directory, its tgtd) to the end of the test
         let file = lun.file, san = lun.san
         let nobody = "iscsi://127.0.0.1:\(freeLocalPort())/iqn.2026-12.org.plexus.test:none/1"
         let cases = [
@@ -195,6 +198,7 @@ extension ISCSIBackendTests {
     @Test("SendTargets discovery and REPORT LUNS list what a portal offers; a portal that does not answer is named")
     func discovery() throws {
         let lun = try SANDisk(bytes: 1 << 20)
+        defer { lun.stop() }  // keeps the LUN (its directory, its tgtd) to the end of the test
         let san = lun.san
         let offers = try ISCSIDiscovery.discover(portal: "127.0.0.1:\(san.port)")
         print("iSCSI discovery at 127.0.0.1:\(san.port): \(offers)")
@@ -216,6 +220,7 @@ extension ISCSIBackendTests {
     @Test("a SAN that stops answering (tgtd SIGSTOPped): commands end with NOT READY after the SAN time-out, counted; when it answers again the session logs in again")
     func sanStalls() throws {
         let lun = try SANDisk(bytes: 1 << 20, pattern: true)
+        defer { lun.stop() }  // keeps the LUN (its directory, its tgtd) to the end of the test
         let file = lun.file, san = lun.san
         // The adapter waits 6 s for a STAT; the target gives the SAN 1 s.
         let rig = try ProtocolRig.start(maps: [[StorageMapping(target: 0, lun: 0, path: san.url)]],
@@ -265,6 +270,9 @@ final class SANDisk {
         if pattern { writePatternFile(file, size: bytes) } else { createSparseFile(file, size: bytes) }
         san = try ISCSITargetDaemon(backing: file)
     }
+
+    /// Kills tgtd (idempotent); the directory goes with this object.
+    func stop() { san.kill() }
 
     deinit { san.kill() }
 }
