@@ -156,7 +156,7 @@ public final class StorageRediscovery: Sendable {
                 p = c.pool
                 return c
             }
-            return change.notes(by: "control node \(node)") { users[StoragePool.key($0)]?.joined(separator: "; ") ?? "no node" }
+            return change.notes(by: "node \(node)") { users[StoragePool.key($0)]?.joined(separator: "; ") ?? "no node" }
         }
     }
 }

@@ -105,7 +105,7 @@ extension PlatformStore {
                     try db.execute(sql: "INSERT INTO storage_pool(path, bytes, blockSize, source, present, seenMs) VALUES (?, ?, ?, ?, ?, ?)",
                                    arguments: [e.item.path, Int64(bitPattern: e.item.bytes), e.item.blockSize, e.item.source, e.present, now])
                 }
-                notes = change.notes(by: "control node \(controlNode)") { Self.users(users[StoragePool.key($0)] ?? []) }
+                notes = change.notes(by: controlNode) { Self.users(users[StoragePool.key($0)] ?? []) }
                 for n in notes { try Self.log(db, n.kind, n.subject, n.detail) }
                 try db.execute(sql: """
                     INSERT INTO storage_discovery_last(one, startedMs, doneMs, controlNode, request, summary, failures)

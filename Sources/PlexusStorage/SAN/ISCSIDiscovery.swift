@@ -108,8 +108,13 @@ public enum ISCSIDiscovery {
         for lun in luns {
             var blocks: UInt64 = 0
             var blockSize: UInt32 = 0
-            guard plx_iscsi_read_capacity16(c, Int32(lun), &blocks, &blockSize) == 0, blocks > 0,
-                  blockSize >= 512, blockSize <= 65536 else { continue }
+            // The first command to a LUN after a login may get UNIT ATTENTION (power on or
+            // reset), which the answer clears: asked up to three times.
+            var answered = false
+            for _ in 0..<3 where !answered {
+                answered = plx_iscsi_read_capacity16(c, Int32(lun), &blocks, &blockSize) == 0
+            }
+            guard answered, blocks > 0, blockSize >= 512, blockSize <= 65536 else { continue }
             capacities.append(ISCSICapacity(lun: lun, blocks: blocks, blockSize: Int(blockSize)))
         }
         _ = iscsi_logout_sync(c)
