@@ -27,7 +27,8 @@ extension PlatformDefinition {
         }
         var c = StorageDiscoveryConfiguration(portals: try strings("portals"), directories: try strings("directories"))
         if let x = o["everySeconds"] {
-            guard !(x is Bool), let n = x as? Int else { throw bad(".everySeconds: expected a whole number of seconds") }
+            // As the file's other numbers are read (JSON's 0 and 1 are also Bool here).
+            guard !(x is Bool && !(x is Int)), let n = x as? Int else { throw bad(".everySeconds: expected a whole number of seconds") }
             c.everySeconds = n
         }
         do {

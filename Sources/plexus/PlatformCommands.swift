@@ -142,17 +142,11 @@ struct ControlCommand: ParsableCommand {
         }
         let rediscovery = Self.startRediscovery(d, node: me, store: platformStore, maps: storageMaps, logLevel: logLevel)
         defer { rediscovery?.stop() }
-        var poolLines = 0
         var stopSignal: Int32?
         while stopSignal == nil {
             stopSignal = waitForSignal(milliseconds: follower == nil ? 200 : 25)
             if let follower {
                 for line in follower.poll() { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] store: \(line)") }
-            }
-            if let (lines, total) = rediscovery?.lines(since: poolLines) {
-                for line in lines { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] storage pool: \(line)") }
-                poolLines = total
-                if !lines.isEmpty { fflush(nil) }
             }
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
         }

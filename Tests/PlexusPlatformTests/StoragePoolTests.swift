@@ -102,7 +102,10 @@ struct StoragePoolStoreTests {
         let rig = try PoolRig()
         let a = rig.image("a.img", bytes: 1 << 20)
         let config = StorageDiscoveryConfiguration(directories: [rig.images], everySeconds: 0)
-        let first = StorageDiscovery.run(config), second = StorageDiscovery.run(config)
+        // Node 1's discovery started first (a second earlier) but is applied last.
+        var first = StorageDiscovery.run(config)
+        let second = StorageDiscovery.run(config)
+        first.startedMs = second.startedMs - 1000
         try rig.store.applyDiscovery(second, controlNode: "node 2")
         let late = try rig.store.applyDiscovery(first, controlNode: "node 1")
         #expect(late.stale && late.notes.isEmpty)
@@ -130,6 +133,7 @@ struct StoragePoolStoreTests {
         #expect(d.discovery == StorageDiscoveryConfiguration(portals: ["127.0.0.1:3260", "san"],
                                                              directories: ["/var/lib/plexus/images"], everySeconds: 30))
         #expect(try parse(#"{"directories": ["/x"]}"#).discovery?.everySeconds == 60)
+        #expect(try parse(#"{"everySeconds": 0}"#).discovery?.everySeconds == 0)
         for (bad, field) in [(#"[]"#, "discovery:"), (#"{"portal": []}"#, "discovery.portal:"),
                              (#"{"portals": "san"}"#, "discovery.portals:"), (#"{"portals": [3260]}"#, "discovery.portals[0]:"),
                              (#"{"portals": ["san:99999"]}"#, "discovery.portals[0]:"),
