@@ -89,6 +89,7 @@ extension PlatformStore {
     /// newer view); it still completes `request`. Returns the change and the events written
     /// (none when skipped).
     @discardableResult
+    /// `controlNode` names the control node that discovered (`node 1`) in the events.
     public func applyDiscovery(_ result: StorageDiscoveryResult, controlNode: String,
                                request: Int64? = nil) throws -> StoragePoolUpdate {
         try db.write { db in
@@ -161,6 +162,8 @@ extension PlatformStore {
         }
     }
 
+    /// Request `id` and what became of it.
+    /// - Throws: ``PlatformError`` (not found, naming `id`).
     public func discoveryRequest(_ id: Int64) throws -> StorageDiscoveryRequest {
         try db.read { db in
             guard let r = try Self.discoveryRequest(db, id) else {
@@ -222,6 +225,7 @@ public struct StorageDiscoveryRequest: Codable, Sendable, Hashable {
 
 /// The storage pool as `GET /v1/storage/pool` and `plexus storage pool` show it.
 public struct StoragePoolListing: Codable, Sendable, Hashable {
+    /// An item's state.
     public enum State: String, Codable, Sendable, CaseIterable {
         /// Found, and in no storage map: an administrator may map it.
         case free
@@ -230,6 +234,7 @@ public struct StoragePoolListing: Codable, Sendable, Hashable {
         /// Mapped, and not found by the last discovery (an error was recorded).
         case vanishedAssigned = "vanished-assigned"
     }
+    /// An item of the pool (``StorageItem``'s fields), its state, and who maps it.
     public struct Item: Codable, Sendable, Hashable {
         public var path: String
         public var bytes: UInt64

@@ -178,3 +178,38 @@ struct StoragePoolAPITests {
         _ = t
     }
 }
+
+@Suite("A control node's rediscovery thread")
+struct StorageRediscoveryTests {
+    @Test("on a schedule: a file added to a directory joins at the next scheduled rediscovery, with no request")
+    func schedule() throws {
+        let rig = try PoolRig()
+        let r = rig.rediscovery(StorageDiscoveryConfiguration(directories: [rig.images], everySeconds: 1))
+        defer { r.stop() }
+        #expect(waitUntil(seconds: 10) { r.runs >= 1 })
+        let later = rig.image("later.img", bytes: 8192)
+        #expect(try waitUntil(seconds: 10) { try rig.state(later) == .free })
+        #expect(r.runs >= 2)
+        #expect(try rig.store.storagePoolListing().pendingRequests == 0)
+    }
+
+    @Test("without the store: the pool is kept in memory, the definition's maps are what is assigned, and the log names the node and (target, LUN) of a vanished file")
+    func inMemory() throws {
+        let rig = try PoolRig()
+        let a = rig.image("a.img", bytes: 4096), b = rig.image("b.img", bytes: 4096)
+        let maps: [NodeNumber: [StorageMapping]] = [3: [StorageMapping(target: 0, lun: 1, path: a)]]
+        let r = StorageRediscovery(configuration: StorageDiscoveryConfiguration(directories: [rig.images], everySeconds: 0), node: 2,
+                                   apply: StorageRediscovery.inMemory(node: 2, maps: { maps }))
+        r.start()
+        defer { r.stop() }
+        #expect(waitUntil(seconds: 10) { r.runs >= 1 })
+        #expect(r.lines(since: 0).lines.filter { $0.contains("joined the pool") }.count == 2)
+        try FileManager.default.removeItem(atPath: a)
+        try FileManager.default.removeItem(atPath: b)
+        r.rediscover()
+        #expect(waitUntil(seconds: 10) { r.runs >= 2 })
+        let lines = r.lines(since: 0).lines
+        #expect(lines.contains { $0.contains("storage \(a): ERROR") && $0.contains("node 3 as target 0 LUN 1") }, "\(lines)")
+        #expect(lines.contains { $0.contains("storage \(b): not found and not assigned") }, "\(lines)")
+    }
+}

@@ -54,6 +54,8 @@ public struct StorageDiscoveryConfiguration: Sendable, Hashable, Codable {
 
 /// Why a discovery configuration was refused.
 public enum StorageDiscoveryError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// `field` (`portals[1]`, `directories[0]`, `everySeconds`, or a directory that cannot be
+    /// listed) is wrong, and why.
     case invalid(field: String, String)
     public var description: String {
         switch self {
@@ -85,6 +87,8 @@ public struct StorageDiscoveryResult: Sendable, Hashable, Codable {
 /// portal probe's and libiscsi's time-outs): for a control node's background thread, never an
 /// engine thread.
 public enum StorageDiscovery {
+    /// Discovers everything `configuration` names; never throws: what could not be looked at
+    /// is in the result's ``StorageDiscoveryResult/failures``.
     public static func run(_ configuration: StorageDiscoveryConfiguration,
                            initiator: String = "iqn.2026-12.org.plexus:discovery") -> StorageDiscoveryResult {
         let started = Int64(Date().timeIntervalSince1970 * 1000)

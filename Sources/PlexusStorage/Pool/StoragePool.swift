@@ -130,8 +130,11 @@ extension StoragePool.Change {
     /// `storage-resized`, or the error `storage-vanished-assigned`), the storage it is about,
     /// and what happened.
     public struct Note: Sendable, Hashable, Codable, CustomStringConvertible {
+        /// The event's kind, as the store's events table keeps it.
         public var kind: String
+        /// `storage <path>`.
         public var subject: String
+        /// What happened; for an error, who maps the storage.
         public var detail: String
         /// Assigned storage vanished.
         public var isError: Bool { kind == "storage-vanished-assigned" }
