@@ -66,11 +66,15 @@ public final class StorageRediscovery: Sendable {
         t.start()
     }
 
-    /// Stops the thread, after the discovery under way if there is one.
-    public func stop() {
-        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
+    /// Stops the thread: at once between discoveries; a discovery under way (a SAN that
+    /// accepts connections but does not answer holds one for up to libiscsi's 10 s time-outs)
+    /// is waited for up to `seconds`, then left to end by itself, its result not applied.
+    /// Returns whether the thread ended in time.
+    @discardableResult
+    public func stop(seconds: Double = 1) -> Bool {
+        guard running.exchange(false, ordering: .acquiringAndReleasing) else { return true }
         wake.signal()
-        finished.wait()
+        return finished.wait(timeout: .now() + .milliseconds(Int(seconds * 1000))) == .success
     }
 
     /// Asks for a rediscovery now (on demand).
@@ -120,6 +124,7 @@ public final class StorageRediscovery: Sendable {
     /// Runs one discovery and applies it.
     func runOnce(request: Int64?) {
         let result = StorageDiscovery.run(configuration)
+        guard running.load(ordering: .acquiring) else { return }  // stopped meanwhile
         for f in result.failures { note("rediscovery: \(f)", level: .warning) }
         do {
             let notes = try apply(result, request)

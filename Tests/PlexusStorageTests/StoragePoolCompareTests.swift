@@ -86,6 +86,6 @@ struct StoragePoolCompareTests {
     ])
     func refusals(_ c: StorageDiscoveryConfiguration, _ field: String) {
         #expect { try c.validate() } throws: { "\($0)".hasPrefix(field + ":") }
-        #expect(throws: Never.self) { try StorageDiscoveryConfiguration(portals: ["127.0.0.1:3260", "san"], directories: ["/tmp"]).validate() }
+        #expect(throws: Never.self) { try StorageDiscoveryConfiguration(portals: ["127.0.0.1:3260", "san", "[::1]:3261"], directories: ["/tmp"]).validate() }
     }
 }

@@ -32,11 +32,9 @@ public struct StorageDiscoveryConfiguration: Sendable, Hashable, Codable {
     ///   `directories[0]`, `everySeconds`).
     public func validate() throws(StorageDiscoveryError) {
         for (i, p) in portals.enumerated() {
+            // Checked as the host and port of a URL are (``ISCSIURL``), with a placeholder target.
             do throws(ISCSIError) {
-                let url = try ISCSIURL("iscsi://\(p)/iqn.portal/0")
-                if url.portal != p && "\(url.host)" != p {
-                    throw .badURL(p, reason: "expected host[:port]")
-                }
+                _ = try ISCSIURL("iscsi://\(p)/iqn.portal/0")
             } catch {
                 throw .invalid(field: "portals[\(i)]", "'\(p)' is not an iSCSI portal host[:port]")
             }
