@@ -24,7 +24,7 @@ struct StoragePoolProcessTests {
               "discovery": { "directories": ["\(images)"], "everySeconds": 0 } }
             """.utf8).write(to: URL(fileURLWithPath: platform))
         let (server, api) = try cli.serve(exe, state: state)
-        defer { server.process.terminate() }
+        defer { _ = server.process.terminate() }
         func admin(_ args: String...) -> String {
             let r = cli.plexus(exe, args, api: api, state: state)
             #expect(r.status == 0, "plexus \(args.joined(separator: " ")): \(r.output)")

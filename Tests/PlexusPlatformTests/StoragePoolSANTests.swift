@@ -22,8 +22,8 @@ struct StoragePoolSANTests {
         let rig = try PoolRig()
         let backing1 = rig.db.directory.appendingPathComponent("lun1").path
         let backing2 = rig.db.directory.appendingPathComponent("lun2").path
-        FileManager.default.createFile(atPath: backing1, contents: Data(count: 1 << 20))
-        FileManager.default.createFile(atPath: backing2, contents: Data(count: 3 << 20))
+        #expect(FileManager.default.createFile(atPath: backing1, contents: Data(count: 1 << 20)))
+        #expect(FileManager.default.createFile(atPath: backing2, contents: Data(count: 3 << 20)))
         let san = try ISCSITargetDaemon(backing: backing1)
         defer { san.kill() }
         let portal = "127.0.0.1:\(san.port)"
@@ -61,7 +61,7 @@ struct StoragePoolSANTests {
     func tgtdStoppedAndBack() throws {
         let rig = try PoolRig()
         let backing = rig.db.directory.appendingPathComponent("lun1").path
-        FileManager.default.createFile(atPath: backing, contents: Data(count: 1 << 20))
+        #expect(FileManager.default.createFile(atPath: backing, contents: Data(count: 1 << 20)))
         let san = try ISCSITargetDaemon(backing: backing)
         defer { san.kill() }
         let portal = "127.0.0.1:\(san.port)"

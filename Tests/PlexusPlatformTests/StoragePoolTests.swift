@@ -27,7 +27,7 @@ final class PoolRig {
 
     func image(_ name: String, bytes: Int) -> String {
         let path = images + "/" + name
-        FileManager.default.createFile(atPath: path, contents: Data(count: bytes))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(count: bytes)))
         return path
     }
 
