@@ -58,7 +58,9 @@ struct StoragePoolSANTests {
         #expect(detail.contains("PAN shop") && detail.contains("personality web") && detail.contains("node 3")
                 && detail.contains("target 0 LUN 1"), "\(detail)")
         // The control node that carried out the request logged the error.
-        #expect((r.lines(since: 0).lines + r2.lines(since: 0).lines).contains { $0.contains(lun1) && $0.contains("ERROR") })
+        #expect(waitUntil(seconds: 5) {
+            (r.lines(since: 0).lines + r2.lines(since: 0).lines).contains { $0.contains(lun1) && $0.contains("ERROR") }
+        })
     }
 
     @Test("tgtd stopped: its assigned LUN vanishes (an error event, the portal named as not reachable); tgtd started again: the rediscovery after shows it again")

@@ -91,7 +91,8 @@ struct StoragePoolStoreTests {
         #expect(detail.contains("ERROR") && detail.contains("PAN shop") && detail.contains("personality web")
                 && detail.contains("node 3") && detail.contains("target 0 LUN 2"), "\(detail)")
         // The control node's log has the error too.
-        #expect(r.lines(since: 0).lines.contains { $0.contains("storage \(a)") && $0.contains("PAN shop") })
+        // (logged once the transaction is done, just after the request is marked done)
+        #expect(waitUntil(seconds: 5) { r.lines(since: 0).lines.contains { $0.contains("storage \(a)") && $0.contains("PAN shop") } })
         // Still gone: no second error.
         _ = try rig.rediscover()
         #expect(try rig.events("storage-vanished-assigned").count == 1)
