@@ -131,7 +131,7 @@ extension PlatformStore {
     }
 
     /// Records an administrator's request for a rediscovery (`POST /v1/storage/discover`);
-    /// a running control node that follows the store claims it (``claimDiscoveryRequest(by:)``).
+    /// a running control node that follows the store claims it (``claimDiscoveryRequest(by:staleAfterMs:)``).
     public func requestDiscovery() throws -> StorageDiscoveryRequest {
         try db.write { db in
             try db.execute(sql: "INSERT INTO storage_discovery_requests(requestedMs) VALUES (?)", arguments: [Self.nowMs()])
@@ -155,10 +155,14 @@ extension PlatformStore {
         }
     }
 
-    /// Whether a request waits unclaimed (a cheap read for a control node's loop).
-    public func hasUnclaimedDiscoveryRequest() throws -> Bool {
+    /// Whether ``claimDiscoveryRequest(by:staleAfterMs:)`` would find a request (a cheap read,
+    /// for a control node's loop: no write transaction while there is nothing to do).
+    public func hasClaimableDiscoveryRequest(staleAfterMs: Int64 = 120_000) throws -> Bool {
         try db.read { db in
-            try Row.fetchOne(db, sql: "SELECT 1 FROM storage_discovery_requests WHERE doneMs IS NULL AND claimedBy IS NULL LIMIT 1") != nil
+            try Row.fetchOne(db, sql: """
+                SELECT 1 FROM storage_discovery_requests
+                WHERE doneMs IS NULL AND (claimedBy IS NULL OR claimedMs < ?) LIMIT 1
+                """, arguments: [Self.nowMs() - staleAfterMs]) != nil
         }
     }
 

@@ -17,7 +17,7 @@ extension ControlCommand {
         let r: StorageRediscovery
         if let store {
             r = StorageRediscovery(configuration: configuration, node: me, level: logLevel, claim: {
-                try store.hasUnclaimedDiscoveryRequest() ? try store.claimDiscoveryRequest(by: "node \(me)") : nil
+                try store.hasClaimableDiscoveryRequest() ? try store.claimDiscoveryRequest(by: "node \(me)") : nil
             }, apply: { result, request in
                 try store.applyDiscovery(result, controlNode: "node \(me)", request: request).notes
             })

@@ -35,7 +35,7 @@ final class PoolRig {
     func rediscovery(_ c: StorageDiscoveryConfiguration, node: NodeNumber = 1) -> StorageRediscovery {
         let store = self.store
         let r = StorageRediscovery(configuration: c, node: node, claimInterval: .milliseconds(20), claim: {
-            try store.hasUnclaimedDiscoveryRequest() ? try store.claimDiscoveryRequest(by: "node \(node)") : nil
+            try store.hasClaimableDiscoveryRequest() ? try store.claimDiscoveryRequest(by: "node \(node)") : nil
         }, apply: { result, request in
             try store.applyDiscovery(result, controlNode: "node \(node)", request: request).notes
         })
@@ -98,7 +98,7 @@ struct StoragePoolStoreTests {
         #expect(try rig.events("storage-vanished-assigned").count == 1)
     }
 
-    @Test("two control nodes applying the same view write each change once, whichever comes first")
+    @Test("two control nodes applying the same view write each change once, whichever comes first; a request is claimed once, and again only when its claim is stale")
     func twoControlNodes() throws {
         let rig = try PoolRig()
         let a = rig.image("a.img", bytes: 1 << 20)
@@ -119,8 +119,15 @@ struct StoragePoolStoreTests {
         #expect(try rig.events("storage-vanished-assigned").count == 1)
         // A request is taken by one control node only.
         let id = try rig.store.requestDiscovery().id
+        #expect(try rig.store.hasClaimableDiscoveryRequest())
         #expect(try rig.store.claimDiscoveryRequest(by: "node 1") == id)
+        #expect(try !rig.store.hasClaimableDiscoveryRequest())
         #expect(try rig.store.claimDiscoveryRequest(by: "node 2") == nil)
+        // A claim never carried out (its control node stopped) may be taken over once stale
+        // (here: any claim made before the next millisecond).
+        #expect(try rig.store.hasClaimableDiscoveryRequest(staleAfterMs: -1))
+        #expect(try rig.store.claimDiscoveryRequest(by: "node 2", staleAfterMs: -1) == id)
+        #expect(try rig.store.discoveryRequest(id).claimedBy == "node 2")
     }
 
     @Test("the definition file's discovery field is read, and bad values are refused naming the field")
