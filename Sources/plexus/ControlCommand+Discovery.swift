@@ -13,7 +13,8 @@ extension ControlCommand {
     /// storage being the definition's maps.
     static func startRediscovery(_ d: PlatformDefinition, node me: NodeNumber, store: PlatformStore?,
                                  maps: [NodeNumber: [StorageMapping]], logLevel: Logger.Level) -> StorageRediscovery? {
-        guard let configuration = d.discovery else { return nil }
+        // A field that names nothing discovers nothing (a run would empty the pool).
+        guard let configuration = d.discovery, !configuration.isEmpty else { return nil }
         let r: StorageRediscovery
         if let store {
             r = StorageRediscovery(configuration: configuration, node: me, level: logLevel, claim: {
