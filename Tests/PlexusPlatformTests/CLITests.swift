@@ -189,7 +189,7 @@ struct CLITests {
             try? FileManager.default.removeItem(atPath: state)
         }
         let (server, api) = try serve(exe, state: state)
-        defer { server.process.terminate() }
+        defer { _ = server.process.terminate() }
         func admin(_ args: String...) {
             let r = plexus(exe, args, api: api, state: state)
             #expect(r.status == 0, "plexus \(args.joined(separator: " ")): \(r.output)")
