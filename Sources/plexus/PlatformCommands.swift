@@ -140,12 +140,14 @@ struct ControlCommand: ParsableCommand {
                                                                           macState: state + "/mac-counter"),
                              revision: plan.revision)
         }
+        let publisher = platformStore.map { StorageStatisticsPublisher(store: $0, control: me) { try control.storageStatistics() } }
         var stopSignal: Int32?
         while stopSignal == nil {
             stopSignal = waitForSignal(milliseconds: follower == nil ? 200 : 25)
             if let follower {
                 for line in follower.poll() { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] store: \(line)") }
             }
+            if let line = publisher?.poll() { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] store: \(line)") }
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
         }
         let summary = try t.runAndWait { e -> String in
