@@ -44,9 +44,13 @@ public struct StorageStatisticsReport: Sendable, Hashable, Codable {
         public var statistics: DiskStatistics
     }
 
+    /// The control nodes whose rows were read.
     public var controls: [Source]
+    /// Every (processor, target, LUN) selected, by processor, target and LUN.
     public var luns: [LUN]
+    /// The selected LUNs added per processor, in processor order.
     public var processors: [ProcessorTotal]
+    /// The selected LUNs added per PAN (LUNs under no PAN are left out), by name.
     public var pans: [PANTotal]
 
     /// Adds up `published` (rows of both control nodes) with the PANs of `map` (the store's

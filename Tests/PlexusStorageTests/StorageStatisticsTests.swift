@@ -68,6 +68,18 @@ struct DiskStatisticsTests {
         let back = try JSONDecoder().decode(DiskStatistics.self, from: JSONEncoder().encode(merged))
         #expect(back == merged)
     }
+
+    @Test("a histogram read from elsewhere with absurd values merges without trapping")
+    func hostileHistogram() {
+        var h = LatencyHistogram()
+        h.buckets = [.init(microseconds: .max, count: .max), .init(microseconds: 0, count: .max), .init(microseconds: 5, count: 3)]
+        var s = DiskStatistics()
+        s.latency = h
+        s.operations = .max
+        var m = DiskStatistics.merged([s, s])
+        m.merge(s)
+        #expect(m.latency.count > 0 && m.p99Microseconds <= Double(DiskRecorder.highestMicroseconds) + 1_000_000)
+    }
 }
 
 @Suite("Storage statistics at the target", .serialized, .requiresIOUring)

@@ -96,9 +96,26 @@ public struct LatencyHistogram: Sendable, Hashable, Codable {
     public var count: UInt64 { buckets.reduce(0) { $0 &+ $1.count } }
 
     /// The histogram these buckets describe (values beyond its range are clamped to it).
-    func histogram() -> Histogram<UInt64> {
+    func histogram() -> Histogram<UInt64> { Self.histogram(of: [buckets]) }
+
+    /// One histogram of every bucket of `lists`. A bucket that would take the total count, or
+    /// the sum of count × latency that HdrHistogram's iteration keeps, past `UInt64.max` (no
+    /// real disk gets there: 584,000 years of summed latency) is left out rather than trap.
+    static func histogram(of lists: [[Bucket]]) -> Histogram<UInt64> {
         var h = DiskRecorder.makeHistogram()
-        for b in buckets { h.record(min(b.microseconds, DiskRecorder.highestMicroseconds), count: b.count) }
+        var total: UInt64 = 0, weighted: UInt64 = 0
+        for list in lists {
+            for b in list {
+                let v = min(b.microseconds, DiskRecorder.highestMicroseconds)
+                let (t, countOverflow) = total.addingReportingOverflow(b.count)
+                let (p, productOverflow) = b.count.multipliedReportingOverflow(by: h.highestEquivalentForValue(v))
+                let (w, sumOverflow) = weighted.addingReportingOverflow(p)
+                guard !countOverflow, !productOverflow, !sumOverflow else { continue }
+                total = t
+                weighted = w
+                h.record(v, count: b.count)
+            }
+        }
         return h
     }
 
@@ -106,12 +123,10 @@ public struct LatencyHistogram: Sendable, Hashable, Codable {
     public mutating func merge(_ other: LatencyHistogram) {
         guard !other.buckets.isEmpty else { return }
         guard !buckets.isEmpty else {
-            self = other
+            self = LatencyHistogram(Self.histogram(of: [other.buckets]))
             return
         }
-        var h = histogram()
-        for b in other.buckets { h.record(min(b.microseconds, DiskRecorder.highestMicroseconds), count: b.count) }
-        self = LatencyHistogram(h)
+        self = LatencyHistogram(Self.histogram(of: [buckets, other.buckets]))
     }
 
     /// The latency at `percentile` (0…100) in microseconds; 0 when empty.
