@@ -28,8 +28,9 @@ public enum ManagementAPI {
         ("POST", "/v1/personalities/{name}/ips"), ("DELETE", "/v1/personalities/{name}/ips/{vlan}/{host}"),
         ("POST", "/v1/personalities/{name}/storage"), ("DELETE", "/v1/personalities/{name}/storage/{target}/{lun}"),
         ("PUT", "/v1/personalities/{name}/workload"), ("POST", "/v1/personalities/{name}/migrate"),
-        ("GET", "/v1/storage"), ("GET", "/v1/storage/stats"),
+        ("GET", "/v1/storage"),
         ("GET", "/v1/events"),
+        ("GET", "/v1/storage/stats"),
     ]
 
     /// Builds the router for `store`, requiring `token` on every route but health. `console`
@@ -117,7 +118,6 @@ public enum ManagementAPI {
             try run { try store.unmapStorage(try ctx.string("name"), target: try ctx.int("target"), lun: try ctx.int("lun")) }
         }
         v1.get("/storage") { _, _ in try run { try store.storageMap() } }
-        v1.get("/storage/stats") { req, _ in try run { try storageStatistics(req, store: store) } }
         v1.put("/personalities/{name}/workload") { req, ctx in
             let name = try ctx.string("name")
             return try await run(req, SetWorkloadBody.self) { b in try store.setWorkload(name, command: b.command) }
@@ -141,6 +141,7 @@ public enum ManagementAPI {
                 return try store.events(since: since, limit: limit)
             }
         }
+        v1.get("/storage/stats") { req, _ in try run { try storageStatistics(req, store: store) } }
         return router
     }
 

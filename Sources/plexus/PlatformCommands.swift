@@ -135,12 +135,12 @@ struct ControlCommand: ParsableCommand {
         print("ready")
         fflush(nil)
         let started = nowNanos()
+        let publisher = platformStore.map { StorageStatisticsPublisher(store: $0, control: me) { try control.storageStatistics() } }
         let follower = platformStore.map {
             PlatformFollower(store: $0, base: d, platform: RunningControl(control: control, base: d, plan: plan,
                                                                           macState: state + "/mac-counter"),
                              revision: plan.revision)
         }
-        let publisher = platformStore.map { StorageStatisticsPublisher(store: $0, control: me) { try control.storageStatistics() } }
         var stopSignal: Int32?
         while stopSignal == nil {
             stopSignal = waitForSignal(milliseconds: follower == nil ? 200 : 25)
