@@ -7,7 +7,7 @@ import PlexusCore
 /// One type for both ends of the storage protocol: a processor's disk
 /// (``VirtualDiskExporter/statistics()``, latency as the processor sees it, re-issues included)
 /// and a LUN as a control node serves it to one processor (``StorageTarget/statistics()``,
-/// latency from the CMD's arrival to its STAT). Snapshots add up with ``merge(_:)``: the
+/// latency from the CMD's start in a staging slot to its STAT). Snapshots add up with ``merge(_:)``: the
 /// counters and the busy time are summed and the latency histograms added, so the percentiles
 /// of a processor's or a PAN's LUNs are computed over every command, never averaged.
 public struct DiskStatistics: Sendable, Hashable, Codable {

@@ -24,8 +24,9 @@ public struct LUNStatistics: Sendable, Hashable, Codable {
 }
 
 // What a storage target records per (processor, target, LUN): a command is counted from its
-// CMD's arrival (once the unit has named a block operation: READ, WRITE, SYNCHRONIZE CACHE,
-// UNMAP) until its STAT is posted, or until it is dropped without one (counted as an error).
+// start in a staging slot (its CMD's arrival, or the moment a CMD that queued for a slot got
+// one), once the unit has named a block operation (READ, WRITE, SYNCHRONIZE CACHE, UNMAP), until
+// its STAT is posted, or until it is dropped without one (counted as an error).
 // Commands a unit answers itself (INQUIRY, READ CAPACITY, TEST UNIT READY …), refusals before
 // the unit (unmapped LUN, TASK SET FULL) and protocol control are not I/O and are not counted
 // here (``StorageTargetCounters`` counts them). On the engine thread; nothing allocates and
