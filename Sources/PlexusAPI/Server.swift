@@ -29,6 +29,7 @@ public enum ManagementAPI {
         ("POST", "/v1/personalities/{name}/storage"), ("DELETE", "/v1/personalities/{name}/storage/{target}/{lun}"),
         ("PUT", "/v1/personalities/{name}/workload"), ("POST", "/v1/personalities/{name}/migrate"),
         ("GET", "/v1/storage"),
+        ("GET", "/v1/storage/pool"), ("POST", "/v1/storage/discover"), ("GET", "/v1/storage/discover/{id}"),
         ("GET", "/v1/events"),
         ("GET", "/v1/storage/stats"),
     ]
@@ -118,6 +119,7 @@ public enum ManagementAPI {
             try run { try store.unmapStorage(try ctx.string("name"), target: try ctx.int("target"), lun: try ctx.int("lun")) }
         }
         v1.get("/storage") { _, _ in try run { try store.storageMap() } }
+        addStoragePoolRoutes(v1, store: store)
         v1.put("/personalities/{name}/workload") { req, ctx in
             let name = try ctx.string("name")
             return try await run(req, SetWorkloadBody.self) { b in try store.setWorkload(name, command: b.command) }

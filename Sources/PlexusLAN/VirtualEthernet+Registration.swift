@@ -21,6 +21,15 @@ extension VirtualEthernet {
         for s in servers { _ = try? layer.send(m, on: s) }
     }
 
+    /// Registers again with one control node after either end of its management RVI started a
+    /// new epoch. A node still pending repeats its registration anyway, and a fenced or refused
+    /// one has nothing to say.
+    func registerAgain(on rvi: RVI, layer: RCLAN) {
+        guard registration == .standby || registration == .configured else { return }
+        reregistrations += 1
+        _ = try? layer.send(ControlMessage.register(node: node).encoded(), on: rvi)
+    }
+
     func apply(_ c: NodeConfiguration, layer: RCLAN) {
         guard c.node == node, registration != .fenced, c.revision >= releasedAt else { return }
         if let have = configuration {

@@ -155,8 +155,16 @@ extension VirtualEthernet {
             unusable.insert(rvi)
             reroute(from: rvi, layer: layer)
         case .usable, .legUp: unusable.remove(rvi)
-        case .peerRestarted:
-            if servers.contains(rvi) { resendMemberships(to: rvi, layer: layer) }
+        case .peerRestarted, .reset:
+            // Either end started a new epoch on a management RVI: a control node that restarted
+            // knows nothing of this node, and one that saw this end start over (this driver
+            // took back what was in flight there, or gave up on it) took the node out of its
+            // standby pool. The node says again who it is and what it listens to; the control
+            // node's answer (standby, or the same configuration) changes nothing it has.
+            if servers.contains(rvi) {
+                registerAgain(on: rvi, layer: layer)
+                resendMemberships(to: rvi, layer: layer)
+            }
         default: break
         }
     }

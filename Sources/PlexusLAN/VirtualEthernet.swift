@@ -168,6 +168,9 @@ public final class VirtualEthernet: RVIDelegate {
     /// when the RVI started over: its peer restarted or gave up on it).
     public internal(set) var rerouted: UInt64 = 0
     public internal(set) var lostInFailover: UInt64 = 0
+    /// Registrations sent again to a control node after either end of its management RVI
+    /// started a new epoch (the control node restarted, or took this node for restarted).
+    public internal(set) var reregistrations: UInt64 = 0
     /// Set while ``reroute(from:layer:)`` takes frames back (their failures are counted there).
     var rerouting = false
 

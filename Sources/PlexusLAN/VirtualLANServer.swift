@@ -195,7 +195,7 @@ public final class VirtualLANServer: RVIDelegate {
             }
             let frame = UnsafeRawBufferPointer(rebasing: m[LANMessage.headerSize...])
             if ARPPacket.isARP(frame) {
-                // The ARP server (item 6): requests and replies both pass here; the sender's
+                // The ARP server ("ARP processing and IP mapping to RVIs"): requests and replies both pass here; the sender's
                 // address is bound to its NIC (and so its RVI). An ARP packet that claims
                 // another NIC's hardware address is refused as forged. (ARP is rare: this path
                 // may build the list of destinations first.)

@@ -278,7 +278,7 @@ public struct VirtualLANTable: Sendable {
         return nil
     }
 
-    /// IPv4 addresses bound to NICs, per VLAN, as the ARP server learned them (item 6): each
+    /// IPv4 addresses bound to NICs, per VLAN, as the ARP server learned them ("ARP processing and IP mapping to RVIs"): each
     /// address a node announces (aliases too) is bound to that node's NIC, and so to its RVI.
     public private(set) var ipBindings: [VLANID: [IPv4Address: VirtualNICBinding]] = [:]
 

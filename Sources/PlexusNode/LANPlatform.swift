@@ -184,6 +184,9 @@ public final class LANPlatform {
     /// The disks processing node `n` offers now: name (`t<T>-l<L>`) → NBD socket path.
     public func disks(node n: NodeNumber) -> [String: String] { processingNodes[n]?.disks?.exports ?? [:] }
 
+    /// Why processing node `n`'s last discovery or export of its disks failed, if it did.
+    public func diskProblem(node n: NodeNumber) -> String? { processingNodes[n]?.disks?.problem }
+
     /// Node `n`'s NIC on `vlan`.
     public func mac(node n: NodeNumber, vlan: VLANID) -> MACAddress? {
         plan.nics.first { $0.node == n && $0.vlan == vlan }?.mac

@@ -38,6 +38,9 @@ public struct PlatformDefinition: Sendable, Hashable {
     /// personality, by (target, LUN), served by the control nodes and moved with the
     /// personality at a failover. A platform with none has no storage.
     public var storage: [NodeNumber: [StorageMapping]] = [:]
+    /// Where the control nodes discover storage for the pool an administrator allocates from
+    /// (``StorageRediscovery``); nil: no discovery.
+    public var discovery: StorageDiscoveryConfiguration?
     /// Which version of the definition this is (``LANPlan/revision``): the platform store's
     /// change counter when the definition comes from the store; 0 for a file.
     public var revision: UInt64 = 0

@@ -21,6 +21,7 @@ import PlexusStorage
 //       "addresses": { "4": ["10=10.10.0.4/24", "20=10.20.0.4/24"] },
 //       "workloads": { "4": "exec python3 -m http.server -b 10.10.0.4 8080" },
 //       "storage": { "4": ["0:0=/var/lib/plexus/web.img", "0:1=/var/lib/plexus/iso.img:ro"] },
+//       "discovery": { "portals": ["san:3260"], "directories": ["/var/lib/plexus/images"], "everySeconds": 60 },
 //       "failoverServers": [ { "name": "failover", "virtualNodes": [7] },
 //                            { "name": "backup", "virtualNodes": [8] } ]
 //     }
@@ -29,7 +30,8 @@ import PlexusStorage
 // `addresses` (per node, `VLAN=a.b.c.d/len`), `workloads` (per node, a shell command) and
 // `failoverServers` (seed 002: the failover server, then the backup server, each with the
 // virtual nodes it hosts) make the personalities the control nodes fail over. `storage` (per
-// node, `TARGET:LUN=PATH`, `:ro` for read-only) is each personality's disks. Every node's fabric
+// node, `TARGET:LUN=PATH`, `:ro` for read-only) is each personality's disks; `discovery` says
+// where the control nodes find the storage pool (PlatformFile+Discovery.swift). Every node's fabric
 // addresses follow from its number by the two templates, so a node finds the control nodes, and
 // the control nodes find every node, without being told ("Network Architecture": the paths are
 // set up by rule).
@@ -39,7 +41,7 @@ extension PlatformDefinition {
     /// otherwise be ignored in silence).
     public static let fileFields: Set<String> = [
         "serial", "controlNodes", "processingNodes", "vlans", "promiscuous", "mtu", "fabricA", "fabricB", "pathMTU",
-        "spares", "addresses", "workloads", "failoverServers", "storage",
+        "spares", "addresses", "workloads", "failoverServers", "storage", "discovery",
     ]
 
     /// Reads and checks a definition file. Errors name the file and the field.
@@ -146,6 +148,7 @@ extension PlatformDefinition {
                 d.storage[n] = map
             }
         }
+        if let v = o["discovery"] { d.discovery = try discovery(v) }
         if let v = o["failoverServers"] {
             guard let list = v as? [Any] else { throw bad("failoverServers: expected an array of {\"name\", \"virtualNodes\"}") }
             for (i, e) in list.enumerated() {

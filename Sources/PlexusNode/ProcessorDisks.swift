@@ -103,22 +103,27 @@ public final class ProcessorDisks: @unchecked Sendable {
             case .success(let disks):
                 lastError.withLock { $0 = nil }
                 let wanted = Dictionary(uniqueKeysWithValues: disks.map { ($0.name, $0) })
+                // A disk is published once its socket listens, and unpublished before it stops.
                 for (name, server) in servers where wanted[name] == nil {
                     servers[name] = nil
-                    queue.async { server.stop() }
+                    queue.async { [self] in
+                        published.withLock { $0[name] = nil }
+                        server.stop()
+                    }
                 }
                 for (name, disk) in wanted where servers[name] == nil {
                     let server = NBDServer(socketPath: "\(settings.directory)/\(name).sock",
                                            exports: [exporter.export(disk, as: "")])
                     servers[name] = server
                     queue.async { [self] in
-                        do throws(PlexusError) { try server.start() } catch {
+                        do throws(PlexusError) {
+                            try server.start()
+                            published.withLock { $0[name] = server.socketPath }
+                        } catch {
                             lastError.withLock { $0 = "disk \(name): \(error)" }
                         }
                     }
                 }
-                let paths = servers.mapValues(\.socketPath)
-                queue.async { [self] in published.withLock { $0 = paths } }
             case .failure(let error):
                 lastError.withLock { $0 = "discovery: \(error)" }
             }

@@ -77,6 +77,7 @@ public final class PlatformStore: Sendable {
                     detail TEXT NOT NULL);
                 """)
         }
+        registerStoragePool(&m)
         registerStorageStatistics(&m)
         return m
     }

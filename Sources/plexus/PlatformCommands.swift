@@ -60,6 +60,12 @@ struct ControlCommand: ParsableCommand {
             carries out is written to the store (the personality moves, the failed node is \
             fenced, the timeline goes to the event log).
 
+            With a `discovery` field in the definition (iSCSI portals and image directories, \
+            docs/storage.md), the control node discovers the storage pool on a thread of its own \
+            at start, every `everySeconds`, and, with --store, when an administrator asks \
+            (`plexus storage discover`); each change is logged (label plexus.storage-pool), \
+            assigned storage that vanished as an error naming the PANs and processors.
+
             The node runs until SIGINT or SIGTERM, logging registrations, refusals and failovers \
             to standard error as they happen (--log-level), then prints its counters. Run it \
             inside a network namespace with `ip netns exec NS plexus control ...` when the fabric \
@@ -141,6 +147,8 @@ struct ControlCommand: ParsableCommand {
                                                                           macState: state + "/mac-counter"),
                              revision: plan.revision)
         }
+        let rediscovery = Self.startRediscovery(d, node: me, store: platformStore, maps: storageMaps, logLevel: logLevel)
+        defer { rediscovery?.stop() }
         var stopSignal: Int32?
         while stopSignal == nil {
             stopSignal = waitForSignal(milliseconds: follower == nil ? 200 : 25)

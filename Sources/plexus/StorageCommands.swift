@@ -16,34 +16,7 @@ struct StorageCommand: ParsableCommand {
             each disk as an NBD socket, and it moves with the personality at a failover. The \
             same storage may be mapped read-only by many personalities, read-write by one.
             """,
-        subcommands: [List.self, Map.self, Unmap.self, Discover.self, Stats.self])
-
-    struct Discover: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Ask an iSCSI portal what it offers: its targets and their LUNs, as URLs to map.",
-            discussion: """
-                Runs iSCSI SendTargets on the portal, then REPORT LUNS on each target it names, \
-                from this machine (run it where the control nodes run, so it sees what they \
-                would). Each LUN is printed as the iscsi:// URL a storage map entry takes.
-                """)
-        @Argument(help: "The portal, host[:port] (port 3260 when omitted).") var portal: String
-        @Flag(help: "Print JSON.") var json = false
-        func run() throws {
-            let offers: [ISCSIOffer]
-            do { offers = try ISCSIDiscovery.discover(portal: portal) } catch { throw CLIError("\(error)") }
-            if json {
-                let e = JSONEncoder()
-                e.outputFormatting = [.sortedKeys]
-                return print(String(decoding: try e.encode(offers), as: UTF8.self))
-            }
-            if offers.isEmpty { return print("\(portal) offers no target") }
-            let at = portal.contains(":") ? portal : portal + ":3260"
-            for o in offers {
-                print("\(o.target) (portals \(o.portals.joined(separator: ", ")))")
-                for lun in o.luns { print("  LUN \(lun): \(o.url(portal: at, lun: lun))") }
-            }
-        }
-    }
+        subcommands: [List.self, Map.self, Unmap.self, Discover.self, Pool.self, Stats.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every (target, LUN) of every personality, by PAN.")

@@ -171,7 +171,7 @@ struct DiskFailoverTests {
         d.storage = [103: [StorageMapping(target: 0, lun: 0, path: path)]]
         let p = try LANPlatform(d, macState: state, disksDirectory: "\(dir)/disks")
         defer { p.stop() }
-        #expect(waitUntil(seconds: 10) { p.disks(node: 103)["t0-l0"] != nil })
+        #expect(waitUntil(seconds: 10) { p.disks(node: 103)["t0-l0"] != nil }, "\(p.diskProblem(node: 103) ?? "")")
         let socket = try #require(p.disks(node: 103)["t0-l0"])
         var g = SplitMix64(seed: 10301)
         let files: [(String, [UInt8])] = [
@@ -194,7 +194,8 @@ struct DiskFailoverTests {
             p.kill(node: 103)
         }
         #expect(waitUntil(seconds: 10) { p.failovers(0).count == 1 && p.failovers(1).count == 1 })
-        #expect(waitUntil(seconds: 10) { p.disks(node: 104)["t0-l0"] != nil }, "the spare exports the personality's disk")
+        #expect(waitUntil(seconds: 10) { p.disks(node: 104)["t0-l0"] != nil },
+                "the spare exports the personality's disk: \(p.diskProblem(node: 104) ?? "")")
         let chain = FuseLoopChain(socket: try #require(p.disks(node: 104)["t0-l0"]))
         defer { chain.tearDown() }
         let loop = try chain.attach()

@@ -101,6 +101,41 @@ struct FailoverTests {
         print("failover of a failed spare: " + p.failovers(0).map { "\($0.failed) → \($0.spare) (" + $0.timeline.joined(separator: ", ") + ")" }.joined(separator: "; "))
     }
 
+    @Test("a spare whose link to one control node started a new epoch (it took back what was in flight there, as a node does when that control node stalls) registers again: both control nodes still find it when a node fails")
+    func spareRestartsItsLinkToOneControlNode() throws {
+        let v10 = VLANID(10)!
+        var d = PlatformDefinition(controlNodes: [121, 122], processingNodes: [123, 124], vlans: [v10: [123]])
+        d.spares = [124]
+        let state = macStateFile()
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let p = try LANPlatform(d, macState: state)
+        defer { p.stop() }
+        #expect(try p.server(1) { $0.standby } == [124])
+        // What the node's driver does when one control node's RVI becomes unusable: what it had
+        // not acknowledged is taken back, and the RVI starts a new epoch, which that control
+        // node sees as the spare restarting.
+        try p.nodes[124]!.runAndWait { e in
+            let layer = RCLAN.on(e)!
+            let rvi = layer.service(VirtualEthernet.self)!.servers[1]
+            layer.reclaimUnacknowledged(on: rvi) { _ in }
+        }
+        let restarted = {
+            (try? p.controls[1]!.runAndWait { e -> UInt64 in
+                let layer = RCLAN.on(e)!
+                guard let rvi = layer.service(VirtualLANServer.self)!.nodeRVI[124] else { return 0 }
+                return layer.statistics(rvi)?.peerRestarts ?? 0
+            }) ?? 0
+        }
+        #expect(waitUntil(seconds: 5) { restarted() >= 1 }, "control node 122 never saw the spare's new epoch")
+        #expect(waitUntil(seconds: 5) { (try? p.server(1) { $0.standby }) == [124] }, "the spare is no longer in standby at control node 122")
+        p.kill(node: 123)
+        #expect(waitUntil(seconds: 5) { p.failovers(0).count == 1 && p.failovers(1).count == 1 },
+                "\((try? p.server(1) { Array($0.log) }) ?? [])")
+        #expect(p.failovers(0).first?.spare == 124 && p.failovers(1).first?.spare == 124)
+        #expect(try p.server(1) { s in !s.log.contains { $0.contains("no spare") } })
+        #expect(try p.ethernet(124) { $0.reregistrations } >= 1)
+    }
+
     @Test("with no spare in the pool the personality waits where it is, and the control node says so once")
     func noSpare() throws {
         let v10 = VLANID(10)!
