@@ -180,7 +180,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusPlatformTests",
-            dependencies: ["PlexusPlatform", "PlexusAPI", "PlexusLAN", "PlexusNode", "PlexusNamespaces", "PlexusCore", "PlexusTestSupport",
+            dependencies: ["PlexusPlatform", "PlexusAPI", "PlexusLAN", "PlexusNode", "PlexusNamespaces", "PlexusCore", "PlexusStorage", "PlexusTestSupport",
                            .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

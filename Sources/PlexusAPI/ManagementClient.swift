@@ -140,6 +140,14 @@ public final class ManagementClient: Sendable {
     public func personalities() async throws(APIRefusal) -> [Personality] { try await call("GET", "/v1/personalities") }
     /// The platform's storage map: every personality's (target, LUN)s.
     public func storageMap() async throws(APIRefusal) -> [StorageAssignment] { try await call("GET", "/v1/storage") }
+    /// The storage statistics the control nodes published, per LUN, processor and PAN; of PAN
+    /// `pan` or processor `processor` only when given.
+    public func storageStatistics(pan: String? = nil, processor: NodeNumber? = nil) async throws(APIRefusal) -> StorageStatisticsReport {
+        var query: [String] = []
+        if let pan { query.append("pan=" + (pan.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? pan)) }
+        if let processor { query.append("processor=\(processor)") }
+        return try await call("GET", "/v1/storage/stats" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
+    }
 
     public func personality(_ name: String) async throws(APIRefusal) -> Personality {
         try await call("GET", "/v1/personalities/\(Self.escape(name))")

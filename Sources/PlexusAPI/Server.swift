@@ -31,6 +31,7 @@ public enum ManagementAPI {
         ("GET", "/v1/storage"),
         ("GET", "/v1/storage/pool"), ("POST", "/v1/storage/discover"), ("GET", "/v1/storage/discover/{id}"),
         ("GET", "/v1/events"),
+        ("GET", "/v1/storage/stats"),
     ]
 
     /// Builds the router for `store`, requiring `token` on every route but health. `console`
@@ -142,6 +143,7 @@ public enum ManagementAPI {
                 return try store.events(since: since, limit: limit)
             }
         }
+        v1.get("/storage/stats") { req, _ in try run { try storageStatistics(req, store: store) } }
         return router
     }
 

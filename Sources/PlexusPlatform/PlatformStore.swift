@@ -78,6 +78,7 @@ public final class PlatformStore: Sendable {
                 """)
         }
         registerStoragePool(&m)
+        registerStorageStatistics(&m)
         return m
     }
 

@@ -141,6 +141,7 @@ struct ControlCommand: ParsableCommand {
         print("ready")
         fflush(nil)
         let started = nowNanos()
+        let publisher = platformStore.map { StorageStatisticsPublisher(store: $0, control: me) { try control.storageStatistics() } }
         let follower = platformStore.map {
             PlatformFollower(store: $0, base: d, platform: RunningControl(control: control, base: d, plan: plan,
                                                                           macState: state + "/mac-counter"),
@@ -154,6 +155,7 @@ struct ControlCommand: ParsableCommand {
             if let follower {
                 for line in follower.poll() { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] store: \(line)") }
             }
+            if let line = publisher?.poll() { print("[\(String(format: "%.3f", Double(nowNanos() - started) / 1e9)) s] store: \(line)") }
             if seconds > 0 && Double(nowNanos() - started) / 1e9 >= seconds { break }
         }
         let summary = try t.runAndWait { e -> String in

@@ -16,7 +16,7 @@ struct StorageCommand: ParsableCommand {
             each disk as an NBD socket, and it moves with the personality at a failover. The \
             same storage may be mapped read-only by many personalities, read-write by one.
             """,
-        subcommands: [List.self, Map.self, Unmap.self, Discover.self, Pool.self])
+        subcommands: [List.self, Map.self, Unmap.self, Discover.self, Pool.self, Stats.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every (target, LUN) of every personality, by PAN.")

@@ -202,7 +202,7 @@ public final class VirtualDiskExporter: RVIDelegate, StorageCompletionHandler {
         let r = lanes[l].requests[s]
         let error = Self.nbdError(completion, expected: r.kind == .read ? 0 : nil)
         if error != 0 { counters.failed += 1 }
-        recorders[lanes[l].disk.load(ordering: .relaxed)].finished(r.kind, length: r.length, error: error,
+        recorders[lanes[l].disk.load(ordering: .relaxed)].finished(r.kind.operation, length: UInt64(r.length), failed: error != 0,
                                                                    startedAt: submittedAt[l * depth + s], now: nowNanos())
         lanes[l].complete(s, error: error)
     }

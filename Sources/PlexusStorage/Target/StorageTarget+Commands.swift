@@ -55,6 +55,7 @@ extension StorageTarget {
             complete(session, slot: slot, r)
         case .block(let step):
             session.slots[slot].step = step
+            beginRecording(session, slot: slot)
             if case .unmap = step.operation { session.slots[slot].unmapListPending = true }
             switch step.operation {
             case .write, .unmap:
@@ -256,6 +257,7 @@ extension StorageTarget {
         counters.abandoned += UInt64(session.waitingCount)
         session.waitingCount = 0
         for i in session.slots.indices {
+            endRecording(session, slot: i, failed: true)
             switch session.slots[i].phase {
             case .free: continue
             case .blockIO: session.slots[i].abandoned = true

@@ -15,10 +15,11 @@ extension StorageTarget {
     ///   LUN)); the old map then stays in place.
     public func setMap(ofProcessor index: Int, _ map: [StorageMapping], layer: RCLAN) throws(StorageSetupError) {
         guard index >= 0, index < sessions.count else { throw .badParameter("no processor \(index) at this target") }
-        let units = try makeUnits(map, processor: index, layer: layer)
+        var units = try makeUnits(map, processor: index, layer: layer)
         let session = sessions[index]
         abandon(session)
         let old = session.units
+        keepStatistics(of: old, in: &units)
         session.units = units
         close(old, layer: layer)
         counters.mapChanges += 1
@@ -67,7 +68,7 @@ extension StorageTarget {
                                                identifier: UInt64(m.target) << 32 | UInt64(m.lun))
             let unit = SCSILogicalUnit(device: device, identity: identity, lun: m.lun,
                                        readOnly: m.access == .readOnly, limits: limits)
-            units.append(MappedUnit(target: m.target, lun: m.lun, unit: unit, backend: backend))
+            units.append(MappedUnit(target: m.target, lun: m.lun, unit: unit, backend: backend, path: m.path))
         }
         return units
     }

@@ -98,6 +98,7 @@ extension StorageTarget {
         if r.status == .checkCondition, let sense = r.sense { st.sense = sense.fixedBytes }
         guard sendDirect(.status(st), on: session.command, layer: layer) else { return }
         counters.statuses += 1
+        endRecording(session, slot: slot, failed: r.status != .good)
         session.slots[slot].phase = .free
     }
 

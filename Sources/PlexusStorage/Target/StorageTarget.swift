@@ -182,6 +182,7 @@ public final class StorageTarget: RVIDelegate {
         if !sanSessions.isEmpty { sanTurn(now: now, layer: layer) }
         for s in sessions {
             for i in s.slots.indices where s.slots[i].phase == .awaitingTransfers && now > s.slots[i].transferDeadline {
+                endRecording(s, slot: i, failed: true)
                 s.slots[i].phase = .free
                 counters.abandoned += 1
             }

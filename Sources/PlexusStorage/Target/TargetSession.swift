@@ -47,6 +47,10 @@ struct TargetSlot {
     /// ``PlexusCore/nowNanos()`` after which a command on an iSCSI LUN that has not answered
     /// ends with NOT READY (and its session is taken down).
     var sanDeadline: UInt64 = 0
+    /// The command is counted in its unit's statistics (it has a block step), since
+    /// ``PlexusCore/nowNanos()`` `startedAt` (StorageTarget+Statistics.swift).
+    var recording = false
+    var startedAt: UInt64 = 0
 }
 
 /// What serves a mapped unit's I/O.
@@ -63,6 +67,11 @@ struct MappedUnit {
     let lun: UInt32
     let unit: SCSILogicalUnit
     let backend: UnitBackend
+    /// The mapping's path (a file, a device or an iSCSI URL).
+    let path: String
+    /// What the unit has done for this processor (made with the map, kept by a new map that
+    /// keeps the same (target, LUN, path)).
+    var recorder = DiskRecorder()
 
     /// The backing file, for a unit on the engine's ring.
     var file: BlockFile? {
