@@ -61,7 +61,7 @@ struct DiskFailoverTests {
         let spare = try #require(p.processingNodes[94]?.disks)
         let counters = try p.processingNodes[94]!.thread.runAndWait { _ in spare.counters }
         print("Disk failover: node 93 wrote \(data.count) bytes to t0-l0 and was killed; after "
-              + p.failovers(0)[0].timeline.joined(separator: ", ") + ", node 94 exported t0-l0 and read it back: "
+              + (p.failovers(0).first?.timeline ?? []).joined(separator: ", ") + ", node 94 exported t0-l0 and read it back: "
               + "\(counters.disks.submitted) SCSI commands, \(counters.disks.failed) failed")
     }
 
@@ -208,7 +208,7 @@ struct DiskFailoverTests {
         let (fsck, fsckOut) = try runTool(["e2fsck", "-fn", loop], seconds: 120)
         #expect(fsck == 0, "\(fsckOut)")
         print("File system failover (\(path)): node 103 wrote \(files.map(\.1.count).reduce(0, +)) bytes in \(files.count) files on "
-              + "ext4 over its disk and was killed; node 104's take-over: " + p.failovers(0)[0].timeline.joined(separator: ", ")
+              + "ext4 over its disk and was killed; node 104's take-over: " + (p.failovers(0).first?.timeline ?? []).joined(separator: ", ")
               + "; node 104 mounted the same file system, every file matched, e2fsck clean")
     }
 }

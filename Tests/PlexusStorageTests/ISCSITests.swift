@@ -102,10 +102,27 @@ struct ISCSIBackendTests {
         let chunks = Self.diskBytes / ProcessorDriver.chunkBytes
         let clock = ContinuousClock()
         var killedAt = clock.now
+        var stuck = false
         let r = try rig.workload(seed: 0xDEAD, chunks: chunks, seconds: 60) {
+            // tgtd stopped first, so that commands are surely on the SAN when it dies: a loaded
+            // machine could otherwise kill it between two commands. Once the processor has
+            // commands outstanding and the target has answered none for 20 looks in a row,
+            // what is outstanding waits on the SAN (well inside the 5 s SAN timeout).
+            san.signal(SIGSTOP)
+            var last = UInt64.max, same = 0
+            stuck = waitUntil(seconds: 4) {
+                guard let c = try? rig.counters(0),
+                      let outstanding = try? rig.processor.runAndWait({ _ in rig.driver.slotChunk.contains { $0 >= 0 } })
+                else { return false }
+                same = c.statuses == last ? same + 1 : 0
+                last = c.statuses
+                return outstanding && same >= 20
+            }
             killedAt = clock.now
+            san.signal(SIGKILL)  // not kill(), which lets a stopped tgtd run for a moment first
             san.kill()
         }
+        #expect(stuck, "no command reached the stopped SAN")
         // Every command the processor had in flight ends (none hangs): well inside the host
         // adapter's 3 s timeout, so each is answered by the target, not timed out.
         let drained = waitUntil(seconds: 10) {
