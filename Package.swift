@@ -191,7 +191,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusBenchTests",
-            dependencies: ["PlexusBench"],
+            dependencies: ["PlexusBench", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

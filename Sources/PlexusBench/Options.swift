@@ -17,6 +17,7 @@ public enum BenchScenario: String, CaseIterable, Sendable {
     case vlanFailover = "vlan-failover"
     case failover
     case storage
+    case platformIdle = "platform-idle"
 }
 
 /// Which fabrics a scenario uses.
@@ -88,6 +89,8 @@ public struct BenchOptions: Sendable {
     /// and bytes per slot in KiB (a request takes as many slots as it needs).
     public var laneDepth = 32
     public var slotKiB = 1024
+    /// platform-idle: processing nodes of the measured platform (the baseline has 6).
+    public var nodes = 6
     public var output = BenchOutput.standard
 
     public init() {}

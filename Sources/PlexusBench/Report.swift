@@ -21,11 +21,12 @@ public struct BenchParameters: Codable, Sendable, Hashable {
     public var direct: Bool?
     public var laneDepth: Int?
     public var slotKiB: Int?
+    public var nodes: Int?
 
     enum CodingKeys: String, CodingKey {
         case size, seconds, count, rounds, fabric, busyPoll = "busy_poll", vis, policy, link, loss, mtu
         case pattern, blockSize = "block_size", queueDepth = "queue_depth", fileMiB = "file_mib", direct
-        case laneDepth = "lane_depth", slotKiB = "slot_kib"
+        case laneDepth = "lane_depth", slotKiB = "slot_kib", nodes
     }
 
     /// The parameters `scenario` reads from `o`.
@@ -45,6 +46,7 @@ public struct BenchParameters: Codable, Sendable, Hashable {
         case .storage:
             (pattern, blockSize, queueDepth, seconds, rounds) = (o.pattern, o.blockSize, o.queueDepth, o.seconds, o.rounds)
             (fileMiB, direct, laneDepth, slotKiB) = (o.storageFileMiB, o.direct, o.laneDepth, o.slotKiB)
+        case .platformIdle: (nodes, seconds) = (o.nodes, o.seconds)
         }
     }
 }

@@ -60,13 +60,20 @@ struct Bench: ParsableCommand {
             and kept); --buffered: every side through the page cache instead; --lane-depth 32 \
             --slot-kib 1024: the processor's exporter's slots per NBD connection and their size
 
+            The platform at rest:
+              platform-idle  --nodes N --seconds S     an embedded platform (two control nodes, N \
+            processing nodes on one VLAN, each node its own engine thread in blocking mode, on \
+            loopback) left idle for S seconds: the CPU seconds per second the whole process uses, \
+            the RVIs open and the heartbeats they send, against the same with 6 processing nodes \
+            in the same run (ratio = CPU use with N ÷ with 6)
+
             With --json the last line of output is one JSON object: scenario, parameters, \
             `plexus`, `baseline`, `ratio`, machine and date.
             """)
 
     typealias Scenario = BenchScenario
 
-    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover, rvi-loss, vlan-tcp, vlan-ping, vlan-failover, failover or storage.")
+    @Argument(help: "vi-throughput, vi-latency, rdma-write, vi-scale, rvi-throughput, rvi-messages, rvi-latency, rvi-failover, rvi-loss, vlan-tcp, vlan-ping, vlan-failover, failover, storage or platform-idle.")
     var scenario: Scenario
     @Option(help: "Payload bytes per frame (1...16896).")
     var size: Int = 16896
@@ -106,6 +113,8 @@ struct Bench: ParsableCommand {
     var laneDepth: Int = 32
     @Option(help: "storage: the exporter's slot size in KiB (a multiple of 4; a larger request takes several slots).")
     var slotKib: Int = 1024
+    @Option(help: "platform-idle: processing nodes of the measured platform (1...250; the baseline has 6).")
+    var nodes: Int = 6
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
     @Option(name: .customLong("fault"), parsing: .singleValue,
@@ -133,6 +142,7 @@ struct Bench: ParsableCommand {
         guard let b2 = parseByteSize(bs), b2 <= laneDepth * slotKib << 10 else {
             throw ValidationError("--bs must fit in --lane-depth × --slot-kib")
         }
+        guard (1...250).contains(nodes) else { throw ValidationError("--nodes must be in 1...250") }
         guard (16...(1 << 20)).contains(fileMib), fileMib << 20 >= b else { throw ValidationError("--file-mib must be in 16...1048576") }
     }
 
@@ -142,7 +152,7 @@ struct Bench: ParsableCommand {
         (o.busyPoll, o.policy, o.heartbeatUs, o.loss, o.link) = (busyPoll, policy, heartbeatUs, loss, link)
         (o.pattern, o.blockSize, o.queueDepth, o.storageFile, o.storageFileMiB, o.direct) =
             (pattern, parseByteSize(bs)!, qd, file, fileMib, !buffered)
-        (o.laneDepth, o.slotKiB) = (laneDepth, slotKib)
+        (o.laneDepth, o.slotKiB, o.nodes) = (laneDepth, slotKib, nodes)
         o.faults = faults.compactMap(FaultOption.init(argument:)).map { ($0.fabric, $0.plan) }
         switch scenario {
         case .viThroughput: try report(PlexusBench.viThroughput(o), o)
@@ -159,6 +169,7 @@ struct Bench: ParsableCommand {
         case .vlanFailover: try report(PlexusBench.vlanFailover(o), o)
         case .failover: try report(PlexusBench.processorFailover(o), o)
         case .storage: try report(PlexusBench.storage(o), o)
+        case .platformIdle: try report(PlexusBench.platformIdle(o), o)
         }
     }
 

@@ -30,6 +30,7 @@ struct ReportTests {
         case .vlanFailover: return try again(VLANFailoverComparison.self)
         case .failover: return try again(FailoverResult.self)
         case .storage: return try again(StorageResult.self)
+        case .platformIdle: return try again(PlatformIdleResult.self)
         }
     }
 
