@@ -45,16 +45,29 @@ func storageShowcase() throws -> Bool {
     }
     print(String(format: "   nbdcopy wrote 4 MiB through node 3's disk in %.1f ms (NBD → SCSI over two RVIs → control node → file)",
                  Double(nowNanos() - start) / 1e6))
+    print("   " + counted(p, node: 3))
     p.kill(node: 3)
     guard waitUntil(seconds: 10, { p.disks(node: 4)["t0-l0"] != nil }), let socket4 = p.disks(node: 4)["t0-l0"] else {
         print("   FAILED: the spare did not offer the disk after the failover")
         return false
     }
-    let timeline = p.failovers(0).first?.timeline.joined(separator: ", ") ?? "?"
+    // The spare may be configured by either control node first: the timeline is control node 1's.
+    _ = waitUntil(seconds: 5) { !p.failovers(0).isEmpty }
+    let timeline = p.failovers(0).first?.timeline.joined(separator: ", ") ?? "control node 1 did not record the failover"
     print("   node 3 killed; its personality moved to node 4 (\(timeline)); node 4 offers t0-l0: \(socket4)")
     let (get, getOut) = try runTool([nbdcopy, "nbd+unix:///?socket=\(socket4)", dir + "/back.bin"])
     let back = FileManager.default.contents(atPath: dir + "/back.bin") ?? Data()
     let same = get == 0 && back.count == size && back.prefix(data.count) == data
     print("   node 4 read the disk back: \(same ? "the 4 MiB node 3 wrote are there" : "MISMATCH \(getOut)")")
+    print("   " + counted(p, node: 4))
     return same
+}
+
+/// What the control nodes counted for node `n`'s t0-l0 (both merged; "Management Interface Component").
+private func counted(_ p: LANPlatform, node n: NodeNumber) -> String {
+    guard let s = (try? p.storageStatistics())?.first(where: { $0.processor == n.rawValue && $0.target == 0 && $0.lun == 0 })?.statistics
+    else { return "the control nodes have no statistics for node \(n)'s t0-l0" }
+    return String(format: "the control nodes counted for node %u's t0-l0: %llu reads (%llu bytes), %llu writes (%llu bytes), "
+                  + "%llu flushes, latency p50 %.0f µs, p99 %.0f µs", n.rawValue, s.reads, s.bytesRead, s.writes, s.bytesWritten,
+                  s.flushes, s.p50Microseconds, s.p99Microseconds)
 }
