@@ -52,9 +52,16 @@ public struct DiskStatistics: Sendable, Hashable, Codable {
         bytesWritten &+= other.bytesWritten
         errors &+= other.errors
         busySeconds += other.busySeconds
-        latency.merge(other.latency)
-        p50Microseconds = latency.percentile(50)
-        p99Microseconds = latency.percentile(99)
+        take(LatencyHistogram.histogram(of: [latency.buckets, other.latency.buckets]))
+    }
+
+    /// The latency of `histogram` (built from buckets): its buckets and its percentiles, read
+    /// from the one histogram.
+    mutating func take(_ histogram: Histogram<UInt64>) {
+        latency = LatencyHistogram(histogram)
+        let empty = latency.buckets.isEmpty
+        p50Microseconds = empty ? 0 : Double(histogram.valueAtPercentile(50))
+        p99Microseconds = empty ? 0 : Double(histogram.valueAtPercentile(99))
     }
 
     /// The sum of `all` (zero when empty).
@@ -122,10 +129,6 @@ public struct LatencyHistogram: Sendable, Hashable, Codable {
     /// Adds `other`'s counts.
     public mutating func merge(_ other: LatencyHistogram) {
         guard !other.buckets.isEmpty else { return }
-        guard !buckets.isEmpty else {
-            self = LatencyHistogram(Self.histogram(of: [other.buckets]))
-            return
-        }
         self = LatencyHistogram(Self.histogram(of: [buckets, other.buckets]))
     }
 
@@ -190,9 +193,7 @@ struct DiskRecorder {
         s.busySeconds = Double(busy) / 1e9
         if latency.totalCount > 0 {
             // The percentiles of the buckets kept, so that a merge of one snapshot gives the same.
-            s.latency = LatencyHistogram(latency)
-            s.p50Microseconds = s.latency.percentile(50)
-            s.p99Microseconds = s.latency.percentile(99)
+            s.take(LatencyHistogram.histogram(of: [LatencyHistogram(latency).buckets]))
         }
         return s
     }
