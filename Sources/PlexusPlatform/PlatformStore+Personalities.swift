@@ -171,16 +171,18 @@ extension PlatformStore {
     /// The storage map of the whole platform ("Configuration Component"): every personality's
     /// (target, LUN)s with their storage, by PAN and personality.
     public func storageMap() throws -> [StorageAssignment] {
-        try db.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT p.pan, p.name, p.node, s.target, s.lun, s.address, s.access
-                FROM storage s JOIN personalities p ON p.name = s.personality
-                ORDER BY p.pan, p.name, s.target, s.lun
-                """).map {
-                StorageAssignment(pan: $0["pan"], personality: $0["name"], node: $0["node"],
-                                  mapping: StorageMapping(target: UInt32($0["target"] as Int), lun: UInt32($0["lun"] as Int),
-                                                          path: $0["address"], access: StorageAccess(rawValue: $0["access"]) ?? .readOnly))
-            }
+        try db.read { db in try Self.storageMap(db) }
+    }
+
+    static func storageMap(_ db: Database) throws -> [StorageAssignment] {
+        try Row.fetchAll(db, sql: """
+            SELECT p.pan, p.name, p.node, s.target, s.lun, s.address, s.access
+            FROM storage s JOIN personalities p ON p.name = s.personality
+            ORDER BY p.pan, p.name, s.target, s.lun
+            """).map {
+            StorageAssignment(pan: $0["pan"], personality: $0["name"], node: $0["node"],
+                              mapping: StorageMapping(target: UInt32($0["target"] as Int), lun: UInt32($0["lun"] as Int),
+                                                      path: $0["address"], access: StorageAccess(rawValue: $0["access"]) ?? .readOnly))
         }
     }
 }

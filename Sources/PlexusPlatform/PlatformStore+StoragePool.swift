@@ -55,19 +55,7 @@ extension PlatformStore {
 
     /// The storage map's paths (as ``StoragePool/key(_:)``), each with who maps it.
     static func assignments(_ db: Database) throws -> [String: [StorageAssignment]] {
-        var out: [String: [StorageAssignment]] = [:]
-        let rows = try Row.fetchAll(db, sql: """
-            SELECT p.pan, p.name, p.node, s.target, s.lun, s.address, s.access
-            FROM storage s JOIN personalities p ON p.name = s.personality
-            ORDER BY p.pan, p.name, s.target, s.lun
-            """)
-        for r in rows {
-            let a = StorageAssignment(pan: r["pan"], personality: r["name"], node: r["node"],
-                                      mapping: StorageMapping(target: UInt32(r["target"] as Int), lun: UInt32(r["lun"] as Int),
-                                                              path: r["address"], access: StorageAccess(rawValue: r["access"]) ?? .readOnly))
-            out[StoragePool.key(a.mapping.path), default: []].append(a)
-        }
-        return out
+        Dictionary(grouping: try storageMap(db)) { StoragePool.key($0.mapping.path) }
     }
 
     /// Who an assigned item is assigned to, for an event: "personality web (node 3) in PAN shop
@@ -145,10 +133,8 @@ extension PlatformStore {
     public func claimDiscoveryRequest(by: String, staleAfterMs: Int64 = 120_000) throws -> Int64? {
         try db.write { db in
             let now = Self.nowMs()
-            guard let id = try Int64.fetchOne(db, sql: """
-                SELECT id FROM storage_discovery_requests
-                WHERE doneMs IS NULL AND (claimedBy IS NULL OR claimedMs < ?) ORDER BY id LIMIT 1
-                """, arguments: [now - staleAfterMs]) else { return nil }
+            guard let id = try Int64.fetchOne(db, sql: "SELECT id FROM storage_discovery_requests WHERE \(Self.claimable) ORDER BY id LIMIT 1",
+                                              arguments: [now - staleAfterMs]) else { return nil }
             try db.execute(sql: "UPDATE storage_discovery_requests SET claimedBy = ?, claimedMs = ? WHERE id = ?",
                            arguments: [by, now, id])
             return id
@@ -159,12 +145,13 @@ extension PlatformStore {
     /// for a control node's loop: no write transaction while there is nothing to do).
     public func hasClaimableDiscoveryRequest(staleAfterMs: Int64 = 120_000) throws -> Bool {
         try db.read { db in
-            try Row.fetchOne(db, sql: """
-                SELECT 1 FROM storage_discovery_requests
-                WHERE doneMs IS NULL AND (claimedBy IS NULL OR claimedMs < ?) LIMIT 1
-                """, arguments: [Self.nowMs() - staleAfterMs]) != nil
+            try Row.fetchOne(db, sql: "SELECT 1 FROM storage_discovery_requests WHERE \(Self.claimable) LIMIT 1",
+                             arguments: [Self.nowMs() - staleAfterMs]) != nil
         }
     }
+
+    /// A request not done and not claimed, or claimed before the bound given as the argument.
+    static let claimable = "doneMs IS NULL AND (claimedBy IS NULL OR claimedMs < ?)"
 
     /// Request `id` and what became of it.
     /// - Throws: ``PlatformError`` (not found, naming `id`).
