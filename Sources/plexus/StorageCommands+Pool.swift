@@ -52,7 +52,8 @@ extension StorageCommand {
                 return print(String(decoding: try e.encode(offers), as: UTF8.self))
             }
             if offers.isEmpty { return print("\(portal) offers no target") }
-            let at = portal.contains(":") ? portal : portal + ":3260"
+            let at: String
+            do { at = try ISCSIURL.portal(portal) } catch { throw CLIError("\(error)") }
             for o in offers {
                 print("\(o.target) (portals \(o.portals.joined(separator: ", ")))")
                 for lun in o.luns {

@@ -32,9 +32,9 @@ public struct StorageDiscoveryConfiguration: Sendable, Hashable, Codable {
     ///   `directories[0]`, `everySeconds`).
     public func validate() throws(StorageDiscoveryError) {
         for (i, p) in portals.enumerated() {
-            // Checked as the host and port of a URL are (``ISCSIURL``), with a placeholder target.
+            // Checked as the host and port of a URL are (``ISCSIURL/portal(_:)``).
             do throws(ISCSIError) {
-                _ = try ISCSIURL("iscsi://\(p)/iqn.portal/0")
+                _ = try ISCSIURL.portal(p)
             } catch {
                 throw .invalid(field: "portals[\(i)]", "'\(p)' is not an iSCSI portal host[:port]")
             }
@@ -95,7 +95,7 @@ public enum StorageDiscovery {
         for portal in configuration.portals {
             do throws(ISCSIError) {
                 let offers = try ISCSIDiscovery.discover(portal: portal, initiator: initiator)
-                let at = try ISCSIURL("iscsi://\(portal)/iqn.portal/0").portal
+                let at = try ISCSIURL.portal(portal)
                 for o in offers {
                     for c in o.capacities {
                         items.append(StorageItem(path: StoragePool.key(o.url(portal: at, lun: c.lun)), bytes: c.bytes,

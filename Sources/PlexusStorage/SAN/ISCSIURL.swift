@@ -15,6 +15,13 @@ public struct ISCSIURL: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "iscsi://\(portal)/\(target)/\(lun)" }
 
+    /// A portal given as `host[:port]` (an IPv6 host in brackets), checked as a URL's host and
+    /// port are and written as ``portal`` writes it (the port always present).
+    /// - Throws: ``ISCSIError/badURL(_:reason:)`` when it is not a host and port.
+    public static func portal(_ hostPort: String) throws(ISCSIError) -> String {
+        try ISCSIURL("iscsi://\(hostPort)/iqn.portal/0").portal
+    }
+
     /// Whether `path` names an iSCSI LUN (a storage mapping's path that starts with `iscsi://`).
     public static func isISCSI(_ path: String) -> Bool { path.hasPrefix("iscsi://") }
 
