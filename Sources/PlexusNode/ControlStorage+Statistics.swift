@@ -41,16 +41,8 @@ extension LANPlatform {
     /// command of the processors' disks, whichever control node served it. Stopped control
     /// nodes are left out.
     public func storageStatistics() throws -> [LUNStatistics] {
-        var merged: [LUNStatistics] = []
-        for k in controlNodes.indices where controlNodes[k] != nil {
-            for s in try storageStatistics(control: k) {
-                if let i = merged.firstIndex(where: { $0.processor == s.processor && $0.target == s.target && $0.lun == s.lun }) {
-                    merged[i].statistics.merge(s.statistics)
-                } else {
-                    merged.append(s)
-                }
-            }
-        }
-        return merged.sorted { ($0.processor, $0.target, $0.lun) < ($1.processor, $1.target, $1.lun) }
+        var all: [LUNStatistics] = []
+        for k in controlNodes.indices where controlNodes[k] != nil { all += try storageStatistics(control: k) }
+        return LUNStatistics.mergedPerLUN(all)
     }
 }

@@ -58,21 +58,13 @@ public struct StorageStatisticsReport: Sendable, Hashable, Codable {
     public init(published: [PublishedLUNStatistics], map: [StorageAssignment], pan: String? = nil,
                 processor: NodeNumber? = nil) {
         var sources: [NodeNumber: Int64] = [:]
-        var luns: [LUN] = []
-        for row in published {
-            sources[row.control] = max(sources[row.control] ?? 0, row.updatedMs)
-            let s = row.lun
-            if let i = luns.firstIndex(where: { $0.processor.rawValue == s.processor && $0.target == s.target && $0.lun == s.lun }) {
-                luns[i].statistics.merge(s.statistics)
-                continue
-            }
+        for row in published { sources[row.control] = max(sources[row.control] ?? 0, row.updatedMs) }
+        var luns = LUNStatistics.mergedPerLUN(published.map(\.lun)).map { s in
             let owner = map.first { $0.node?.rawValue == s.processor && $0.mapping.target == s.target && $0.mapping.lun == s.lun }
-            // Merging into an empty value recomputes the percentiles from the histogram.
-            luns.append(LUN(processor: NodeNumber(s.processor), target: s.target, lun: s.lun, path: s.path,
-                            pan: owner?.pan, personality: owner?.personality, statistics: DiskStatistics.merged([s.statistics])))
+            return LUN(processor: NodeNumber(s.processor), target: s.target, lun: s.lun, path: s.path,
+                       pan: owner?.pan, personality: owner?.personality, statistics: s.statistics)
         }
         luns = luns.filter { l in (pan.map { l.pan == $0 } ?? true) && (processor.map { l.processor == $0 } ?? true) }
-        luns.sort { ($0.processor, $0.target, $0.lun) < ($1.processor, $1.target, $1.lun) }
         controls = sources.map { Source(control: $0.key, updatedMs: $0.value) }.sorted { $0.control < $1.control }
         self.luns = luns
         var byProcessor: [ProcessorTotal] = []

@@ -21,6 +21,23 @@ public struct LUNStatistics: Sendable, Hashable, Codable {
         self.path = path
         self.statistics = statistics
     }
+
+    /// `all` (several control nodes' figures) added per (processor, target, LUN), by processor,
+    /// target and LUN; each LUN's path is the first one seen, its percentiles computed from
+    /// its added histograms.
+    public static func mergedPerLUN(_ all: some Sequence<LUNStatistics>) -> [LUNStatistics] {
+        var merged: [LUNStatistics] = []
+        for s in all {
+            if let i = merged.firstIndex(where: { $0.processor == s.processor && $0.target == s.target && $0.lun == s.lun }) {
+                merged[i].statistics.merge(s.statistics)
+            } else {
+                var first = s
+                first.statistics = DiskStatistics.merged([s.statistics])
+                merged.append(first)
+            }
+        }
+        return merged.sorted { ($0.processor, $0.target, $0.lun) < ($1.processor, $1.target, $1.lun) }
+    }
 }
 
 // What a storage target records per (processor, target, LUN): a command is counted from its
