@@ -212,7 +212,7 @@ extension VirtualEthernet {
                 path = RVIPath(localA: p.localVI, localB: p.localVI, peerA: p.address.fabricA, peerB: p.address.fabricB,
                                remoteA: p.remoteVI, remoteB: p.remoteVI)
             }
-            rvi = try layer.open(path, service: self)
+            rvi = try layer.open(path, service: self, liveness: .onDemand)
             peerRVI[p.address.node] = rvi
             onDirectRVIOpened?(p.address.node, rvi, p.localVI, p.remoteVI)
         }

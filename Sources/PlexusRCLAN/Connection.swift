@@ -180,12 +180,20 @@ final class Connection {
     @exclusivity(unchecked) var dirty = false
     /// The service that opened the RVI: it gets the RVI's messages and events.
     let service: any RVIDelegate
+    /// The pair of nodes the RVI joins (its peer's liveness, shared with the pair's other RVIs).
+    @exclusivity(unchecked) var pair: PeerPair
+    let liveness: RVILiveness
 
     // Sending.
     let sendMask: Int
-    /// The send window's frames and records, by sequence number & `sendMask`.
-    let frames: FixedRing<Frame>
-    let records: FixedTable<SendRecord>
+    /// The send window's frames and records, by sequence number & `sendMask`; with the receive
+    /// window's below, allocated when the RVI first carries a frame and given back when it is
+    /// idle (``ensureWindow()``, ``releaseWindow()``). Until then they hold no element.
+    @exclusivity(unchecked) var frames: FixedRing<Frame>
+    @exclusivity(unchecked) var records: FixedTable<SendRecord>
+    @exclusivity(unchecked) var windowAllocated = false
+    let sendWindow: Int
+    let receiveWindow: Int
     @exclusivity(unchecked) var nextSeq: UInt64 = 1
     @exclusivity(unchecked) var sendBase: UInt64 = 1
     @exclusivity(unchecked) var nextToTransmit: UInt64 = 1
@@ -215,8 +223,8 @@ final class Connection {
     // Receiving.
     let receiveMask: Int
     /// Frames held out of order and their sequence numbers (0: none), by sequence & `receiveMask`.
-    let held: FixedRing<InboundFrame>
-    let heldSeq: FixedTable<UInt64>
+    @exclusivity(unchecked) var held: FixedRing<InboundFrame>
+    @exclusivity(unchecked) var heldSeq: FixedTable<UInt64>
     @exclusivity(unchecked) var heldCount = 0
     @exclusivity(unchecked) var highestHeld: UInt64 = 0
     @exclusivity(unchecked) var cumAck: UInt64 = 1
@@ -241,9 +249,11 @@ final class Connection {
     static let maxPendingRefusals = 16
 
     init(id: UInt32, generation: UInt32, path: RVIPath, policy: LoadBalancing, configuration: RCLANConfiguration,
-         credit: Int, now: UInt64, service: any RVIDelegate) {
+         credit: Int, now: UInt64, service: any RVIDelegate, pair: PeerPair, liveness: RVILiveness) {
         self.id = id
         self.service = service
+        self.pair = pair
+        self.liveness = liveness
         self.generation = generation
         self.path = path
         viA = VI(.a, path.localA)
@@ -256,10 +266,12 @@ final class Connection {
         self.credit = credit
         // Before the peer's first acknowledgement: it grants what this end would.
         peerRightEdge = 1 + UInt64(credit)
-        frames = FixedRing(capacity: configuration.sendWindow)
-        records = FixedTable(repeating: SendRecord(), count: configuration.sendWindow)
-        held = FixedRing(capacity: configuration.receiveWindow)
-        heldSeq = FixedTable(repeating: 0, count: configuration.receiveWindow)
+        sendWindow = configuration.sendWindow
+        receiveWindow = configuration.receiveWindow
+        frames = FixedRing(capacity: 1)
+        records = FixedTable(repeating: SendRecord(), count: 0)
+        held = FixedRing(capacity: 1)
+        heldSeq = FixedTable(repeating: 0, count: 0)
         legs = [LegRecord(fabric: .a, now: now), LegRecord(fabric: .b, now: now)]
         stats = RVIStatistics(rvi: id, policy: policy.description, epoch: epoch, peerEpoch: 0)
         pendingRefusals.reserveCapacity(Self.maxPendingRefusals)
@@ -272,11 +284,46 @@ final class Connection {
     /// Frames in use in the send window, counting the open frame.
     @inline(__always) var inUse: Int { Int(nextSeq &- sendBase) + (openActive ? 1 : 0) }
 
-    /// Whether one more frame can take a sequence number (besides the open frame, if any).
+    /// Whether one more frame can take a sequence number (besides the open frame, if any). The
+    /// first question on every path that queues a frame: it allocates the window if needed.
     @inline(__always) func hasRoom() -> Bool {
+        ensureWindow()
         guard inUse < sendMask + 1 else { return false }
         let next = nextSeq &+ (openActive ? 1 : 0)
         return records[Int(truncatingIfNeeded: next) & sendMask].state == .empty
+    }
+
+    /// Allocates the send and receive windows if the RVI gave them back (or never had them).
+    @inline(__always) func ensureWindow() {
+        if !windowAllocated { allocateWindow() }
+    }
+
+    func allocateWindow() {
+        frames = FixedRing(capacity: sendWindow)
+        records = FixedTable(repeating: SendRecord(), count: sendWindow)
+        held = FixedRing(capacity: receiveWindow)
+        heldSeq = FixedTable(repeating: 0, count: receiveWindow)
+        windowAllocated = true
+        stats.windowAllocations &+= 1
+    }
+
+    /// Whether nothing is queued, in flight, held, open or owed: the windows hold nothing the
+    /// RVI needs.
+    var isQuiescent: Bool {
+        sendBase == nextSeq && !openActive && heldCount == 0 && lostPending == 0 && pendingRefusals.isEmpty
+            && !ackOwed
+    }
+
+    /// Gives the windows back (an idle, quiescent RVI): frames still in the kernel are disowned
+    /// (the generation changes) and dropped when they come back.
+    func releaseWindow() {
+        guard windowAllocated else { return }
+        releaseFrames()
+        frames = FixedRing(capacity: 1)
+        records = FixedTable(repeating: SendRecord(), count: 0)
+        held = FixedRing(capacity: 1)
+        heldSeq = FixedTable(repeating: 0, count: 0)
+        windowAllocated = false
     }
 
     /// Drops every frame the connection holds: the send ring, the open frame, frames held out
@@ -344,6 +391,7 @@ final class Connection {
         s.unacknowledgedFrames = Int(nextSeq &- sendBase)
         s.heldOutOfOrder = heldCount
         s.credit = credit
+        s.windowAllocated = windowAllocated
         s.legs = legs.map { l in
             var st = l.stats
             st.rttMicroseconds = l.hasRTT ? l.srtt / 1000 : nil

@@ -24,7 +24,13 @@ extension RCLAN {
         else { throw PlexusError(.configuration, "setPeers: the path names other VIs than RVI \(rvi.id)'s") }
         try engine.setPeers(c.viA, peers: path.peers(on: .a), mtu: path.mtuA)
         try engine.setPeers(c.viB, peers: path.peers(on: .b), mtu: path.mtuB)
+        let key = PeerPair.Key(a: path.peerA, b: path.peerB)
         c.path = path
+        if key != c.pair.key {
+            // Another primary address: the RVI joins the pair of that address.
+            leave(c)
+            join(c, pair(for: path))
+        }
         for (l, alternates) in [path.alternatesA, path.alternatesB].enumerated() {
             c.legs[l].addressCount = 1 + alternates.count
             c.legs[l].address = 0
@@ -35,7 +41,7 @@ extension RCLAN {
     }
 
     /// Called each tick for a leg whose peer has more than one address.
-    func watchAddresses(_ c: Connection, leg l: Int) {
+    func watchAddresses(_ c: Connection, leg l: Int, dead deadAfter: UInt64) {
         let answered = max(c.legs[l].answeredAt, c.legs[l].progressAt, c.legs[l].addressChangedAt)
         let silence = now &- answered
         // Until the leg has heard the peer at all, the peer may simply not have opened its end.
@@ -43,7 +49,7 @@ extension RCLAN {
         // The address is to blame when the peer is otherwise heard from (on the other leg), or
         // after four times as long; never right after a stall of this engine, whose own
         // slowness left the answers unread.
-        let other = c.legs[1 - l]
+        let other = c.pair.leg(1 - l)
         let peerHeard = other.heard && now &- other.lastHeard <= deadAfter
         let usable = c.legs[l].state == .up || c.legs[l].state == .demoted
         // An address just chosen gets four dead-leg times to answer before the next is tried.

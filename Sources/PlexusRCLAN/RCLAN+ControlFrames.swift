@@ -72,6 +72,7 @@ extension RCLAN {
             return
         }
         c.legs[l].lastSent = now
+        c.pair.withLeg(l) { $0.lastSent = now }
         if probe != 0 { c.legs[l].stats.heartbeatsOut &+= 1 }
         c.stats.acksOut &+= 1
         c.ackOwed = false
@@ -91,6 +92,7 @@ extension RCLAN {
         for k in 0..<2 {
             let heard = control.hears(leg: k)
             c.legs[k].peerHears = heard
+            c.pair.withLeg(k) { $0.peerHears = heard }
             // The peer hears this end's frames on that leg: the address it sends to answers.
             if heard && c.legs[k].addressCount > 1 { c.legs[k].answeredAt = now }
             let otherUsable = c.legs[1 - k].state == .up || c.legs[1 - k].state == .demoted

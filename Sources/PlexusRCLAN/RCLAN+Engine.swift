@@ -17,10 +17,9 @@ extension RCLAN {
         engine.reassemblyReserve = max(engine.reassemblyReserve, controlReserve)
         now = monotonicNanos()
         busyPoll = engine.configuration.pollMode == .busyPoll
-        nextTickAt = now + tickNanos
         // A sleeping engine needs a ring timer to wake it; a busy-polling one reads the clock
         // every turn instead (a ring timer there costs an io_uring_enter per tick).
-        if !busyPoll { _ = engine.schedule(after: tick, token: Self.tickToken) }
+        armTick(after: tickNanos)
         started = true
         for s in services { s.layerDidStart(self) }
     }
@@ -29,7 +28,7 @@ extension RCLAN {
         if busyPoll {
             let t = monotonicNanos()
             if t >= nextTickAt {
-                nextTickAt = t + tickNanos
+                nextTickAt = .max  // the tick arms the next one
                 tickDue = true
             }
         }
@@ -48,9 +47,13 @@ extension RCLAN {
     }
 
     public func timerFired(token: UInt32, engine: Engine) {
-        guard token == Self.tickToken else { return }
+        // A tick superseded by one armed sooner fires for nothing.
+        guard token & 0xFFFF_FF00 == Self.tickTokenBase else { return }
+        guard token & 0xFF == tickGeneration & 0xFF else {
+            if supersededTicks > 0 { supersededTicks -= 1 }
+            return
+        }
         tickDue = true
-        _ = engine.schedule(after: tick, token: Self.tickToken)
     }
 
     public func deviceRead(_ frame: consuming Frame, from device: DeviceHandle, engine: Engine) {
@@ -67,6 +70,8 @@ extension RCLAN {
         }
         for s in services { s.layerWillStop(self) }
         connections.removeAll()
+        pairs.removeAll()
+        pairList.removeAll()
     }
 
     public func sendCompleted(returning frame: consuming Frame, on vi: VI, result: SendCompletion, engine: Engine) {
@@ -129,6 +134,7 @@ extension RCLAN {
             if c.closing { return }
         }
         heard(c, l, bytes: frame.count)
+        c.pair.probeVia = c.id
         if f.peerEpoch != 0 && f.peerEpoch != c.epoch {
             c.stats.staleDropped &+= 1
             return
@@ -139,6 +145,8 @@ extension RCLAN {
             return
         }
         c.stats.framesIn &+= 1
+        c.ensureWindow()
+        noteData(c)
         c.ackOwed = true
         c.lastDataLeg = l
         markDirty(c)

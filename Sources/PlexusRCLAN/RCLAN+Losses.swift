@@ -118,34 +118,21 @@ extension RCLAN {
         return UInt64(min(max(v, floor), ceiling))
     }
 
-    func onTick() {
-        now = monotonicNanos()
-        // When this engine itself was stalled (a long turn, a descheduled thread), the peer's
-        // frames waited in the sockets unread: what looks like silence is ours. Restart the
-        // silence of every leg from the end of the stall instead of judging the legs by it.
-        let stalled = lastTickAt != 0 && now - lastTickAt > 3 * tickNanos
-        lastTickAt = now
-        tickAfterStall = stalled
-        for case let c? in connections where !c.closing {
-            if stalled {
-                for l in 0..<2 where c.legs[l].heard && c.legs[l].lastHeard < now - tickNanos {
-                    c.legs[l].lastHeard = now - tickNanos
-                }
-            }
-            tick(c)
-        }
-    }
-
-    func tick(_ c: Connection) {
+    /// Judges one RVI at a tick of its pair: its legs against the pair's silence (`dead`: the
+    /// dead-leg time at the pair's probe interval), its loss window, its timeouts, its
+    /// usability. Returns whether anything is left to judge at the next tick; an RVI of an idle
+    /// pair with nothing left gives back its windows.
+    @discardableResult
+    func tick(_ c: Connection, dead: UInt64, active: Bool) -> Bool {
         let events = c.service
-        let grace = max(deadAfter, 250_000_000)
+        let grace = max(dead, 250_000_000)
         for l in 0..<2 {
-            let silence = now &- c.legs[l].lastHeard
+            let silence = now &- c.pair.heardForJudging(l)
             switch c.legs[l].state {
             case .up, .demoted:
-                if legSilent(c, l, silence: silence, grace: grace) {
+                if legSilent(c, l, silence: silence, grace: grace, dead: dead) {
                     legWentDown(c, l)
-                    if c.closing { return }
+                    if c.closing { return false }
                 } else if c.legs[l].state == .demoted && now >= c.legs[l].demotedUntil {
                     c.legs[l].demotedByLastWindow = false
                     c.legs[l].windowSent = 0
@@ -154,9 +141,9 @@ extension RCLAN {
                     events.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
                 }
             case .recovering:
-                if legSilent(c, l, silence: silence, grace: grace) {
+                if legSilent(c, l, silence: silence, grace: grace, dead: dead) {
                     c.setLeg(l, .down, now: now)  // fell silent again: the hold-down starts over
-                } else if now - c.legs[l].changedAt >= holdDown && c.legs[l].peerHears {
+                } else if now - c.legs[l].changedAt >= holdDown && (c.legs[l].peerHears || c.pair.leg(l).peerHears) {
                     c.legs[l].windowSent = 0
                     c.legs[l].windowLost = 0
                     let period = Self.nanos(configuration.demotionPeriod)
@@ -179,7 +166,10 @@ extension RCLAN {
                     }
                 }
             case .down:
-                break
+                // The pair hears the peer on this leg again (on this RVI or another).
+                if c.pair.leg(l).heard && now &- c.pair.leg(l).lastHeard <= dead {
+                    legHeardAgain(c, l)
+                }
             }
             // Loss rate over the last window of frames; demote a leg that loses too much while
             // the other one is up.
@@ -207,14 +197,11 @@ extension RCLAN {
                 }
             }
             if c.legs[l].addressCount > 1 {
-                watchAddresses(c, leg: l)
-                if c.closing { return }
-            }
-            if now &- c.legs[l].lastSent >= tickNanos {
-                sendControl(c, leg: l, probe: now)
+                watchAddresses(c, leg: l, dead: dead)
+                if c.closing { return false }
             }
         }
-        if c.closing { return }
+        if c.closing { return false }
         // Retransmission timeouts, with exponential back-off per frame. Not right after a stall of
         // this engine: the acknowledgements may be waiting in the sockets, unread.
         // A frame times out one RTO after it was sent and after its leg last delivered (a frame
@@ -257,6 +244,10 @@ extension RCLAN {
             events.event(.usable, on: c.rvi, layer: self)
         }
         if c.lostPending > 0 || c.ackOwed { markDirty(c) }
+        let settled = c.isQuiescent && c.unusableSince == 0 && c.legs[0].state == .up && c.legs[1].state == .up
+            && c.legs[0].address == 0 && c.legs[1].address == 0
+        if settled && !active { c.releaseWindow() }
+        return !settled
     }
 
     /// Whether leg `l` has been silent long enough to be declared down. A leg is down after
@@ -264,19 +255,21 @@ extension RCLAN {
     /// that long after (the fault is this leg's). When both legs are silent the peer itself is slow or gone, and both
     /// are declared down only after four times as long: a busy peer is not a failed fabric.
     @inline(__always)
-    func legSilent(_ c: Connection, _ l: Int, silence: UInt64, grace: UInt64) -> Bool {
-        if !c.legs[l].heard { return silence > grace }
-        guard silence > deadAfter else { return false }
-        let other = c.legs[1 - l]
-        let otherHears = other.heard && other.lastHeard > c.legs[l].lastHeard + deadAfter
-            && other.state != .down
-        return otherHears || silence > 4 * deadAfter
+    func legSilent(_ c: Connection, _ l: Int, silence: UInt64, grace: UInt64, dead: UInt64) -> Bool {
+        let p = c.pair
+        if !p.leg(l).heard { return silence > grace }
+        guard silence > dead else { return false }
+        let other = p.leg(1 - l)
+        let otherHears = other.heard && other.lastHeard > p.leg(l).lastHeard &+ dead
+            && c.legs[1 - l].state != .down
+        return otherHears || silence > 4 &* dead
     }
 
     /// A leg that was up or demoted is down: noted for flap damping, its frames go again on the
     /// other leg, and the application hears of it.
     func legWentDown(_ c: Connection, _ l: Int) {
         c.setLeg(l, .down, now: now)
+        unsettle(c)
         c.legs[l].noteDown(at: now)
         legFailed(c, l)
         c.service.event(.legDown(l == 0 ? .a : .b), on: c.rvi, layer: self)

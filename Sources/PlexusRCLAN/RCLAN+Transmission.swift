@@ -11,17 +11,26 @@ extension RCLAN {
     func heard(_ c: Connection, _ l: Int, bytes: Int) {
         c.legs[l].lastHeard = now
         c.legs[l].heard = true
+        c.pair.withLeg(l) {
+            $0.lastHeard = now
+            $0.heard = true
+        }
         c.legs[l].stats.framesIn &+= 1
         c.legs[l].stats.bytesIn &+= UInt64(bytes)
-        if c.legs[l].state == .down {
-            let other = c.legs[1 - l].state
-            if other == .up || other == .demoted {
-                c.setLeg(l, .recovering, now: now)  // hold-down before balancing resumes
-            } else {
-                // The only path there is: no balancing to damp, so use it at once.
-                c.setLeg(l, .up, now: now)
-                c.service.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
-            }
+        if c.legs[l].state == .down { legHeardAgain(c, l) }
+    }
+
+    /// A leg that was down hears the peer again: it recovers (a hold-down before it carries
+    /// traffic) while the other leg works, or is up at once when it is the only path.
+    func legHeardAgain(_ c: Connection, _ l: Int) {
+        unsettle(c)
+        let other = c.legs[1 - l].state
+        if other == .up || other == .demoted {
+            c.setLeg(l, .recovering, now: now)  // hold-down before balancing resumes
+        } else {
+            // The only path there is: no balancing to damp, so use it at once.
+            c.setLeg(l, .up, now: now)
+            c.service.event(.legUp(l == 0 ? .a : .b), on: c.rvi, layer: self)
         }
     }
 
@@ -98,6 +107,8 @@ extension RCLAN {
         c.records[i].leg = UInt8(l)
         c.records[i].lost = false
         c.legs[l].lastSent = now
+        c.pair.withLeg(l) { $0.lastSent = now }
+        noteData(c)
         c.legs[l].stats.framesOut &+= 1
         c.legs[l].stats.bytesOut &+= UInt64(bytes)
         c.stats.framesOut &+= 1

@@ -54,13 +54,27 @@ public final class RCLAN: EngineDriver {
     @exclusivity(unchecked) var tickAfterStall = false
     @exclusivity(unchecked) var busyPoll = false
     @exclusivity(unchecked) var nextTickAt: UInt64 = 0
+    /// The tick armed last: its generation (a timer of an older one is ignored when it fires)
+    /// and when it is due.
+    @exclusivity(unchecked) var tickGeneration: UInt32 = 0
+    @exclusivity(unchecked) var tickExpectedAt: UInt64 = 0
+    /// Timers of ticks superseded by a sooner one, still in the ring.
+    @exclusivity(unchecked) var supersededTicks = 0
+    /// The pairs of nodes the layer has RVIs to, by the peer's primary addresses, and in a list
+    /// the tick walks.
+    @exclusivity(unchecked) var pairs: [PeerPair.Key: PeerPair] = [:]
+    @exclusivity(unchecked) var pairList: [PeerPair] = []
+    let idleAfter: UInt64
+    let watchedNanos: UInt64
+    let keepaliveNanos: UInt64?
     let deadAfter: UInt64
     let tick: Duration
     let tickNanos: UInt64
     let holdDown: UInt64
     let reorderWindow: UInt64 = 250_000
-    /// The timer token the layer uses for its tick.
-    public static let tickToken: UInt32 = 0xFFFF_FF01
+    /// The timer tokens the layer uses for its tick: this base ORed with the tick's generation
+    /// (0 ... 255). A driver hosting services keeps its own tokens out of this range.
+    public static let tickTokenBase: UInt32 = 0xFFFF_FE00
     /// Frames on VIs that belong to no RVI of this layer (dropped, counted).
     public internal(set) var unboundFrames: UInt64 = 0
     /// Control frames not sent because the pool was empty (retried on the next tick).
@@ -76,6 +90,9 @@ public final class RCLAN: EngineDriver {
         tickNanos = Self.nanos(configuration.heartbeatInterval)
         deadAfter = tickNanos * UInt64(configuration.missedHeartbeats)
         holdDown = Self.nanos(configuration.holdDown)
+        idleAfter = Self.nanos(configuration.idleAfter)
+        watchedNanos = Self.nanos(configuration.watchedProbeInterval)
+        keepaliveNanos = configuration.keepaliveInterval.map { Self.nanos($0) }
         dirtyList.reserveCapacity(1024)
     }
 
@@ -101,8 +118,10 @@ public final class RCLAN: EngineDriver {
     ///
     /// - Parameter service: the service that owns the RVI and gets its messages and events; one
     ///   of ``services`` (the layer's ``delegate`` when nil).
+    /// - Parameter liveness: how the peer is watched while the pair of nodes is idle
+    ///   (``RVILiveness``); the pair is probed at the pace of its most demanding RVI.
     public func open(_ path: RVIPath, policy: LoadBalancing = .alternate,
-                     service: (any RVIDelegate)? = nil) throws(PlexusError) -> RVI {
+                     service: (any RVIDelegate)? = nil, liveness: RVILiveness = .watched) throws(PlexusError) -> RVI {
         let owner = service ?? delegate
         guard services.contains(where: { $0 === owner }) else {
             throw PlexusError(.configuration, "open: \(type(of: owner)) is not a service of this layer (host it first)")
@@ -137,8 +156,10 @@ public final class RCLAN: EngineDriver {
         // into, so that a sender within its credit never overruns this end.
         let credit = min(configuration.receiveWindow, engine.receiveQueueFrames(.a, peerMTU: path.mtuA),
                          engine.receiveQueueFrames(.b, peerMTU: path.mtuB))
+        let p = pair(for: path)
         let c = Connection(id: id, generation: generations[Int(id)] << 16, path: path, policy: policy,
-                           configuration: configuration, credit: credit, now: monotonicNanos(), service: owner)
+                           configuration: configuration, credit: credit, now: monotonicNanos(), service: owner,
+                           pair: p, liveness: liveness)
         c.legs[0].receiveOverrunsAtOpen = engine.receiveOverruns(.a)
         c.legs[1].receiveOverrunsAtOpen = engine.receiveOverruns(.b)
         for (l, alternates) in [path.alternatesA, path.alternatesB].enumerated() {
@@ -147,6 +168,7 @@ public final class RCLAN: EngineDriver {
             c.legs[l].addressChangedAt = c.legs[l].changedAt
         }
         connections[Int(id)] = c
+        join(c, p)
         viMapA[Int(path.localA)] = id + 1
         viMapB[Int(path.localB)] = id + 1
         if dirtyList.capacity < connections.count { dirtyList.reserveCapacity(connections.count * 2) }
@@ -164,6 +186,7 @@ public final class RCLAN: EngineDriver {
         viMapB[Int(c.path.localB)] = 0
         try? engine.teardown(c.viA)
         try? engine.teardown(c.viB)
+        leave(c)
         connections[Int(c.id)] = nil
         freeIDs.append(c.id)
     }
@@ -319,6 +342,7 @@ public final class RCLAN: EngineDriver {
                  rdma: Bool = false) {
         let seq = c.nextSeq
         c.nextSeq += 1
+        c.ensureWindow()
         let i = Int(truncatingIfNeeded: seq) & c.sendMask
         c.records[i] = SendRecord(sequence: seq, firstMessage: first, messages: messages, bytes: UInt32(frame.length),
                                   state: .queued, coalesced: coalesced, rdma: rdma)

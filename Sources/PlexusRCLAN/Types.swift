@@ -88,7 +88,8 @@ public struct RVIPath: Sendable, Hashable {
 /// Timers, windows and thresholds of the RCLAN layer. The defaults detect a dead leg in about
 /// 5 ms; every value can be changed per layer.
 public struct RCLANConfiguration: Sendable, Hashable {
-    /// How often an idle leg is probed, and the layer's timer tick.
+    /// How often a leg of a node pair carrying traffic is probed when it sent nothing else for
+    /// that long, and the layer's timer tick while any pair carries traffic.
     public var heartbeatInterval: Duration = .milliseconds(1)
     /// A leg that has heard nothing for this many heartbeat intervals is declared down.
     public var missedHeartbeats: Int = 5
@@ -115,6 +116,18 @@ public struct RCLANConfiguration: Sendable, Hashable {
     public var failAfter: Duration = .seconds(2)
     /// Messages up to this many bytes are coalesced with others posted in the same loop turn.
     public var coalesceLimit: Int = 2048
+    /// A node pair none of whose RVIs has sent or received data for this long is idle: its
+    /// probes slow down to ``watchedProbeInterval`` or ``keepaliveInterval``, and its RVIs give
+    /// back their send and receive windows (their state is allocated again at the next frame).
+    public var idleAfter: Duration = .milliseconds(200)
+    /// How often each leg of an idle pair that holds a ``RVILiveness/watched`` RVI is probed. A
+    /// leg is down after ``missedHeartbeats`` of these in silence, and the pair's RVIs are
+    /// unusable after four times as long when both legs are silent: with the defaults, 100 ms,
+    /// the failure detection a control node's failover is built on.
+    public var watchedProbeInterval: Duration = .milliseconds(5)
+    /// How often each leg of an idle pair whose RVIs are all ``RVILiveness/onDemand`` is probed
+    /// (nil: never; such a pair is judged only while it carries traffic).
+    public var keepaliveInterval: Duration? = .seconds(1)
 
     public init() {}
 
@@ -128,10 +141,30 @@ public struct RCLANConfiguration: Sendable, Hashable {
         }
         if minimumRTO <= .zero || maximumRTO < minimumRTO { throw bad("need 0 < minimumRTO <= maximumRTO") }
         if !(demotionLossPercent > 0 && demotionLossPercent <= 100) { throw bad("demotionLossPercent must be in (0, 100]") }
+        if watchedProbeInterval < heartbeatInterval { throw bad("watchedProbeInterval must be at least heartbeatInterval") }
+        if let k = keepaliveInterval, k < watchedProbeInterval {
+            throw bad("keepaliveInterval must be at least watchedProbeInterval")
+        }
+        if idleAfter < heartbeatInterval { throw bad("idleAfter must be at least heartbeatInterval") }
         if coalesceLimit < 0 || coalesceLimit > FrameLayout.maxPayload - 2 {
             throw bad("coalesceLimit must be in 0...\(FrameLayout.maxPayload - 2)")
         }
     }
+}
+
+/// How the layer watches an RVI's peer while the pair of nodes carries no traffic. Liveness is
+/// kept per pair of nodes and leg, shared by every RVI between them (docs/reliability.md, "Idle
+/// RVIs and liveness per node pair"): a pair carrying traffic needs no probes beyond one per
+/// heartbeat interval on a leg that sent nothing else; an idle pair is probed at the slowest
+/// rate its RVIs allow.
+public enum RVILiveness: Sendable, Hashable {
+    /// The peer's failure must be detected while idle: the pair is probed every
+    /// ``RCLANConfiguration/watchedProbeInterval`` (management RVIs, whose unusability is a
+    /// control node's processor-failure detection).
+    case watched
+    /// Judged while it carries traffic; idle, the pair is probed only every
+    /// ``RCLANConfiguration/keepaliveInterval`` (the direct RVIs between processing nodes).
+    case onDemand
 }
 
 /// The state of one leg of an RVI (see the state diagram in docs/reliability.md).
@@ -371,5 +404,9 @@ public struct RVIStatistics: Sendable, Hashable, Codable {
     /// Frames sent and not yet acknowledged, and frames held out of order at the receiver.
     public var unacknowledgedFrames: Int = 0
     public var heldOutOfOrder: Int = 0
+    /// Whether the RVI holds its send and receive windows now (an idle RVI gives them back),
+    /// and how many times it has allocated them.
+    public var windowAllocated = false
+    public var windowAllocations: UInt64 = 0
     public var legs: [Leg] = []
 }

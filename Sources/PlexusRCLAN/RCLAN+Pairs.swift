@@ -1,0 +1,205 @@
+import PlexusCore
+
+// Liveness per node pair (PeerPair.swift), the layer's adaptive tick, and idle RVIs.
+//
+// Each tick visits the pairs, not the RVIs: a pair probes each leg at its interval (a heartbeat
+// while it carries traffic, slower while idle), and its RVIs are ticked only when something is
+// to be judged. The engine's timer is armed for the shortest interval among the pairs, so a
+// layer whose pairs are all idle wakes every `watchedProbeInterval` (or `keepaliveInterval`),
+// not every heartbeat; the first data frame of an idle pair arms it for the next heartbeat.
+
+extension RCLAN {
+    // MARK: - Pairs
+
+    /// The pair of nodes `path` leads to (made when its first RVI opens).
+    func pair(for path: RVIPath) -> PeerPair {
+        let key = PeerPair.Key(a: path.peerA, b: path.peerB)
+        if let p = pairs[key] { return p }
+        let p = PeerPair(key: key, now: monotonicNanos())
+        pairs[key] = p
+        pairList.append(p)
+        return p
+    }
+
+    func join(_ c: Connection, _ p: PeerPair) {
+        c.pair = p
+        p.members.append(c.id)
+        if c.liveness == .watched { p.watchedMembers += 1 }
+        if p.probeVia == .max { p.probeVia = c.id }
+        wakeTick()
+    }
+
+    func leave(_ c: Connection) {
+        let p = c.pair
+        p.members.removeAll { $0 == c.id }
+        if c.liveness == .watched { p.watchedMembers -= 1 }
+        if p.probeVia == c.id { p.probeVia = p.members.first ?? .max }
+        if p.members.isEmpty {
+            pairs[p.key] = nil
+            pairList.removeAll { $0 === p }
+        }
+    }
+
+    /// The pairs of nodes the layer has RVIs to.
+    public var pairCount: Int { pairList.count }
+
+    /// Liveness of the pair `rvi` belongs to: its probe interval now, how many RVIs share it,
+    /// and the probes it sent on each leg.
+    public func pairStatistics(of rvi: RVI) -> PairStatistics? {
+        guard let c = live(rvi) else { return nil }
+        let p = c.pair
+        return PairStatistics(rvis: p.members.count, watched: p.watchedMembers > 0,
+                              active: p.isActive(now: monotonicNanos(), idleAfter: idleAfter),
+                              probeIntervalMilliseconds: p.interval == .max ? nil : Double(p.interval) / 1e6,
+                              probes: (p.legs.0.probes, p.legs.1.probes))
+    }
+
+    /// Totals over the layer: pairs, RVIs holding their windows, and probes sent.
+    public var livenessTotals: LivenessTotals {
+        var t = LivenessTotals(pairs: pairList.count)
+        let now = monotonicNanos()
+        for p in pairList {
+            if p.isActive(now: now, idleAfter: idleAfter) { t.activePairs += 1 }
+            t.probes &+= p.legs.0.probes &+ p.legs.1.probes
+        }
+        for case let c? in connections where !c.closing {
+            t.rvis += 1
+            if c.windowAllocated { t.rvisWithWindows += 1 }
+        }
+        return t
+    }
+
+    /// Data went or came on `c`: its pair is active, and the next tick is at most a heartbeat
+    /// away (timeouts and probes run at heartbeat pace while a pair carries traffic).
+    @inline(__always)
+    func noteData(_ c: Connection) {
+        let p = c.pair
+        let wasIdle = p.interval != tickNanos
+        p.lastData = now
+        if wasIdle { wakeTick() }
+    }
+
+    /// Something of `c` must be judged at the next tick (a leg fell down or is recovering).
+    func unsettle(_ c: Connection) {
+        c.pair.unsettled += 1
+    }
+
+    // MARK: - The tick
+
+    /// Arms the next tick `delay` nanoseconds from now, superseding any tick armed before.
+    func armTick(after delay: UInt64) {
+        let at = monotonicNanos() &+ delay
+        tickGeneration &+= 1
+        tickExpectedAt = at
+        if busyPoll {
+            nextTickAt = at
+        } else {
+            _ = engine.schedule(after: .nanoseconds(Int64(delay)), token: Self.tickTokenBase | (tickGeneration & 0xFF))
+        }
+    }
+
+    /// Brings the next tick forward to one heartbeat from now if it is further off.
+    /// The timer armed for the later tick stays in the ring until it fires (and is then
+    /// ignored): at most ``maxSupersededTicks`` of those at a time, so the engine's timer slots
+    /// never run out (past that, the tick stays where it was, at most one idle interval off).
+    func wakeTick() {
+        guard started, let engine, !engine.isStopping else { return }
+        guard tickExpectedAt > monotonicNanos() &+ tickNanos else { return }
+        if !busyPoll {
+            guard supersededTicks < Self.maxSupersededTicks else { return }
+            supersededTicks += 1
+        }
+        armTick(after: tickNanos)
+    }
+
+    static let maxSupersededTicks = 32
+
+    func onTick() {
+        now = monotonicNanos()
+        // When this engine itself was stalled (a long turn, a descheduled thread), the peer's
+        // frames waited in the sockets unread: what looks like silence is ours. Restart the
+        // silence of every pair from the end of the stall instead of judging the legs by it.
+        let stalled = lastTickAt != 0 && now > tickExpectedAt && now - tickExpectedAt > 2 * tickNanos
+        lastTickAt = now
+        tickAfterStall = stalled
+        var next = keepaliveNanos ?? 1_000_000_000
+        for p in pairList {
+            let active = p.isActive(now: now, idleAfter: idleAfter)
+            let interval = active ? tickNanos : (p.watchedMembers > 0 ? watchedNanos : keepaliveNanos ?? .max)
+            if interval < p.interval { p.judgedFrom = now }  // judged at a faster pace from now on
+            p.interval = interval
+            if stalled && now &- tickNanos > p.judgedFrom { p.judgedFrom = now &- tickNanos }
+            let dead = interval == .max ? UInt64.max : interval &* UInt64(configuration.missedHeartbeats)
+            var judge = active || p.wasActive || p.unsettled > 0
+            if !judge {
+                for l in 0..<2 where now &- p.heardForJudging(l) > dead { judge = true }
+            }
+            p.wasActive = active
+            if judge {
+                p.unsettled = 0
+                for id in p.members {
+                    guard let c = connections[Int(id)], !c.closing else { continue }
+                    if tick(c, dead: dead, active: active) { p.unsettled += 1 }
+                }
+            }
+            if interval != .max {
+                for l in 0..<2 where now &- p.leg(l).lastSent >= interval { probe(p, leg: l) }
+                next = min(next, interval)
+            }
+        }
+        armTick(after: max(next, tickNanos))
+    }
+
+    /// Sends the pair's probe on leg `l`, on the RVI the peer was last heard on (before it is
+    /// heard at all, on each RVI of the pair in turn).
+    func probe(_ p: PeerPair, leg l: Int) {
+        var via = p.probeVia
+        if !p.leg(l).heard && !p.members.isEmpty {
+            p.probeTurn = (p.probeTurn + 1) % p.members.count
+            via = p.members[p.probeTurn]
+        }
+        guard Int(via) < connections.count, let c = connections[Int(via)], !c.closing else { return }
+        sendControl(c, leg: l, probe: now)
+        p.withLeg(l) { $0.probes &+= 1 }
+    }
+}
+
+/// Liveness of the pair of nodes an RVI belongs to (``RCLAN/pairStatistics(of:)``).
+public struct PairStatistics: Sendable, Hashable {
+    /// RVIs open between the two nodes.
+    public var rvis: Int
+    /// Whether one of them is ``RVILiveness/watched``.
+    public var watched: Bool
+    /// Whether the pair carried data within ``RCLANConfiguration/idleAfter``.
+    public var active: Bool
+    /// How often each leg is probed now (nil: never, an idle pair of on-demand RVIs without
+    /// keepalive).
+    public var probeIntervalMilliseconds: Double?
+    /// Probes the pair sent on fabric A and on fabric B.
+    public var probes: (a: UInt64, b: UInt64)
+
+    public static func == (l: Self, r: Self) -> Bool {
+        l.rvis == r.rvis && l.watched == r.watched && l.active == r.active
+            && l.probeIntervalMilliseconds == r.probeIntervalMilliseconds && l.probes == r.probes
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(rvis)
+        h.combine(watched)
+        h.combine(active)
+        h.combine(probes.a)
+        h.combine(probes.b)
+    }
+}
+
+/// Totals over a layer (``RCLAN/livenessTotals``).
+public struct LivenessTotals: Sendable, Hashable {
+    /// Pairs of nodes with an RVI open, and those carrying traffic now.
+    public var pairs: Int
+    public var activePairs = 0
+    /// Open RVIs, and those holding their send and receive windows now.
+    public var rvis = 0
+    public var rvisWithWindows = 0
+    /// Probes sent by every pair, on both legs.
+    public var probes: UInt64 = 0
+}
