@@ -20,12 +20,19 @@ public struct PlatformIdleFigures: Codable, Sendable, Hashable {
     public var rvis: Int
     /// Heartbeats (probes) sent per second over every leg of every RVI.
     public var heartbeatsPerSecond: Double
+    /// Pairs of nodes with RVIs between them, counted at each end (every engine's
+    /// ``RCLAN/livenessTotals``), and of those, the ones carrying traffic at the end.
+    public var pairs: Int
+    public var activePairs: Int
+    /// RVIs holding their send and receive windows at the end (an idle RVI gives them back).
+    public var rvisWithWindows: Int
     /// Resident memory of the process once the platform is up, MiB.
     public var residentMiB: Double
 
     enum CodingKeys: String, CodingKey {
         case nodes, startMs = "start_ms", cpuSecondsPerSecond = "cpu_seconds_per_second", rvis
         case heartbeatsPerSecond = "heartbeats_per_second", residentMiB = "resident_mib"
+        case pairs, activePairs = "active_pairs", rvisWithWindows = "rvis_with_windows"
     }
 }
 
@@ -77,22 +84,19 @@ extension BenchOptions {
         defer { platform.stop() }
         let startMs = Double(nowNanos() - started) / 1e6
         let engines = platform.controls.compactMap { $0 } + platform.nodes.values
-        func census() throws -> (rvis: Int, heartbeats: UInt64) {
-            var rvis = 0
-            var heartbeats: UInt64 = 0
+        func census() throws -> LivenessTotals {
+            var all = LivenessTotals(pairs: 0)
             for e in engines {
-                let (n, h) = try e.runAndWait { engine -> (Int, UInt64) in
-                    guard let layer = RCLAN.on(engine) else { return (0, 0) }
-                    let open = layer.openRVIs
-                    let sent = open.compactMap { layer.statistics($0) }.reduce(UInt64(0)) { sum, s in
-                        sum + s.legs.reduce(0) { $0 + $1.heartbeatsOut }
-                    }
-                    return (open.count, sent)
+                let t = try e.runAndWait { engine -> LivenessTotals in
+                    RCLAN.on(engine)?.livenessTotals ?? LivenessTotals(pairs: 0)
                 }
-                rvis += n
-                heartbeats += h
+                all.pairs += t.pairs
+                all.activePairs += t.activePairs
+                all.rvis += t.rvis
+                all.rvisWithWindows += t.rvisWithWindows
+                all.probes &+= t.probes
             }
-            return (rvis, heartbeats)
+            return all
         }
         let before = try census()
         let cpu0 = Self.processCPUSeconds(), wall0 = nowNanos()
@@ -101,9 +105,11 @@ extension BenchOptions {
         let after = try census()
         let figures = PlatformIdleFigures(
             nodes: count, startMs: startMs, cpuSecondsPerSecond: (cpu1 - cpu0) / wall, rvis: after.rvis,
-            heartbeatsPerSecond: Double(after.heartbeats &- before.heartbeats) / wall, residentMiB: Self.residentMiB())
-        note(String(format: "platform-idle: %d nodes up in %.0f ms; idle %.2f CPU s/s, %d RVIs, %.0f heartbeats/s, %.0f MiB resident",
-                    count, startMs, figures.cpuSecondsPerSecond, figures.rvis, figures.heartbeatsPerSecond, figures.residentMiB))
+            heartbeatsPerSecond: Double(after.probes &- before.probes) / wall, pairs: after.pairs,
+            activePairs: after.activePairs, rvisWithWindows: after.rvisWithWindows, residentMiB: Self.residentMiB())
+        note(String(format: "platform-idle: %d nodes up in %.0f ms; idle %.2f CPU s/s, %d RVIs (%d holding windows), %d pairs (%d active), %.0f probes/s, %.0f MiB resident",
+                    count, startMs, figures.cpuSecondsPerSecond, figures.rvis, figures.rvisWithWindows, figures.pairs,
+                    figures.activePairs, figures.heartbeatsPerSecond, figures.residentMiB))
         return figures
     }
 

@@ -76,15 +76,22 @@ public final class TableDistributor: RVIDelegate {
         /// How often a digest goes to every neighbour when nothing changes, measured with the
         /// monotonic clock across layer turns.
         public var interval: Duration = .milliseconds(20)
+        /// While the tables agree (every digest received is this node's own, byte for byte, and
+        /// nothing changes), the interval doubles after each round of digests, up to this. Any
+        /// change, any other message, a failed send or a new neighbour brings it back to
+        /// ``interval``: anti-entropy costs little on a quiet platform of many nodes, and changes
+        /// are pushed at once anyway.
+        public var quietInterval: Duration = .seconds(1)
         /// The largest message sent (``TableMessage/minimumLimit`` … 16896 bytes).
         public var maxMessageBytes: Int = TableMessage.maxBytes
         /// Messages queued per peer before further answers are dropped (the next digest covers
         /// them).
         public var maxQueuedMessages: Int = 4096
 
-        public init(interval: Duration = .milliseconds(20), maxMessageBytes: Int = TableMessage.maxBytes,
-                    maxQueuedMessages: Int = 4096) {
+        public init(interval: Duration = .milliseconds(20), quietInterval: Duration = .seconds(1),
+                    maxMessageBytes: Int = TableMessage.maxBytes, maxQueuedMessages: Int = 4096) {
             self.interval = interval
+            self.quietInterval = max(quietInterval, interval)
             self.maxMessageBytes = maxMessageBytes
             self.maxQueuedMessages = maxQueuedMessages
         }
@@ -111,6 +118,9 @@ public final class TableDistributor: RVIDelegate {
     var peers: [Peer] = []
     var peerIndex: [RVI: Int] = [:]
     let intervalNanos: UInt64
+    let quietIntervalNanos: UInt64
+    /// The interval of the next round of digests (``Configuration/quietInterval``).
+    var currentIntervalNanos: UInt64
     var nextDigestAt: UInt64 = 0
 
     public private(set) var messagesSent: UInt64 = 0
@@ -137,6 +147,9 @@ public final class TableDistributor: RVIDelegate {
         exchange = TableExchange(node: node, maxMessageBytes: configuration.maxMessageBytes)
         let c = configuration.interval.components
         intervalNanos = max(100_000, UInt64(max(0, c.seconds)) * 1_000_000_000 + UInt64(max(0, c.attoseconds) / 1_000_000_000))
+        let q = configuration.quietInterval.components
+        quietIntervalNanos = max(intervalNanos, UInt64(max(0, q.seconds)) * 1_000_000_000 + UInt64(max(0, q.attoseconds) / 1_000_000_000))
+        currentIntervalNanos = intervalNanos
     }
 
     /// A distributor that starts with its own entry.
@@ -191,6 +204,16 @@ public final class TableDistributor: RVIDelegate {
         let i = peer(rvi)
         peers[i].isNeighbour = true
         peers[i].digestDue = true
+        stirred()
+    }
+
+    /// Something happened (a change, a message that was not a matching digest, a failed send,
+    /// a new neighbour): the digests go at ``Configuration/interval`` again.
+    func stirred() {
+        guard currentIntervalNanos != intervalNanos else { return }
+        currentIntervalNanos = intervalNanos
+        let soon = Self.monotonicNow() + intervalNanos
+        if nextDigestAt > soon { nextDigestAt = soon }
     }
 
     /// Stops sending digests to `rvi` (answers to messages that still arrive on it are sent).
@@ -242,6 +265,7 @@ public final class TableDistributor: RVIDelegate {
     public func layerTurn(_ layer: RCLAN) {
         // Push: entries that changed since the last turn go to every neighbour that lacks them.
         if exchange.hasChanges {
+            stirred()
             let pushes = exchange.pushMessages(to: peers.filter(\.isNeighbour).map(\.rvi.id))
             for (id, messages) in pushes {
                 guard let i = peerIndex[RVI(id: id)] else { continue }
@@ -259,7 +283,8 @@ public final class TableDistributor: RVIDelegate {
                     exchange.forget(peer: peers[i].rvi.id)
                 }
             }
-            nextDigestAt = now + intervalNanos
+            nextDigestAt = now + currentIntervalNanos
+            currentIntervalNanos = min(currentIntervalNanos * 2, quietIntervalNanos)
         }
         for i in peers.indices {
             if peers[i].digestDue && peers[i].queued == 0 {
@@ -344,6 +369,7 @@ public final class TableDistributor: RVIDelegate {
     /// What ``received(_:on:layer:)`` does with a message's bytes (public so that a message can
     /// be fed without a fabric, e.g. to test a malformed one): the answer is queued for `rvi`.
     public func receive(_ bytes: [UInt8], from rvi: RVI) {
+        stirred()
         messagesReceived &+= 1
         bytesReceived &+= UInt64(bytes.count)
         let answer = exchange.handle(bytes, from: rvi.id)
@@ -356,6 +382,7 @@ public final class TableDistributor: RVIDelegate {
     /// Counts the failed messages and sends `rvi` a digest on the next turn (it covers them).
     public func sendFailed(on rvi: RVI, messages: Range<UInt64>, reason: RVIFailure, layer: RCLAN) {
         messagesFailed &+= UInt64(messages.count)
+        stirred()
         exchange.forget(peer: rvi.id)
         if let i = peerIndex[rvi], peers[i].isNeighbour { peers[i].digestDue = true }
     }

@@ -4,12 +4,17 @@ import PlexusRCLAN
 extension VirtualEthernet {
     /// Opens the management RVI to each control node (``VINumbering``) and registers with both;
     /// registration is repeated every 100 ms until a control node answers.
+    ///
+    /// The RVIs are ``RVILiveness/onDemand`` at this end: it is the control node that watches
+    /// its processing nodes while they are idle (its probes, answered here, keep this end
+    /// hearing it too), and this end judges a control node at heartbeat pace as soon as it
+    /// sends it anything.
     public func register(controls: [NodeAddress], layer: RCLAN) throws(PlexusError) {
         for (k, c) in controls.enumerated() {
             let vi = VINumbering.managementAtNode(control: k)
             let remote = VINumbering.managementAtControl(node: node)
             addServer(try layer.open(RVIPath(localA: vi, localB: vi, peerA: c.fabricA, peerB: c.fabricB,
-                                             remoteA: remote, remoteB: remote), service: self))
+                                             remoteA: remote, remoteB: remote), service: self, liveness: .onDemand))
         }
         registration = .pending
         sendRegistrations(layer)

@@ -173,6 +173,9 @@ extension VirtualEthernet {
     /// what it had not acknowledged goes through a server that still answers; nothing is lost.
     func reroute(from rvi: RVI, layer: RCLAN) {
         guard servers.contains(where: { $0 != rvi && !unusable.contains($0) }) else { return }
+        // Nothing waits on it: nothing to take back, and no reason to start the RVI over (a new
+        // epoch makes the control node take this node for restarted).
+        guard layer.unacknowledgedMessages(on: rvi) > 0 else { return }
         rerouting = true
         defer { rerouting = false }
         let (_, unreadable) = layer.reclaimUnacknowledged(on: rvi) { message in

@@ -87,13 +87,15 @@ enum NodeAddressBook {
     }
 
     /// Opens the address-table RVIs `paths` (on the engine thread) and makes each a neighbour of
-    /// the node's distributor.
-    static func openNeighbours(_ layer: RCLAN, _ neighbours: [(node: NodeNumber, path: RVIPath)], pathMTU: Int) throws {
+    /// the node's distributor. A control node watches its neighbours while idle; a processing
+    /// node opens them ``RVILiveness/onDemand`` (the control node's probes keep the pair heard).
+    static func openNeighbours(_ layer: RCLAN, _ neighbours: [(node: NodeNumber, path: RVIPath)], pathMTU: Int,
+                               liveness: RVILiveness = .watched) throws {
         guard let d = layer.service(TableDistributor.self) else {
             throw PlexusError(.engineStopped, "the address-table distributor is not running")
         }
         for n in neighbours {
-            let rvi = try layer.open(n.path, service: d)
+            let rvi = try layer.open(n.path, service: d, liveness: liveness)
             d.addNeighbour(rvi)
             d.follow(rvi, node: n.node, localVI: n.path.localA, remoteVI: n.path.remoteA, pathMTU: pathMTU, layer: layer)
         }

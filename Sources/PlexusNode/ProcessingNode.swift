@@ -134,7 +134,7 @@ public final class ProcessingNode: Sendable {
                 try NodeAddressBook.openNeighbours(layer, controls.enumerated().map { k, c in
                     (c.node, NodeAddressBook.path(c, local: VINumbering.addressTableAtNode(control: k),
                                                   remote: VINumbering.addressTableAtControl(node: me)))
-                }, pathMTU: pathMTU)
+                }, pathMTU: pathMTU, liveness: .onDemand)
                 try eth.register(controls: controls, layer: layer)
                 // The management RVIs follow the control nodes' entries too.
                 for (k, rvi) in eth.servers.enumerated() where k < controls.count {

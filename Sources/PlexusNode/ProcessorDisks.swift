@@ -82,8 +82,10 @@ public final class ProcessorDisks: @unchecked Sendable {
             let a = adapters[k]
             let local = (VINumbering.storageCommandAtNode(control: k), VINumbering.storageDataAtNode(control: k))
             let remote = (VINumbering.storageCommandAtControl(node: node), VINumbering.storageDataAtControl(node: node))
-            let command = try layer.open(NodeAddressBook.path(c, local: local.0, remote: remote.0), service: a)
-            let data = try layer.open(NodeAddressBook.path(c, local: local.1, remote: remote.1), service: a)
+            let command = try layer.open(NodeAddressBook.path(c, local: local.0, remote: remote.0), service: a,
+                                         liveness: .onDemand)
+            let data = try layer.open(NodeAddressBook.path(c, local: local.1, remote: remote.1), service: a,
+                                      liveness: .onDemand)
             a.setRVIs(command: command, data: data)
             NodeAddressBook.follow(layer, command, node: c.node, localVI: local.0, remoteVI: remote.0, pathMTU: pathMTU)
             NodeAddressBook.follow(layer, data, node: c.node, localVI: local.1, remoteVI: remote.1, pathMTU: pathMTU)

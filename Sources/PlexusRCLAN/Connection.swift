@@ -304,6 +304,7 @@ final class Connection {
         held = FixedRing(capacity: receiveWindow)
         heldSeq = FixedTable(repeating: 0, count: receiveWindow)
         windowAllocated = true
+        pair.windowsHeld = true
         stats.windowAllocations &+= 1
     }
 

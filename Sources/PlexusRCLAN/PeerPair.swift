@@ -6,8 +6,9 @@ import PlexusCore
 /// Every frame heard from the peer on a leg, whichever RVI it arrived on, is the pair's
 /// evidence that the leg works, and the pair alone sends probes: one per leg and interval,
 /// through one of its RVIs (``probeVia``), however many RVIs join the two nodes. The interval
-/// follows traffic: a pair that sent or received data within ``RCLANConfiguration/idleAfter``
-/// is active and probes a leg only when it sent nothing else on it for a heartbeat interval;
+/// follows traffic: a pair with frames in flight, or that sent or received data within two
+/// heartbeat intervals, is active and probes a leg only when it sent nothing else on it for a
+/// heartbeat interval (acknowledgements prove liveness while it carries traffic);
 /// an idle pair probes every ``RCLANConfiguration/watchedProbeInterval`` when it holds a
 /// ``RVILiveness/watched`` RVI, else every ``RCLANConfiguration/keepaliveInterval`` (or
 /// never). An RVI's legs are judged against its pair's silence, at its pair's interval.
@@ -44,13 +45,20 @@ final class PeerPair {
     /// The probe interval the pair was last ticked at (nanoseconds), and since when its silence
     /// is judged at it: a pair that speeds up judges silence from then on, not from before.
     @exclusivity(unchecked) var interval: UInt64 = 0
+    /// The interval the pair probes its legs at: a heartbeat only while data goes or comes.
+    @exclusivity(unchecked) var probeInterval: UInt64 = 0
     @exclusivity(unchecked) var judgedFrom: UInt64
     /// RVIs of the pair that the last tick left with something to judge (a leg not up, frames in
     /// flight or held, an acknowledgement owed): ticked again while any is.
     @exclusivity(unchecked) var unsettled = 0
     /// Whether the pair was active at the last tick (the tick that finds it idle visits its RVIs
-    /// once more, to give back their windows).
+    /// once more).
     @exclusivity(unchecked) var wasActive = false
+    /// RVIs of the pair with frames in flight at the last tick: the pair stays active.
+    @exclusivity(unchecked) var inFlight = 0
+    /// Whether an RVI of the pair may hold its windows (visited once the pair has been idle for
+    /// ``RCLANConfiguration/idleAfter``, to give them back).
+    @exclusivity(unchecked) var windowsHeld = false
     /// The RVI the pair's probes go on: the one the peer was last heard on (so the peer surely
     /// has it open); before the peer is heard, each RVI of the pair in turn.
     @exclusivity(unchecked) var probeVia: UInt32 = .max
@@ -75,7 +83,10 @@ final class PeerPair {
     @inline(__always)
     func heardForJudging(_ l: Int) -> UInt64 { max(leg(l).lastHeard, judgedFrom) }
 
-    /// Whether the pair carried data within `idleAfter` nanoseconds of `now`.
+    /// Whether the pair carries traffic: data sent or received within `window` nanoseconds of
+    /// `now` (two heartbeat intervals), or frames in flight at the last tick.
     @inline(__always)
-    func isActive(now: UInt64, idleAfter: UInt64) -> Bool { lastData != 0 && now &- lastData < idleAfter }
+    func isActive(now: UInt64, window: UInt64) -> Bool {
+        inFlight > 0 || (lastData != 0 && now &- lastData < window)
+    }
 }

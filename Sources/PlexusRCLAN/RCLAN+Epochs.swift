@@ -76,7 +76,12 @@ extension RCLAN {
         failPending(c, reason: .unreachable)
         c.restartSequences()
         c.epoch = nextEpoch()
-        c.unusableSince = 0
+        // Still unusable: `failAfter` counts again from now, and the RVI is not announced
+        // unusable a second time (a service that reacts to it by giving up again would make
+        // the RVI start over at every tick).
+        let anyUp = c.legs[0].state == .up || c.legs[0].state == .demoted
+            || c.legs[1].state == .up || c.legs[1].state == .demoted
+        c.unusableSince = anyUp ? 0 : now
         c.stats.resets &+= 1
         c.service.event(.reset(epoch: c.epoch), on: c.rvi, layer: self)
     }

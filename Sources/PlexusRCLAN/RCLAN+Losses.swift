@@ -94,6 +94,16 @@ extension RCLAN {
 
     static let sameLegWindow: UInt64 = 50_000
 
+    /// What a tick left of an RVI to judge.
+    enum TickVerdict {
+        /// Nothing: legs up, nothing queued, in flight, held or owed.
+        case settled
+        /// A leg not up, the RVI unusable, or frames held or owed: judged at the pair's pace.
+        case judging
+        /// Frames sent and not acknowledged: its pair ticks at heartbeat pace (timeouts).
+        case inFlight
+    }
+
     func markLost(_ c: Connection, _ i: Int, countAgainstLeg: Bool) {
         c.records[i].lost = true
         c.lostPending += 1
@@ -120,10 +130,10 @@ extension RCLAN {
 
     /// Judges one RVI at a tick of its pair: its legs against the pair's silence (`dead`: the
     /// dead-leg time at the pair's probe interval), its loss window, its timeouts, its
-    /// usability. Returns whether anything is left to judge at the next tick; an RVI of an idle
-    /// pair with nothing left gives back its windows.
+    /// usability. Says what is left to judge at the next tick; an RVI with nothing left that
+    /// carried no data for `idleAfter` gives back its windows.
     @discardableResult
-    func tick(_ c: Connection, dead: UInt64, active: Bool) -> Bool {
+    func tick(_ c: Connection, dead: UInt64) -> TickVerdict {
         let events = c.service
         let grace = max(dead, 250_000_000)
         for l in 0..<2 {
@@ -132,7 +142,7 @@ extension RCLAN {
             case .up, .demoted:
                 if legSilent(c, l, silence: silence, grace: grace, dead: dead) {
                     legWentDown(c, l)
-                    if c.closing { return false }
+                    if c.closing { return .settled }
                 } else if c.legs[l].state == .demoted && now >= c.legs[l].demotedUntil {
                     c.legs[l].demotedByLastWindow = false
                     c.legs[l].windowSent = 0
@@ -198,10 +208,10 @@ extension RCLAN {
             }
             if c.legs[l].addressCount > 1 {
                 watchAddresses(c, leg: l, dead: dead)
-                if c.closing { return false }
+                if c.closing { return .settled }
             }
         }
-        if c.closing { return false }
+        if c.closing { return .settled }
         // Retransmission timeouts, with exponential back-off per frame. Not right after a stall of
         // this engine: the acknowledgements may be waiting in the sockets, unread.
         // A frame times out one RTO after it was sent and after its leg last delivered (a frame
@@ -244,10 +254,12 @@ extension RCLAN {
             events.event(.usable, on: c.rvi, layer: self)
         }
         if c.lostPending > 0 || c.ackOwed { markDirty(c) }
+        if c.nextSeq != c.sendBase || c.openActive { return .inFlight }
         let settled = c.isQuiescent && c.unusableSince == 0 && c.legs[0].state == .up && c.legs[1].state == .up
             && c.legs[0].address == 0 && c.legs[1].address == 0
-        if settled && !active { c.releaseWindow() }
-        return !settled
+        guard settled else { return .judging }
+        if c.windowAllocated && now &- c.pair.lastData >= idleAfter { c.releaseWindow() }
+        return .settled
     }
 
     /// Whether leg `l` has been silent long enough to be declared down. A leg is down after

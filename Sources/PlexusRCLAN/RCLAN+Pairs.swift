@@ -49,8 +49,8 @@ extension RCLAN {
         guard let c = live(rvi) else { return nil }
         let p = c.pair
         return PairStatistics(rvis: p.members.count, watched: p.watchedMembers > 0,
-                              active: p.isActive(now: monotonicNanos(), idleAfter: idleAfter),
-                              probeIntervalMilliseconds: p.interval == .max ? nil : Double(p.interval) / 1e6,
+                              active: p.isActive(now: monotonicNanos(), window: 2 * tickNanos),
+                              probeIntervalMilliseconds: p.probeInterval == .max ? nil : Double(p.probeInterval) / 1e6,
                               probes: (p.legs.0.probes, p.legs.1.probes))
     }
 
@@ -59,7 +59,7 @@ extension RCLAN {
         var t = LivenessTotals(pairs: pairList.count)
         let now = monotonicNanos()
         for p in pairList {
-            if p.isActive(now: now, idleAfter: idleAfter) { t.activePairs += 1 }
+            if p.isActive(now: now, window: 2 * tickNanos) { t.activePairs += 1 }
             t.probes &+= p.legs.0.probes &+ p.legs.1.probes
         }
         for case let c? in connections where !c.closing {
@@ -124,28 +124,44 @@ extension RCLAN {
         tickAfterStall = stalled
         var next = keepaliveNanos ?? 1_000_000_000
         for p in pairList {
-            let active = p.isActive(now: now, idleAfter: idleAfter)
-            let interval = active ? tickNanos : (p.watchedMembers > 0 ? watchedNanos : keepaliveNanos ?? .max)
+            // Probed at heartbeat pace while data goes or comes; judged at that pace also while
+            // frames are in flight (their acknowledgements are the evidence then, and a slow
+            // peer is not sent probes it must answer on top of what it owes).
+            let recent = p.lastData != 0 && now &- p.lastData < 2 * tickNanos
+            let active = recent || p.inFlight > 0
+            let idle = p.watchedMembers > 0 ? watchedNanos : keepaliveNanos ?? .max
+            let interval = active ? tickNanos : idle
             if interval < p.interval { p.judgedFrom = now }  // judged at a faster pace from now on
             p.interval = interval
+            p.probeInterval = recent ? tickNanos : idle
             if stalled && now &- tickNanos > p.judgedFrom { p.judgedFrom = now &- tickNanos }
             let dead = interval == .max ? UInt64.max : interval &* UInt64(configuration.missedHeartbeats)
             var judge = active || p.wasActive || p.unsettled > 0
+                || (p.windowsHeld && now &- p.lastData >= idleAfter)
             if !judge {
                 for l in 0..<2 where now &- p.heardForJudging(l) > dead { judge = true }
             }
             p.wasActive = active
             if judge {
                 p.unsettled = 0
+                p.inFlight = 0
+                p.windowsHeld = false
                 for id in p.members {
                     guard let c = connections[Int(id)], !c.closing else { continue }
-                    if tick(c, dead: dead, active: active) { p.unsettled += 1 }
+                    switch tick(c, dead: dead) {
+                    case .settled: break
+                    case .judging: p.unsettled += 1
+                    case .inFlight:
+                        p.unsettled += 1
+                        p.inFlight += 1
+                    }
+                    if c.windowAllocated { p.windowsHeld = true }
                 }
             }
-            if interval != .max {
-                for l in 0..<2 where now &- p.leg(l).lastSent >= interval { probe(p, leg: l) }
-                next = min(next, interval)
+            if p.probeInterval != .max {
+                for l in 0..<2 where now &- p.leg(l).lastSent >= p.probeInterval { probe(p, leg: l) }
             }
+            next = min(next, interval)
         }
         armTick(after: max(next, tickNanos))
     }
@@ -170,7 +186,8 @@ public struct PairStatistics: Sendable, Hashable {
     public var rvis: Int
     /// Whether one of them is ``RVILiveness/watched``.
     public var watched: Bool
-    /// Whether the pair carried data within ``RCLANConfiguration/idleAfter``.
+    /// Whether the pair carries traffic: frames in flight, or data within two heartbeat
+    /// intervals (it is probed at heartbeat pace then).
     public var active: Bool
     /// How often each leg is probed now (nil: never, an idle pair of on-demand RVIs without
     /// keepalive).
@@ -202,4 +219,12 @@ public struct LivenessTotals: Sendable, Hashable {
     public var rvisWithWindows = 0
     /// Probes sent by every pair, on both legs.
     public var probes: UInt64 = 0
+
+    public init(pairs: Int = 0, activePairs: Int = 0, rvis: Int = 0, rvisWithWindows: Int = 0, probes: UInt64 = 0) {
+        self.pairs = pairs
+        self.activePairs = activePairs
+        self.rvis = rvis
+        self.rvisWithWindows = rvisWithWindows
+        self.probes = probes
+    }
 }

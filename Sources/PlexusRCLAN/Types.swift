@@ -116,9 +116,10 @@ public struct RCLANConfiguration: Sendable, Hashable {
     public var failAfter: Duration = .seconds(2)
     /// Messages up to this many bytes are coalesced with others posted in the same loop turn.
     public var coalesceLimit: Int = 2048
-    /// A node pair none of whose RVIs has sent or received data for this long is idle: its
-    /// probes slow down to ``watchedProbeInterval`` or ``keepaliveInterval``, and its RVIs give
-    /// back their send and receive windows (their state is allocated again at the next frame).
+    /// An RVI with nothing in flight, held or owed, whose pair of nodes has carried no data for
+    /// this long, gives back its send and receive windows (allocated again at its next frame).
+    /// (A pair's probes slow down sooner: as soon as nothing is in flight and no data went or
+    /// came for two heartbeat intervals, to ``watchedProbeInterval`` or ``keepaliveInterval``.)
     public var idleAfter: Duration = .milliseconds(200)
     /// How often each leg of an idle pair that holds a ``RVILiveness/watched`` RVI is probed. A
     /// leg is down after ``missedHeartbeats`` of these in silence, and the pair's RVIs are
