@@ -170,7 +170,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlexusRCLANTests",
-            dependencies: ["PlexusRCLAN", "PlexusCore", "PlexusTestSupport"],
+            dependencies: ["PlexusRCLAN", "PlexusCore", "CPlexus", "PlexusTestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -294,3 +294,10 @@ int plx_block_probe(int fd, struct plx_block_probe *out) {
 #endif
     return 0;
 }
+
+#include <malloc.h>
+
+size_t plx_malloc_in_use(void) {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks;
+}

@@ -1,4 +1,5 @@
 import Foundation
+import CPlexus
 import PlexusCore
 import PlexusRCLAN
 import PlexusTestSupport
@@ -198,5 +199,37 @@ struct PairLivenessTests {
         try nodes.one.runAndWait { e in _ = try RCLAN.on(e)!.send([1], on: RVI(id: 0)) }
         #expect(waitUntil(seconds: 5) { nodes.recorderOne.unusable(0, since: sent) != nil })
         print("pair liveness: \(rounds) messages 7 ms apart on an on-demand pair, delivered \(nodes.recorderTwo.delivered(0)); still judged afterwards")
+    }
+}
+
+@Suite("What an RVI costs in memory", .serialized, .requiresIOUring)
+struct RVIMemoryTests {
+    /// Bytes the process has allocated with malloc now (glibc's count of bytes in use).
+    static func allocatedBytes() -> Int { Int(plx_malloc_in_use()) }
+
+    @Test("an idle RVI holds its identity only (a few KiB); one carrying traffic holds its windows besides")
+    func idleRVIMemory() throws {
+        let engine = try EngineThread.start(.loopback(node: 1)) { RCLAN(delegate: PairRecorder()) }
+        defer { _ = engine.stopAndWait() }
+        let peer = FabricAddress(ip: 0x7F00_0001, port: 9)  // nobody: the RVIs stay idle
+        let count = 512  // each message holds a pool frame (1024) until the turn ends
+        let (idle, withWindows, window) = try engine.runAndWait { e -> (Int, Int, Int) in
+            let layer = RCLAN.on(e)!
+            let before = Self.allocatedBytes()
+            for v in 1...UInt32(count) {
+                _ = try layer.open(RVIPath(localA: v, localB: v, peerA: peer, peerB: peer, remoteA: v, remoteB: v))
+            }
+            let opened = Self.allocatedBytes()
+            // One message on each: every RVI allocates its send and receive windows.
+            for rvi in layer.openRVIs { try layer.send([1], on: rvi) }
+            let sent = Self.allocatedBytes()
+            let w = layer.livenessTotals.rvisWithWindows
+            for rvi in layer.openRVIs { layer.close(rvi) }
+            return ((opened - before) / count, (sent - before) / count, w)
+        }
+        print("RVI memory: \(count) idle RVIs: \(idle) bytes each (malloc); with their windows (256 frames each way): \(withWindows) bytes each; \(window) held windows")
+        #expect(window == count)
+        #expect(idle > 0 && idle < 8 * 1024)
+        #expect(withWindows > idle + 16 * 1024)
     }
 }

@@ -176,4 +176,8 @@ static inline void plx_prep_block_discard(struct io_uring_sqe *sqe, int fd, uint
     sqe->addr3 = len;
 }
 
+/// Bytes allocated with malloc and in use now, over the whole process (glibc's mallinfo2
+/// uordblks): what tests measure a structure's memory with.
+size_t plx_malloc_in_use(void);
+
 #endif
