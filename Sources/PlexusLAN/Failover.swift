@@ -19,9 +19,10 @@ import PlexusRCLAN
 /// How a control node detects failed processing nodes and moves their personalities.
 public struct FailoverSettings: Sendable, Hashable {
     /// How long a node's management RVI must stay unusable before the node is declared failed.
-    /// The RVI is unusable once both legs are silent for 4 × `missedHeartbeats` ×
-    /// `heartbeatInterval` of the RCLAN layer (20 ms by default), so detection takes about
-    /// 20 ms + this (50 ms with the defaults).
+    /// The RVI is unusable once both legs are silent for 4 × `missedHeartbeats` probe intervals
+    /// of the RCLAN layer: `watchedProbeInterval` while the node pair is idle (100 ms by
+    /// default), `heartbeatInterval` while it carries traffic (20 ms). Detection of an idle node
+    /// takes about 100 ms + this (130 ms with the defaults).
     public var confirmation: Duration = .milliseconds(30)
     /// When more than this fraction of the nodes holding a personality fall silent together,
     /// this control node is the one cut off (or stalled): it fails nothing over, and logs why.

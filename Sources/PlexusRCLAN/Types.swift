@@ -126,9 +126,10 @@ public struct RCLANConfiguration: Sendable, Hashable {
     /// unusable after four times as long when both legs are silent: with the defaults, 100 ms,
     /// the failure detection a control node's failover is built on.
     public var watchedProbeInterval: Duration = .milliseconds(5)
-    /// How often each leg of an idle pair whose RVIs are all ``RVILiveness/onDemand`` is probed
-    /// (nil: never; such a pair is judged only while it carries traffic).
-    public var keepaliveInterval: Duration? = .seconds(1)
+    /// How often each leg of an idle pair whose RVIs are all ``RVILiveness/onDemand`` is probed;
+    /// nil (the default): never, such a pair is judged only while it carries traffic, so an
+    /// idle pair of processing nodes costs nothing at either end.
+    public var keepaliveInterval: Duration? = nil
 
     public init() {}
 
@@ -164,7 +165,8 @@ public enum RVILiveness: Sendable, Hashable {
     /// control node's processor-failure detection).
     case watched
     /// Judged while it carries traffic; idle, the pair is probed only every
-    /// ``RCLANConfiguration/keepaliveInterval`` (the direct RVIs between processing nodes).
+    /// ``RCLANConfiguration/keepaliveInterval`` (by default never): the direct RVIs between
+    /// processing nodes, and a processing node's RVIs to the control nodes (which watch it).
     case onDemand
 }
 
