@@ -67,9 +67,10 @@ add("storage-randread-4k-qd32", "storage: fio 4 KiB random reads, QD 32, through
 add("storage-read-1m", "storage: fio 1 MiB sequential reads, QD 32 (÷ nbdkit)", None, "≥ 0.7", sto)
 add("storage-write-1m", "storage: fio 1 MiB sequential writes, QD 32 (÷ nbdkit)", None, "≥ 0.7", sto)
 
-idle = lambda r: (f'{r["plexus"]["nodes"]} processing nodes: {r["plexus"]["cpu_seconds_per_second"]:.2f} CPU s/s idle, {r["plexus"]["rvis"]} RVIs, '
-    f'{r["plexus"]["heartbeats_per_second"]:.0f} heartbeats/s, {r["plexus"]["resident_mib"]:.0f} MiB, up in {r["plexus"]["start_ms"]:.0f} ms '
-    f'vs 6 nodes: {r["baseline"]["cpu_seconds_per_second"]:.2f} CPU s/s, {r["baseline"]["rvis"]} RVIs, {r["baseline"]["heartbeats_per_second"]:.0f} heartbeats/s')
+idle = lambda r: (f'{r["plexus"]["nodes"]} processing nodes: {r["plexus"]["cpu_seconds_per_second"]:.2f} CPU s/s idle, {r["plexus"]["rvis"]} RVIs '
+    f'({r["plexus"].get("rvis_with_windows", "?")} holding windows), {r["plexus"]["heartbeats_per_second"]:.0f} probes/s, wake-ups/s {r["plexus"].get("control_node_wakeups_per_second", 0):.0f} per control node '
+    f'and {r["plexus"].get("processing_node_wakeups_per_second", 0):.0f} per processing node, {r["plexus"]["resident_mib"]:.0f} MiB, up in {r["plexus"]["start_ms"]:.0f} ms '
+    f'vs 6 nodes: {r["baseline"]["cpu_seconds_per_second"]:.2f} CPU s/s, {r["baseline"]["rvis"]} RVIs, {r["baseline"]["heartbeats_per_second"]:.0f} probes/s')
 add("platform-idle-16", "platform-idle: the embedded platform at rest, 16 processing nodes (CPU use ÷ 6 nodes')", None, "reported", idle)
 add("platform-idle-64", "platform-idle: the embedded platform at rest, 64 processing nodes (CPU use ÷ 6 nodes')", None, "reported", idle)
 

@@ -26,6 +26,11 @@ public struct PlatformIdleFigures: Codable, Sendable, Hashable {
     public var activePairs: Int
     /// RVIs holding their send and receive windows at the end (an idle RVI gives them back).
     public var rvisWithWindows: Int
+    /// How often an engine thread went to sleep and was woken, per second (its voluntary
+    /// context switches, from /proc): the mean of the two control nodes', the median of the
+    /// processing nodes'.
+    public var controlNodeWakeupsPerSecond: Double
+    public var processingNodeWakeupsPerSecond: Double
     /// Resident memory of the process once the platform is up, MiB.
     public var residentMiB: Double
 
@@ -33,6 +38,8 @@ public struct PlatformIdleFigures: Codable, Sendable, Hashable {
         case nodes, startMs = "start_ms", cpuSecondsPerSecond = "cpu_seconds_per_second", rvis
         case heartbeatsPerSecond = "heartbeats_per_second", residentMiB = "resident_mib"
         case pairs, activePairs = "active_pairs", rvisWithWindows = "rvis_with_windows"
+        case controlNodeWakeupsPerSecond = "control_node_wakeups_per_second"
+        case processingNodeWakeupsPerSecond = "processing_node_wakeups_per_second"
     }
 }
 
@@ -99,17 +106,29 @@ extension BenchOptions {
             return all
         }
         let before = try census()
+        let switches0 = Self.threadWakeups()
         let cpu0 = Self.processCPUSeconds(), wall0 = nowNanos()
         usleep(UInt32(seconds * 1e6))
         let cpu1 = Self.processCPUSeconds(), wall = Double(nowNanos() - wall0) / 1e9
+        let switches1 = Self.threadWakeups()
         let after = try census()
+        func rate(_ node: NodeNumber) -> Double {
+            let name = "node\(node)"
+            return Double((switches1[name] ?? 0) &- (switches0[name] ?? 0)) / wall
+        }
+        let controlRates = definition.controlNodes.map(rate)
+        let nodeRates = nodes.map(rate).sorted()
         let figures = PlatformIdleFigures(
             nodes: count, startMs: startMs, cpuSecondsPerSecond: (cpu1 - cpu0) / wall, rvis: after.rvis,
             heartbeatsPerSecond: Double(after.probes &- before.probes) / wall, pairs: after.pairs,
-            activePairs: after.activePairs, rvisWithWindows: after.rvisWithWindows, residentMiB: Self.residentMiB())
-        note(String(format: "platform-idle: %d nodes up in %.0f ms; idle %.2f CPU s/s, %d RVIs (%d holding windows), %d pairs (%d active), %.0f probes/s, %.0f MiB resident",
+            activePairs: after.activePairs, rvisWithWindows: after.rvisWithWindows,
+            controlNodeWakeupsPerSecond: controlRates.reduce(0, +) / Double(max(1, controlRates.count)),
+            processingNodeWakeupsPerSecond: nodeRates.isEmpty ? 0 : nodeRates[nodeRates.count / 2],
+            residentMiB: Self.residentMiB())
+        note(String(format: "platform-idle: %d nodes up in %.0f ms; idle %.2f CPU s/s, %d RVIs (%d holding windows), %d pairs (%d active), %.0f probes/s, wake-ups per second %.0f per control node and %.0f per processing node, %.0f MiB resident",
                     count, startMs, figures.cpuSecondsPerSecond, figures.rvis, figures.rvisWithWindows, figures.pairs,
-                    figures.activePairs, figures.heartbeatsPerSecond, figures.residentMiB))
+                    figures.activePairs, figures.heartbeatsPerSecond, figures.controlNodeWakeupsPerSecond,
+                    figures.processingNodeWakeupsPerSecond, figures.residentMiB))
         return figures
     }
 
@@ -119,6 +138,22 @@ extension BenchOptions {
         getrusage(RUSAGE_SELF.rawValue, &u)
         func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
         return s(u.ru_utime) + s(u.ru_stime)
+    }
+
+    /// Voluntary context switches of each thread of this process so far, by thread name (an
+    /// engine thread is named after its node; a name used twice adds up).
+    static func threadWakeups() -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return out }
+        for t in tasks {
+            guard let name = try? String(contentsOfFile: "/proc/self/task/\(t)/comm", encoding: .utf8),
+                  let status = try? String(contentsOfFile: "/proc/self/task/\(t)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("voluntary_ctxt_switches:") }),
+                  let n = UInt64(line.split(separator: "\t").last?.trimmingCharacters(in: .whitespaces) ?? "")
+            else { continue }
+            out[name.trimmingCharacters(in: .whitespacesAndNewlines), default: 0] += n
+        }
+        return out
     }
 
     /// The process's resident memory now (VmRSS), MiB.

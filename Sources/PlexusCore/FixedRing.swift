@@ -12,17 +12,24 @@ package struct FixedRing<Element: ~Copyable>: ~Copyable {
     /// How many slots the ring has.
     package let capacity: Int
 
-    /// An empty ring of `capacity` slots, a power of two.
+    /// An empty ring of `capacity` slots, a power of two, or 0: a ring that holds nothing and
+    /// allocates nothing (a placeholder; every slot is out of it).
     /// - Complexity: O(`capacity`).
     @inlinable
     package init(capacity: Int) {
-        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "a ring's capacity is a power of two")
+        precondition(capacity == 0 || (capacity > 0 && capacity & (capacity - 1) == 0),
+                     "a ring's capacity is a power of two, or 0")
         self.capacity = capacity
-        slots = .allocate(capacity: capacity)
-        for i in 0..<capacity { (slots + i).initialize(to: nil) }
+        if capacity == 0 {
+            slots = UnsafeMutablePointer(bitPattern: MemoryLayout<Element?>.alignment)!
+        } else {
+            slots = .allocate(capacity: capacity)
+            for i in 0..<capacity { (slots + i).initialize(to: nil) }
+        }
     }
 
     deinit {
+        guard capacity > 0 else { return }
         slots.deinitialize(count: capacity)
         slots.deallocate()
     }

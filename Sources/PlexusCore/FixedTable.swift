@@ -13,17 +13,22 @@ package struct FixedTable<Element: BitwiseCopyable>: ~Copyable {
     /// How many elements the table holds.
     package let count: Int
 
-    /// A table of `count` elements, each `value`.
+    /// A table of `count` elements, each `value`. An empty table allocates nothing (a
+    /// placeholder costs no memory).
     /// - Complexity: O(`count`).
     @inlinable
     package init(repeating value: Element, count: Int) {
         precondition(count >= 0, "a table of negative size")
         self.count = count
-        base = .allocate(capacity: max(count, 1))
-        base.initialize(repeating: value, count: count)
+        if count == 0 {
+            base = UnsafeMutablePointer(bitPattern: MemoryLayout<Element>.alignment)!
+        } else {
+            base = .allocate(capacity: count)
+            base.initialize(repeating: value, count: count)
+        }
     }
 
-    deinit { base.deallocate() }
+    deinit { if count > 0 { base.deallocate() } }
 
     /// The element at `index` (`0 ..< count`).
     /// - Complexity: O(1).

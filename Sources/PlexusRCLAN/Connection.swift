@@ -192,8 +192,8 @@ final class Connection {
     @exclusivity(unchecked) var frames: FixedRing<Frame>
     @exclusivity(unchecked) var records: FixedTable<SendRecord>
     @exclusivity(unchecked) var windowAllocated = false
-    let sendWindow: Int
-    let receiveWindow: Int
+    /// Where the windows come from and go back to (the layer's).
+    unowned let windows: WindowPool
     @exclusivity(unchecked) var nextSeq: UInt64 = 1
     @exclusivity(unchecked) var sendBase: UInt64 = 1
     @exclusivity(unchecked) var nextToTransmit: UInt64 = 1
@@ -249,7 +249,8 @@ final class Connection {
     static let maxPendingRefusals = 16
 
     init(id: UInt32, generation: UInt32, path: RVIPath, policy: LoadBalancing, configuration: RCLANConfiguration,
-         credit: Int, now: UInt64, service: any RVIDelegate, pair: PeerPair, liveness: RVILiveness) {
+         credit: Int, now: UInt64, service: any RVIDelegate, pair: PeerPair, liveness: RVILiveness,
+         windows: WindowPool) {
         self.id = id
         self.service = service
         self.pair = pair
@@ -266,11 +267,10 @@ final class Connection {
         self.credit = credit
         // Before the peer's first acknowledgement: it grants what this end would.
         peerRightEdge = 1 + UInt64(credit)
-        sendWindow = configuration.sendWindow
-        receiveWindow = configuration.receiveWindow
-        frames = FixedRing(capacity: 1)
+        self.windows = windows
+        frames = FixedRing(capacity: 0)
         records = FixedTable(repeating: SendRecord(), count: 0)
-        held = FixedRing(capacity: 1)
+        held = FixedRing(capacity: 0)
         heldSeq = FixedTable(repeating: 0, count: 0)
         legs = [LegRecord(fabric: .a, now: now), LegRecord(fabric: .b, now: now)]
         stats = RVIStatistics(rvi: id, policy: policy.description, epoch: epoch, peerEpoch: 0)
@@ -299,10 +299,7 @@ final class Connection {
     }
 
     func allocateWindow() {
-        frames = FixedRing(capacity: sendWindow)
-        records = FixedTable(repeating: SendRecord(), count: sendWindow)
-        held = FixedRing(capacity: receiveWindow)
-        heldSeq = FixedTable(repeating: 0, count: receiveWindow)
+        windows.fill(self)
         windowAllocated = true
         pair.windowsHeld = true
         stats.windowAllocations &+= 1
@@ -320,10 +317,7 @@ final class Connection {
     func releaseWindow() {
         guard windowAllocated else { return }
         releaseFrames()
-        frames = FixedRing(capacity: 1)
-        records = FixedTable(repeating: SendRecord(), count: 0)
-        held = FixedRing(capacity: 1)
-        heldSeq = FixedTable(repeating: 0, count: 0)
+        windows.takeBack(self)
         windowAllocated = false
     }
 

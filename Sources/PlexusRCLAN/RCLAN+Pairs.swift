@@ -66,6 +66,9 @@ extension RCLAN {
             t.rvis += 1
             if c.windowAllocated { t.rvisWithWindows += 1 }
         }
+        t.spareWindows = windowPool.spares.count
+        t.windowsAllocated = windowPool.allocated
+        t.windowsReused = windowPool.reused
         return t
     }
 
@@ -219,6 +222,11 @@ public struct LivenessTotals: Sendable, Hashable {
     public var rvisWithWindows = 0
     /// Probes sent by every pair, on both legs.
     public var probes: UInt64 = 0
+    /// Windows idle RVIs gave back, kept for the next RVI that wakes (at most 32); windows
+    /// allocated anew so far, and taken from the spares.
+    public var spareWindows = 0
+    public var windowsAllocated: UInt64 = 0
+    public var windowsReused: UInt64 = 0
 
     public init(pairs: Int = 0, activePairs: Int = 0, rvis: Int = 0, rvisWithWindows: Int = 0, probes: UInt64 = 0) {
         self.pairs = pairs

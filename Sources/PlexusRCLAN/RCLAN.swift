@@ -65,6 +65,8 @@ public final class RCLAN: EngineDriver {
     @exclusivity(unchecked) var pairs: [PeerPair.Key: PeerPair] = [:]
     @exclusivity(unchecked) var pairList: [PeerPair] = []
     let idleAfter: UInt64
+    /// Windows idle RVIs gave back, for the next RVI that wakes.
+    let windowPool: WindowPool
     let watchedNanos: UInt64
     let keepaliveNanos: UInt64?
     let deadAfter: UInt64
@@ -91,6 +93,7 @@ public final class RCLAN: EngineDriver {
         deadAfter = tickNanos * UInt64(configuration.missedHeartbeats)
         holdDown = Self.nanos(configuration.holdDown)
         idleAfter = Self.nanos(configuration.idleAfter)
+        windowPool = WindowPool(sendWindow: configuration.sendWindow, receiveWindow: configuration.receiveWindow)
         watchedNanos = Self.nanos(configuration.watchedProbeInterval)
         keepaliveNanos = configuration.keepaliveInterval.map { Self.nanos($0) }
         dirtyList.reserveCapacity(1024)
@@ -159,7 +162,7 @@ public final class RCLAN: EngineDriver {
         let p = pair(for: path)
         let c = Connection(id: id, generation: generations[Int(id)] << 16, path: path, policy: policy,
                            configuration: configuration, credit: credit, now: monotonicNanos(), service: owner,
-                           pair: p, liveness: liveness)
+                           pair: p, liveness: liveness, windows: windowPool)
         c.legs[0].receiveOverrunsAtOpen = engine.receiveOverruns(.a)
         c.legs[1].receiveOverrunsAtOpen = engine.receiveOverruns(.b)
         for (l, alternates) in [path.alternatesA, path.alternatesB].enumerated() {

@@ -106,32 +106,44 @@ struct PairLivenessTests {
         #expect(waitUntil(seconds: 5) {
             ((try? nodes.totals(nodes.one).rvisWithWindows) ?? -1) == 0 && ((try? nodes.totals(nodes.two).rvisWithWindows) ?? -1) == 0
         })
+        // Both ends' probes: usually one end probes and the other only echoes (an echo is a frame
+        // sent on the leg, so that end's own probe is not due).
         let pair0 = try nodes.pair(nodes.one), rvis0 = try nodes.probesPerRVI(nodes.one)
+        let peer0 = try nodes.pair(nodes.two), peerRVIs0 = try nodes.probesPerRVI(nodes.two)
         let started = nowNanos()
         usleep(500_000)  // the idle interval being measured, not a wait for a condition
         let pair1 = try nodes.pair(nodes.one), rvis1 = try nodes.probesPerRVI(nodes.one)
+        let peer1 = try nodes.pair(nodes.two), peerRVIs1 = try nodes.probesPerRVI(nodes.two)
         let seconds = Double(nowNanos() - started) / 1e9
         let pairProbes = (pair1.probes.a - pair0.probes.a) + (pair1.probes.b - pair0.probes.b)
+        let peerProbes = (peer1.probes.a - peer0.probes.a) + (peer1.probes.b - peer0.probes.b)
         let perRVI = zip(rvis1, rvis0).map { $0 - $1 }
-        let probingRVIs = perRVI.filter { $0 > 0 }.count
+        let peerPerRVI = zip(peerRVIs1, peerRVIs0).map { $0 - $1 }
+        let probingRVIs = perRVI.filter { $0 > 0 }.count + peerPerRVI.filter { $0 > 0 }.count
         let t1 = try nodes.totals(nodes.one)
-        print("pair liveness: 32 RVIs, idle \(String(format: "%.2f", seconds)) s: the pair sent \(pairProbes) probes "
-              + "(\(String(format: "%.0f", Double(pairProbes) / seconds))/s over both legs), through \(probingRVIs) RVI(s); "
+        print("pair liveness: 32 RVIs, idle \(String(format: "%.2f", seconds)) s: the two ends sent \(pairProbes) and \(peerProbes) probes "
+              + "(\(String(format: "%.0f", Double(pairProbes + peerProbes) / seconds))/s over both legs), through \(probingRVIs) RVI(s); "
               + "pairs \(t1.pairs), RVIs with windows \(t1.rvisWithWindows), interval \(pair1.probeIntervalMilliseconds ?? -1) ms")
         #expect(pair1.rvis == 32 && pair1.watched && !pair1.active)
         #expect(pair1.probeIntervalMilliseconds == 5)
         #expect(t1.pairs == 1)
         // One probe per leg and 5 ms at most (the peer's echoes count as this end's silence
         // broken, so often fewer); 32 RVIs probing each at a heartbeat would be 64000/s.
-        #expect(pairProbes <= UInt64(2 * seconds * 1000 / 5) + 4)
-        #expect(pairProbes > 0)
-        #expect(perRVI.reduce(0, +) == pairProbes, "every probe goes through one RVI of the pair")
-        // A message on an RVI that gave its windows back arrives, and the RVI took them again.
+        #expect(pairProbes <= UInt64(2 * seconds * 1000 / 5) + 4 && peerProbes <= UInt64(2 * seconds * 1000 / 5) + 4)
+        #expect(pairProbes + peerProbes > 0)
+        #expect(perRVI.reduce(0, +) == pairProbes && peerPerRVI.reduce(0, +) == peerProbes,
+                "every probe goes through an RVI of the pair")
+        #expect(probingRVIs <= 2, "at each end, one RVI of the pair carries its probes")
+        // A message on an RVI that gave its windows back arrives, and the RVI took them again:
+        // a spare one the layer kept, so waking it allocated nothing.
+        #expect(t1.spareWindows == 32)
         let before = try nodes.one.runAndWait { RCLAN.on($0)!.statistics(RVI(id: 17))!.windowAllocations }
         try nodes.one.runAndWait { e in _ = try RCLAN.on(e)!.send([9, 9], on: RVI(id: 17)) }
         #expect(waitUntil(seconds: 5) { nodes.recorderTwo.delivered(17) == 2 })
         let after = try nodes.one.runAndWait { RCLAN.on($0)!.statistics(RVI(id: 17))!.windowAllocations }
+        let t2 = try nodes.totals(nodes.one)
         #expect(after == before + 1)
+        #expect(t2.windowsAllocated == t1.windowsAllocated && t2.windowsReused == t1.windowsReused + 1)
         #expect(nodes.recorderOne.seen.withLock { $0.failed } == 0)
     }
 
