@@ -59,6 +59,10 @@ add("vlan-failover", "vlan-failover: iperf3 through a control node's death and f
     lambda r: f'longest gap {r["plexus"]["gap_ms"]:.2f} ms (control node {r["plexus"]["gap_control_node_ms"]:.2f} ms, fabric {r["plexus"]["gap_fabric_ms"]:.2f} ms); TCP connection {"survived" if r["plexus"]["tcp_connection_survived"] else "DID NOT survive"}; undisturbed stream {r["baseline"]["undisturbed_gap_ms"]:.2f} ms')
 add("failover", "failover: kill -9 of a web service's processor to the spare's first good reply (ratio = total ÷ 300 ms)", None, "≤ 1 (total ≤ 300 ms)",
     lambda r: f'total {r["plexus"]["total_ms"]:.1f} ms (detect {r["plexus"]["detect_ms"]:.1f} ms, migrate {r["plexus"]["migrate_ms"]:.1f} ms), {r["plexus"]["failed_requests"]} failed requests; the service restarted in place {r["baseline"]["service_restart_in_place_ms"]:.1f} ms')
+add("failover-64", "failover at 64 processing nodes: the same drill (ratio = total ÷ the 4-processing-node drill's, same run)", None, "≤ 1.5 and total ≤ 300 ms",
+    lambda r: f'{r["plexus"]["nodes"]} processing nodes: total {r["plexus"]["total_ms"]:.1f} ms (detect {r["plexus"]["detect_ms"]:.1f} ms, migrate {r["plexus"]["migrate_ms"]:.1f} ms), {r["plexus"]["failed_requests"]} failed requests '
+              f'vs {r["baseline"]["nodes"]} processing nodes: total {r["baseline"]["total_ms"]:.1f} ms (detect {r["baseline"]["detect_ms"]:.1f} ms, migrate {r["baseline"]["migrate_ms"]:.1f} ms); '
+              f'the service restarted in place {r["restart_in_place"]["service_restart_in_place_ms"]:.1f} ms')
 
 sto = lambda r: (f'{r["plexus"]["iops"]:.0f} IOPS, {r["plexus"]["mbytes_per_s"]:.1f} MB/s, p50 {r["plexus"]["p50_us"]:.0f} µs, p99 {r["plexus"]["p99_us"]:.0f} µs '
     f'vs nbdkit {r["baseline"]["iops"]:.0f} IOPS, {r["baseline"]["mbytes_per_s"]:.1f} MB/s, p50 {r["baseline"]["p50_us"]:.0f} µs; '

@@ -42,7 +42,7 @@ public struct BenchParameters: Codable, Sendable, Hashable {
         case .vlanTCP: (seconds, rounds, mtu) = (o.seconds, o.rounds, TAP.maximumMTU)
         case .vlanPing: (count, rounds, busyPoll) = (o.count, o.rounds, o.busyPoll)
         case .vlanFailover: seconds = max(o.seconds, 3)
-        case .failover: rounds = o.rounds
+        case .failover: (rounds, nodes) = (o.rounds, o.nodes == 6 ? nil : o.nodes)
         case .storage:
             (pattern, blockSize, queueDepth, seconds, rounds) = (o.pattern, o.blockSize, o.queueDepth, o.seconds, o.rounds)
             (fileMiB, direct, laneDepth, slotKiB) = (o.storageFileMiB, o.direct, o.laneDepth, o.slotKiB)

@@ -243,17 +243,31 @@ public struct VLANPingResult: Codable, Sendable, Hashable {
 }
 
 /// failover: kill -9 of a web service's processor to the spare's first good reply, in
-/// milliseconds, against the same service restarted in place.
+/// milliseconds.
+///
+/// Two shapes, by `--nodes`:
+/// - without it, the drill's own platform (4 processing nodes) against the same service restarted
+///   in place (`baseline` is ``Baseline``, `ratio` is `total_ms` ÷ the 300 ms `target`);
+/// - with `--nodes N`, the drill on a platform of N processing nodes against the drill on the
+///   4-node platform in the same run (`baseline` is that platform's ``Figures``, `ratio` is
+///   N nodes' `total_ms` ÷ 4 nodes', `target` 1.5 and `target_ms` 300), the service restarted in
+///   place on the N-node platform beside them (`restart_in_place`).
 public struct FailoverResult: Codable, Sendable, Hashable {
     public var plexus: Figures
-    public var baseline: Baseline
+    public var baseline: Reference
     public var ratio: Double
     public var target: Double
+    /// With `--nodes`: the ceiling on `plexus.total_ms`, in milliseconds.
+    public var targetMs: Double?
     public var ratioToRestartInPlace: Double
+    /// With `--nodes`: the service restarted in place on the N-node platform.
+    public var restartInPlace: Baseline?
     public var note: String
 
     /// The medians over the rounds, each round's figures and the first round's timeline.
     public struct Figures: Codable, Sendable, Hashable {
+        /// With `--nodes`: the platform's processing nodes.
+        public var nodes: Int?
         public var detectMs: Double
         public var migrateMs: Double
         public var totalMs: Double
@@ -273,7 +287,7 @@ public struct FailoverResult: Codable, Sendable, Hashable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case detectMs = "detect_ms", migrateMs = "migrate_ms", totalMs = "total_ms", failedRequests = "failed_requests"
+            case nodes, detectMs = "detect_ms", migrateMs = "migrate_ms", totalMs = "total_ms", failedRequests = "failed_requests"
             case rounds, timelineRound1 = "timeline_round_1"
         }
     }
@@ -290,8 +304,28 @@ public struct FailoverResult: Codable, Sendable, Hashable {
         }
     }
 
+    /// What `plexus` is compared with: the service restarted in place (without `--nodes`), or
+    /// the drill on the 4-node platform (with it). Encoded as the object it holds.
+    public enum Reference: Codable, Sendable, Hashable {
+        case restartInPlace(Baseline)
+        case drill(Figures)
+
+        public init(from decoder: any Decoder) throws {
+            let keys = try decoder.container(keyedBy: Figures.CodingKeys.self)
+            self = keys.contains(.totalMs) ? .drill(try Figures(from: decoder)) : .restartInPlace(try Baseline(from: decoder))
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            switch self {
+            case .restartInPlace(let b): try b.encode(to: encoder)
+            case .drill(let f): try f.encode(to: encoder)
+            }
+        }
+    }
+
     enum CodingKeys: String, CodingKey {
-        case plexus, baseline, ratio, target, ratioToRestartInPlace = "ratio_to_restart_in_place", note
+        case plexus, baseline, ratio, target, targetMs = "target_ms", ratioToRestartInPlace = "ratio_to_restart_in_place"
+        case restartInPlace = "restart_in_place", note
     }
 }
 

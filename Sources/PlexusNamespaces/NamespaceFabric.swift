@@ -45,7 +45,16 @@ public final class NamespaceFabric {
         return "px\(getpid())\(letters)"
     }
 
+    /// The most nodes a fabric holds: node `n` is 198.18.1.`n` and 198.18.2.`n` in a /24, and
+    /// .254 is the router's (``putBehindRouter(node:fabric:)``).
+    public static let maximumNodes = 253
+
+    /// Creates the bridges and, for each of nodes 1...`nodes` (at most ``maximumNodes``), a
+    /// namespace joined to both.
     public init(nodes: Int, linkMTU: Int = 1500) throws {
+        guard (1...Self.maximumNodes).contains(nodes) else {
+            throw PlexusError(.configuration, "a namespace fabric holds 1...\(Self.maximumNodes) nodes (198.18.1.N/24), not \(nodes)")
+        }
         prefix = Self.newPrefix()
         self.nodes = nodes
         self.linkMTU = linkMTU

@@ -14,6 +14,9 @@ import Testing
 //
 //     PLEXUS_TEST_ASSUME_NO_IO_URING=1   io_uring is taken as unavailable
 //     PLEXUS_TEST_ASSUME_NO_ROOT=1       the tests are taken as not running as root
+//
+// A test that takes minutes carries `.requiresStress` and runs only where PLEXUS_STRESS=1 is set
+// (`make stress` sets it).
 
 /// Whether `PLEXUS_TEST_ASSUME_…` variable `name` is set to something other than empty or 0.
 func assumed(_ name: String) -> Bool {
@@ -33,6 +36,12 @@ public enum IOUring {
         io_uring_queue_exit(&ring)
         return true
     }()
+}
+
+/// The long tests `make stress` runs.
+public enum Stress {
+    /// Whether `PLEXUS_STRESS` is set to something other than empty or 0 (`make stress` sets it).
+    public static var isEnabled: Bool { assumed("PLEXUS_STRESS") }
 }
 
 /// Whether the tests run as root (network namespaces, TAP devices, `ip`, huge pages need it).
@@ -59,6 +68,12 @@ extension Trait where Self == ConditionTrait {
     /// The suite or test runs program `name` (`ip`, `ping`, `curl`, `iperf3`, `python3` …).
     public static func requiresTool(_ name: String) -> Self {
         .enabled(if: toolInstalled(name), Comment(rawValue: "needs \(name) (scripts/setup.sh installs it)"))
+    }
+
+    /// The suite or test is a long one that `make stress` runs (``Stress/isEnabled``): skipped
+    /// otherwise.
+    public static var requiresStress: Self {
+        .enabled(if: Stress.isEnabled, "a stress test: `make stress` runs it (PLEXUS_STRESS=1)")
     }
 
     /// The suite or test creates TAP devices.

@@ -82,9 +82,21 @@ public enum FailoverDrill {
     /// The drill's platform: control nodes 1 and 2, the client on node 3, the web service on
     /// node 4 (on VLANs 10 and 20, at 10.10.0.4 and 10.20.0.4, serving `www/index.html` on port
     /// 8080), node 6 on VLAN 20, node 5 the spare.
-    public static func definition(www: String) throws -> PlatformDefinition {
+    ///
+    /// With `processingNodes` above 4, nodes 7, 8, … up to that many processing nodes in all join
+    /// the platform and idle: members of VLAN 10 and VLAN 20 in turn (7 on 10, 8 on 20, …), with
+    /// no address and no workload. The control nodes watch every one of them, and the web
+    /// service's personality has every one of them as a peer. The platform then needs
+    /// `processingNodes + 2` hosts (a ``NamespaceFabric`` of that many nodes).
+    public static func definition(www: String, processingNodes: Int = 4) throws -> PlatformDefinition {
+        guard processingNodes >= 4 else {
+            throw PlexusError(.configuration, "the failover drill needs at least 4 processing nodes, not \(processingNodes)")
+        }
         let v10 = VLANID(10)!, v20 = VLANID(20)!
-        var d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6], vlans: [v10: [3, 4], v20: [4, 6]])
+        let idle = (7..<(3 + processingNodes)).map { NodeNumber(UInt32($0)) }
+        let (odd, even) = (idle.filter { $0.rawValue % 2 == 1 }, idle.filter { $0.rawValue % 2 == 0 })
+        var d = PlatformDefinition(controlNodes: [1, 2], processingNodes: [3, 4, 5, 6] + idle,
+                                   vlans: [v10: [3, 4] + odd, v20: [4, 6] + even])
         d.spares = [5]
         d.addresses = [3: [AddressBinding(vlan: v10, cidr: "10.10.0.3/24")],
                        4: [AddressBinding(vlan: v10, cidr: "10.10.0.4/24"), AddressBinding(vlan: v20, cidr: "10.20.0.4/24")],

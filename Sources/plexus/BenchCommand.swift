@@ -49,6 +49,10 @@ struct Bench: ParsableCommand {
               failover       --rounds R               kill -9 of a web service's processor; \
             detect_ms, migrate_ms, total_ms to the first good reply from the spare (target ≤ 300) \
             and failed_requests, against the same service restarted in place
+                             --nodes N (7...250): each round the same drill on a platform of N \
+            processing nodes (the drill's 4, the rest idle members of its VLANs) and on the \
+            drill's own platform of 4, in the same run (ratio = total_ms with N ÷ with 4; target \
+            ≤ 1.5 and ≤ 300 ms), the service restarted in place measured on the N-node platform
 
             Storage (fio and nbdkit installed):
               storage        --pattern randread|randwrite|read|write --bs 4k|1m
@@ -113,7 +117,7 @@ struct Bench: ParsableCommand {
     var laneDepth: Int = 32
     @Option(help: "storage: the exporter's slot size in KiB (a multiple of 4; a larger request takes several slots).")
     var slotKib: Int = 1024
-    @Option(help: "platform-idle: processing nodes of the measured platform (1...250; the baseline has 6).")
+    @Option(help: "platform-idle: processing nodes of the measured platform (1...250; the baseline has 6). failover: processing nodes of the platform the drill also runs on (7...250; the drill's own platform has 4).")
     var nodes: Int = 6
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
@@ -143,6 +147,9 @@ struct Bench: ParsableCommand {
             throw ValidationError("--bs must fit in --lane-depth × --slot-kib")
         }
         guard (1...250).contains(nodes) else { throw ValidationError("--nodes must be in 1...250") }
+        if scenario == .failover && nodes != 6 && nodes < 7 {
+            throw ValidationError("failover: --nodes must be in 7...250 (the drill's own platform has 4 processing nodes)")
+        }
         guard (16...(1 << 20)).contains(fileMib), fileMib << 20 >= b else { throw ValidationError("--file-mib must be in 16...1048576") }
     }
 

@@ -63,7 +63,10 @@ struct ReportTests {
         let object = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any])
         let scenario = try #require(BenchScenario(rawValue: object["scenario"] as? String ?? ""))
         let recorded = try #require(object["parameters"] as? [String: Any])
-        let now = try JSONSerialization.jsonObject(with: JSONEncoder().encode(BenchParameters(scenario, BenchOptions())))
+        // --nodes is a parameter of some runs of a scenario (failover) and of every run of another (platform-idle).
+        var options = BenchOptions()
+        if let nodes = recorded["nodes"] as? Int { options.nodes = nodes }
+        let now = try JSONSerialization.jsonObject(with: JSONEncoder().encode(BenchParameters(scenario, options)))
         #expect(Set((now as? [String: Any] ?? [:]).keys) == Set(recorded.keys))
     }
 
@@ -78,5 +81,33 @@ struct ReportTests {
         #expect(object["floor_target"] == nil && object["faults"] == nil)
         #expect(Set(object.keys) == ["baseline", "command", "date", "floor_ratio", "machine", "note", "parameters", "plexus",
                                      "ratio", "scenario", "tap_floor_ratio", "target"])
+    }
+
+    @Test("failover with --nodes: the N-node drill, the 4-node drill as baseline, the restart in place beside them; both shapes decode as recorded")
+    func failoverAtScale() throws {
+        let rounds = FailoverResult.Figures.Rounds(detectMs: [100], migrateMs: [20], totalMs: [240], failedRequests: [2])
+        let large = FailoverResult.Figures(nodes: 64, detectMs: 100, migrateMs: 20, totalMs: 240, failedRequests: 2,
+                                           rounds: rounds, timelineRound1: ["+0.0 ms killed (node 4)"])
+        var small = large
+        small.nodes = 4
+        small.totalMs = 200
+        let restart = FailoverResult.Baseline(serviceRestartInPlaceMs: 120, roundsMs: [120], failedRequests: [10])
+        let result = FailoverResult(plexus: large, baseline: .drill(small), ratio: 1.2, target: 1.5, targetMs: 300,
+                                    ratioToRestartInPlace: 2, restartInPlace: restart, note: "n")
+        var options = BenchOptions()
+        options.nodes = 64
+        let line = BenchReport(.failover, options: options, result: result, command: "plexus bench failover --nodes 64", faults: []).jsonLine
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(Set(object.keys) == ["baseline", "command", "date", "machine", "note", "parameters", "plexus", "ratio",
+                                     "ratio_to_restart_in_place", "restart_in_place", "scenario", "target", "target_ms"])
+        #expect((object["parameters"] as? [String: Any])?["nodes"] as? Int == 64)
+        #expect((object["baseline"] as? [String: Any])?["total_ms"] as? Double == 200)
+        #expect((object["plexus"] as? [String: Any])?["nodes"] as? Int == 64)
+        #expect(String(decoding: try Self.roundTrip(Data(line.utf8), scenario: .failover), as: UTF8.self) == line)
+        let decoded = try JSONDecoder().decode(BenchReport<FailoverResult>.self, from: Data(line.utf8))
+        #expect(decoded.result == result)
+        // Without --nodes the parameters and the baseline keep their recorded shape.
+        #expect(try JSONSerialization.jsonObject(with: JSONEncoder().encode(BenchParameters(.failover, BenchOptions()))) as? [String: Int]
+                == ["rounds": 3])
     }
 }
