@@ -29,7 +29,11 @@ public struct FailoverSettings: Sendable, Hashable {
     public var isolationFraction: Double = 0.5
     /// A node this control node has never heard since it opened the node's management RVI (a
     /// node process still starting, or a control node that just restarted) is declared failed
-    /// only after this much more silence: starting is not failing.
+    /// only after this much more silence: starting is not failing. The same holds for every
+    /// node while the platform starts: until each node holding a personality has registered and
+    /// this long has passed, or the embedder says the platform is up
+    /// (``VirtualLANServer/platformIsUp()``). A platform of many nodes starting on few CPUs
+    /// starves some of them for longer than the detection time, and that is not a failure.
     public var startupGrace: Duration = .seconds(2)
 
     public init() {}
@@ -164,9 +168,35 @@ extension VirtualLANServer {
         isolationLogged = false
         let grace = UInt64(settings.startupGrace.components.seconds) * 1_000_000_000
             + UInt64(settings.startupGrace.components.attoseconds / 1_000_000_000)
-        for node in silent.sorted() where now &- silentSince[node]! >= confirm + (neverHeard.contains(node) ? grace : 0) {
+        let starting = stillStarting(plan: plan, now: now, grace: grace)
+        for node in silent.sorted() where now &- silentSince[node]! >= confirm + (neverHeard.contains(node) || starting ? grace : 0) {
             failOver(node, since: silentSince[node]!, cause: .silent, now: now, layer: layer)
         }
+    }
+
+    /// Whether the platform is still starting (``FailoverSettings/startupGrace``): some node
+    /// holding a personality has not registered yet, or the last one did less than `grace` ago,
+    /// and the embedder has not said the platform is up.
+    func stillStarting(plan: LANPlan, now: UInt64, grace: UInt64) -> Bool {
+        guard platformStarting else { return false }
+        if allRegisteredAt == nil {
+            let holders = plan.personalities.keys.filter { plan.holdsPersonality($0) }
+            guard holders.allSatisfy({ registered.contains($0) }) else { return true }
+            allRegisteredAt = now
+        }
+        if now &- allRegisteredAt! >= grace {
+            platformStarting = false
+            log.append("the platform is up: every node holding a personality registered \(grace / 1_000_000) ms ago")
+        }
+        return platformStarting
+    }
+
+    /// Says that the platform is up (every node configured, its workload started): from now on
+    /// a silent node is failed after the usual confirmation, without the start-up grace.
+    /// ``PlexusNode/LANPlatform`` calls it once it is up; a control node process leaves it to
+    /// ``FailoverSettings/startupGrace`` after the last registration.
+    public func platformIsUp() {
+        platformStarting = false
     }
 
     /// A node reports that its workload process ended by itself (seed 002: the cluster manager

@@ -54,6 +54,10 @@ public final class VirtualLANServer: RVIDelegate {
     var silentSince: [NodeNumber: UInt64] = [:]
     /// Silent nodes never heard since their management RVI was opened (``FailoverSettings/startupGrace``).
     var neverHeard: Set<NodeNumber> = []
+    /// Whether the platform is still starting (``platformIsUp()``), and when the last node
+    /// holding a personality registered.
+    public internal(set) var platformStarting = true
+    var allRegisteredAt: UInt64?
     /// Nodes whose failover could not happen yet (no spare), each logged once.
     var stranded: Set<NodeNumber> = []
     var isolationLogged = false

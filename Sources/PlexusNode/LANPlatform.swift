@@ -151,6 +151,8 @@ public final class LANPlatform {
             throw PlexusError(.timedOut, "processing nodes not configured within \(seconds) s: \(states.joined(separator: ", "))"
                 + said.map { "\n  " + $0 }.joined())
         }
+        // Up: a node silent from now on is failed after the usual confirmation.
+        for k in controlNodes.indices { _ = try? server(k) { $0.platformIsUp() } }
     }
 
     /// Starts (or restarts) control node `k` (0 or 1) with the plan.

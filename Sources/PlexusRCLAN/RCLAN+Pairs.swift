@@ -119,10 +119,20 @@ extension RCLAN {
 
     func onTick() {
         now = monotonicNanos()
-        // When this engine itself was stalled (a long turn, a descheduled thread), the peer's
-        // frames waited in the sockets unread: what looks like silence is ours. Restart the
-        // silence of every pair from the end of the stall instead of judging the legs by it.
-        let stalled = lastTickAt != 0 && now > tickExpectedAt && now - tickExpectedAt > 2 * tickNanos
+        // When this engine itself was late (a long turn, a descheduled thread), the peer's
+        // frames waited in the sockets unread: that much of what looks like silence is ours, and
+        // is not counted against the peer (each pair's silence is judged from that much later).
+        // Only the lateness is discounted, not the whole silence: an engine that is often a
+        // little late still finds a dead peer, later by the sum of its delays.
+        let late = lastTickAt != 0 && now > tickExpectedAt ? now - tickExpectedAt : 0
+        let stalled = late > 2 * tickNanos
+        // Likewise when this end's sockets dropped datagrams for want of room since the last
+        // tick (many peers at once: a control node at start-up): the peer's probes and echoes
+        // may be among them, so the time since the last tick is not counted against any peer.
+        let overruns = engine.receiveOverruns(.a) &+ engine.receiveOverruns(.b)
+        let overran = overruns != overrunsAtLastTick
+        overrunsAtLastTick = overruns
+        let discount = overran && lastTickAt != 0 ? max(late, now &- lastTickAt) : (stalled ? late : 0)
         lastTickAt = now
         tickAfterStall = stalled
         var next = keepaliveNanos ?? 1_000_000_000
@@ -137,7 +147,10 @@ extension RCLAN {
             if interval < p.interval { p.judgedFrom = now }  // judged at a faster pace from now on
             p.interval = interval
             p.probeInterval = recent ? tickNanos : idle
-            if stalled && now &- tickNanos > p.judgedFrom { p.judgedFrom = now &- tickNanos }
+            if discount > 0 {
+                let heard = max(p.legs.0.lastHeard, p.legs.1.lastHeard, p.judgedFrom)
+                p.judgedFrom = min(now &- tickNanos, heard &+ discount)
+            }
             let dead = interval == .max ? UInt64.max : interval &* UInt64(configuration.missedHeartbeats)
             var judge = active || p.wasActive || p.unsettled > 0
                 || (p.windowsHeld && now &- p.lastData >= idleAfter)

@@ -58,6 +58,8 @@ public final class RCLAN: EngineDriver {
     /// and when it is due.
     @exclusivity(unchecked) var tickGeneration: UInt32 = 0
     @exclusivity(unchecked) var tickExpectedAt: UInt64 = 0
+    /// Receive overruns of both ports at the last tick.
+    @exclusivity(unchecked) var overrunsAtLastTick: UInt64 = 0
     /// Timers of ticks superseded by a sooner one, still in the ring.
     @exclusivity(unchecked) var supersededTicks = 0
     /// The pairs of nodes the layer has RVIs to, by the peer's primary addresses, and in a list

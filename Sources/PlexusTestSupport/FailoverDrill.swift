@@ -190,7 +190,18 @@ public enum FailoverDrill {
                            seconds: Double = 20) throws -> Result {
         let log = try ClientLog(fabric: fabric, client: client, url: url, seconds: seconds)
         defer { log.stop() }
-        let o = try log.outage(of: "killing node \(service)", seconds: seconds) { p.kill(node: service) }
+        let o: ClientLog.Outage
+        do {
+            o = try log.outage(of: "killing node \(service)", seconds: seconds) { p.kill(node: service) }
+        } catch {
+            // What the control nodes did meanwhile says why.
+            let said = (0..<2).compactMap { k -> String? in
+                guard let lines = try? p.server(k, { Array($0.log.suffix(6)) }) else { return nil }
+                let moved = p.failovers(k).map { "\($0.failed) → \($0.spare)" }.joined(separator: ", ")
+                return "control node \(k + 1): failovers [\(moved)], last logged: " + lines.joined(separator: "; ")
+            }
+            throw PlexusError(.timedOut, "\(error)" + said.map { "\n  " + $0 }.joined())
+        }
         // The spare's own report of its first frame can trail the client's reply by a turn.
         _ = waitUntil(seconds: 2) { p.failovers(0).last?.time(of: .firstPacketServed) != nil }
         guard let record = p.failovers(0).last(where: { $0.failed == service }),
