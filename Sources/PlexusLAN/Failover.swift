@@ -32,8 +32,10 @@ public struct FailoverSettings: Sendable, Hashable {
     /// only after this much more silence: starting is not failing. The same holds for every
     /// node while the platform starts: until each node holding a personality has registered and
     /// this long has passed, or the embedder says the platform is up
-    /// (``VirtualLANServer/platformIsUp()``). A platform of many nodes starting on few CPUs
-    /// starves some of them for longer than the detection time, and that is not a failure.
+    /// (``VirtualLANServer/platformIsUp()``; until then such an embedder's control nodes fail
+    /// nothing over for silence, and a node that does not come up fails the start). A platform
+    /// of many nodes starting on few CPUs starves some of them for longer than the detection
+    /// time, and that is not a failure.
     public var startupGrace: Duration = .seconds(2)
 
     public init() {}
@@ -169,8 +171,20 @@ extension VirtualLANServer {
         let grace = UInt64(settings.startupGrace.components.seconds) * 1_000_000_000
             + UInt64(settings.startupGrace.components.attoseconds / 1_000_000_000)
         let starting = stillStarting(plan: plan, now: now, grace: grace)
-        for node in silent.sorted() where now &- silentSince[node]! >= confirm + (neverHeard.contains(node) || starting ? grace : 0) {
-            failOver(node, since: silentSince[node]!, cause: .silent, now: now, layer: layer)
+        // An embedder that says when the platform is up fails nothing over for silence before:
+        // a node that does not come up fails the start instead.
+        if starting && !startupEndsAfterRegistration { return }
+        // Failed after the same silence whether or not the node was sent anything: its RVI is
+        // unusable after 20 ms of silence while it carries traffic (what the data path needs),
+        // but a node busy for that long is not dead. It must be silent for the idle detection
+        // time (100 ms) and the confirmation.
+        let detection = layer.idleDetectionNanos
+        for node in silent.sorted() {
+            guard let rvi = nodeRVI[node], let silence = layer.silenceNanos(of: rvi) else { continue }
+            let extra = neverHeard.contains(node) || starting ? grace : 0
+            if silence >= detection + confirm + extra && now &- silentSince[node]! >= confirm + extra {
+                failOver(node, since: silentSince[node]!, cause: .silent, now: now, layer: layer)
+            }
         }
     }
 
@@ -179,6 +193,7 @@ extension VirtualLANServer {
     /// and the embedder has not said the platform is up.
     func stillStarting(plan: LANPlan, now: UInt64, grace: UInt64) -> Bool {
         guard platformStarting else { return false }
+        guard startupEndsAfterRegistration else { return true }
         if allRegisteredAt == nil {
             let holders = plan.personalities.keys.filter { plan.holdsPersonality($0) }
             guard holders.allSatisfy({ registered.contains($0) }) else { return true }

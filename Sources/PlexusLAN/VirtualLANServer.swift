@@ -58,6 +58,10 @@ public final class VirtualLANServer: RVIDelegate {
     /// holding a personality registered.
     public internal(set) var platformStarting = true
     var allRegisteredAt: UInt64?
+    /// Whether the start ends by itself, `startupGrace` after the last registration (a control
+    /// node process), or only when the embedder calls ``platformIsUp()`` (``PlexusNode/LANPlatform``,
+    /// which knows when every node is configured and its workload is up).
+    public var startupEndsAfterRegistration = true
     /// Nodes whose failover could not happen yet (no spare), each logged once.
     var stranded: Set<NodeNumber> = []
     var isolationLogged = false

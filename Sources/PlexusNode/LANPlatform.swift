@@ -152,6 +152,7 @@ public final class LANPlatform {
                 + said.map { "\n  " + $0 }.joined())
         }
         // Up: a node silent from now on is failed after the usual confirmation.
+        isUp = true
         for k in controlNodes.indices { _ = try? server(k) { $0.platformIsUp() } }
     }
 
@@ -160,10 +161,21 @@ public final class LANPlatform {
     public func startControl(_ k: Int, layerConfiguration: RCLANConfiguration = RCLANConfiguration(),
                              failover: FailoverSettings? = FailoverSettings()) throws {
         guard controlNodes[k] == nil else { return }
-        controlNodes[k] = try ControlNode.start(node: definition.controlNodes[k], index: k, plan: plan,
-                                                engine: controlConfigurations[k], layer: layerConfiguration,
-                                                failover: failover, console: archive, storage: storageSettings)
+        let c = try ControlNode.start(node: definition.controlNodes[k], index: k, plan: plan,
+                                      engine: controlConfigurations[k], layer: layerConfiguration,
+                                      failover: failover, console: archive, storage: storageSettings)
+        controlNodes[k] = c
+        // The platform says when it is up (init, once every node is configured); a control node
+        // restarted in a platform that is up knows at once.
+        let up = isUp
+        _ = try? c.server { s, _ in
+            s.startupEndsAfterRegistration = false
+            if up { s.platformIsUp() }
+        }
     }
+
+    /// Whether ``init`` found every node configured and its workload up.
+    public private(set) var isUp = false
 
     /// Stops control node `k` as if it died: its engine stops and sends nothing more.
     public func stopControl(_ k: Int) {

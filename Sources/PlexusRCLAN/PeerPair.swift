@@ -48,6 +48,9 @@ final class PeerPair {
     /// The interval the pair probes its legs at: a heartbeat only while data goes or comes.
     @exclusivity(unchecked) var probeInterval: UInt64 = 0
     @exclusivity(unchecked) var judgedFrom: UInt64
+    /// Silence before this is this end's own (its engine late, its sockets overrun): not
+    /// counted against the peer.
+    @exclusivity(unchecked) var excusedUntil: UInt64 = 0
     /// RVIs of the pair that the last tick left with something to judge (a leg not up, frames in
     /// flight or held, an acknowledgement owed): ticked again while any is.
     @exclusivity(unchecked) var unsettled = 0

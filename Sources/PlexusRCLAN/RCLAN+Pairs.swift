@@ -54,6 +54,24 @@ extension RCLAN {
                               probes: (p.legs.0.probes, p.legs.1.probes))
     }
 
+    /// How long the peer `rvi` leads to has been silent on both legs, in nanoseconds: since this
+    /// end last read a frame of it, on any RVI. (A stalled engine reads what waited in its
+    /// sockets before its next tick, so its own stall does not count against the peer.) Nil
+    /// when `rvi` is not open.
+    public func silenceNanos(of rvi: RVI) -> UInt64? {
+        guard let c = live(rvi) else { return nil }
+        let p = c.pair
+        let heard = max(p.legs.0.lastHeard, p.legs.1.lastHeard)
+        let t = monotonicNanos()
+        return t > heard ? t - heard : 0
+    }
+
+    /// The silence after which an idle watched pair's RVIs are unusable: 4 × `missedHeartbeats`
+    /// × `watchedProbeInterval` (100 ms with the defaults). A pair carrying traffic is judged
+    /// sooner (with a heartbeat interval); a failure detector that must not mistake a busy peer
+    /// for a dead one waits for this much silence whatever the traffic (``silenceNanos(of:)``).
+    public var idleDetectionNanos: UInt64 { 4 * UInt64(configuration.missedHeartbeats) * watchedNanos }
+
     /// Totals over the layer: pairs, RVIs holding their windows, and probes sent.
     public var livenessTotals: LivenessTotals {
         var t = LivenessTotals(pairs: pairList.count)
@@ -67,6 +85,9 @@ extension RCLAN {
             if c.windowAllocated { t.rvisWithWindows += 1 }
         }
         t.spareWindows = windowPool.spares.count
+        t.ticks = ticks
+        t.ticksLate = ticksLate
+        t.ticksOverrun = ticksOverrun
         t.windowsAllocated = windowPool.allocated
         t.windowsReused = windowPool.reused
         return t
@@ -133,6 +154,9 @@ extension RCLAN {
         let overran = overruns != overrunsAtLastTick
         overrunsAtLastTick = overruns
         let discount = overran && lastTickAt != 0 ? max(late, now &- lastTickAt) : (stalled ? late : 0)
+        if overran { ticksOverrun &+= 1 }
+        if stalled { ticksLate &+= 1 }
+        ticks &+= 1
         lastTickAt = now
         tickAfterStall = stalled
         var next = keepaliveNanos ?? 1_000_000_000
@@ -148,8 +172,9 @@ extension RCLAN {
             p.interval = interval
             p.probeInterval = recent ? tickNanos : idle
             if discount > 0 {
-                let heard = max(p.legs.0.lastHeard, p.legs.1.lastHeard, p.judgedFrom)
-                p.judgedFrom = min(now &- tickNanos, heard &+ discount)
+                let heard = max(p.legs.0.lastHeard, p.legs.1.lastHeard, p.excusedUntil)
+                p.excusedUntil = min(now &- tickNanos, heard &+ discount)
+                p.judgedFrom = max(p.judgedFrom, p.excusedUntil)
             }
             let dead = interval == .max ? UInt64.max : interval &* UInt64(configuration.missedHeartbeats)
             var judge = active || p.wasActive || p.unsettled > 0
@@ -238,6 +263,12 @@ public struct LivenessTotals: Sendable, Hashable {
     /// Windows idle RVIs gave back, kept for the next RVI that wakes (at most 32); windows
     /// allocated anew so far, and taken from the spares.
     public var spareWindows = 0
+    /// Ticks of the layer, those that came more than two heartbeat intervals late (the engine
+    /// was slow: that lateness is not counted against any peer), and those after which a socket
+    /// had dropped datagrams for want of room (the time since the tick before is not counted).
+    public var ticks: UInt64 = 0
+    public var ticksLate: UInt64 = 0
+    public var ticksOverrun: UInt64 = 0
     public var windowsAllocated: UInt64 = 0
     public var windowsReused: UInt64 = 0
 

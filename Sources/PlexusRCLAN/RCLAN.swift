@@ -58,6 +58,10 @@ public final class RCLAN: EngineDriver {
     /// and when it is due.
     @exclusivity(unchecked) var tickGeneration: UInt32 = 0
     @exclusivity(unchecked) var tickExpectedAt: UInt64 = 0
+    /// Ticks, late ticks and ticks after socket overruns (``LivenessTotals``).
+    @exclusivity(unchecked) var ticks: UInt64 = 0
+    @exclusivity(unchecked) var ticksLate: UInt64 = 0
+    @exclusivity(unchecked) var ticksOverrun: UInt64 = 0
     /// Receive overruns of both ports at the last tick.
     @exclusivity(unchecked) var overrunsAtLastTick: UInt64 = 0
     /// Timers of ticks superseded by a sooner one, still in the ring.
