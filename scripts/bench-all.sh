@@ -44,8 +44,8 @@ vlan() {  # the virtual LAN scenarios: root, iproute2, iperf3, ping
 failover() {  # processor failover: root, iproute2, python3
     if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v python3 >/dev/null; then
         run failover failover --rounds "$rounds"
-        # 64 processing nodes in namespaces do not serve the drill's client on a 2-CPU machine yet
-        # (docs/benchmarks.md, "Processor failover at scale"): said, not fatal.
+        # 64 processing nodes in namespaces complete about half the drill's rounds on a 2-CPU
+        # machine (docs/benchmarks.md, "Processor failover at scale"): said, not fatal.
         run failover-64 failover --nodes 64 --rounds "$rounds" || true
     else
         echo "== failover skipped: needs root, iproute2 and python3 (scripts/setup.sh)" >&2
