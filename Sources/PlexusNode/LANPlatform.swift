@@ -107,6 +107,10 @@ public final class LANPlatform {
             var controlAddresses: [NodeAddress] = []
             for c in definition.controlNodes {
                 var cfg = configuration(c)
+                // A control node's sockets take every processing node's answers to its probes
+                // (2 legs × N every 5 ms) besides their traffic: room for a few hundred
+                // milliseconds of them while its engine waits for a CPU.
+                cfg.socketBufferBytes = max(cfg.socketBufferBytes, definition.processingNodes.count * (512 << 10))
                 if fabric == nil {
                     let probe = try EngineThread.start(cfg)
                     let a = NodeAddress(node: c, info: probe.info)
