@@ -71,7 +71,6 @@ struct LegRecord {
     var state: LegState = .up
     var changedAt: UInt64
     var lastHeard: UInt64
-    var lastSent: UInt64 = 0
     var heard = false
     var srtt: Double = 0
     var rttvar: Double = 0

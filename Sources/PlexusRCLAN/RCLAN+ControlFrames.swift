@@ -71,7 +71,6 @@ extension RCLAN {
         } catch {
             return
         }
-        c.legs[l].lastSent = now
         c.pair.withLeg(l) { $0.lastSent = now }
         if probe != 0 { c.legs[l].stats.heartbeatsOut &+= 1 }
         c.stats.acksOut &+= 1

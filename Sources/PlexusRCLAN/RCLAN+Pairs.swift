@@ -165,7 +165,7 @@ extension RCLAN {
             // frames are in flight (their acknowledgements are the evidence then, and a slow
             // peer is not sent probes it must answer on top of what it owes).
             let recent = p.lastData != 0 && now &- p.lastData < 2 * tickNanos
-            let active = recent || p.inFlight > 0
+            let active = p.isActive(now: now, window: 2 * tickNanos)
             let idle = p.watchedMembers > 0 ? watchedNanos : keepaliveNanos ?? .max
             let interval = active ? tickNanos : idle
             if interval < p.interval { p.judgedFrom = now }  // judged at a faster pace from now on

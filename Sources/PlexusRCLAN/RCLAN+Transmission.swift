@@ -106,7 +106,6 @@ extension RCLAN {
         c.records[i].transmissions &+= 1
         c.records[i].leg = UInt8(l)
         c.records[i].lost = false
-        c.legs[l].lastSent = now
         c.pair.withLeg(l) { $0.lastSent = now }
         noteData(c)
         c.legs[l].stats.framesOut &+= 1

@@ -75,7 +75,6 @@ public final class RCLAN: EngineDriver {
     let windowPool: WindowPool
     let watchedNanos: UInt64
     let keepaliveNanos: UInt64?
-    let deadAfter: UInt64
     let tick: Duration
     let tickNanos: UInt64
     let holdDown: UInt64
@@ -96,7 +95,6 @@ public final class RCLAN: EngineDriver {
         services = [delegate]
         tick = configuration.heartbeatInterval
         tickNanos = Self.nanos(configuration.heartbeatInterval)
-        deadAfter = tickNanos * UInt64(configuration.missedHeartbeats)
         holdDown = Self.nanos(configuration.holdDown)
         idleAfter = Self.nanos(configuration.idleAfter)
         windowPool = WindowPool(sendWindow: configuration.sendWindow, receiveWindow: configuration.receiveWindow)
